@@ -1,0 +1,76 @@
+//! The errors groklab reports. Each one renders as a single line that names the offending field
+//! and, where there is a fixed set, the allowed values.
+
+use std::path::PathBuf;
+
+/// Every failure a groklab command can report.
+#[derive(Debug, thiserror::Error)]
+pub enum GrokError {
+    /// A configuration field holds a value outside its allowed set or range.
+    #[error("invalid value for `{field}`: {value} (allowed: {allowed})")]
+    InvalidValue {
+        /// Dotted config key, e.g. `task.frac_train`.
+        field: String,
+        /// The value that was given.
+        value: String,
+        /// The allowed values or range.
+        allowed: String,
+    },
+    /// The config could not be parsed (unknown key, wrong type, bad TOML).
+    #[error("invalid config: {0}")]
+    Config(String),
+    /// The output directory exists and is not empty.
+    #[error("output directory {0} is not empty: pass --resume {0} to continue it or --force to overwrite it")]
+    OutputExists(PathBuf),
+    /// A checkpoint or run directory is missing or unreadable.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Training produced a non-finite loss.
+    #[error(
+        "train loss is {value} at step {step}; stopped, last good checkpoint: {last_checkpoint}"
+    )]
+    NonFiniteLoss {
+        /// The step at which the loss was computed.
+        step: u64,
+        /// The loss value (NaN or ±inf).
+        value: f64,
+        /// Path of the last checkpoint written, or `none`.
+        last_checkpoint: String,
+    },
+    /// An I/O failure, with the path concerned.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl GrokError {
+    /// Shorthand for [`GrokError::InvalidValue`].
+    pub fn invalid(field: &str, value: impl ToString, allowed: impl ToString) -> Self {
+        Self::InvalidValue {
+            field: field.to_string(),
+            value: value.to_string(),
+            allowed: allowed.to_string(),
+        }
+    }
+
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Result alias used throughout groklab.
+pub type Result<T> = std::result::Result<T, GrokError>;

@@ -1,0 +1,13 @@
+//! groklab: a laboratory for watching small neural networks learn algorithms.
+//!
+//! The pipeline reads top to bottom: [`tasks`] (data and splits) → [`models`] (the
+//! TransformerLens-layout transformer on burn) → [`train`] (AdamW, checkpoints, metrics, the
+//! training loop) → [`report`] (plots).
+
+pub mod error;
+pub mod models;
+pub mod report;
+pub mod tasks;
+pub mod train;
+
+pub use error::{GrokError, Result};

@@ -1,0 +1,210 @@
+//! The transformer's hyper-parameters, mirroring TransformerLens' `HookedTransformerConfig`.
+
+use crate::error::{GrokError, Result};
+use serde::{Deserialize, Serialize};
+
+/// MLP non-linearity (`act_fn` in TransformerLens).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// max(0, x)
+    Relu,
+    /// x·Φ(x), the exact (erf) GELU.
+    Gelu,
+}
+
+/// Where LayerNorm sits (`normalization_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalization {
+    /// No normalisation (Nanda et al. 2023).
+    None,
+    /// Pre-LN: `ln1` before attention, `ln2` before the MLP, `ln_final` before the unembedding.
+    PreLn,
+}
+
+/// Shape of a decoder-only transformer in TransformerLens terms.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TransformerConfig {
+    /// Number of blocks.
+    pub n_layers: usize,
+    /// Attention heads per block.
+    pub n_heads: usize,
+    /// Residual stream width.
+    pub d_model: usize,
+    /// Width of each head's queries, keys and values.
+    pub d_head: usize,
+    /// MLP hidden width.
+    pub d_mlp: usize,
+    /// Input vocabulary size (p + 1 for `[a, b, =]`).
+    pub d_vocab: usize,
+    /// Output classes (p, or p + 1 with the never-used `=` class as in the paper).
+    pub d_vocab_out: usize,
+    /// Context length.
+    pub n_ctx: usize,
+    /// MLP activation.
+    pub act_fn: Activation,
+    /// LayerNorm placement.
+    pub normalization: Normalization,
+    /// Blocks without MLPs.
+    pub attn_only: bool,
+}
+
+impl TransformerConfig {
+    /// The 1-layer model of Nanda et al. 2023 for modulus `p` (REFERENCES.md §1): d_model 128,
+    /// 4 heads of 32, d_mlp 512, ReLU, no LayerNorm, `p + 1` outputs.
+    pub fn nanda2023(p: usize) -> Self {
+        Self {
+            n_layers: 1,
+            n_heads: 4,
+            d_model: 128,
+            d_head: 32,
+            d_mlp: 512,
+            d_vocab: p + 1,
+            d_vocab_out: p + 1,
+            n_ctx: 3,
+            act_fn: Activation::Relu,
+            normalization: Normalization::None,
+            attn_only: false,
+        }
+    }
+
+    /// Checks that every size is positive.
+    ///
+    /// # Errors
+    /// The first zero-sized field, named `model.<field>`.
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("model.n_layers", self.n_layers),
+            ("model.n_heads", self.n_heads),
+            ("model.d_model", self.d_model),
+            ("model.d_head", self.d_head),
+            ("model.d_mlp", self.d_mlp),
+        ] {
+            if v == 0 {
+                return Err(GrokError::invalid(name, v, "a positive integer"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every parameter tensor with its TransformerLens name, shape, initialisation and whether it
+    /// is trained. Biases the paper's model lacks (`b_Q`, `b_K`, `b_V`, `b_O`, `b_U`) are listed as
+    /// frozen zeros so checkpoints carry every TransformerLens key.
+    ///
+    /// Init (Nanda et al. 2023, REFERENCES.md §1): weights N(0, 1)/√d_model, `W_U` N(0, 1)/√d_vocab,
+    /// biases 0, LayerNorm scales 1.
+    pub fn param_specs(&self) -> Vec<ParamSpec> {
+        let (d, h, dh, m) = (self.d_model, self.n_heads, self.d_head, self.d_mlp);
+        let w = (d as f64).sqrt().recip();
+        let mut specs = vec![
+            ParamSpec::new("embed.W_E", vec![self.d_vocab, d], Init::Normal(w)),
+            ParamSpec::new("pos_embed.W_pos", vec![self.n_ctx, d], Init::Normal(w)),
+        ];
+        let ln = self.normalization == Normalization::PreLn;
+        for l in 0..self.n_layers {
+            let b = |s: &str| format!("blocks.{l}.{s}");
+            if ln {
+                specs.push(ParamSpec::new(&b("ln1.w"), vec![d], Init::Ones));
+                specs.push(ParamSpec::new(&b("ln1.b"), vec![d], Init::Zeros));
+            }
+            for name in ["attn.W_Q", "attn.W_K", "attn.W_V"] {
+                specs.push(ParamSpec::new(&b(name), vec![h, d, dh], Init::Normal(w)));
+            }
+            specs.push(ParamSpec::new(
+                &b("attn.W_O"),
+                vec![h, dh, d],
+                Init::Normal(w),
+            ));
+            for name in ["attn.b_Q", "attn.b_K", "attn.b_V"] {
+                specs.push(ParamSpec::frozen(&b(name), vec![h, dh]));
+            }
+            specs.push(ParamSpec::frozen(&b("attn.b_O"), vec![d]));
+            if !self.attn_only {
+                if ln {
+                    specs.push(ParamSpec::new(&b("ln2.w"), vec![d], Init::Ones));
+                    specs.push(ParamSpec::new(&b("ln2.b"), vec![d], Init::Zeros));
+                }
+                specs.push(ParamSpec::new(&b("mlp.W_in"), vec![d, m], Init::Normal(w)));
+                specs.push(ParamSpec::new(&b("mlp.b_in"), vec![m], Init::Zeros));
+                specs.push(ParamSpec::new(&b("mlp.W_out"), vec![m, d], Init::Normal(w)));
+                specs.push(ParamSpec::new(&b("mlp.b_out"), vec![d], Init::Zeros));
+            }
+        }
+        if ln {
+            specs.push(ParamSpec::new("ln_final.w", vec![d], Init::Ones));
+            specs.push(ParamSpec::new("ln_final.b", vec![d], Init::Zeros));
+        }
+        let wu = (self.d_vocab as f64).sqrt().recip();
+        specs.push(ParamSpec::new(
+            "unembed.W_U",
+            vec![d, self.d_vocab_out],
+            Init::Normal(wu),
+        ));
+        specs.push(ParamSpec::frozen("unembed.b_U", vec![self.d_vocab_out]));
+        specs
+    }
+
+    /// Multiply-accumulate count ×2 (FLOPs) of one training step (forward + backward ≈ 3× forward)
+    /// on `rows` examples, counting only the matrix products the last-position loss reads; the
+    /// table projections and elementwise work are left out (they are < 2% for the paper model).
+    pub fn train_step_flops(&self, rows: usize) -> f64 {
+        let (d, hd, m) = (
+            self.d_model as f64,
+            (self.n_heads * self.d_head) as f64,
+            self.d_mlp as f64,
+        );
+        let (r, t) = (rows as f64, self.n_ctx as f64);
+        let mlp = if self.attn_only { 0.0 } else { 2.0 * d * m };
+        // Earlier layers run at every position; the last one only at the last position.
+        let full_layer = t * (4.0 * d * hd + mlp);
+        let last_layer = d * hd + mlp;
+        let earlier = (self.n_layers - 1) as f64 * full_layer;
+        let fwd = 2.0 * r * (earlier + last_layer + d * self.d_vocab_out as f64);
+        3.0 * fwd
+    }
+}
+
+/// How a parameter is initialised.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// N(0, 1) times the given standard deviation.
+    Normal(f64),
+    /// All zeros.
+    Zeros,
+    /// All ones.
+    Ones,
+}
+
+/// One parameter tensor: TransformerLens name, shape, init, and whether the optimiser updates it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamSpec {
+    /// TransformerLens state-dict key, e.g. `blocks.0.attn.W_Q`.
+    pub name: String,
+    /// TransformerLens layout, e.g. `[n_heads, d_model, d_head]`.
+    pub shape: Vec<usize>,
+    /// Initialisation.
+    pub init: Init,
+    /// Whether the optimiser updates it (false for the paper's absent biases).
+    pub trainable: bool,
+}
+
+impl ParamSpec {
+    fn new(name: &str, shape: Vec<usize>, init: Init) -> Self {
+        Self {
+            name: name.to_string(),
+            shape,
+            init,
+            trainable: true,
+        }
+    }
+
+    fn frozen(name: &str, shape: Vec<usize>) -> Self {
+        Self {
+            name: name.to_string(),
+            shape,
+            init: Init::Zeros,
+            trainable: false,
+        }
+    }
+}

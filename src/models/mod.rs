@@ -1,0 +1,14 @@
+//! Models, with TransformerLens parameter names and layouts.
+//!
+//! A model's weights live in a [`ParamStore`] (host memory, f64 master copy); each step builds a
+//! burn [`Transformer`] over them whose leaves carry gradients.
+
+mod config;
+mod params;
+mod transformer;
+
+pub use config::{Activation, Init, Normalization, ParamSpec, TransformerConfig};
+pub use params::{
+    encode_safetensors, read_safetensors, read_safetensors_metadata, ParamEntry, ParamStore,
+};
+pub use transformer::{ForwardOutput, Transformer};

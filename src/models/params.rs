@@ -1,0 +1,234 @@
+//! Host-side parameter storage and its safetensors form.
+
+use super::config::{Init, ParamSpec, TransformerConfig};
+use crate::error::{GrokError, Result};
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// One parameter tensor, flattened row-major in its TransformerLens layout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamEntry {
+    /// TransformerLens name (`embed.W_E`, `blocks.0.mlp.W_in`, ...).
+    pub name: String,
+    /// TransformerLens shape.
+    pub shape: Vec<usize>,
+    /// Values, row-major, f64 master copy (rounded to f32 after every update in f32 runs).
+    pub data: Vec<f64>,
+    /// Whether the optimiser updates it.
+    pub trainable: bool,
+}
+
+/// Every parameter of a model, in [`TransformerConfig::param_specs`] order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamStore {
+    /// The tensors.
+    pub entries: Vec<ParamEntry>,
+}
+
+impl ParamStore {
+    /// Draws a fresh initialisation from `seed` (ChaCha8; specs in order, row-major).
+    pub fn init(cfg: &TransformerConfig, seed: u64) -> Self {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let entries = cfg
+            .param_specs()
+            .into_iter()
+            .map(
+                |ParamSpec {
+                     name,
+                     shape,
+                     init,
+                     trainable,
+                 }| {
+                    let n = shape.iter().product();
+                    let data = match init {
+                        Init::Zeros => vec![0.0; n],
+                        Init::Ones => vec![1.0; n],
+                        Init::Normal(std) => (0..n)
+                            .map(|_| std * Distribution::<f64>::sample(&StandardNormal, &mut rng))
+                            .collect(),
+                    };
+                    ParamEntry {
+                        name,
+                        shape,
+                        data,
+                        trainable,
+                    }
+                },
+            )
+            .collect();
+        Self { entries }
+    }
+
+    /// The entry called `name`.
+    pub fn get(&self, name: &str) -> Option<&ParamEntry> {
+        self.entries.iter().find(|e| e.name == name)
+    }
+
+    /// Mutable access to the entry called `name`.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut ParamEntry> {
+        self.entries.iter_mut().find(|e| e.name == name)
+    }
+
+    /// Rounds every value to the nearest f32 (keeps f32 runs bit-exact across checkpoints).
+    pub fn round_to_f32(&mut self) {
+        for e in &mut self.entries {
+            for x in &mut e.data {
+                *x = *x as f32 as f64;
+            }
+        }
+    }
+
+    /// Sum of squared weights per tensor, `(name, Σ w²)` in store order.
+    pub fn sum_squares(&self) -> Vec<(String, f64)> {
+        self.entries
+            .iter()
+            .map(|e| (e.name.clone(), e.data.iter().map(|x| x * x).sum()))
+            .collect()
+    }
+
+    /// Serialises every tensor (frozen biases included) as safetensors in `dtype` (F32 or F64),
+    /// with `metadata` in the header.
+    pub fn to_safetensors(&self, dtype: Dtype, metadata: HashMap<String, String>) -> Vec<u8> {
+        let named = self
+            .entries
+            .iter()
+            .map(|e| (e.name.as_str(), &e.shape[..], &e.data[..]));
+        encode_safetensors(named, dtype, metadata)
+    }
+
+    /// Loads a TransformerLens-layout safetensors file whose tensor names and shapes match the
+    /// config (`W_U`/`b_U` may have one more output column than `cfg.d_vocab_out`; it is dropped).
+    /// Missing frozen biases are taken as zeros.
+    ///
+    /// # Errors
+    /// [`GrokError::Checkpoint`] for unreadable files, missing tensors and shape mismatches.
+    pub fn from_safetensors(path: &Path, cfg: &TransformerConfig) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| GrokError::Checkpoint {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let tensors = read_safetensors(path, &bytes)?;
+        let bad = |reason: String| GrokError::Checkpoint {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let mut store = Self::init(cfg, 0);
+        for entry in &mut store.entries {
+            let Some((shape, data)) = tensors.get(&entry.name) else {
+                if entry.trainable {
+                    return Err(bad(format!("missing tensor `{}`", entry.name)));
+                }
+                entry.data.iter_mut().for_each(|x| *x = 0.0);
+                continue;
+            };
+            entry.data = if *shape == entry.shape {
+                data.clone()
+            } else if entry.name.starts_with("unembed.")
+                && shape.len() == entry.shape.len()
+                && shape.last() == Some(&(entry.shape.last().unwrap() + 1))
+            {
+                drop_last_column(data, *shape.last().unwrap())
+            } else {
+                return Err(bad(format!(
+                    "tensor `{}` has shape {:?}, expected {:?}",
+                    entry.name, shape, entry.shape
+                )));
+            };
+        }
+        Ok(store)
+    }
+}
+
+fn drop_last_column(data: &[f64], cols: usize) -> Vec<f64> {
+    data.chunks(cols)
+        .flat_map(|row| &row[..cols - 1])
+        .copied()
+        .collect()
+}
+
+/// Encodes `(name, shape, values)` triples as a safetensors buffer of `dtype` (F32 or F64).
+pub fn encode_safetensors<'a>(
+    tensors: impl Iterator<Item = (&'a str, &'a [usize], &'a [f64])>,
+    dtype: Dtype,
+    metadata: HashMap<String, String>,
+) -> Vec<u8> {
+    let buffers: Vec<(&str, Vec<usize>, Vec<u8>)> = tensors
+        .map(|(name, shape, data)| {
+            let bytes = match dtype {
+                Dtype::F64 => data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                _ => data
+                    .iter()
+                    .flat_map(|&x| (x as f32).to_le_bytes())
+                    .collect(),
+            };
+            (name, shape.to_vec(), bytes)
+        })
+        .collect();
+    let dtype = if dtype == Dtype::F64 {
+        Dtype::F64
+    } else {
+        Dtype::F32
+    };
+    let views = buffers.iter().map(|(name, shape, bytes)| {
+        let view = TensorView::new(dtype, shape.clone(), bytes).expect("consistent tensor view");
+        (*name, view)
+    });
+    let meta = (!metadata.is_empty()).then_some(metadata);
+    safetensors::serialize(views, meta).expect("safetensors serialisation of valid views")
+}
+
+/// Decodes every float tensor of a safetensors buffer into `(shape, f64 values)`.
+///
+/// # Errors
+/// [`GrokError::Checkpoint`] when the buffer is not valid safetensors or holds a non-float tensor.
+pub fn read_safetensors(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<HashMap<String, (Vec<usize>, Vec<f64>)>> {
+    let bad = |reason: String| GrokError::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
+    let mut out = HashMap::new();
+    for (name, view) in st.tensors() {
+        let data = view.data();
+        let values: Vec<f64> = match view.dtype() {
+            Dtype::F64 => data
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+                .collect(),
+            Dtype::I64 => data
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+                .collect(),
+            other => {
+                return Err(bad(format!(
+                    "tensor `{name}` has unsupported dtype {other:?}"
+                )))
+            }
+        };
+        out.insert(name, (view.shape().to_vec(), values));
+    }
+    Ok(out)
+}
+
+/// The header metadata (`__metadata__`) of a safetensors buffer.
+///
+/// # Errors
+/// [`GrokError::Checkpoint`] when the header cannot be parsed.
+pub fn read_safetensors_metadata(path: &Path, bytes: &[u8]) -> Result<HashMap<String, String>> {
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| GrokError::Checkpoint {
+        path: path.to_path_buf(),
+        reason: format!("not a valid safetensors file ({e})"),
+    })?;
+    Ok(meta.metadata().clone().unwrap_or_default())
+}

@@ -1,0 +1,285 @@
+//! The transformer's forward pass on burn, computing only what the last position's logits read.
+//!
+//! Residual stream (TransformerLens `HookedTransformer`, Nanda et al. 2023 §3):
+//! `x = W_E[tok] + W_pos`; per block `x += attn(ln1(x))`, `x += mlp(ln2(x))`;
+//! `logits = ln_final(x)·W_U`. Attention: `softmax(q·kᵀ/√d_head + causal mask)·v·W_O`.
+//!
+//! What is skipped, and why it is exact: the loss reads only the last position's logits, so the
+//! last block computes its query, attention output and MLP at that position alone. Block 0's input
+//! depends only on (token, position), so its queries, keys and values are projected once for the
+//! `n_ctx × d_vocab` table of such pairs and gathered per example.
+
+use super::config::{Activation, Normalization, TransformerConfig};
+use super::params::ParamStore;
+use burn::tensor::activation::{gelu, relu, softmax};
+use burn::tensor::Gradients;
+use burn::tensor::{Bool, DType, Device, Int, Tensor, TensorData};
+use std::collections::HashMap;
+
+/// LayerNorm epsilon (TransformerLens default).
+const LN_EPS: f64 = 1e-5;
+
+/// A model bound to burn tensors for one forward (and backward) pass.
+pub struct Transformer {
+    cfg: TransformerConfig,
+    leaves: Vec<Tensor<1>>,
+    index: HashMap<String, usize>,
+    device: Device,
+}
+
+/// What one forward pass returns, all at the last position.
+pub struct ForwardOutput {
+    /// `[batch, d_vocab_out]` logits (hook `unembed.hook_out` at the last position).
+    pub logits: Tensor<2>,
+    /// `[batch, n_heads, n_ctx]` attention pattern of the last block's last query
+    /// (`blocks.{L-1}.attn.hook_pattern[:, :, -1, :]`).
+    pub pattern_last: Tensor<3>,
+    /// `[batch, d_mlp]` MLP activations of the last block (`blocks.{L-1}.mlp.hook_post[:, -1]`),
+    /// absent for attention-only models.
+    pub mlp_post_last: Option<Tensor<2>>,
+}
+
+/// Where a block reads its input from.
+enum Stream {
+    /// Block 0: rows of the `[n_ctx·d_vocab, d_model]` (position, token) table, gathered by the
+    /// `[batch·pos]` flat ids `pos·d_vocab + token`.
+    Table {
+        table: Tensor<2>,
+        ids: Tensor<1, Int>,
+    },
+    /// Later blocks: the full `[batch·pos, d_model]` residual stream.
+    Full(Tensor<2>),
+}
+
+impl Transformer {
+    /// Uploads `store` to `device` in `dtype` (F32 or F64). With `track_grads`, every trainable
+    /// tensor becomes a leaf that receives a gradient (the device must have autodiff enabled).
+    pub fn new(
+        cfg: &TransformerConfig,
+        store: &ParamStore,
+        device: &Device,
+        dtype: DType,
+        track_grads: bool,
+    ) -> Self {
+        let mut index = HashMap::new();
+        let leaves = store
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                index.insert(e.name.clone(), i);
+                let t = Tensor::<1>::from_data(
+                    TensorData::new(e.data.clone(), [e.data.len()]),
+                    (device, dtype),
+                );
+                if track_grads && e.trainable {
+                    t.require_grad()
+                } else {
+                    t
+                }
+            })
+            .collect();
+        Self {
+            cfg: cfg.clone(),
+            leaves,
+            index,
+            device: device.clone(),
+        }
+    }
+
+    /// The parameter `name` reshaped to `shape`.
+    fn w<const D: usize>(&self, name: &str, shape: [usize; D]) -> Tensor<D> {
+        self.leaves[self.index[name]].clone().reshape(shape)
+    }
+
+    /// A `[n_heads, a, b]` TransformerLens weight as the 2-D matrix a single matmul needs:
+    /// `W_Q/W_K/W_V [H, d_model, d_head] → [d_model, H·d_head]`, `W_O [H, d_head, d_model] →
+    /// [H·d_head, d_model]`.
+    fn heads_2d(&self, name: &str, out_major: bool) -> Tensor<2> {
+        let (h, d, dh) = (self.cfg.n_heads, self.cfg.d_model, self.cfg.d_head);
+        if out_major {
+            self.w(name, [h * dh, d])
+        } else {
+            self.w(name, [h, d, dh])
+                .swap_dims(0, 1)
+                .reshape([d, h * dh])
+        }
+    }
+
+    /// Gradients of every tensor, `None` for frozen ones, flattened in store order (f64).
+    pub fn gradients(&self, grads: &Gradients) -> Vec<Option<Vec<f64>>> {
+        self.leaves
+            .iter()
+            .map(|leaf| {
+                leaf.grad(grads).map(|g| {
+                    g.into_data()
+                        .try_into_vec_as::<f64>()
+                        .expect("float gradient")
+                })
+            })
+            .collect()
+    }
+
+    fn layer_norm(&self, x: Tensor<2>, prefix: &str) -> Tensor<2> {
+        if self.cfg.normalization == Normalization::None {
+            return x;
+        }
+        let d = self.cfg.d_model;
+        let centred = x.clone() - x.mean_dim(1);
+        let scale = (centred.clone().powi_scalar(2).mean_dim(1) + LN_EPS).sqrt();
+        centred / scale * self.w(&format!("{prefix}.w"), [1, d])
+            + self.w(&format!("{prefix}.b"), [1, d])
+    }
+
+    /// Forward pass on `tokens` `[batch, pos]` (pos ≤ n_ctx), returning the last position's
+    /// logits and the hooks the tests and measures read.
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> ForwardOutput {
+        let c = &self.cfg;
+        let [b, t] = tokens.dims();
+        let (d, h, dh, v) = (c.d_model, c.n_heads, c.d_head, c.d_vocab);
+
+        // (pos, token) table: row pos·d_vocab + tok = W_E[tok] + W_pos[pos]       // (n_ctx·V, D)
+        let table = (self.w("embed.W_E", [1, v, d]) + self.w("pos_embed.W_pos", [c.n_ctx, 1, d]))
+            .reshape([c.n_ctx * v, d]);
+        let offsets =
+            Tensor::<1, Int>::arange(0..t as i64, &self.device).reshape([1, t]) * v as i64;
+        let ids = (tokens + offsets).reshape([b * t]); // (B·T)
+        let mut stream = Stream::Table { table, ids };
+
+        for l in 0..c.n_layers {
+            let last = l + 1 == c.n_layers;
+            let prefix = format!("blocks.{l}");
+            // ---- attention ----
+            let (normed_src, resid_src) = match &stream {
+                Stream::Table { table, .. } => (
+                    self.layer_norm(table.clone(), &format!("{prefix}.ln1")),
+                    table.clone(),
+                ),
+                Stream::Full(x) => (
+                    self.layer_norm(x.clone(), &format!("{prefix}.ln1")),
+                    x.clone(),
+                ),
+            };
+            let project = |name: &str| normed_src.clone().matmul(self.heads_2d(name, false));
+            let (k_src, v_src, q_src) = (
+                project(&format!("{prefix}.attn.W_K")),
+                project(&format!("{prefix}.attn.W_V")),
+                project(&format!("{prefix}.attn.W_Q")),
+            );
+            // rows at every position, and at the last position only
+            let (all_rows, last_rows) = match &stream {
+                Stream::Table { ids, .. } => {
+                    let last_ids = ids
+                        .clone()
+                        .reshape([b, t])
+                        .slice([0..b, t - 1..t])
+                        .reshape([b]);
+                    (Rows::Gather(ids.clone()), Rows::Gather(last_ids))
+                }
+                Stream::Full(_) => (Rows::All, Rows::Last { b, t }),
+            };
+            let k = all_rows.take(k_src).reshape([b, 1, t, h, dh]); // (B, 1, Tk, H, dh)
+            let vv = all_rows.take(v_src).reshape([b, 1, t, h, dh]);
+            let (q, tq) = if last {
+                (last_rows.take(q_src), 1)
+            } else {
+                (all_rows.take(q_src), t)
+            };
+            let q = q.reshape([b, tq, 1, h, dh]); // (B, Tq, 1, H, dh)
+            let mut scores =
+                (q * k).sum_dim(4).reshape([b, tq, t, h]) * self.scalar(1.0 / (dh as f64).sqrt());
+            if tq > 1 {
+                scores = scores.mask_fill(self.causal_mask(b, t, h), f64::NEG_INFINITY);
+            }
+            let pattern = softmax(scores, 2); // (B, Tq, Tk, H)
+            let z = (pattern.clone().reshape([b, tq, t, h, 1]) * vv)
+                .sum_dim(2)
+                .reshape([b * tq, h * dh]); // (B·Tq, H·dh)
+            let attn_out = z.matmul(self.heads_2d(&format!("{prefix}.attn.W_O"), true)); // (B·Tq, D)
+            let resid_in = if last {
+                last_rows.take(resid_src)
+            } else {
+                all_rows.take(resid_src)
+            };
+            let mut x = resid_in + attn_out; // (q_rows, D)
+                                             // ---- MLP ----
+            let mut post_hook = None;
+            if !c.attn_only {
+                let m = c.d_mlp;
+                let normed = self.layer_norm(x.clone(), &format!("{prefix}.ln2"));
+                let pre = normed.matmul(self.w(&format!("{prefix}.mlp.W_in"), [d, m]))
+                    + self.w(&format!("{prefix}.mlp.b_in"), [1, m]); // (rows, d_mlp)
+                let post = match c.act_fn {
+                    Activation::Relu => relu(pre),
+                    Activation::Gelu => gelu(pre),
+                };
+                x = x
+                    + post
+                        .clone()
+                        .matmul(self.w(&format!("{prefix}.mlp.W_out"), [m, d]))
+                    + self.w(&format!("{prefix}.mlp.b_out"), [1, d]);
+                post_hook = Some(post);
+            }
+            if last {
+                let x = self.layer_norm(x, "ln_final");
+                let logits = x.matmul(self.w("unembed.W_U", [d, c.d_vocab_out])); // (B, V_out)
+                let pattern_last = pattern.reshape([b, t, h]).swap_dims(1, 2); // (B, H, Tk)
+                return ForwardOutput {
+                    logits,
+                    pattern_last,
+                    mlp_post_last: post_hook,
+                };
+            }
+            stream = Stream::Full(x);
+        }
+        unreachable!("n_layers >= 1 is validated")
+    }
+
+    /// A `[1, 1, 1, 1]` constant in the model's dtype. Scalar ops would round the constant to
+    /// f32 first (burn's nominal float element), costing ~1e-8 relative accuracy in f64 runs.
+    fn scalar(&self, value: f64) -> Tensor<4> {
+        let dtype = self.leaves[0].dtype();
+        Tensor::from_data(
+            TensorData::new(vec![value], [1, 1, 1, 1]),
+            (&self.device, dtype),
+        )
+    }
+
+    /// `[B, T, T, H]` mask, true where the key comes after the query.
+    fn causal_mask(&self, b: usize, t: usize, h: usize) -> Tensor<4, Bool> {
+        let mut mask = vec![false; t * t];
+        for q in 0..t {
+            for k in q + 1..t {
+                mask[q * t + k] = true;
+            }
+        }
+        Tensor::<2, Bool>::from_data(TensorData::new(mask, [t, t]), &self.device)
+            .reshape([1, t, t, 1])
+            .expand([b, t, t, h])
+    }
+}
+
+/// Which rows of a `[rows, width]` source a block reads.
+enum Rows {
+    /// Table rows by id.
+    Gather(Tensor<1, Int>),
+    /// The whole `[B·T, width]` stream.
+    All,
+    /// The last position of a `[B·T, width]` stream.
+    Last { b: usize, t: usize },
+}
+
+impl Rows {
+    fn take(&self, src: Tensor<2>) -> Tensor<2> {
+        match self {
+            Rows::Gather(ids) => src.select(0, ids.clone()),
+            Rows::All => src,
+            Rows::Last { b, t } => {
+                let w = src.dims()[1];
+                src.reshape([*b, *t, w])
+                    .slice([0..*b, t - 1..*t, 0..w])
+                    .reshape([*b, w])
+            }
+        }
+    }
+}

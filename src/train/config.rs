@@ -1,0 +1,361 @@
+//! A run's configuration: TOML sections `[task]`, `[model]`, `[train]`, built from an embedded
+//! preset, an optional config file and `--set key=value` overrides.
+
+use crate::error::{GrokError, Result};
+use crate::models::{Activation, Normalization, TransformerConfig};
+use crate::tasks::{is_prime, ModularDataset, Operation, SplitMode};
+use serde::{Deserialize, Serialize};
+
+/// The embedded presets: `(name, one-line description, TOML)`.
+pub const PRESETS: [(&str, &str, &str); 2] = [
+    (
+        "quick",
+        "default: the paper's model family on (a+b) mod 59, groks in about a minute on 2 cores",
+        include_str!("../../presets/quick.toml"),
+    ),
+    (
+        "nanda2023",
+        "Nanda et al. 2023 exactly: (a+b) mod 113, 30% python split seed 0, AdamW wd 1, 40k full-batch epochs",
+        include_str!("../../presets/nanda2023.toml"),
+    ),
+];
+
+/// Floating-point precision of a computation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// 32-bit floats.
+    F32,
+    /// 64-bit floats.
+    F64,
+}
+
+impl Precision {
+    /// The burn dtype.
+    pub fn dtype(self) -> burn::tensor::DType {
+        match self {
+            Precision::F32 => burn::tensor::DType::F32,
+            Precision::F64 => burn::tensor::DType::F64,
+        }
+    }
+}
+
+/// Number of output classes relative to p.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VocabOut {
+    /// p classes (TransformerLens demo).
+    #[serde(rename = "p")]
+    P,
+    /// p + 1 classes, the `=` class never a label (the paper).
+    #[serde(rename = "p+1")]
+    PPlus1,
+}
+
+/// `[task]`: which examples, and how they are split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSection {
+    /// Operation name (see [`Operation`]).
+    pub name: String,
+    /// Modulus.
+    pub p: u64,
+    /// Fraction of examples used for training, in (0, 1].
+    pub frac_train: f64,
+    /// Shuffle used for the split.
+    pub split: SplitMode,
+    /// Seed of the split shuffle (and of `random_table` labels).
+    pub split_seed: u64,
+    /// Keep `(a, b)` and `(b, a)` on the same side (commutative operations).
+    pub keep_commutative: bool,
+}
+
+/// `[model]`: the transformer (TransformerLens field names).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// Blocks.
+    pub n_layers: usize,
+    /// Heads per block.
+    pub n_heads: usize,
+    /// Residual width.
+    pub d_model: usize,
+    /// Head width.
+    pub d_head: usize,
+    /// MLP width.
+    pub d_mlp: usize,
+    /// MLP activation.
+    pub act_fn: Activation,
+    /// LayerNorm placement.
+    pub normalization: Normalization,
+    /// No MLPs.
+    pub attn_only: bool,
+    /// Output classes: `"p"` or `"p+1"`.
+    pub d_vocab_out: VocabOut,
+    /// Seed of the weight initialisation.
+    pub init_seed: u64,
+}
+
+/// `[train]`: optimiser, schedule, precision, logging.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSection {
+    /// Optimiser updates (= epochs with full batch).
+    pub steps: u64,
+    /// AdamW learning rate.
+    pub lr: f64,
+    /// Decoupled weight decay (PyTorch `AdamW.weight_decay`).
+    pub weight_decay: f64,
+    /// Adam (β₁, β₂).
+    pub betas: [f64; 2],
+    /// Adam ε.
+    pub eps: f64,
+    /// Linear warm-up: lr × min(step / warmup_steps, 1), so step 0 has lr 0 (0 disables).
+    pub warmup_steps: u64,
+    /// Minibatch size; 0 means full batch.
+    pub batch_size: usize,
+    /// Precision of the forward and backward pass.
+    pub compute_dtype: Precision,
+    /// Precision of log-softmax and the loss.
+    pub loss_dtype: Precision,
+    /// Log metrics every N steps.
+    pub log_every: u64,
+    /// Checkpoint every N steps.
+    pub checkpoint_every: u64,
+    /// Before this step, checkpoint ten times as often.
+    pub dense_checkpoints_until: u64,
+    /// CPU threads.
+    pub threads: usize,
+}
+
+/// A whole run's configuration, as written to `config.toml` in the run directory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Data.
+    pub task: TaskSection,
+    /// Model.
+    pub model: ModelSection,
+    /// Training.
+    pub train: TrainSection,
+}
+
+impl RunConfig {
+    /// Builds a config from a preset, an optional TOML file merged over it, and `key=value`
+    /// overrides (dotted keys such as `train.lr=3e-3`), then validates it.
+    ///
+    /// # Errors
+    /// Unknown preset or key, unparsable values, and every check of [`RunConfig::validate`].
+    pub fn build(preset: &str, file: Option<&str>, overrides: &[String]) -> Result<Self> {
+        Self::build_on(preset_table(preset)?, file, overrides)
+    }
+
+    /// As [`RunConfig::build`] over a resolved config's TOML text (a run's `config.toml`).
+    ///
+    /// # Errors
+    /// As [`RunConfig::build`].
+    pub fn build_from_toml(base: &str, overrides: &[String]) -> Result<Self> {
+        let table: toml::Table =
+            toml::from_str(base).map_err(|e| GrokError::Config(one_line(&e.to_string())))?;
+        Self::build_on(table, None, overrides)
+    }
+
+    fn build_on(mut table: toml::Table, file: Option<&str>, overrides: &[String]) -> Result<Self> {
+        if let Some(text) = file {
+            let extra: toml::Table =
+                toml::from_str(text).map_err(|e| GrokError::Config(one_line(&e.to_string())))?;
+            for (section, value) in extra {
+                let toml::Value::Table(items) = value else {
+                    return Err(unknown_key(&section, &table));
+                };
+                for (key, v) in items {
+                    set_key(&mut table, &format!("{section}.{key}"), v)?;
+                }
+            }
+        }
+        for item in overrides {
+            let (key, raw) = item.split_once('=').ok_or_else(|| {
+                GrokError::invalid("--set", item, "key=value, e.g. train.lr=3e-3")
+            })?;
+            set_key(&mut table, key.trim(), parse_value(raw.trim()))?;
+        }
+        Self::from_table(table)
+    }
+
+    /// Parses a resolved config (e.g. a run directory's `config.toml`) and validates it.
+    ///
+    /// # Errors
+    /// As [`RunConfig::build`].
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| GrokError::Config(one_line(&e.to_string())))?;
+        Self::from_table(table)
+    }
+
+    fn from_table(table: toml::Table) -> Result<Self> {
+        let cfg: RunConfig =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let path = e.path().to_string();
+                GrokError::Config(format!("`{path}`: {}", one_line(&e.inner().to_string())))
+            })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The resolved TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+
+    /// Checks every value against its allowed range.
+    ///
+    /// # Errors
+    /// [`GrokError::InvalidValue`] naming the first offending field.
+    pub fn validate(&self) -> Result<()> {
+        let op = Operation::parse(&self.task.name)?;
+        let p = self.task.p;
+        if p < 2 {
+            return Err(GrokError::invalid("task.p", p, "an integer >= 2"));
+        }
+        if op.needs_prime() && !is_prime(p) {
+            return Err(GrokError::invalid(
+                "task.p",
+                p,
+                format!("a prime (task `{}` needs b⁻¹ mod p)", op.name()),
+            ));
+        }
+        let f = self.task.frac_train;
+        if !(f > 0.0 && f <= 1.0) {
+            return Err(GrokError::invalid(
+                "task.frac_train",
+                f,
+                "a number in (0, 1]",
+            ));
+        }
+        self.transformer().validate()?;
+        let t = &self.train;
+        let positive = [("train.lr", t.lr), ("train.eps", t.eps)];
+        for (name, v) in positive {
+            if !(v > 0.0 && v.is_finite()) {
+                return Err(GrokError::invalid(name, v, "a positive number"));
+            }
+        }
+        if !(t.weight_decay >= 0.0 && t.weight_decay.is_finite()) {
+            return Err(GrokError::invalid(
+                "train.weight_decay",
+                t.weight_decay,
+                "a number >= 0",
+            ));
+        }
+        for (i, b) in t.betas.iter().enumerate() {
+            if !(0.0..1.0).contains(b) {
+                return Err(GrokError::invalid(
+                    &format!("train.betas[{i}]"),
+                    b,
+                    "a number in [0, 1)",
+                ));
+            }
+        }
+        for (name, v) in [
+            ("train.steps", t.steps),
+            ("train.log_every", t.log_every),
+            ("train.checkpoint_every", t.checkpoint_every),
+            ("train.threads", t.threads as u64),
+        ] {
+            if v == 0 {
+                return Err(GrokError::invalid(name, v, "a positive integer"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The operation (validated).
+    pub fn operation(&self) -> Operation {
+        Operation::parse(&self.task.name).expect("validated")
+    }
+
+    /// The transformer's shape for this task (d_vocab = p + 1, n_ctx = 3).
+    pub fn transformer(&self) -> TransformerConfig {
+        let m = &self.model;
+        let p = self.task.p as usize;
+        TransformerConfig {
+            n_layers: m.n_layers,
+            n_heads: m.n_heads,
+            d_model: m.d_model,
+            d_head: m.d_head,
+            d_mlp: m.d_mlp,
+            d_vocab: p + 1,
+            d_vocab_out: match m.d_vocab_out {
+                VocabOut::P => p,
+                VocabOut::PPlus1 => p + 1,
+            },
+            n_ctx: ModularDataset::N_CTX,
+            act_fn: m.act_fn,
+            normalization: m.normalization,
+            attn_only: m.attn_only,
+        }
+    }
+
+    /// Whether `step` gets a checkpoint.
+    pub fn is_checkpoint_step(&self, step: u64) -> bool {
+        let t = &self.train;
+        let dense = (t.checkpoint_every / 10).max(1);
+        step % t.checkpoint_every == 0 || (step < t.dense_checkpoints_until && step % dense == 0)
+    }
+}
+
+/// Names of the embedded presets, joined by `|`.
+pub fn preset_names() -> String {
+    PRESETS.map(|(n, _, _)| n).join("|")
+}
+
+fn preset_table(name: &str) -> Result<toml::Table> {
+    let (_, _, text) = PRESETS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .ok_or_else(|| GrokError::invalid("--preset", name, preset_names()))?;
+    Ok(toml::from_str(text).expect("embedded presets parse"))
+}
+
+/// Every dotted key of a config table, for error messages.
+fn all_keys(table: &toml::Table) -> Vec<String> {
+    table
+        .iter()
+        .flat_map(|(s, v)| {
+            v.as_table()
+                .into_iter()
+                .flat_map(move |t| t.keys().map(move |k| format!("{s}.{k}")))
+        })
+        .collect()
+}
+
+fn unknown_key(key: &str, table: &toml::Table) -> GrokError {
+    GrokError::invalid("config key", key, all_keys(table).join("|"))
+}
+
+fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
+    let slot = key.split_once('.').and_then(|(section, field)| {
+        table
+            .get_mut(section)
+            .and_then(|s| s.as_table_mut())
+            .and_then(|s| s.get_mut(field))
+    });
+    match slot {
+        Some(slot) => {
+            *slot = value;
+            Ok(())
+        }
+        None => Err(unknown_key(key, table)),
+    }
+}
+
+/// A `--set` value: any TOML value (`3e-3`, `true`, `[0.9, 0.99]`, `"add"`), else a bare string.
+fn parse_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

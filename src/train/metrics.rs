@@ -1,0 +1,177 @@
+//! Metrics logged during training: `metrics.jsonl` and `metrics.csv`, one row per log step,
+//! both rewritten atomically after every row.
+
+use super::checkpoint::atomic_write;
+use crate::error::{GrokError, Result};
+use serde_json::{Map, Value};
+use std::path::Path;
+
+/// One log row: the model after `step` updates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricsRow {
+    /// Updates taken.
+    pub step: u64,
+    /// Passes over the training set (`step · batch / n_train`).
+    pub epoch: f64,
+    /// Mean cross-entropy on the training set (nats).
+    pub train_loss: f64,
+    /// Training accuracy in [0, 1].
+    pub train_acc: f64,
+    /// Mean cross-entropy on the test set (nats).
+    pub test_loss: f64,
+    /// Test accuracy in [0, 1].
+    pub test_acc: f64,
+    /// Learning rate of the update taken at this step.
+    pub lr: f64,
+    /// Global L2 norm of the gradient at this step.
+    pub grad_norm: f64,
+    /// Σ w² over every parameter.
+    pub sum_sq_weights: f64,
+    /// Σ w² per parameter tensor, `(TransformerLens name, value)`.
+    pub sum_sq: Vec<(String, f64)>,
+    /// Seconds of training so far (excluded from determinism checks).
+    pub wall_s: f64,
+}
+
+const SCALARS: [&str; 9] = [
+    "step",
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "lr",
+    "grad_norm",
+    "sum_sq_weights",
+];
+
+impl MetricsRow {
+    fn scalars(&self) -> [f64; 9] {
+        [
+            self.step as f64,
+            self.epoch,
+            self.train_loss,
+            self.train_acc,
+            self.test_loss,
+            self.test_acc,
+            self.lr,
+            self.grad_norm,
+            self.sum_sq_weights,
+        ]
+    }
+
+    fn to_json(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        for (k, v) in SCALARS.iter().zip(self.scalars()) {
+            m.insert(k.to_string(), json_number(v));
+        }
+        m.insert("step".into(), Value::from(self.step));
+        for (name, v) in &self.sum_sq {
+            m.insert(format!("sum_sq.{name}"), json_number(*v));
+        }
+        m.insert("wall_s".into(), json_number(self.wall_s));
+        m
+    }
+
+    fn from_json(m: &Map<String, Value>) -> Option<Self> {
+        let f = |k: &str| m.get(k).and_then(Value::as_f64);
+        Some(Self {
+            step: m.get("step")?.as_u64()?,
+            epoch: f("epoch")?,
+            train_loss: f("train_loss")?,
+            train_acc: f("train_acc")?,
+            // null when the test set is empty (frac_train = 1)
+            test_loss: f("test_loss").unwrap_or(f64::NAN),
+            test_acc: f("test_acc").unwrap_or(f64::NAN),
+            lr: f("lr")?,
+            grad_norm: f("grad_norm")?,
+            sum_sq_weights: f("sum_sq_weights")?,
+            sum_sq: m
+                .iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix("sum_sq.")?.to_string(), v.as_f64()?)))
+                .collect(),
+            wall_s: f("wall_s")?,
+        })
+    }
+}
+
+fn json_number(v: f64) -> Value {
+    serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)
+}
+
+/// The rows of a run, mirrored to disk.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsLog {
+    /// Rows in step order.
+    pub rows: Vec<MetricsRow>,
+}
+
+impl MetricsLog {
+    /// Reads `metrics.jsonl` from `run_dir` (an absent file is an empty log).
+    ///
+    /// # Errors
+    /// [`GrokError::Io`] when it cannot be read, [`GrokError::Config`] for a malformed line.
+    pub fn load(run_dir: &Path) -> Result<Self> {
+        let path = run_dir.join("metrics.jsonl");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(GrokError::io(&path, e)),
+        };
+        let rows = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, line)| {
+                serde_json::from_str::<Map<String, Value>>(line)
+                    .ok()
+                    .and_then(|m| MetricsRow::from_json(&m))
+                    .ok_or_else(|| {
+                        GrokError::Config(format!(
+                            "{}: line {} is not a metrics row",
+                            path.display(),
+                            i + 1
+                        ))
+                    })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { rows })
+    }
+
+    /// Appends a row and rewrites both files atomically.
+    ///
+    /// # Errors
+    /// [`GrokError::Io`].
+    pub fn push(&mut self, row: MetricsRow, run_dir: &Path) -> Result<()> {
+        self.rows.push(row);
+        self.write(run_dir)
+    }
+
+    /// Writes `metrics.jsonl` and `metrics.csv`.
+    ///
+    /// # Errors
+    /// [`GrokError::Io`].
+    pub fn write(&self, run_dir: &Path) -> Result<()> {
+        let mut jsonl = String::new();
+        let mut csv = String::new();
+        if let Some(first) = self.rows.first() {
+            let mut header: Vec<String> = SCALARS.iter().map(|s| s.to_string()).collect();
+            header.extend(first.sum_sq.iter().map(|(n, _)| format!("sum_sq.{n}")));
+            header.push("wall_s".into());
+            csv.push_str(&header.join(","));
+            csv.push('\n');
+        }
+        for row in &self.rows {
+            jsonl.push_str(&Value::Object(row.to_json()).to_string());
+            jsonl.push('\n');
+            let mut cells: Vec<String> = row.scalars().iter().map(|v| format!("{v}")).collect();
+            cells[0] = row.step.to_string();
+            cells.extend(row.sum_sq.iter().map(|(_, v)| format!("{v}")));
+            cells.push(format!("{:.3}", row.wall_s));
+            csv.push_str(&cells.join(","));
+            csv.push('\n');
+        }
+        atomic_write(&run_dir.join("metrics.jsonl"), jsonl.as_bytes())?;
+        atomic_write(&run_dir.join("metrics.csv"), csv.as_bytes())
+    }
+}

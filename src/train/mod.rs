@@ -1,0 +1,19 @@
+//! Training: configuration, the AdamW optimiser, the loss, checkpoints, metrics and the loop.
+
+mod bench;
+mod checkpoint;
+mod config;
+mod loss;
+mod metrics;
+mod optim;
+mod trainer;
+
+pub use bench::{bench_train_step, BenchReport};
+pub use checkpoint::{atomic_write, list_steps, load_latest, model_path, save, Resumed};
+pub use config::{
+    preset_names, ModelSection, Precision, RunConfig, TaskSection, TrainSection, VocabOut, PRESETS,
+};
+pub use loss::{accuracy, cross_entropy};
+pub use metrics::{MetricsLog, MetricsRow};
+pub use optim::{warmup_lr, AdamW};
+pub use trainer::{set_threads, train, train_step, RunData, RunSummary, StepResult, TrainOptions};

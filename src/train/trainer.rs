@@ -1,0 +1,357 @@
+//! The training loop: one screen, top to bottom.
+
+use super::checkpoint::{self, atomic_write};
+use super::config::{Precision, RunConfig};
+use super::loss::{accuracy, cross_entropy};
+use super::metrics::{MetricsLog, MetricsRow};
+use super::optim::{warmup_lr, AdamW};
+use crate::error::{GrokError, Result};
+use crate::models::{ParamStore, Transformer, TransformerConfig};
+use crate::tasks::{split_indices, ModularDataset, Split};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Where a run goes and how to treat an existing directory.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// Run directory.
+    pub out: PathBuf,
+    /// Continue from the latest checkpoint in `out`.
+    pub resume: bool,
+    /// Delete a non-empty `out` first.
+    pub force: bool,
+    /// Draw the plots at the end.
+    pub plots: bool,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    /// The last metrics row.
+    pub last: MetricsRow,
+    /// First logged step with train accuracy ≥ 99%.
+    pub train_99_step: Option<u64>,
+    /// First logged step with test accuracy ≥ 99%.
+    pub test_99_step: Option<u64>,
+}
+
+/// A task's examples, its split, and the `[rows, 3]` token / `[rows]` label tensors of each side.
+pub struct RunData {
+    /// All examples.
+    pub dataset: ModularDataset,
+    /// Train/test rows.
+    pub split: Split,
+    /// Training tokens `[n_train, 3]` and labels `[n_train]`.
+    pub train: (Tensor<2, Int>, Tensor<1, Int>),
+    /// Test tokens `[n_test, 3]` and labels `[n_test]`.
+    pub test: (Tensor<2, Int>, Tensor<1, Int>),
+}
+
+impl RunData {
+    /// Builds the dataset and split of `cfg` on `device`.
+    ///
+    /// # Errors
+    /// Invalid task fields.
+    pub fn new(cfg: &RunConfig, device: &Device) -> Result<Self> {
+        let t = &cfg.task;
+        let dataset = ModularDataset::new(cfg.operation(), t.p, t.split_seed)?;
+        let split = split_indices(
+            &dataset,
+            t.frac_train,
+            t.split,
+            t.split_seed,
+            t.keep_commutative,
+        )?;
+        let train = tensors(&dataset, &split.train, device);
+        let test = tensors(&dataset, &split.test, device);
+        Ok(Self {
+            dataset,
+            split,
+            train,
+            test,
+        })
+    }
+}
+
+/// `[rows, 3]` tokens and `[rows]` labels of the given examples.
+pub fn tensors(
+    data: &ModularDataset,
+    rows: &[usize],
+    device: &Device,
+) -> (Tensor<2, Int>, Tensor<1, Int>) {
+    let (toks, labs) = data.gather(rows);
+    (
+        Tensor::from_data(TensorData::new(toks, [rows.len(), 3]), device),
+        Tensor::from_data(TensorData::new(labs, [rows.len()]), device),
+    )
+}
+
+/// Sets the number of CPU threads burn's kernels use (first call wins), and keeps freed memory in
+/// the process: every step allocates and frees the same few-MB activation buffers, and glibc's
+/// default of returning them to the OS costs a page fault per 4 KiB on the next step (~15% of a
+/// step in `perf`).
+pub fn set_threads(n: usize) {
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes glibc's allocator thresholds; it is called before heavy use.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
+/// Loss, accuracy and gradients of one forward + backward pass.
+pub struct StepResult {
+    /// Mean cross-entropy (nats).
+    pub loss: f64,
+    /// Accuracy in [0, 1].
+    pub acc: f64,
+    /// Flat gradient per store entry (`None` for frozen tensors).
+    pub grads: Vec<Option<Vec<f64>>>,
+}
+
+/// Forward and backward on one batch (`tokens` `[B, 3]`, `labels` `[B]` on an autodiff device).
+pub fn train_step(
+    cfg: &TransformerConfig,
+    params: &ParamStore,
+    device: &Device,
+    compute: Precision,
+    loss_dtype: Precision,
+    batch: (Tensor<2, Int>, Tensor<1, Int>),
+) -> StepResult {
+    let model = Transformer::new(cfg, params, device, compute.dtype(), true);
+    let logits = model.forward(batch.0).logits;
+    let acc = accuracy(logits.clone(), batch.1.clone());
+    let loss = cross_entropy(logits, batch.1, loss_dtype);
+    let grads = model.gradients(&loss.backward());
+    let loss = loss.into_scalar::<f64>();
+    StepResult { loss, acc, grads }
+}
+
+/// Loss and accuracy without gradients.
+pub fn evaluate(
+    cfg: &TransformerConfig,
+    params: &ParamStore,
+    device: &Device,
+    compute: Precision,
+    loss_dtype: Precision,
+    data: &(Tensor<2, Int>, Tensor<1, Int>),
+) -> (f64, f64) {
+    if data.1.dims()[0] == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let model = Transformer::new(cfg, params, device, compute.dtype(), false);
+    let logits = model.forward(data.0.clone()).logits;
+    let acc = accuracy(logits.clone(), data.1.clone());
+    let loss = cross_entropy(logits, data.1.clone(), loss_dtype).into_scalar::<f64>();
+    (loss, acc)
+}
+
+/// Trains `cfg` into `opts.out` (or continues it with `opts.resume`): logs every
+/// `train.log_every` steps, checkpoints on schedule, stops with an error on a non-finite loss.
+///
+/// # Errors
+/// Invalid config, an existing non-empty directory without `resume`/`force`, I/O failures, a
+/// missing or corrupt checkpoint on resume, and [`GrokError::NonFiniteLoss`].
+pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<RunSummary> {
+    let t = &cfg.train;
+    set_threads(t.threads);
+    let model_cfg = cfg.transformer();
+    let (grad_dev, eval_dev) = (Device::flex().autodiff(), Device::flex());
+    let data = RunData::new(cfg, &eval_dev)?;
+    let train_ad = (
+        data.train.0.clone().autodiff(),
+        data.train.1.clone().autodiff(),
+    );
+    let run_dir = opts.out.as_path();
+    let fresh_optim = |p: &ParamStore| AdamW::new(p, t.betas, t.eps, t.weight_decay);
+
+    let (mut params, mut optim, start, mut log, wall0) = if opts.resume {
+        let template = fresh_optim(&ParamStore::init(&model_cfg, 0));
+        let r = checkpoint::load_latest(run_dir, &model_cfg, &template)?;
+        let mut log = MetricsLog::load(run_dir)?;
+        log.rows.retain(|row| row.step < r.step);
+        (r.params, r.optim, r.step, log, r.wall_s)
+    } else {
+        prepare_dir(run_dir, opts.force)?;
+        atomic_write(&run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+        let split = serde_json::json!({"train": data.split.train, "test": data.split.test});
+        atomic_write(&run_dir.join("split.json"), split.to_string().as_bytes())?;
+        let params = ParamStore::init(&model_cfg, cfg.model.init_seed);
+        let optim = fresh_optim(&params);
+        (params, optim, 0, MetricsLog::default(), 0.0)
+    };
+
+    let n_train = data.split.train.len();
+    let batch = if t.batch_size == 0 {
+        n_train
+    } else {
+        t.batch_size.min(n_train)
+    };
+    let bar = progress_bar(start, t.steps);
+    let clock = Instant::now();
+    let mut last_ckpt = checkpoint::list_steps(run_dir).last().copied();
+    for step in start..=t.steps {
+        let wall = wall0 + clock.elapsed().as_secs_f64();
+        if cfg.is_checkpoint_step(step) && !(opts.resume && step == start) {
+            let dtype = match t.compute_dtype {
+                Precision::F32 => safetensors::Dtype::F32,
+                Precision::F64 => safetensors::Dtype::F64,
+            };
+            checkpoint::save(run_dir, step, &params, &optim, dtype, wall)?;
+            last_ckpt = Some(step);
+        }
+        let batch_data = if batch == n_train {
+            train_ad.clone()
+        } else {
+            let rows = minibatch_rows(&data.split.train, batch, step, cfg.task.split_seed);
+            let (x, y) = tensors(&data.dataset, &rows, &grad_dev);
+            (x, y)
+        };
+        let r = train_step(
+            &model_cfg,
+            &params,
+            &grad_dev,
+            t.compute_dtype,
+            t.loss_dtype,
+            batch_data,
+        );
+        if !r.loss.is_finite() {
+            bar.abandon();
+            return Err(GrokError::NonFiniteLoss {
+                step,
+                value: r.loss,
+                last_checkpoint: last_ckpt.map_or("none".into(), |s| {
+                    checkpoint::model_path(run_dir, s).display().to_string()
+                }),
+            });
+        }
+        let lr = warmup_lr(t.lr, step, t.warmup_steps);
+        if step % t.log_every == 0 || step == t.steps {
+            let (train_loss, train_acc) = if batch == n_train {
+                (r.loss, r.acc)
+            } else {
+                evaluate(
+                    &model_cfg,
+                    &params,
+                    &eval_dev,
+                    t.compute_dtype,
+                    t.loss_dtype,
+                    &data.train,
+                )
+            };
+            let (test_loss, test_acc) = evaluate(
+                &model_cfg,
+                &params,
+                &eval_dev,
+                t.compute_dtype,
+                t.loss_dtype,
+                &data.test,
+            );
+            let sum_sq = params.sum_squares();
+            let row = MetricsRow {
+                step,
+                epoch: step as f64 * batch as f64 / n_train as f64,
+                train_loss,
+                train_acc,
+                test_loss,
+                test_acc,
+                lr,
+                grad_norm: r
+                    .grads
+                    .iter()
+                    .flatten()
+                    .flatten()
+                    .map(|g| g * g)
+                    .sum::<f64>()
+                    .sqrt(),
+                sum_sq_weights: sum_sq.iter().map(|(_, v)| v).sum(),
+                sum_sq,
+                wall_s: wall,
+            };
+            report_row(&bar, &row);
+            log.push(row, run_dir)?;
+        }
+        if step == t.steps {
+            break;
+        }
+        optim.update(&mut params, &r.grads, lr);
+        if t.compute_dtype == Precision::F32 {
+            params.round_to_f32();
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if opts.plots {
+        crate::report::plot_run(run_dir, &log.rows)?;
+    }
+    let first = |f: fn(&MetricsRow) -> f64| log.rows.iter().find(|r| f(r) >= 0.99).map(|r| r.step);
+    Ok(RunSummary {
+        train_99_step: first(|r| r.train_acc),
+        test_99_step: first(|r| r.test_acc),
+        last: log
+            .rows
+            .last()
+            .cloned()
+            .expect("the last step is always logged"),
+    })
+}
+
+/// Rows of the training set used at `step`: epoch `e` walks a permutation seeded by
+/// `(seed, e)`, so a resumed run sees the same batches without saved RNG state.
+fn minibatch_rows(train: &[usize], batch: usize, step: u64, seed: u64) -> Vec<usize> {
+    let per_epoch = train.len().div_ceil(batch) as u64;
+    let (epoch, k) = (step / per_epoch, (step % per_epoch) as usize);
+    let mut perm = train.to_vec();
+    let mut rng =
+        rand_chacha::ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9).wrapping_add(epoch));
+    perm.shuffle(&mut rng);
+    perm[k * batch..((k + 1) * batch).min(train.len())].to_vec()
+}
+
+fn prepare_dir(dir: &Path, force: bool) -> Result<()> {
+    let non_empty = std::fs::read_dir(dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if non_empty {
+        if !force {
+            return Err(GrokError::OutputExists(dir.to_path_buf()));
+        }
+        std::fs::remove_dir_all(dir).map_err(|e| GrokError::io(dir, e))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| GrokError::io(dir, e))
+}
+
+fn progress_bar(start: u64, steps: u64) -> ProgressBar {
+    if !std::io::stdout().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(steps).with_position(start);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} step {pos}/{len} {per_sec} eta {eta} {msg}")
+            .expect("valid template"),
+    );
+    bar
+}
+
+fn report_row(bar: &ProgressBar, row: &MetricsRow) {
+    let msg = format!(
+        "train {:.3e} ({:.1}%) test {:.3e} ({:.1}%)",
+        row.train_loss,
+        100.0 * row.train_acc,
+        row.test_loss,
+        100.0 * row.test_acc
+    );
+    if bar.is_hidden() {
+        println!("step {:>6}  {msg}  {:.1}s", row.step, row.wall_s);
+    } else {
+        bar.set_message(msg);
+    }
+}

@@ -1,0 +1,172 @@
+//! Parity with PyTorch (`../shared/golden/train_step_p23.*`): forward, gradients and 25 AdamW
+//! updates of the Nanda et al. architecture at p = 23, in f64 (1e-9 relative) and f32 (1e-4).
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use groklab::models::{read_safetensors, ParamStore, Transformer, TransformerConfig};
+use groklab::tasks::{ModularDataset, Operation};
+use groklab::train::{train_step, warmup_lr, AdamW, Precision};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+type Tensors = HashMap<String, (Vec<usize>, Vec<f64>)>;
+
+fn golden() -> Option<(Tensors, serde_json::Value)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden");
+    if !dir.exists() {
+        eprintln!(
+            "SKIPPED: {} is absent (PyTorch fixtures live beside the repo)",
+            dir.display()
+        );
+        return None;
+    }
+    let path = dir.join("train_step_p23.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let tensors = read_safetensors(&path, &bytes).unwrap();
+    let json =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("train_step_p23.json")).unwrap())
+            .unwrap();
+    Some((tensors, json))
+}
+
+fn config() -> TransformerConfig {
+    TransformerConfig {
+        d_model: 32,
+        n_heads: 4,
+        d_head: 8,
+        d_mlp: 64,
+        d_vocab_out: 23,
+        ..TransformerConfig::nanda2023(23)
+    }
+}
+
+/// The store with the golden tensors of `prefix` (`init.`, `after25.`); frozen biases are zero.
+fn store_from(tensors: &Tensors, prefix: &str) -> ParamStore {
+    let mut store = ParamStore::init(&config(), 0);
+    for e in &mut store.entries {
+        match tensors.get(&format!("{prefix}{}", e.name)) {
+            Some((shape, data)) => {
+                assert_eq!(shape, &e.shape, "{}", e.name);
+                e.data = data.clone();
+            }
+            None => {
+                assert!(!e.trainable, "golden lacks trainable {}", e.name);
+                e.data.iter_mut().for_each(|x| *x = 0.0);
+            }
+        }
+    }
+    store
+}
+
+/// max |a − b| / max |b|.
+fn rel_err(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-300);
+    a.iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
+fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f64> {
+    t.into_data().try_into_vec_as::<f64>().unwrap()
+}
+
+fn batch(rows: &[usize], device: &Device) -> (Tensor<2, Int>, Tensor<1, Int>) {
+    let data = ModularDataset::new(Operation::Add, 23, 0).unwrap();
+    let (toks, labs) = data.gather(rows);
+    (
+        Tensor::from_data(TensorData::new(toks, [rows.len(), 3]), device),
+        Tensor::from_data(TensorData::new(labs, [rows.len()]), device),
+    )
+}
+
+fn check_forward(precision: Precision, tol: f64) {
+    let Some((g, _)) = golden() else { return };
+    let device = Device::flex();
+    let store = store_from(&g, "init.");
+    let model = Transformer::new(&config(), &store, &device, precision.dtype(), false);
+    let all: Vec<usize> = (0..529).collect();
+    let out = model.forward(batch(&all, &device).0);
+    for (name, got) in [
+        ("logits_all", to_vec(out.logits)),
+        ("pattern_last_all", to_vec(out.pattern_last)),
+        ("mlp_post_last_all", to_vec(out.mlp_post_last.unwrap())),
+    ] {
+        let err = rel_err(&got, &g[&format!("expected.{name}")].1);
+        assert!(err < tol, "{name}: relative error {err:e} >= {tol:e}");
+    }
+}
+
+fn check_training(precision: Precision, tol: f64) {
+    let Some((g, json)) = golden() else { return };
+    let cfg = config();
+    let device = Device::flex().autodiff();
+    let train_idx: Vec<usize> = g["train_idx"].1.iter().map(|&x| x as usize).collect();
+    let mut store = store_from(&g, "init.");
+    let mut optim = AdamW::new(&store, [0.9, 0.98], 1e-8, 1.0);
+    let losses: Vec<f64> = json["losses_before_each_update"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    for (step, expected_loss) in losses.iter().enumerate() {
+        let r = train_step(
+            &cfg,
+            &store,
+            &device,
+            precision,
+            Precision::F64,
+            batch(&train_idx, &device),
+        );
+        let err = (r.loss - expected_loss).abs() / expected_loss;
+        assert!(
+            err < tol,
+            "loss before update {step}: {} vs {expected_loss} ({err:e})",
+            r.loss
+        );
+        if step == 0 {
+            for (e, grad) in store.entries.iter().zip(&r.grads) {
+                let Some(grad) = grad else { continue };
+                let err = rel_err(grad, &g[&format!("grad0.{}", e.name)].1);
+                assert!(
+                    err < tol,
+                    "grad of {}: relative error {err:e} >= {tol:e}",
+                    e.name
+                );
+            }
+        }
+        optim.update(&mut store, &r.grads, warmup_lr(1e-3, step as u64, 10));
+        if precision == Precision::F32 {
+            store.round_to_f32();
+        }
+    }
+    for e in store.entries.iter().filter(|e| e.trainable) {
+        let err = rel_err(&e.data, &g[&format!("after25.{}", e.name)].1);
+        assert!(
+            err < tol,
+            "{} after 25 updates: relative error {err:e} >= {tol:e}",
+            e.name
+        );
+    }
+}
+
+#[test]
+fn forward_matches_pytorch_f64() {
+    check_forward(Precision::F64, 1e-9);
+}
+
+#[test]
+fn forward_matches_pytorch_f32() {
+    check_forward(Precision::F32, 1e-4);
+}
+
+#[test]
+fn gradients_and_adamw_match_pytorch_f64() {
+    check_training(Precision::F64, 1e-9);
+}
+
+#[test]
+fn gradients_and_adamw_match_pytorch_f32() {
+    check_training(Precision::F32, 1e-4);
+}
