@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub const PRESETS: [(&str, &str, &str); 2] = [
     (
         "quick",
-        "default: the paper's model family on (a+b) mod 59, groks in about a minute on 2 cores",
+        "default: the paper's model family on (a+b) mod 59, 40% train, lr 3e-3: groks in about a minute on 2 cores",
         include_str!("../../presets/quick.toml"),
     ),
     (

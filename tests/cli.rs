@@ -1,0 +1,150 @@
+//! The command line end to end: bad input gives one-line errors naming the field and the allowed
+//! values and writes nothing; a run killed with SIGKILL and resumed ends with the same metrics as
+//! an uninterrupted one.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const TINY: [&str; 12] = [
+    "--set", "task.p=23",
+    "--set", "model.d_model=32",
+    "--set", "model.d_head=8",
+    "--set", "model.d_mlp=64",
+    "--set", "train.log_every=10",
+    "--set", "train.checkpoint_every=50",
+];
+
+fn groklab(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_groklab"));
+    cmd.args(args);
+    cmd
+}
+
+fn train(out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["train", "--no-plots", "--out", out.to_str().unwrap()];
+    args.extend(TINY);
+    args.extend(extra);
+    groklab(&args).output().unwrap()
+}
+
+/// Asserts failure with a single stderr line containing every `needle`.
+fn assert_error(out: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, stderr: {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "not one line: {stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "`{n}` missing from: {stderr}");
+    }
+}
+
+fn bad_config(extra: &[&str], needles: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    assert_error(&train(&out, extra), needles);
+    assert!(!out.exists(), "a rejected config wrote {}", out.display());
+}
+
+#[test]
+fn unknown_task_names_the_allowed_tasks() {
+    bad_config(&["--set", "task.name=addition"], &["task.name", "addition", "add|sub|mul|div"]);
+}
+
+#[test]
+fn unknown_preset_names_the_presets() {
+    let out = groklab(&["train", "--preset", "nanda", "--out", "/nonexistent/x"]).output().unwrap();
+    assert_error(&out, &["--preset", "nanda", "quick|nanda2023"]);
+}
+
+#[test]
+fn non_prime_modulus_is_rejected_for_division() {
+    bad_config(&["--set", "task.name=div", "--set", "task.p=24"], &["task.p", "24", "prime"]);
+}
+
+#[test]
+fn fraction_outside_unit_interval_is_rejected() {
+    bad_config(&["--set", "task.frac_train=1.5"], &["task.frac_train", "(0, 1]"]);
+    bad_config(&["--set", "task.frac_train=0"], &["task.frac_train", "(0, 1]"]);
+}
+
+#[test]
+fn unknown_config_key_names_the_allowed_keys() {
+    bad_config(&["--set", "train.learning_rate=1"], &["train.learning_rate", "train.lr", "task.p"]);
+}
+
+#[test]
+fn wrongly_typed_value_names_the_field() {
+    bad_config(&["--set", "model.act_fn=tanh"], &["model.act_fn", "relu", "gelu"]);
+}
+
+#[test]
+fn existing_output_directory_is_not_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("keep.txt"), "data").unwrap();
+    assert_error(&train(dir.path(), &["--set", "train.steps=5"]), &["not empty", "--resume", "--force"]);
+    assert_eq!(std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(), "data");
+}
+
+#[test]
+fn nan_loss_stops_and_names_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let r = train(&out, &["--set", "train.lr=1e30", "--set", "train.steps=200", "--set", "train.checkpoint_every=1"]);
+    assert_error(&r, &["train loss is", "at step", "last good checkpoint", "step_0000"]);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    let ckpt = stderr.rsplit("last good checkpoint: ").next().unwrap().trim();
+    assert!(Path::new(ckpt).exists(), "{ckpt} missing");
+}
+
+#[test]
+fn corrupt_or_missing_checkpoint_is_reported_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    assert!(train(&out, &["--set", "train.steps=60"]).status.success());
+    let ckpt = out.join("checkpoints/step_000050.safetensors");
+    std::fs::write(&ckpt, b"not a checkpoint").unwrap();
+    let r = groklab(&["train", "--no-plots", "--resume", out.to_str().unwrap()]).output().unwrap();
+    assert_error(&r, &["step_000050.safetensors", "not a valid safetensors file"]);
+    let missing = dir.path().join("nothing");
+    let r = groklab(&["train", "--resume", missing.to_str().unwrap()]).output().unwrap();
+    assert_error(&r, &["config.toml", "cannot resume"]);
+}
+
+fn rows_without_wall_time(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("wall_s");
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn killed_and_resumed_run_matches_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let steps = ["--set", "train.steps=1500", "--set", "train.batch_size=64"];
+    let whole = dir.path().join("whole");
+    assert!(train(&whole, &steps).status.success());
+
+    let killed = dir.path().join("killed");
+    let mut args = vec!["train", "--no-plots", "--out", killed.to_str().unwrap()];
+    args.extend(TINY);
+    args.extend(steps);
+    let mut child = groklab(&args).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let marker = killed.join("checkpoints/step_000300.optim.safetensors");
+    let start = Instant::now();
+    while !marker.exists() && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let partial = rows_without_wall_time(&killed);
+    assert!(partial.last().unwrap()["step"].as_u64().unwrap() < 1500, "run finished before the kill");
+
+    let r = groklab(&["train", "--no-plots", "--resume", killed.to_str().unwrap()]).output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(rows_without_wall_time(&killed), rows_without_wall_time(&whole));
+}
