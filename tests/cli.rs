@@ -6,13 +6,21 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const TINY: [&str; 12] = [
-    "--set", "task.p=23",
-    "--set", "model.d_model=32",
-    "--set", "model.d_head=8",
-    "--set", "model.d_mlp=64",
-    "--set", "train.log_every=10",
-    "--set", "train.checkpoint_every=50",
+const TINY: [&str; 14] = [
+    "--set",
+    "task.p=23",
+    "--set",
+    "model.d_model=32",
+    "--set",
+    "model.d_head=8",
+    "--set",
+    "model.d_mlp=64",
+    "--set",
+    "train.log_every=10",
+    "--set",
+    "train.checkpoint_every=50",
+    "--set",
+    "train.dense_checkpoints_until=0",
 ];
 
 fn groklab(args: &[&str]) -> Command {
@@ -47,52 +55,100 @@ fn bad_config(extra: &[&str], needles: &[&str]) {
 
 #[test]
 fn unknown_task_names_the_allowed_tasks() {
-    bad_config(&["--set", "task.name=addition"], &["task.name", "addition", "add|sub|mul|div"]);
+    bad_config(
+        &["--set", "task.name=addition"],
+        &["task.name", "addition", "add|sub|mul|div"],
+    );
 }
 
 #[test]
 fn unknown_preset_names_the_presets() {
-    let out = groklab(&["train", "--preset", "nanda", "--out", "/nonexistent/x"]).output().unwrap();
+    let out = groklab(&["train", "--preset", "nanda", "--out", "/nonexistent/x"])
+        .output()
+        .unwrap();
     assert_error(&out, &["--preset", "nanda", "quick|nanda2023"]);
 }
 
 #[test]
 fn non_prime_modulus_is_rejected_for_division() {
-    bad_config(&["--set", "task.name=div", "--set", "task.p=24"], &["task.p", "24", "prime"]);
+    bad_config(
+        &["--set", "task.name=div", "--set", "task.p=24"],
+        &["task.p", "24", "prime"],
+    );
 }
 
 #[test]
 fn fraction_outside_unit_interval_is_rejected() {
-    bad_config(&["--set", "task.frac_train=1.5"], &["task.frac_train", "(0, 1]"]);
-    bad_config(&["--set", "task.frac_train=0"], &["task.frac_train", "(0, 1]"]);
+    bad_config(
+        &["--set", "task.frac_train=1.5"],
+        &["task.frac_train", "(0, 1]"],
+    );
+    bad_config(
+        &["--set", "task.frac_train=0"],
+        &["task.frac_train", "(0, 1]"],
+    );
 }
 
 #[test]
 fn unknown_config_key_names_the_allowed_keys() {
-    bad_config(&["--set", "train.learning_rate=1"], &["train.learning_rate", "train.lr", "task.p"]);
+    bad_config(
+        &["--set", "train.learning_rate=1"],
+        &["train.learning_rate", "train.lr", "task.p"],
+    );
 }
 
 #[test]
 fn wrongly_typed_value_names_the_field() {
-    bad_config(&["--set", "model.act_fn=tanh"], &["model.act_fn", "relu", "gelu"]);
+    bad_config(
+        &["--set", "model.act_fn=tanh"],
+        &["model.act_fn", "relu", "gelu"],
+    );
 }
 
 #[test]
 fn existing_output_directory_is_not_overwritten() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("keep.txt"), "data").unwrap();
-    assert_error(&train(dir.path(), &["--set", "train.steps=5"]), &["not empty", "--resume", "--force"]);
-    assert_eq!(std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(), "data");
+    assert_error(
+        &train(dir.path(), &["--set", "train.steps=5"]),
+        &["not empty", "--resume", "--force"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("keep.txt")).unwrap(),
+        "data"
+    );
 }
 
 #[test]
 fn nan_loss_stops_and_names_the_last_good_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let r = train(&out, &["--set", "train.lr=1e30", "--set", "train.steps=200", "--set", "train.checkpoint_every=1"]);
-    assert_error(&r, &["train loss is", "at step", "last good checkpoint", "step_0000"]);
+    let r = train(
+        &out,
+        &[
+            "--set",
+            "train.lr=1e30",
+            "--set",
+            "train.steps=200",
+            "--set",
+            "train.checkpoint_every=1",
+        ],
+    );
+    assert_error(
+        &r,
+        &[
+            "train loss is",
+            "at step",
+            "last good checkpoint",
+            "step_0000",
+        ],
+    );
     let stderr = String::from_utf8_lossy(&r.stderr);
-    let ckpt = stderr.rsplit("last good checkpoint: ").next().unwrap().trim();
+    let ckpt = stderr
+        .rsplit("last good checkpoint: ")
+        .next()
+        .unwrap()
+        .trim();
     assert!(Path::new(ckpt).exists(), "{ckpt} missing");
 }
 
@@ -103,10 +159,17 @@ fn corrupt_or_missing_checkpoint_is_reported_on_resume() {
     assert!(train(&out, &["--set", "train.steps=60"]).status.success());
     let ckpt = out.join("checkpoints/step_000050.safetensors");
     std::fs::write(&ckpt, b"not a checkpoint").unwrap();
-    let r = groklab(&["train", "--no-plots", "--resume", out.to_str().unwrap()]).output().unwrap();
-    assert_error(&r, &["step_000050.safetensors", "not a valid safetensors file"]);
+    let r = groklab(&["train", "--no-plots", "--resume", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_error(
+        &r,
+        &["step_000050.safetensors", "not a valid safetensors file"],
+    );
     let missing = dir.path().join("nothing");
-    let r = groklab(&["train", "--resume", missing.to_str().unwrap()]).output().unwrap();
+    let r = groklab(&["train", "--resume", missing.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_error(&r, &["config.toml", "cannot resume"]);
 }
 
@@ -133,7 +196,10 @@ fn killed_and_resumed_run_matches_uninterrupted_run() {
     let mut args = vec!["train", "--no-plots", "--out", killed.to_str().unwrap()];
     args.extend(TINY);
     args.extend(steps);
-    let mut child = groklab(&args).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = groklab(&args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let marker = killed.join("checkpoints/step_000300.optim.safetensors");
     let start = Instant::now();
     while !marker.exists() && start.elapsed() < Duration::from_secs(120) {
@@ -142,9 +208,17 @@ fn killed_and_resumed_run_matches_uninterrupted_run() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let partial = rows_without_wall_time(&killed);
-    assert!(partial.last().unwrap()["step"].as_u64().unwrap() < 1500, "run finished before the kill");
+    assert!(
+        partial.last().unwrap()["step"].as_u64().unwrap() < 1500,
+        "run finished before the kill"
+    );
 
-    let r = groklab(&["train", "--no-plots", "--resume", killed.to_str().unwrap()]).output().unwrap();
+    let r = groklab(&["train", "--no-plots", "--resume", killed.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    assert_eq!(rows_without_wall_time(&killed), rows_without_wall_time(&whole));
+    assert_eq!(
+        rows_without_wall_time(&killed),
+        rows_without_wall_time(&whole)
+    );
 }

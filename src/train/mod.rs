@@ -16,4 +16,7 @@ pub use config::{
 pub use loss::{accuracy, cross_entropy};
 pub use metrics::{MetricsLog, MetricsRow};
 pub use optim::{warmup_lr, AdamW};
-pub use trainer::{set_threads, train, train_step, RunData, RunSummary, StepResult, TrainOptions};
+pub use trainer::{
+    set_threads, train, train_step, train_step_chunked, RunData, RunSummary, StepResult,
+    TrainOptions,
+};

@@ -12,6 +12,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rayon::prelude::*;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -118,7 +119,80 @@ pub struct StepResult {
 }
 
 /// Forward and backward on one batch (`tokens` `[B, 3]`, `labels` `[B]` on an autodiff device).
+///
+/// Data-parallel over the CPU threads: the rows are cut into one contiguous chunk per thread, each
+/// chunk runs its own forward/backward graph, and the chunk results are combined exactly as the
+/// mean loss over all rows decomposes, `L = Σ_i (n_i/n)·L_i` (likewise for gradients and
+/// accuracy). gemm's own threading barely scales on these shapes; independent chunks do.
 pub fn train_step(
+    cfg: &TransformerConfig,
+    params: &ParamStore,
+    device: &Device,
+    compute: Precision,
+    loss_dtype: Precision,
+    batch: (Tensor<2, Int>, Tensor<1, Int>),
+) -> StepResult {
+    let rows = batch.1.dims()[0];
+    let chunks = rayon::current_num_threads()
+        .min(rows / MIN_CHUNK_ROWS)
+        .max(1);
+    train_step_chunked(cfg, params, device, compute, loss_dtype, batch, chunks)
+}
+
+/// [`train_step`] with an explicit number of chunks (each its own graph, run on the rayon pool).
+pub fn train_step_chunked(
+    cfg: &TransformerConfig,
+    params: &ParamStore,
+    device: &Device,
+    compute: Precision,
+    loss_dtype: Precision,
+    batch: (Tensor<2, Int>, Tensor<1, Int>),
+    chunks: usize,
+) -> StepResult {
+    let rows = batch.1.dims()[0];
+    if chunks <= 1 {
+        return chunk_step(cfg, params, device, compute, loss_dtype, batch);
+    }
+    let results: Vec<(usize, StepResult)> = (0..chunks)
+        .into_par_iter()
+        .map(|i| {
+            let (lo, hi) = (i * rows / chunks, (i + 1) * rows / chunks);
+            let part = (
+                batch.0.clone().slice([lo..hi, 0..3]),
+                batch.1.clone().slice([lo..hi]),
+            );
+            (
+                hi - lo,
+                chunk_step(cfg, params, device, compute, loss_dtype, part),
+            )
+        })
+        .collect();
+    let mut total = StepResult {
+        loss: 0.0,
+        acc: 0.0,
+        grads: params
+            .entries
+            .iter()
+            .map(|e| e.trainable.then(|| vec![0.0; e.data.len()]))
+            .collect(),
+    };
+    for (n, r) in results {
+        let w = n as f64 / rows as f64;
+        total.loss += w * r.loss;
+        total.acc += w * r.acc;
+        for (sum, g) in total.grads.iter_mut().zip(r.grads) {
+            if let (Some(sum), Some(g)) = (sum.as_mut(), g) {
+                sum.iter_mut().zip(g).for_each(|(s, g)| *s += w * g);
+            }
+        }
+    }
+    total
+}
+
+/// Below this many rows per thread a step runs as one graph.
+const MIN_CHUNK_ROWS: usize = 512;
+
+fn chunk_step(
     cfg: &TransformerConfig,
     params: &ParamStore,
     device: &Device,
