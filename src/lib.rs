@@ -4,6 +4,8 @@
 //! TransformerLens-layout transformer on burn) → [`train`] (AdamW, checkpoints, metrics, the
 //! training loop) → [`report`] (plots).
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod models;
 pub mod report;

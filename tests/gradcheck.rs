@@ -55,7 +55,7 @@ fn check(cfg: TransformerConfig) {
             continue;
         };
         let scale = grad.iter().fold(1e-3f64, |m, g| m.max(g.abs()));
-        for j in 0..grad.len() {
+        for (j, &ad) in grad.iter().enumerate() {
             let orig = store.entries[i].data[j];
             store.entries[i].data[j] = orig + h;
             let up = loss(&cfg, &store);
@@ -64,9 +64,8 @@ fn check(cfg: TransformerConfig) {
             store.entries[i].data[j] = orig;
             let fd = (up - down) / (2.0 * h);
             assert!(
-                (fd - grad[j]).abs() < 1e-6 * scale.max(1.0),
-                "{name}[{j}]: autodiff {} vs finite difference {fd}",
-                grad[j]
+                (fd - ad).abs() < 1e-6 * scale.max(1.0),
+                "{name}[{j}]: autodiff {ad} vs finite difference {fd}"
             );
         }
     }

@@ -9,6 +9,7 @@ mod transformer;
 
 pub use config::{Activation, Init, Normalization, ParamSpec, TransformerConfig};
 pub use params::{
-    encode_safetensors, read_safetensors, read_safetensors_metadata, ParamEntry, ParamStore,
+    encode_safetensors, read_safetensors, read_safetensors_metadata, NamedTensors, ParamEntry,
+    ParamStore,
 };
 pub use transformer::{ForwardOutput, Transformer};

@@ -180,14 +180,14 @@ pub fn encode_safetensors<'a>(
     safetensors::serialize(views, meta).expect("safetensors serialisation of valid views")
 }
 
+/// Tensors by name: `(shape, row-major values as f64)`.
+pub type NamedTensors = HashMap<String, (Vec<usize>, Vec<f64>)>;
+
 /// Decodes every float tensor of a safetensors buffer into `(shape, f64 values)`.
 ///
 /// # Errors
 /// [`GrokError::Checkpoint`] when the buffer is not valid safetensors or holds a non-float tensor.
-pub fn read_safetensors(
-    path: &Path,
-    bytes: &[u8],
-) -> Result<HashMap<String, (Vec<usize>, Vec<f64>)>> {
+pub fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<NamedTensors> {
     let bad = |reason: String| GrokError::Checkpoint {
         path: path.to_path_buf(),
         reason,

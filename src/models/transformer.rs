@@ -40,6 +40,7 @@ pub struct ForwardOutput {
 }
 
 /// Where a block reads its input from.
+#[allow(clippy::large_enum_variant)] // one short-lived value per forward pass
 enum Stream {
     /// Block 0: rows of the `[n_ctx·d_vocab, d_model]` (position, token) table, gathered by the
     /// `[batch·pos]` flat ids `pos·d_vocab + token`.
@@ -260,6 +261,7 @@ impl Transformer {
 }
 
 /// Which rows of a `[rows, width]` source a block reads.
+#[allow(clippy::large_enum_variant)] // one short-lived value per forward pass
 enum Rows {
     /// Table rows by id.
     Gather(Tensor<1, Int>),

@@ -142,7 +142,10 @@ fn mod_inverse(b: u64, p: u64) -> u64 {
 
 /// Whether `n` is prime (trial division; p is small).
 pub fn is_prime(n: u64) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 /// All examples of a modular task.

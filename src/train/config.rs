@@ -299,7 +299,8 @@ impl RunConfig {
     pub fn is_checkpoint_step(&self, step: u64) -> bool {
         let t = &self.train;
         let dense = (t.checkpoint_every / 10).max(1);
-        step % t.checkpoint_every == 0 || (step < t.dense_checkpoints_until && step % dense == 0)
+        step.is_multiple_of(t.checkpoint_every)
+            || (step < t.dense_checkpoints_until && step.is_multiple_of(dense))
     }
 }
 

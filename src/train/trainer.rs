@@ -159,7 +159,7 @@ pub fn train_step_chunked(
             let (lo, hi) = (i * rows / chunks, (i + 1) * rows / chunks);
             let part = (
                 batch.0.clone().slice([lo..hi, 0..3]),
-                batch.1.clone().slice([lo..hi]),
+                batch.1.clone().slice(lo..hi),
             );
             (
                 hi - lo,
