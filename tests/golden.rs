@@ -4,7 +4,7 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use groklab::models::{read_safetensors, ParamStore, Transformer, TransformerConfig};
 use groklab::tasks::{ModularDataset, Operation};
-use groklab::train::{train_step, warmup_lr, AdamW, Precision};
+use groklab::train::{warmup_lr, AdamW, Precision, Step};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -111,14 +111,14 @@ fn check_training(precision: Precision, tol: f64) {
         .map(|v| v.as_f64().unwrap())
         .collect();
     for (step, expected_loss) in losses.iter().enumerate() {
-        let r = train_step(
-            &cfg,
-            &store,
-            &device,
-            precision,
-            Precision::F64,
-            batch(&train_idx, &device),
-        );
+        let step_fn = Step {
+            cfg: &cfg,
+            params: &store,
+            device: &device,
+            compute: precision,
+            loss_dtype: Precision::F64,
+        };
+        let r = step_fn.train(batch(&train_idx, &device));
         let err = (r.loss - expected_loss).abs() / expected_loss;
         assert!(
             err < tol,
@@ -175,7 +175,6 @@ fn gradients_and_adamw_match_pytorch_f32() {
 /// single-graph step to f64 rounding.
 #[test]
 fn chunked_step_equals_single_graph_f64() {
-    use groklab::train::train_step_chunked;
     let cfg = TransformerConfig {
         d_model: 16,
         n_heads: 2,
@@ -192,17 +191,14 @@ fn chunked_step_equals_single_graph_f64() {
         Tensor::<1, Int>::from_data(TensorData::new(labs, [rows.len()]), &device),
     );
     let store = ParamStore::init(&cfg, 5);
-    let step = |chunks| {
-        train_step_chunked(
-            &cfg,
-            &store,
-            &device,
-            Precision::F64,
-            Precision::F64,
-            batch.clone(),
-            chunks,
-        )
+    let step_fn = Step {
+        cfg: &cfg,
+        params: &store,
+        device: &device,
+        compute: Precision::F64,
+        loss_dtype: Precision::F64,
     };
+    let step = |chunks| step_fn.train_chunked(batch.clone(), chunks);
     let one = step(1);
     for chunks in [2, 3] {
         let many = step(chunks);

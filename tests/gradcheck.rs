@@ -4,7 +4,7 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use groklab::models::{Activation, Normalization, ParamStore, Transformer, TransformerConfig};
 use groklab::tasks::{ModularDataset, Operation};
-use groklab::train::{cross_entropy, train_step, Precision};
+use groklab::train::{cross_entropy, Precision, Step};
 
 const P: usize = 7;
 
@@ -39,14 +39,14 @@ fn check(cfg: TransformerConfig) {
             .for_each(|(i, x)| *x += 0.05 * ((i % 5) as f64 - 2.0));
     }
     let device = Device::flex().autodiff();
-    let r = train_step(
-        &cfg,
-        &store,
-        &device,
-        Precision::F64,
-        Precision::F64,
-        batch(&device),
-    );
+    let step = Step {
+        cfg: &cfg,
+        params: &store,
+        device: &device,
+        compute: Precision::F64,
+        loss_dtype: Precision::F64,
+    };
+    let r = step.train(batch(&device));
     let h = 1e-5;
     for (i, grad) in r.grads.iter().enumerate() {
         let name = store.entries[i].name.clone();

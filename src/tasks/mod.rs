@@ -94,6 +94,24 @@ impl Operation {
         matches!(self, Operation::Div | Operation::DivIfOddElseSub)
     }
 
+    /// Checks that `p` is a valid modulus for the operation.
+    ///
+    /// # Errors
+    /// `task.p` below 2, or not prime when the operation needs an inverse.
+    pub fn check_modulus(self, p: u64) -> Result<()> {
+        if p < 2 {
+            return Err(GrokError::invalid("task.p", p, "an integer >= 2"));
+        }
+        if self.needs_prime() && !is_prime(p) {
+            return Err(GrokError::invalid(
+                "task.p",
+                p,
+                format!("a prime (task `{}` needs b⁻¹ mod p)", self.name()),
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether `f(a, b) = f(b, a)` for all pairs (used to keep mirrored pairs on one side).
     pub fn is_commutative(self) -> bool {
         matches!(
@@ -172,16 +190,7 @@ impl ModularDataset {
     /// # Errors
     /// `task.p` below 2, or not prime for an operation that needs an inverse.
     pub fn new(op: Operation, p: u64, seed: u64) -> Result<Self> {
-        if p < 2 {
-            return Err(GrokError::invalid("task.p", p, "an integer >= 2"));
-        }
-        if op.needs_prime() && !is_prime(p) {
-            return Err(GrokError::invalid(
-                "task.p",
-                p,
-                format!("a prime (task `{}` needs b⁻¹ mod p)", op.name()),
-            ));
-        }
+        op.check_modulus(p)?;
         let mut table_rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x7ab1e);
         let mut pairs = Vec::new();
         let mut tokens = Vec::new();

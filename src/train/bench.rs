@@ -2,7 +2,8 @@
 
 use super::config::RunConfig;
 use super::optim::{warmup_lr, AdamW};
-use super::trainer::{set_threads, train_step, RunData};
+use super::step::Step;
+use super::trainer::{set_threads, RunData};
 use crate::error::Result;
 use crate::models::ParamStore;
 use burn::tensor::Device;
@@ -38,14 +39,7 @@ pub fn bench_train_step(cfg: &RunConfig, steps: usize) -> Result<BenchReport> {
     let mut times = Vec::new();
     for step in 0..steps + 2 {
         let clock = Instant::now();
-        let r = train_step(
-            &model_cfg,
-            &params,
-            &device,
-            t.compute_dtype,
-            t.loss_dtype,
-            data.train.clone(),
-        );
+        let r = Step::for_run(&model_cfg, &params, &device, t).train(data.train.clone());
         optim.update(
             &mut params,
             &r.grads,

@@ -3,7 +3,7 @@
 
 use crate::error::{GrokError, Result};
 use crate::models::{Activation, Normalization, TransformerConfig};
-use crate::tasks::{is_prime, ModularDataset, Operation, SplitMode};
+use crate::tasks::{ModularDataset, Operation, SplitMode};
 use serde::{Deserialize, Serialize};
 
 /// The embedded presets: `(name, one-line description, TOML)`.
@@ -213,16 +213,7 @@ impl RunConfig {
     pub fn validate(&self) -> Result<()> {
         let op = Operation::parse(&self.task.name)?;
         let p = self.task.p;
-        if p < 2 {
-            return Err(GrokError::invalid("task.p", p, "an integer >= 2"));
-        }
-        if op.needs_prime() && !is_prime(p) {
-            return Err(GrokError::invalid(
-                "task.p",
-                p,
-                format!("a prime (task `{}` needs b⁻¹ mod p)", op.name()),
-            ));
-        }
+        op.check_modulus(p)?;
         let f = self.task.frac_train;
         if !(f > 0.0 && f <= 1.0) {
             return Err(GrokError::invalid(

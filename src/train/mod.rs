@@ -6,6 +6,7 @@ mod config;
 mod loss;
 mod metrics;
 mod optim;
+mod step;
 mod trainer;
 
 pub use bench::{bench_train_step, BenchReport};
@@ -16,7 +17,5 @@ pub use config::{
 pub use loss::{accuracy, cross_entropy};
 pub use metrics::{MetricsLog, MetricsRow};
 pub use optim::{warmup_lr, AdamW};
-pub use trainer::{
-    set_threads, train, train_step, train_step_chunked, RunData, RunSummary, StepResult,
-    TrainOptions,
-};
+pub use step::{Step, StepResult};
+pub use trainer::{set_threads, tensors, train, RunData, RunSummary, TrainOptions};

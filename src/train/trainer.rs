@@ -2,17 +2,16 @@
 
 use super::checkpoint::{self, atomic_write};
 use super::config::{Precision, RunConfig};
-use super::loss::{accuracy, cross_entropy};
 use super::metrics::{MetricsLog, MetricsRow};
 use super::optim::{warmup_lr, AdamW};
+use super::step::Step;
 use crate::error::{GrokError, Result};
-use crate::models::{ParamStore, Transformer, TransformerConfig};
+use crate::models::ParamStore;
 use crate::tasks::{split_indices, ModularDataset, Split};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use rayon::prelude::*;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -108,126 +107,6 @@ pub fn set_threads(n: usize) {
     }
 }
 
-/// Loss, accuracy and gradients of one forward + backward pass.
-pub struct StepResult {
-    /// Mean cross-entropy (nats).
-    pub loss: f64,
-    /// Accuracy in [0, 1].
-    pub acc: f64,
-    /// Flat gradient per store entry (`None` for frozen tensors).
-    pub grads: Vec<Option<Vec<f64>>>,
-}
-
-/// Forward and backward on one batch (`tokens` `[B, 3]`, `labels` `[B]` on an autodiff device).
-///
-/// Data-parallel over the CPU threads: the rows are cut into one contiguous chunk per thread, each
-/// chunk runs its own forward/backward graph, and the chunk results are combined exactly as the
-/// mean loss over all rows decomposes, `L = Σ_i (n_i/n)·L_i` (likewise for gradients and
-/// accuracy). gemm's own threading barely scales on these shapes; independent chunks do.
-pub fn train_step(
-    cfg: &TransformerConfig,
-    params: &ParamStore,
-    device: &Device,
-    compute: Precision,
-    loss_dtype: Precision,
-    batch: (Tensor<2, Int>, Tensor<1, Int>),
-) -> StepResult {
-    let rows = batch.1.dims()[0];
-    let chunks = rayon::current_num_threads()
-        .min(rows / MIN_CHUNK_ROWS)
-        .max(1);
-    train_step_chunked(cfg, params, device, compute, loss_dtype, batch, chunks)
-}
-
-/// [`train_step`] with an explicit number of chunks (each its own graph, run on the rayon pool).
-pub fn train_step_chunked(
-    cfg: &TransformerConfig,
-    params: &ParamStore,
-    device: &Device,
-    compute: Precision,
-    loss_dtype: Precision,
-    batch: (Tensor<2, Int>, Tensor<1, Int>),
-    chunks: usize,
-) -> StepResult {
-    let rows = batch.1.dims()[0];
-    if chunks <= 1 {
-        return chunk_step(cfg, params, device, compute, loss_dtype, batch);
-    }
-    let results: Vec<(usize, StepResult)> = (0..chunks)
-        .into_par_iter()
-        .map(|i| {
-            let (lo, hi) = (i * rows / chunks, (i + 1) * rows / chunks);
-            let part = (
-                batch.0.clone().slice([lo..hi, 0..3]),
-                batch.1.clone().slice(lo..hi),
-            );
-            (
-                hi - lo,
-                chunk_step(cfg, params, device, compute, loss_dtype, part),
-            )
-        })
-        .collect();
-    let mut total = StepResult {
-        loss: 0.0,
-        acc: 0.0,
-        grads: params
-            .entries
-            .iter()
-            .map(|e| e.trainable.then(|| vec![0.0; e.data.len()]))
-            .collect(),
-    };
-    for (n, r) in results {
-        let w = n as f64 / rows as f64;
-        total.loss += w * r.loss;
-        total.acc += w * r.acc;
-        for (sum, g) in total.grads.iter_mut().zip(r.grads) {
-            if let (Some(sum), Some(g)) = (sum.as_mut(), g) {
-                sum.iter_mut().zip(g).for_each(|(s, g)| *s += w * g);
-            }
-        }
-    }
-    total
-}
-
-/// Below this many rows per thread a step runs as one graph.
-const MIN_CHUNK_ROWS: usize = 512;
-
-fn chunk_step(
-    cfg: &TransformerConfig,
-    params: &ParamStore,
-    device: &Device,
-    compute: Precision,
-    loss_dtype: Precision,
-    batch: (Tensor<2, Int>, Tensor<1, Int>),
-) -> StepResult {
-    let model = Transformer::new(cfg, params, device, compute.dtype(), true);
-    let logits = model.forward(batch.0).logits;
-    let acc = accuracy(logits.clone(), batch.1.clone());
-    let loss = cross_entropy(logits, batch.1, loss_dtype);
-    let grads = model.gradients(&loss.backward());
-    let loss = loss.into_scalar::<f64>();
-    StepResult { loss, acc, grads }
-}
-
-/// Loss and accuracy without gradients.
-pub fn evaluate(
-    cfg: &TransformerConfig,
-    params: &ParamStore,
-    device: &Device,
-    compute: Precision,
-    loss_dtype: Precision,
-    data: &(Tensor<2, Int>, Tensor<1, Int>),
-) -> (f64, f64) {
-    if data.1.dims()[0] == 0 {
-        return (f64::NAN, f64::NAN);
-    }
-    let model = Transformer::new(cfg, params, device, compute.dtype(), false);
-    let logits = model.forward(data.0.clone()).logits;
-    let acc = accuracy(logits.clone(), data.1.clone());
-    let loss = cross_entropy(logits, data.1.clone(), loss_dtype).into_scalar::<f64>();
-    (loss, acc)
-}
-
 /// Trains `cfg` into `opts.out` (or continues it with `opts.resume`): logs every
 /// `train.log_every` steps, checkpoints on schedule, stops with an error on a non-finite loss.
 ///
@@ -289,14 +168,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<RunSummary> {
             let (x, y) = tensors(&data.dataset, &rows, &grad_dev);
             (x, y)
         };
-        let r = train_step(
-            &model_cfg,
-            &params,
-            &grad_dev,
-            t.compute_dtype,
-            t.loss_dtype,
-            batch_data,
-        );
+        let r = Step::for_run(&model_cfg, &params, &grad_dev, t).train(batch_data);
         if !r.loss.is_finite() {
             bar.abandon();
             return Err(GrokError::NonFiniteLoss {
@@ -312,23 +184,10 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<RunSummary> {
             let (train_loss, train_acc) = if batch == n_train {
                 (r.loss, r.acc)
             } else {
-                evaluate(
-                    &model_cfg,
-                    &params,
-                    &eval_dev,
-                    t.compute_dtype,
-                    t.loss_dtype,
-                    &data.train,
-                )
+                Step::for_run(&model_cfg, &params, &eval_dev, t).evaluate(&data.train)
             };
-            let (test_loss, test_acc) = evaluate(
-                &model_cfg,
-                &params,
-                &eval_dev,
-                t.compute_dtype,
-                t.loss_dtype,
-                &data.test,
-            );
+            let (test_loss, test_acc) =
+                Step::for_run(&model_cfg, &params, &eval_dev, t).evaluate(&data.test);
             let sum_sq = params.sum_squares();
             let row = MetricsRow {
                 step,

@@ -1,0 +1,142 @@
+//! One training step (forward + backward) and one evaluation, data-parallel over CPU threads.
+
+use super::config::{Precision, TrainSection};
+use super::loss::{accuracy, cross_entropy};
+use crate::models::{ParamStore, Transformer, TransformerConfig};
+use burn::tensor::{Device, Int, Tensor};
+use rayon::prelude::*;
+
+/// Below this many rows per thread a step runs as one graph.
+const MIN_CHUNK_ROWS: usize = 512;
+
+/// What a step needs besides its batch: the model, its weights, where and at which precision.
+#[derive(Clone, Copy)]
+pub struct Step<'a> {
+    /// Model shape.
+    pub cfg: &'a TransformerConfig,
+    /// Weights.
+    pub params: &'a ParamStore,
+    /// Device (with autodiff enabled for [`Step::train`]).
+    pub device: &'a Device,
+    /// Precision of the forward and backward pass.
+    pub compute: Precision,
+    /// Precision of log-softmax and the loss.
+    pub loss_dtype: Precision,
+}
+
+/// Loss, accuracy and gradients of one forward + backward pass.
+pub struct StepResult {
+    /// Mean cross-entropy (nats).
+    pub loss: f64,
+    /// Accuracy in [0, 1].
+    pub acc: f64,
+    /// Flat gradient per store entry (`None` for frozen tensors).
+    pub grads: Vec<Option<Vec<f64>>>,
+}
+
+impl<'a> Step<'a> {
+    /// The step of a run: its precisions come from `[train]`.
+    pub fn for_run(
+        cfg: &'a TransformerConfig,
+        params: &'a ParamStore,
+        device: &'a Device,
+        train: &TrainSection,
+    ) -> Self {
+        Self {
+            cfg,
+            params,
+            device,
+            compute: train.compute_dtype,
+            loss_dtype: train.loss_dtype,
+        }
+    }
+
+    /// Forward and backward on `batch` (`tokens` `[B, 3]`, `labels` `[B]`, on the step's device).
+    ///
+    /// Data-parallel over the CPU threads: the rows are cut into one contiguous chunk per thread,
+    /// each chunk runs its own forward/backward graph, and the results are combined exactly as
+    /// the mean loss over all rows decomposes, `L = Σ_i (n_i/n)·L_i` (likewise for gradients and
+    /// accuracy). gemm's own threading barely scales on these shapes; independent chunks do.
+    pub fn train(&self, batch: (Tensor<2, Int>, Tensor<1, Int>)) -> StepResult {
+        let rows = batch.1.dims()[0];
+        let chunks = rayon::current_num_threads()
+            .min(rows / MIN_CHUNK_ROWS)
+            .max(1);
+        self.train_chunked(batch, chunks)
+    }
+
+    /// [`Step::train`] with an explicit number of chunks (each its own graph, on the rayon pool).
+    pub fn train_chunked(
+        &self,
+        batch: (Tensor<2, Int>, Tensor<1, Int>),
+        chunks: usize,
+    ) -> StepResult {
+        let rows = batch.1.dims()[0];
+        if chunks <= 1 {
+            return self.train_one_graph(batch);
+        }
+        let results: Vec<(usize, StepResult)> = (0..chunks)
+            .into_par_iter()
+            .map(|i| {
+                let (lo, hi) = (i * rows / chunks, (i + 1) * rows / chunks);
+                let part = (
+                    batch.0.clone().slice([lo..hi, 0..3]),
+                    batch.1.clone().slice(lo..hi),
+                );
+                (hi - lo, self.train_one_graph(part))
+            })
+            .collect();
+        let mut total = StepResult {
+            loss: 0.0,
+            acc: 0.0,
+            grads: (self.params.entries.iter())
+                .map(|e| e.trainable.then(|| vec![0.0; e.data.len()]))
+                .collect(),
+        };
+        for (n, r) in results {
+            let w = n as f64 / rows as f64;
+            total.loss += w * r.loss;
+            total.acc += w * r.acc;
+            for (sum, g) in total.grads.iter_mut().zip(r.grads) {
+                if let (Some(sum), Some(g)) = (sum.as_mut(), g) {
+                    sum.iter_mut().zip(g).for_each(|(s, g)| *s += w * g);
+                }
+            }
+        }
+        total
+    }
+
+    fn train_one_graph(&self, batch: (Tensor<2, Int>, Tensor<1, Int>)) -> StepResult {
+        let model = Transformer::new(
+            self.cfg,
+            self.params,
+            self.device,
+            self.compute.dtype(),
+            true,
+        );
+        let logits = model.forward(batch.0).logits;
+        let acc = accuracy(logits.clone(), batch.1.clone());
+        let loss = cross_entropy(logits, batch.1, self.loss_dtype);
+        let grads = model.gradients(&loss.backward());
+        let loss = loss.into_scalar::<f64>();
+        StepResult { loss, acc, grads }
+    }
+
+    /// Loss and accuracy of `data` without gradients (NaN for an empty set).
+    pub fn evaluate(&self, data: &(Tensor<2, Int>, Tensor<1, Int>)) -> (f64, f64) {
+        if data.1.dims()[0] == 0 {
+            return (f64::NAN, f64::NAN);
+        }
+        let model = Transformer::new(
+            self.cfg,
+            self.params,
+            self.device,
+            self.compute.dtype(),
+            false,
+        );
+        let logits = model.forward(data.0.clone()).logits;
+        let acc = accuracy(logits.clone(), data.1.clone());
+        let loss = cross_entropy(logits, data.1.clone(), self.loss_dtype).into_scalar::<f64>();
+        (loss, acc)
+    }
+}
