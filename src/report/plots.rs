@@ -93,6 +93,14 @@ fn draw<DB: DrawingBackend>(
             c.configure_mesh()
                 .x_desc("step")
                 .y_desc(y_label)
+                .x_label_formatter(&|x| format!("{x:.0}"))
+                .y_label_formatter(&|y| {
+                    if log_y {
+                        format!("{y:.0e}")
+                    } else {
+                        format!("{y:.2}")
+                    }
+                })
                 .draw()
                 .map_err(e)?;
             for (label, color, pts) in series {

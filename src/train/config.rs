@@ -351,3 +351,56 @@ fn parse_value(raw: &str) -> toml::Value {
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_parse_and_round_trip_through_toml() {
+        for (name, _, _) in PRESETS {
+            let cfg = RunConfig::build(name, None, &[]).unwrap();
+            assert_eq!(RunConfig::from_toml(&cfg.to_toml()).unwrap(), cfg, "{name}");
+        }
+    }
+
+    #[test]
+    fn nanda2023_is_the_paper_recipe() {
+        let c = RunConfig::build("nanda2023", None, &[]).unwrap();
+        assert_eq!(
+            (c.task.p, c.task.frac_train, c.task.split),
+            (113, 0.3, SplitMode::Python)
+        );
+        assert_eq!(c.transformer(), TransformerConfig::nanda2023(113));
+        let t = &c.train;
+        assert_eq!(
+            (t.lr, t.weight_decay, t.betas, t.eps),
+            (1e-3, 1.0, [0.9, 0.98], 1e-8)
+        );
+        assert_eq!(
+            (t.steps, t.warmup_steps, t.batch_size, t.checkpoint_every),
+            (40_000, 10, 0, 100)
+        );
+        assert_eq!(t.loss_dtype, Precision::F64);
+    }
+
+    #[test]
+    fn overrides_and_files_apply() {
+        let c = RunConfig::build(
+            "quick",
+            Some("[train]\nlr = 0.01\n"),
+            &["model.act_fn=gelu".into(), "train.betas=[0.9, 0.99]".into()],
+        )
+        .unwrap();
+        assert_eq!(c.train.lr, 0.01);
+        assert_eq!(c.model.act_fn, Activation::Gelu);
+        assert_eq!(c.train.betas, [0.9, 0.99]);
+    }
+
+    #[test]
+    fn dense_checkpoints_before_the_threshold() {
+        let c = RunConfig::build("quick", None, &[]).unwrap();
+        assert!(c.is_checkpoint_step(10) && c.is_checkpoint_step(100) && c.is_checkpoint_step(600));
+        assert!(!c.is_checkpoint_step(610) && !c.is_checkpoint_step(5));
+    }
+}
