@@ -3,6 +3,7 @@
 
 use super::checkpoint::atomic_write;
 use crate::error::{GrokError, Result};
+use crate::models::ParamStore;
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -46,6 +47,36 @@ const SCALARS: [&str; 9] = [
 ];
 
 impl MetricsRow {
+    /// The row for the model `params` after `step` updates: `(loss, accuracy)` on each side, the
+    /// learning rate of this step's update, and the gradient (flat per tensor) it will use.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        step: u64,
+        epoch: f64,
+        (train_loss, train_acc): (f64, f64),
+        (test_loss, test_acc): (f64, f64),
+        lr: f64,
+        grads: &[Option<Vec<f64>>],
+        params: &ParamStore,
+        wall_s: f64,
+    ) -> Self {
+        let sum_sq = params.sum_squares();
+        let grad_sq: f64 = grads.iter().flatten().flatten().map(|g| g * g).sum();
+        Self {
+            step,
+            epoch,
+            train_loss,
+            train_acc,
+            test_loss,
+            test_acc,
+            lr,
+            grad_norm: grad_sq.sqrt(),
+            sum_sq_weights: sum_sq.iter().map(|(_, v)| v).sum(),
+            sum_sq,
+            wall_s,
+        }
+    }
+
     fn scalars(&self) -> [f64; 9] {
         [
             self.step as f64,

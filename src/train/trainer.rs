@@ -148,25 +148,24 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<RunSummary> {
     } else {
         t.batch_size.min(n_train)
     };
+    let ckpt_dtype = match t.compute_dtype {
+        Precision::F32 => safetensors::Dtype::F32,
+        Precision::F64 => safetensors::Dtype::F64,
+    };
     let bar = progress_bar(start, t.steps);
     let clock = Instant::now();
     let mut last_ckpt = checkpoint::list_steps(run_dir).last().copied();
     for step in start..=t.steps {
         let wall = wall0 + clock.elapsed().as_secs_f64();
         if cfg.is_checkpoint_step(step) && !(opts.resume && step == start) {
-            let dtype = match t.compute_dtype {
-                Precision::F32 => safetensors::Dtype::F32,
-                Precision::F64 => safetensors::Dtype::F64,
-            };
-            checkpoint::save(run_dir, step, &params, &optim, dtype, wall)?;
+            checkpoint::save(run_dir, step, &params, &optim, ckpt_dtype, wall)?;
             last_ckpt = Some(step);
         }
         let batch_data = if batch == n_train {
             train_ad.clone()
         } else {
             let rows = minibatch_rows(&data.split.train, batch, step, cfg.task.split_seed);
-            let (x, y) = tensors(&data.dataset, &rows, &grad_dev);
-            (x, y)
+            tensors(&data.dataset, &rows, &grad_dev)
         };
         let r = Step::for_run(&model_cfg, &params, &grad_dev, t).train(batch_data);
         if !r.loss.is_finite() {
@@ -180,35 +179,25 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<RunSummary> {
             });
         }
         let lr = warmup_lr(t.lr, step, t.warmup_steps);
-        if step % t.log_every == 0 || step == t.steps {
-            let (train_loss, train_acc) = if batch == n_train {
+        if step.is_multiple_of(t.log_every) || step == t.steps {
+            let eval = Step::for_run(&model_cfg, &params, &eval_dev, t);
+            let train_metrics = if batch == n_train {
                 (r.loss, r.acc)
             } else {
-                Step::for_run(&model_cfg, &params, &eval_dev, t).evaluate(&data.train)
+                eval.evaluate(&data.train)
             };
-            let (test_loss, test_acc) =
-                Step::for_run(&model_cfg, &params, &eval_dev, t).evaluate(&data.test);
-            let sum_sq = params.sum_squares();
-            let row = MetricsRow {
+            let test_metrics = eval.evaluate(&data.test);
+            let epoch = step as f64 * batch as f64 / n_train as f64;
+            let row = MetricsRow::new(
                 step,
-                epoch: step as f64 * batch as f64 / n_train as f64,
-                train_loss,
-                train_acc,
-                test_loss,
-                test_acc,
+                epoch,
+                train_metrics,
+                test_metrics,
                 lr,
-                grad_norm: r
-                    .grads
-                    .iter()
-                    .flatten()
-                    .flatten()
-                    .map(|g| g * g)
-                    .sum::<f64>()
-                    .sqrt(),
-                sum_sq_weights: sum_sq.iter().map(|(_, v)| v).sum(),
-                sum_sq,
-                wall_s: wall,
-            };
+                &r.grads,
+                &params,
+                wall,
+            );
             report_row(&bar, &row);
             log.push(row, run_dir)?;
         }
