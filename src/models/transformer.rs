@@ -127,7 +127,7 @@ impl Transformer {
         }
         let d = self.cfg.d_model;
         let centred = x.clone() - x.mean_dim(1);
-        let scale = (centred.clone().powi_scalar(2).mean_dim(1) + LN_EPS).sqrt();
+        let scale = (centred.clone().powi_scalar(2).mean_dim(1) + self.scalar::<2>(LN_EPS)).sqrt();
         centred / scale * self.w(&format!("{prefix}.w"), [1, d])
             + self.w(&format!("{prefix}.b"), [1, d])
     }
@@ -161,12 +161,6 @@ impl Transformer {
                     x.clone(),
                 ),
             };
-            let project = |name: &str| normed_src.clone().matmul(self.heads_2d(name, false));
-            let (k_src, v_src, q_src) = (
-                project(&format!("{prefix}.attn.W_K")),
-                project(&format!("{prefix}.attn.W_V")),
-                project(&format!("{prefix}.attn.W_Q")),
-            );
             // rows at every position, and at the last position only
             let (all_rows, last_rows) = match &stream {
                 Stream::Table { ids, .. } => {
@@ -179,16 +173,24 @@ impl Transformer {
                 }
                 Stream::Full(_) => (Rows::All, Rows::Last { b, t }),
             };
-            let k = all_rows.take(k_src).reshape([b, 1, t, h, dh]); // (B, 1, Tk, H, dh)
-            let vv = all_rows.take(v_src).reshape([b, 1, t, h, dh]);
-            let (q, tq) = if last {
-                (last_rows.take(q_src), 1)
-            } else {
-                (all_rows.take(q_src), t)
+            // Project the (small) table before gathering; select stream rows before projecting.
+            let project = |rows: &Rows, name: &str| {
+                let w = self.heads_2d(&format!("{prefix}.attn.{name}"), false);
+                match rows {
+                    Rows::Gather(_) => rows.take(normed_src.clone().matmul(w)),
+                    _ => rows.take(normed_src.clone()).matmul(w),
+                }
             };
-            let q = q.reshape([b, tq, 1, h, dh]); // (B, Tq, 1, H, dh)
-            let mut scores =
-                (q * k).sum_dim(4).reshape([b, tq, t, h]) * self.scalar(1.0 / (dh as f64).sqrt());
+            let k = project(&all_rows, "W_K").reshape([b, 1, t, h, dh]); // (B, 1, Tk, H, dh)
+            let vv = project(&all_rows, "W_V").reshape([b, 1, t, h, dh]);
+            let (q_rows, tq) = if last {
+                (&last_rows, 1)
+            } else {
+                (&all_rows, t)
+            };
+            let q = project(q_rows, "W_Q").reshape([b, tq, 1, h, dh]); // (B, Tq, 1, H, dh)
+            let mut scores = (q * k).sum_dim(4).reshape([b, tq, t, h])
+                * self.scalar::<4>(1.0 / (dh as f64).sqrt());
             if tq > 1 {
                 scores = scores.mask_fill(self.causal_mask(b, t, h), f64::NEG_INFINITY);
             }
@@ -202,8 +204,9 @@ impl Transformer {
             } else {
                 all_rows.take(resid_src)
             };
-            let mut x = resid_in + attn_out; // (q_rows, D)
-                                             // ---- MLP ----
+            let mut x = resid_in + attn_out; // (B·Tq, D)
+
+            // ---- MLP ----
             let mut post_hook = None;
             if !c.attn_only {
                 let m = c.d_mlp;
@@ -236,14 +239,12 @@ impl Transformer {
         unreachable!("n_layers >= 1 is validated")
     }
 
-    /// A `[1, 1, 1, 1]` constant in the model's dtype. Scalar ops would round the constant to
-    /// f32 first (burn's nominal float element), costing ~1e-8 relative accuracy in f64 runs.
-    fn scalar(&self, value: f64) -> Tensor<4> {
+    /// A `[1; D]` constant in the model's dtype, for broadcasting. Scalar ops would round the
+    /// constant to f32 first (burn's nominal float element), costing ~1e-8 relative accuracy in
+    /// f64 runs.
+    fn scalar<const D: usize>(&self, value: f64) -> Tensor<D> {
         let dtype = self.leaves[0].dtype();
-        Tensor::from_data(
-            TensorData::new(vec![value], [1, 1, 1, 1]),
-            (&self.device, dtype),
-        )
+        Tensor::from_data(TensorData::new(vec![value], [1; D]), (&self.device, dtype))
     }
 
     /// `[B, T, T, H]` mask, true where the key comes after the query.
