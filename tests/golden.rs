@@ -1,10 +1,10 @@
 //! Parity with PyTorch (`../shared/golden/train_step_p23.*`): forward, gradients and 25 AdamW
 //! updates of the Nanda et al. architecture at p = 23, in f64 (1e-9 relative) and f32 (1e-4).
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor};
 use groklab::models::{read_safetensors, ParamStore, Transformer, TransformerConfig};
 use groklab::tasks::{ModularDataset, Operation};
-use groklab::train::{warmup_lr, AdamW, Precision, Step};
+use groklab::train::{tensors, warmup_lr, AdamW, Precision, Step};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -41,17 +41,14 @@ fn config() -> TransformerConfig {
 
 /// The store with the golden tensors of `prefix` (`init.`, `after25.`); frozen biases are zero.
 fn store_from(tensors: &Tensors, prefix: &str) -> ParamStore {
-    let mut store = ParamStore::init(&config(), 0);
+    let mut store = ParamStore::zeros(&config());
     for e in &mut store.entries {
         match tensors.get(&format!("{prefix}{}", e.name)) {
             Some((shape, data)) => {
                 assert_eq!(shape, &e.shape, "{}", e.name);
                 e.data = data.clone();
             }
-            None => {
-                assert!(!e.trainable, "golden lacks trainable {}", e.name);
-                e.data.iter_mut().for_each(|x| *x = 0.0);
-            }
+            None => assert!(!e.trainable, "golden lacks trainable {}", e.name),
         }
     }
     store
@@ -72,11 +69,10 @@ fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f64> {
 }
 
 fn batch(rows: &[usize], device: &Device) -> (Tensor<2, Int>, Tensor<1, Int>) {
-    let data = ModularDataset::new(Operation::Add, 23, 0).unwrap();
-    let (toks, labs) = data.gather(rows);
-    (
-        Tensor::from_data(TensorData::new(toks, [rows.len(), 3]), device),
-        Tensor::from_data(TensorData::new(labs, [rows.len()]), device),
+    tensors(
+        &ModularDataset::new(Operation::Add, 23, 0).unwrap(),
+        rows,
+        device,
     )
 }
 
@@ -185,11 +181,7 @@ fn chunked_step_equals_single_graph_f64() {
     let device = Device::flex().autodiff();
     let data = ModularDataset::new(Operation::Add, 37, 0).unwrap();
     let rows: Vec<usize> = (0..data.len()).collect();
-    let (toks, labs) = data.gather(&rows);
-    let batch = (
-        Tensor::<2, Int>::from_data(TensorData::new(toks, [rows.len(), 3]), &device),
-        Tensor::<1, Int>::from_data(TensorData::new(labs, [rows.len()]), &device),
-    );
+    let batch = tensors(&data, &rows, &device);
     let store = ParamStore::init(&cfg, 5);
     let step_fn = Step {
         cfg: &cfg,

@@ -1,21 +1,17 @@
 //! Finite-difference check of every parameter's gradient on tiny models (f64): the paper's
 //! architecture, a 2-layer pre-LN GELU model, and a 2-layer attention-only model.
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor};
 use groklab::models::{Activation, Normalization, ParamStore, Transformer, TransformerConfig};
 use groklab::tasks::{ModularDataset, Operation};
-use groklab::train::{cross_entropy, Precision, Step};
+use groklab::train::{cross_entropy, tensors, Precision, Step};
 
 const P: usize = 7;
 
 fn batch(device: &Device) -> (Tensor<2, Int>, Tensor<1, Int>) {
     let data = ModularDataset::new(Operation::Sub, P as u64, 0).unwrap();
     let rows: Vec<usize> = (0..data.len()).collect();
-    let (toks, labs) = data.gather(&rows);
-    (
-        Tensor::from_data(TensorData::new(toks, [rows.len(), 3]), device),
-        Tensor::from_data(TensorData::new(labs, [rows.len()]), device),
-    )
+    tensors(&data, &rows, device)
 }
 
 fn loss(cfg: &TransformerConfig, store: &ParamStore) -> f64 {

@@ -62,6 +62,21 @@ impl ParamStore {
         Self { entries }
     }
 
+    /// Every tensor at zero: the layout of `cfg`, for loading weights or shaping optimiser state.
+    pub fn zeros(cfg: &TransformerConfig) -> Self {
+        let entries = cfg
+            .param_specs()
+            .into_iter()
+            .map(|spec| ParamEntry {
+                data: vec![0.0; spec.shape.iter().product()],
+                name: spec.name,
+                shape: spec.shape,
+                trainable: spec.trainable,
+            })
+            .collect();
+        Self { entries }
+    }
+
     /// The entry called `name`.
     pub fn get(&self, name: &str) -> Option<&ParamEntry> {
         self.entries.iter().find(|e| e.name == name)
@@ -115,13 +130,12 @@ impl ParamStore {
             path: path.to_path_buf(),
             reason,
         };
-        let mut store = Self::init(cfg, 0);
+        let mut store = Self::zeros(cfg);
         for entry in &mut store.entries {
             let Some((shape, data)) = tensors.get(&entry.name) else {
                 if entry.trainable {
                     return Err(bad(format!("missing tensor `{}`", entry.name)));
                 }
-                entry.data.iter_mut().for_each(|x| *x = 0.0);
                 continue;
             };
             entry.data = if *shape == entry.shape {

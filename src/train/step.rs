@@ -106,14 +106,13 @@ impl<'a> Step<'a> {
         total
     }
 
+    fn model(&self, track_grads: bool) -> Transformer {
+        let dtype = self.compute.dtype();
+        Transformer::new(self.cfg, self.params, self.device, dtype, track_grads)
+    }
+
     fn train_one_graph(&self, batch: (Tensor<2, Int>, Tensor<1, Int>)) -> StepResult {
-        let model = Transformer::new(
-            self.cfg,
-            self.params,
-            self.device,
-            self.compute.dtype(),
-            true,
-        );
+        let model = self.model(true);
         let logits = model.forward(batch.0).logits;
         let acc = accuracy(logits.clone(), batch.1.clone());
         let loss = cross_entropy(logits, batch.1, self.loss_dtype);
@@ -127,13 +126,7 @@ impl<'a> Step<'a> {
         if data.1.dims()[0] == 0 {
             return (f64::NAN, f64::NAN);
         }
-        let model = Transformer::new(
-            self.cfg,
-            self.params,
-            self.device,
-            self.compute.dtype(),
-            false,
-        );
+        let model = self.model(false);
         let logits = model.forward(data.0.clone()).logits;
         let acc = accuracy(logits.clone(), data.1.clone());
         let loss = cross_entropy(logits, data.1.clone(), self.loss_dtype).into_scalar::<f64>();

@@ -127,7 +127,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<RunSummary> {
     let fresh_optim = |p: &ParamStore| AdamW::new(p, t.betas, t.eps, t.weight_decay);
 
     let (mut params, mut optim, start, mut log, wall0) = if opts.resume {
-        let template = fresh_optim(&ParamStore::init(&model_cfg, 0));
+        let template = fresh_optim(&ParamStore::zeros(&model_cfg));
         let r = checkpoint::load_latest(run_dir, &model_cfg, &template)?;
         let mut log = MetricsLog::load(run_dir)?;
         log.rows.retain(|row| row.step < r.step);
