@@ -2,11 +2,12 @@
 //!
 //! The pipeline reads top to bottom: [`tasks`] (data and splits) → [`models`] (the
 //! TransformerLens-layout transformer on burn) → [`train`] (AdamW, checkpoints, metrics, the
-//! training loop) → [`report`] (plots).
+//! training loop) → [`measures`] (progress measures of checkpoints) → [`report`] (plots, HTML).
 
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod measures;
 pub mod models;
 pub mod report;
 pub mod tasks;

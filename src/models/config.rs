@@ -1,5 +1,6 @@
 //! The transformer's hyper-parameters, mirroring TransformerLens' `HookedTransformerConfig`.
 
+use super::params::NamedTensors;
 use crate::error::{GrokError, Result};
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +68,52 @@ impl TransformerConfig {
             normalization: Normalization::None,
             attn_only: false,
         }
+    }
+
+    /// Reads the shape of a TransformerLens-layout model off its tensors: `embed.W_E`
+    /// `[d_vocab, d_model]`, `pos_embed.W_pos` `[n_ctx, d_model]`, `blocks.{l}.attn.W_Q`
+    /// `[n_heads, d_model, d_head]`, `blocks.0.mlp.W_in` `[d_model, d_mlp]` (absent: attention-only),
+    /// `blocks.0.ln1.w` (present: pre-LN), `unembed.W_U` `[d_model, d_vocab_out]`. The activation
+    /// cannot be read off the weights, so the caller gives it.
+    ///
+    /// # Errors
+    /// [`GrokError::Config`] naming the first missing or wrongly-ranked tensor.
+    pub fn infer(tensors: &NamedTensors, act_fn: Activation) -> Result<Self> {
+        let shape = |name: &str, rank: usize| -> Result<&[usize]> {
+            match tensors.get(name) {
+                Some((s, _)) if s.len() == rank => Ok(s),
+                Some((s, _)) => Err(GrokError::Config(format!(
+                    "tensor `{name}` has shape {s:?}, expected rank {rank}"
+                ))),
+                None => Err(GrokError::Config(format!(
+                    "tensor `{name}` missing: not a TransformerLens-layout checkpoint"
+                ))),
+            }
+        };
+        let w_e = shape("embed.W_E", 2)?;
+        let w_q = shape("blocks.0.attn.W_Q", 3)?;
+        let n_layers = (0..)
+            .take_while(|l| tensors.contains_key(&format!("blocks.{l}.attn.W_Q")))
+            .count();
+        let attn_only = !tensors.contains_key("blocks.0.mlp.W_in");
+        let d_mlp = if attn_only { 1 } else { shape("blocks.0.mlp.W_in", 2)?[1] };
+        Ok(Self {
+            n_layers,
+            n_heads: w_q[0],
+            d_model: w_e[1],
+            d_head: w_q[2],
+            d_mlp,
+            d_vocab: w_e[0],
+            d_vocab_out: shape("unembed.W_U", 2)?[1],
+            n_ctx: shape("pos_embed.W_pos", 2)?[0],
+            act_fn,
+            normalization: if tensors.contains_key("blocks.0.ln1.w") {
+                Normalization::PreLn
+            } else {
+                Normalization::None
+            },
+            attn_only,
+        })
     }
 
     /// Checks that every size is positive.

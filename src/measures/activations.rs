@@ -1,0 +1,49 @@
+//! The model run once on every input `[a, b, =]`, a, b ∈ ℤ_p: the tables the measures read.
+
+use super::matrix::Matrix;
+use crate::models::{ParamStore, Transformer, TransformerConfig};
+use crate::train::Precision;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+/// Activations of all p² inputs, rows a-major (`a·p + b`), at the last position.
+pub struct AllInputs {
+    /// `[p², p]` logits of the p residue classes (`unembed.hook_out[:, -1, :p]`; an extra `=`
+    /// output column is dropped).
+    pub logits: Matrix,
+    /// `[p², d_mlp]` last block's `mlp.hook_post[:, -1]`; `None` for attention-only models.
+    pub mlp_post: Option<Matrix>,
+    /// `[n_heads, n_ctx]` attention from the last position to each position, averaged over the
+    /// p² inputs (`attn.hook_pattern[:, h, -1, :]` of the last block).
+    pub mean_attention: Vec<Vec<f64>>,
+}
+
+/// Runs the model (forward only, on the flex CPU device in `precision`) on all p² inputs.
+pub fn run_all_inputs(
+    cfg: &TransformerConfig,
+    store: &ParamStore,
+    p: usize,
+    precision: Precision,
+) -> AllInputs {
+    let device = Device::flex();
+    let tokens: Vec<i64> = (0..p * p)
+        .flat_map(|i| [(i / p) as i64, (i % p) as i64, p as i64])
+        .collect();
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(tokens, [p * p, 3]), &device);
+    let model = Transformer::new(cfg, store, &device, precision.dtype(), false);
+    let out = model.forward(tokens);
+    let to_matrix = |t: Tensor<2>| {
+        let [rows, cols] = t.dims();
+        let data = t.into_data().try_into_vec_as::<f64>().expect("float data");
+        Matrix::from_vec(rows, cols, data)
+    };
+    let logits = to_matrix(out.logits).first_cols(p);
+    let mlp_post = out.mlp_post_last.map(to_matrix);
+    let [_, h, t] = out.pattern_last.dims();
+    let mean = out.pattern_last.mean_dim(0).reshape([h, t]);
+    let mean = mean.into_data().try_into_vec_as::<f64>().expect("float data");
+    AllInputs {
+        logits,
+        mlp_post,
+        mean_attention: mean.chunks(t).map(<[f64]>::to_vec).collect(),
+    }
+}

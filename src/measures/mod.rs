@@ -1,0 +1,18 @@
+//! Progress measures (Nanda et al. 2023, "Progress measures for grokking via mechanistic
+//! interpretability", §4–5; definitions in REFERENCES §2): the Fourier basis and transforms,
+//! Fourier norms of the embedding and of W_L, neuron frequencies and clusters, restricted and
+//! excluded loss, Gini coefficients, the logit trig fit, sums of squared weights and mean
+//! attention — for one checkpoint ([`Analyzer::measure`]) or every checkpoint of a run.
+//!
+//! Everything is computed in f64 on the model's outputs for all p² inputs `[a, b, =]`
+//! (rows a-major, `a·p + b`); the forward pass itself runs in the chosen precision.
+
+pub mod activations;
+pub mod fourier;
+pub mod logits;
+pub mod matrix;
+pub mod neurons;
+mod snapshot;
+pub mod weights;
+
+pub use snapshot::{Analyzer, KeyFreqRule, Measures};

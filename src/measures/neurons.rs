@@ -1,0 +1,143 @@
+//! Neuron frequencies, fraction of variance explained (FVE) and clusters (Nanda et al. 2023 §4.2,
+//! App. C; REFERENCES §2), and the two key-frequency rules.
+
+use super::fourier::transform_2d;
+use super::matrix::Matrix;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// FVE at or above which a neuron joins its frequency's cluster (Nanda et al. 2023 §4.2).
+pub const CLUSTER_FVE: f64 = 0.85;
+
+/// Each neuron's dominant frequency and the share of its variance it explains.
+#[derive(Clone, Debug)]
+pub struct NeuronFreqs {
+    /// `[d_mlp]` argmax frequency in 1..p/2−1 (0 for a neuron with no variance over the inputs).
+    pub freq: Vec<usize>,
+    /// `[d_mlp]` fraction of the centred activation's squared norm in the frequency's 3×3 block
+    /// `{0, 2k−1, 2k}²` of the 2D Fourier transform (0 for a dead neuron).
+    pub fve: Vec<f64>,
+}
+
+/// Frequencies of the neurons of `post` (`[p², d_mlp]`, rows a-major): centre each neuron over
+/// the p² inputs, 2D-transform it with `basis` (`[p, p]`), and for k = 1..(p/2 − 1) take the
+/// share of its squared norm in `{0, 2k−1, 2k}²`; the argmax is the neuron's frequency, the max
+/// its FVE. (k stops at p/2 − 1 as in the reference code, REFERENCES §2.)
+pub fn neuron_freqs(basis: &Matrix, post: &Matrix) -> NeuronFreqs {
+    let p = basis.rows;
+    let n = post.cols;
+    let mut centred = post.clone();
+    let means = post.col_means();
+    for row in centred.data.chunks_mut(n) {
+        row.iter_mut().zip(&means).for_each(|(x, m)| *x -= m);
+    }
+    let f = transform_2d(basis, &centred); // ((i, j), neuron)
+    let total: Vec<f64> = f.col_norms().iter().map(|x| x * x).collect();
+    let mut freq = vec![0; n];
+    let mut fve = vec![0.0; n];
+    for k in 1..p / 2 {
+        let idx = [0, 2 * k - 1, 2 * k];
+        let mut block = vec![0.0; n];
+        for &i in &idx {
+            for &j in &idx {
+                let row = f.row(i * p + j);
+                block.iter_mut().zip(row).for_each(|(s, x)| *s += x * x);
+            }
+        }
+        for nrn in 0..n {
+            if total[nrn] > 0.0 && block[nrn] / total[nrn] > fve[nrn] {
+                fve[nrn] = block[nrn] / total[nrn];
+                freq[nrn] = k;
+            }
+        }
+    }
+    NeuronFreqs { freq, fve }
+}
+
+/// Cluster sizes: for each frequency with at least one neuron at FVE ≥ [`CLUSTER_FVE`], its
+/// neuron count; `none` counts the rest.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Clusters {
+    /// Frequency → number of neurons in its cluster.
+    pub sizes: BTreeMap<usize, usize>,
+    /// Neurons below the threshold (dead neurons included).
+    pub none: usize,
+}
+
+impl NeuronFreqs {
+    /// Cluster sizes at FVE ≥ [`CLUSTER_FVE`].
+    pub fn clusters(&self) -> Clusters {
+        let mut c = Clusters::default();
+        for (&k, &fve) in self.freq.iter().zip(&self.fve) {
+            if fve >= CLUSTER_FVE {
+                *c.sizes.entry(k).or_default() += 1;
+            } else {
+                c.none += 1;
+            }
+        }
+        c
+    }
+
+    /// Key frequencies by the reference code's rule: the distinct argmax frequencies of all
+    /// live neurons, no FVE threshold (over-counts on noisy models; read the clusters too).
+    pub fn argmax_key_freqs(&self) -> Vec<usize> {
+        let mut k: Vec<usize> = (self.freq.iter().zip(&self.fve))
+            .filter(|(_, &fve)| fve > 0.0)
+            .map(|(&k, _)| k)
+            .collect();
+        k.sort_unstable();
+        k.dedup();
+        k
+    }
+}
+
+/// Key frequencies by the embedding rule: frequencies k ≥ 1 whose embedding Fourier norm
+/// (`freq_norms`, `[p/2 + 1]`, index = frequency) is at least `threshold` times the largest.
+/// Nanda et al. 2023 §4.1 read the key frequencies off the embedding's sparse Fourier norms.
+pub fn embed_key_freqs(freq_norms: &[f64], threshold: f64) -> Vec<usize> {
+    let max = freq_norms[1..].iter().copied().fold(0.0, f64::max);
+    (1..freq_norms.len())
+        .filter(|&k| freq_norms[k] >= threshold * max)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measures::fourier::fourier_basis;
+    use std::f64::consts::PI;
+
+    #[test]
+    fn a_pure_wave_neuron_has_fve_one_at_its_frequency() {
+        let p = 13;
+        let basis = fourier_basis(p);
+        // neuron 0: cos(w3 (a+b)); neuron 1: relu(cos(w5 a) + cos(w5 b)) (harmonics leak);
+        // neuron 2: dead.
+        let w = |k: usize| 2.0 * PI * k as f64 / p as f64;
+        let mut data = Vec::new();
+        for a in 0..p {
+            for b in 0..p {
+                let (a, b) = (a as f64, b as f64);
+                data.push((w(3) * (a + b)).cos());
+                data.push(((w(5) * a).cos() + (w(5) * b).cos()).max(0.0));
+                data.push(0.0);
+            }
+        }
+        let nf = neuron_freqs(&basis, &Matrix::from_vec(p * p, 3, data));
+        assert_eq!(nf.freq[0], 3);
+        assert!((nf.fve[0] - 1.0).abs() < 1e-12);
+        assert_eq!(nf.freq[1], 5);
+        assert!(nf.fve[1] < 1.0 && nf.fve[1] > 0.5);
+        assert_eq!((nf.freq[2], nf.fve[2]), (0, 0.0));
+        assert_eq!(nf.argmax_key_freqs(), vec![3, 5]);
+        let c = nf.clusters();
+        assert_eq!(c.sizes.get(&3), Some(&1));
+        assert_eq!(c.none + c.sizes.values().sum::<usize>(), 3);
+    }
+
+    #[test]
+    fn embed_rule_keeps_frequencies_near_the_largest() {
+        let norms = [9.0, 1.0, 8.0, 0.5, 4.1, 3.9];
+        assert_eq!(embed_key_freqs(&norms, 0.5), vec![2, 4]);
+    }
+}

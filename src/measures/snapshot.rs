@@ -1,0 +1,280 @@
+//! Every progress measure of one checkpoint (Nanda et al. 2023 §4–5; REFERENCES §2).
+
+use super::activations::run_all_inputs;
+use super::fourier::{fourier_basis, freq_norms, gini};
+use super::logits::{
+    cross_entropy, excluded_logits, key_direction_fve, restricted_logits, trig_fit, trig_part,
+    Combine,
+};
+use super::matrix::Matrix;
+use super::neurons::{embed_key_freqs, neuron_freqs, Clusters};
+use super::weights::{embed_component_norms, neuron_logit_map, w_l_component_norms};
+use crate::error::{GrokError, Result};
+use crate::models::{ParamStore, TransformerConfig};
+use crate::tasks::{ModularDataset, Operation, Split};
+use crate::train::Precision;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How the key frequencies are chosen.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeyFreqRule {
+    /// The distinct argmax frequencies of the neurons (the reference code's rule).
+    NeuronArgmax,
+    /// Frequencies whose embedding Fourier norm is at least this fraction of the largest.
+    EmbedNorm(f64),
+    /// Given by hand.
+    Fixed(Vec<usize>),
+}
+
+impl KeyFreqRule {
+    /// One-line description, stored with the measures.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::NeuronArgmax => "neuron_argmax: distinct argmax frequencies of the MLP neurons".into(),
+            Self::EmbedNorm(t) => {
+                format!("embed_norm: frequencies with W_E Fourier norm >= {t} x the largest")
+            }
+            Self::Fixed(k) => format!("fixed: {k:?}"),
+        }
+    }
+}
+
+/// The progress measures of one checkpoint. Losses are mean cross-entropy in nats (log-softmax
+/// in f64), accuracies in [0, 1]; `None` where a measure does not apply (no MLP, or a task that
+/// is not `a ± b` for the trig-based ones); NaN (`null` in JSON) for an empty split.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Measures {
+    /// Training step (= epoch for full-batch runs) of the checkpoint.
+    pub step: u64,
+    /// Loss over all labelled inputs.
+    pub loss_all: f64,
+    /// Loss over the training split.
+    pub loss_train: f64,
+    /// Loss over the test split.
+    pub loss_test: f64,
+    /// Accuracy over the training split.
+    pub acc_train: f64,
+    /// Accuracy over the test split.
+    pub acc_test: f64,
+    /// The key frequencies the logit measures used.
+    pub key_freqs: Vec<usize>,
+    /// Restricted loss (only the key frequencies' directions kept) over all inputs.
+    pub restricted_loss_all: Option<f64>,
+    /// Restricted loss over the training split.
+    pub restricted_loss_train: Option<f64>,
+    /// Restricted loss over the test split.
+    pub restricted_loss_test: Option<f64>,
+    /// Restricted accuracy over all inputs.
+    pub restricted_acc_all: Option<f64>,
+    /// Excluded loss (key frequencies' directions removed) over the training split.
+    pub excluded_loss_train: Option<f64>,
+    /// Excluded loss over all inputs.
+    pub excluded_loss_all: Option<f64>,
+    /// Excluded accuracy over the training split.
+    pub excluded_acc_train: Option<f64>,
+    /// Per key frequency: training-split loss with only that frequency removed.
+    pub excluded_loss_train_per_freq: BTreeMap<usize, f64>,
+    /// Per key frequency: all-input loss with only that frequency removed.
+    pub excluded_loss_all_per_freq: BTreeMap<usize, f64>,
+    /// `[p/2 + 1]` embedding Fourier norm per frequency (index 0: constant).
+    pub embed_freq_norms: Vec<f64>,
+    /// `[p/2 + 1]` W_L Fourier norm per frequency along the output axis.
+    pub w_l_freq_norms: Option<Vec<f64>>,
+    /// Gini of the p embedding Fourier component norms.
+    pub gini_w_e: f64,
+    /// Gini of the p W_L Fourier component norms.
+    pub gini_w_l: Option<f64>,
+    /// Neuron clusters at FVE ≥ 0.85.
+    pub clusters: Option<Clusters>,
+    /// `[d_mlp]` each neuron's argmax frequency (0: dead).
+    pub neuron_freq: Option<Vec<usize>>,
+    /// Fraction of neurons in the clusters of the key frequencies.
+    pub key_cluster_fraction: Option<f64>,
+    /// Fraction of the input-centred logits' variance in the key directions
+    /// (`‖trig‖² / ‖L − mean_inputs(L)‖²`).
+    pub key_direction_fve: Option<f64>,
+    /// Logit trig fit: α_k per key frequency.
+    pub trig_fit_alpha: BTreeMap<usize, f64>,
+    /// Logit trig fit: fraction of the class-centred logits' squared norm explained.
+    pub trig_fit_fve: Option<f64>,
+    /// Sum of squared weights over every tensor.
+    pub sum_sq_weights: f64,
+    /// Sum of squared weights per tensor (TransformerLens names).
+    pub sum_sq: BTreeMap<String, f64>,
+    /// `[n_heads][n_ctx]` mean attention from the last position to each position.
+    pub mean_attention: Vec<Vec<f64>>,
+}
+
+/// What the measures of a run share: the model shape, the task's labels on the p × p input grid
+/// and the split, the Fourier basis.
+pub struct Analyzer {
+    /// Model shape.
+    pub cfg: TransformerConfig,
+    /// Modulus.
+    pub p: usize,
+    /// `a + b` or `a − b` for the trig measures; `None` for other operations.
+    pub combine: Option<Combine>,
+    /// Precision of the forward pass (the measures themselves are f64).
+    pub precision: Precision,
+    labels: Vec<usize>,
+    all: Vec<usize>,
+    train: Vec<usize>,
+    test: Vec<usize>,
+    basis: Matrix,
+}
+
+impl Analyzer {
+    /// Builds the grid labels for `op` mod `p` and maps `split` (rows of the task's dataset, or
+    /// `None`: every input counts as training and the test split is empty) to grid rows `a·p + b`.
+    ///
+    /// # Errors
+    /// `task.p` invalid for `op`; a model whose vocabulary cannot hold `[a, b, =]` for this p.
+    pub fn new(
+        cfg: &TransformerConfig,
+        op: Operation,
+        p: usize,
+        split: Option<&Split>,
+        precision: Precision,
+    ) -> Result<Self> {
+        let data = ModularDataset::new(op, p as u64, 0)?;
+        if cfg.d_vocab < p + 1 || cfg.d_vocab_out < p || cfg.n_ctx < 3 {
+            return Err(GrokError::invalid(
+                "task.p",
+                p,
+                &format!(
+                    "a modulus the model fits: d_vocab {} >= p + 1, d_vocab_out {} >= p, n_ctx {} >= 3",
+                    cfg.d_vocab, cfg.d_vocab_out, cfg.n_ctx
+                ),
+            ));
+        }
+        let grid = |r: usize| {
+            let (a, b) = data.pairs[r];
+            a as usize * p + b as usize
+        };
+        let mut labels = vec![usize::MAX; p * p];
+        for (r, &c) in data.labels.iter().enumerate() {
+            labels[grid(r)] = c as usize;
+        }
+        let all: Vec<usize> = (0..data.len()).map(grid).collect();
+        let (train, test) = match split {
+            Some(s) => (
+                s.train.iter().map(|&r| grid(r)).collect(),
+                s.test.iter().map(|&r| grid(r)).collect(),
+            ),
+            None => (all.clone(), Vec::new()),
+        };
+        let combine = match op {
+            Operation::Add => Some(Combine::Sum),
+            Operation::Sub => Some(Combine::Difference),
+            _ => None,
+        };
+        Ok(Self {
+            cfg: cfg.clone(),
+            p,
+            combine,
+            precision,
+            labels,
+            all,
+            train,
+            test,
+            basis: fourier_basis(p),
+        })
+    }
+
+    /// Key frequencies of `store` by `rule` (1..=p/2, ascending).
+    pub fn key_freqs(&self, store: &ParamStore, rule: &KeyFreqRule) -> Vec<usize> {
+        match rule {
+            KeyFreqRule::Fixed(k) => k.clone(),
+            KeyFreqRule::EmbedNorm(t) => {
+                embed_key_freqs(&freq_norms(&self.embed_norms(store)), *t)
+            }
+            KeyFreqRule::NeuronArgmax => {
+                let acts = run_all_inputs(&self.cfg, store, self.p, self.precision);
+                match acts.mlp_post {
+                    Some(post) => neuron_freqs(&self.basis, &post).argmax_key_freqs(),
+                    None => Vec::new(),
+                }
+            }
+        }
+    }
+
+    fn embed_norms(&self, store: &ParamStore) -> Vec<f64> {
+        embed_component_norms(store, &self.cfg, &self.basis)
+    }
+
+    /// Every measure of `store` (the checkpoint of `step`) with the given key frequencies.
+    pub fn measure(&self, store: &ParamStore, step: u64, key_freqs: &[usize]) -> Measures {
+        let acts = run_all_inputs(&self.cfg, store, self.p, self.precision);
+        let ce = |l: &Matrix, rows: &[usize]| cross_entropy(l, &self.labels, rows);
+        let (loss_all, _) = ce(&acts.logits, &self.all);
+        let (loss_train, acc_train) = ce(&acts.logits, &self.train);
+        let (loss_test, acc_test) = ce(&acts.logits, &self.test);
+
+        let embed = self.embed_norms(store);
+        let w_l = neuron_logit_map(store, &self.cfg, self.p)
+            .map(|w_l| w_l_component_norms(&w_l, &self.basis));
+        let neurons = acts.mlp_post.as_ref().map(|post| neuron_freqs(&self.basis, post));
+        let clusters = neurons.as_ref().map(|n| n.clusters());
+        let key_cluster_fraction = clusters.as_ref().map(|c| {
+            let inside: usize = key_freqs.iter().filter_map(|k| c.sizes.get(k)).sum();
+            inside as f64 / self.cfg.d_mlp as f64
+        });
+
+        let mut m = Measures {
+            step,
+            loss_all,
+            loss_train,
+            loss_test,
+            acc_train,
+            acc_test,
+            key_freqs: key_freqs.to_vec(),
+            restricted_loss_all: None,
+            restricted_loss_train: None,
+            restricted_loss_test: None,
+            restricted_acc_all: None,
+            excluded_loss_train: None,
+            excluded_loss_all: None,
+            excluded_acc_train: None,
+            excluded_loss_train_per_freq: BTreeMap::new(),
+            excluded_loss_all_per_freq: BTreeMap::new(),
+            embed_freq_norms: freq_norms(&embed),
+            w_l_freq_norms: w_l.as_ref().map(|c| freq_norms(c)),
+            gini_w_e: gini(&embed),
+            gini_w_l: w_l.as_ref().map(|c| gini(c)),
+            clusters,
+            neuron_freq: neurons.map(|n| n.freq),
+            key_cluster_fraction,
+            key_direction_fve: None,
+            trig_fit_alpha: BTreeMap::new(),
+            trig_fit_fve: None,
+            sum_sq_weights: store.sum_squares().iter().map(|(_, s)| s).sum(),
+            sum_sq: store.sum_squares().into_iter().collect(),
+            mean_attention: acts.mean_attention,
+        };
+        if let (Some(combine), false) = (self.combine, key_freqs.is_empty()) {
+            let trig = trig_part(&acts.logits, key_freqs, combine);
+            m.key_direction_fve = Some(key_direction_fve(&acts.logits, &trig));
+            let restricted = restricted_logits(&acts.logits, &trig);
+            let (rl_all, ra_all) = ce(&restricted, &self.all);
+            m.restricted_loss_all = Some(rl_all);
+            m.restricted_acc_all = Some(ra_all);
+            m.restricted_loss_train = Some(ce(&restricted, &self.train).0);
+            m.restricted_loss_test = Some(ce(&restricted, &self.test).0);
+            let excluded = excluded_logits(&acts.logits, &trig);
+            let (el_train, ea_train) = ce(&excluded, &self.train);
+            m.excluded_loss_train = Some(el_train);
+            m.excluded_acc_train = Some(ea_train);
+            m.excluded_loss_all = Some(ce(&excluded, &self.all).0);
+            for &k in key_freqs {
+                let one = excluded_logits(&acts.logits, &trig_part(&acts.logits, &[k], combine));
+                m.excluded_loss_train_per_freq.insert(k, ce(&one, &self.train).0);
+                m.excluded_loss_all_per_freq.insert(k, ce(&one, &self.all).0);
+            }
+            let (alphas, fve) = trig_fit(&acts.logits, key_freqs, combine);
+            m.trig_fit_alpha = key_freqs.iter().copied().zip(alphas).collect();
+            m.trig_fit_fve = Some(fve);
+        }
+        m
+    }
+}
