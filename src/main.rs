@@ -1,6 +1,9 @@
 //! The `groklab` command line: parses arguments and hands over to the library.
 
 use clap::{Parser, Subcommand};
+use groklab::measures::{self, parse_split, CheckpointTask, KeyFreqRule};
+use groklab::report;
+use groklab::tasks::Operation;
 use groklab::train::{self, RunConfig, TrainOptions};
 use groklab::{GrokError, Result};
 use std::path::{Path, PathBuf};
@@ -39,6 +42,49 @@ enum Command {
         #[arg(long)]
         force: bool,
         /// Skip drawing the plots at the end.
+        #[arg(long)]
+        no_plots: bool,
+    },
+    /// Progress measures (Nanda et al. 2023) of every checkpoint of a run, or of one checkpoint.
+    Analyze {
+        /// Run directory: writes measures.jsonl/csv, analysis.json and plots/measures/.
+        #[arg(required_unless_present = "checkpoint", conflicts_with = "checkpoint")]
+        run_dir: Option<PathBuf>,
+        /// One TransformerLens-layout safetensors checkpoint instead of a run.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+        /// Task of the checkpoint (with --checkpoint).
+        #[arg(long, default_value = "add")]
+        task: String,
+        /// Modulus of the checkpoint [default: its d_vocab − 1].
+        #[arg(long)]
+        p: Option<usize>,
+        /// Split of the checkpoint's training run, `python:SEED` or `native:SEED` [default: none,
+        /// every input counts as training].
+        #[arg(long, value_name = "MODE:SEED")]
+        split: Option<String>,
+        /// Training fraction of that split.
+        #[arg(long, default_value_t = 0.3)]
+        frac: f64,
+        /// MLP activation of the checkpoint: relu or gelu.
+        #[arg(long, default_value = "relu")]
+        act_fn: String,
+        /// Fix the key frequencies, e.g. `14,35,41,42,52` (overrides --key-freq-rule).
+        #[arg(long, value_delimiter = ',')]
+        key_freqs: Option<Vec<usize>>,
+        /// How key frequencies are found: neuron-argmax (the paper's code) or embed-norm.
+        #[arg(long, default_value = "neuron-argmax")]
+        key_freq_rule: String,
+        /// embed-norm rule: keep frequencies whose W_E norm is >= this fraction of the largest.
+        #[arg(long, default_value_t = 0.5)]
+        embed_threshold: f64,
+        /// Print JSON instead of the table (with --checkpoint).
+        #[arg(long)]
+        json: bool,
+        /// Threads [default: all cores].
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Skip the plots.
         #[arg(long)]
         no_plots: bool,
     },
@@ -124,6 +170,90 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Analyze {
+            run_dir,
+            checkpoint,
+            task,
+            p,
+            split,
+            frac,
+            act_fn,
+            key_freqs,
+            key_freq_rule,
+            embed_threshold,
+            json,
+            threads,
+            no_plots,
+        } => {
+            let rule = match (key_freqs, key_freq_rule.as_str()) {
+                (Some(k), _) => KeyFreqRule::Fixed(k),
+                (None, "neuron-argmax") => KeyFreqRule::NeuronArgmax,
+                (None, "embed-norm") if embed_threshold > 0.0 && embed_threshold <= 1.0 => {
+                    KeyFreqRule::EmbedNorm(embed_threshold)
+                }
+                (None, "embed-norm") => {
+                    return Err(GrokError::invalid(
+                        "--embed-threshold",
+                        embed_threshold,
+                        "a fraction in (0, 1]",
+                    ))
+                }
+                (None, other) => {
+                    return Err(GrokError::invalid(
+                        "--key-freq-rule",
+                        other,
+                        "neuron-argmax, embed-norm",
+                    ))
+                }
+            };
+            train::set_threads(
+                threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            );
+            if let Some(path) = checkpoint {
+                let task = CheckpointTask {
+                    op: Operation::parse(&task)?,
+                    p,
+                    split: split.as_deref().map(parse_split).transpose()?,
+                    frac,
+                    act_fn: parse_enum("--act-fn", &act_fn, "relu, gelu")?,
+                };
+                let m = measures::analyze_checkpoint(&path, &task, &rule)?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&m).expect("serialisable")
+                    );
+                } else {
+                    print!("{}", report::measures_table(&m));
+                }
+                return Ok(());
+            }
+            let run_dir = run_dir.expect("clap requires RUN_DIR without --checkpoint");
+            let (rows, analysis, views) = measures::analyze_run(&run_dir, &rule)?;
+            println!(
+                "{} checkpoints measured in {:.1} s; key frequencies {:?} ({}, step {})",
+                analysis.checkpoints,
+                analysis.seconds,
+                analysis.key_freqs,
+                analysis.key_freq_rule,
+                analysis.key_freq_step
+            );
+            let ph = &analysis.phases;
+            let at = |s: Option<u64>| s.map_or("not detected".to_string(), |s| format!("step {s}"));
+            println!(
+                "phases: memorisation ends {}, circuit formation ends {}, clean-up ends {}",
+                at(ph.memorisation_end),
+                at(ph.circuit_formation_end),
+                at(ph.cleanup_end)
+            );
+            println!("wrote {}", run_dir.join("measures.jsonl").display());
+            if !no_plots {
+                let dir = report::plot_measures(&run_dir, &rows, &analysis, views.as_ref())?;
+                println!("plots in {}", dir.display());
+            }
+            Ok(())
+        }
         Command::Presets => {
             for (name, description, _) in train::PRESETS {
                 println!("{name:<10} {description}");
@@ -165,4 +295,14 @@ fn free_run_dir(preset: &str) -> PathBuf {
         .chain((2..).map(|n| base.join(format!("{preset}-{n}"))))
         .find(|p| !p.exists())
         .expect("some directory is free")
+}
+
+/// Parses a snake_case enum value the way the config files spell it.
+fn parse_enum<T: serde::de::DeserializeOwned>(
+    field: &str,
+    value: &str,
+    allowed: &str,
+) -> Result<T> {
+    serde_json::from_value(serde_json::Value::String(value.to_string()))
+        .map_err(|_| GrokError::invalid(field, value, allowed))
 }

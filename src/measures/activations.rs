@@ -1,6 +1,7 @@
 //! The model run once on every input `[a, b, =]`, a, b ∈ ℤ_p: the tables the measures read.
 
 use super::matrix::Matrix;
+use super::one_layer;
 use crate::models::{ParamStore, Transformer, TransformerConfig};
 use crate::train::Precision;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -17,8 +18,19 @@ pub struct AllInputs {
     pub mean_attention: Vec<Vec<f64>>,
 }
 
-/// Runs the model (forward only, on the flex CPU device in `precision`) on all p² inputs.
-pub fn run_all_inputs(
+/// Runs the model on all p² inputs in f64: the factored pass of [`super::one_layer`] where it
+/// applies (1 layer, no LayerNorm, ReLU), the burn model otherwise.
+pub fn run_all_inputs(cfg: &TransformerConfig, store: &ParamStore, p: usize) -> AllInputs {
+    if one_layer::applies(cfg) {
+        one_layer::forward_all_inputs(cfg, store, p)
+    } else {
+        burn_all_inputs(cfg, store, p, Precision::F64)
+    }
+}
+
+/// Runs the burn model (forward only, flex CPU device, `precision`) on all p² inputs: the
+/// reference the factored pass is tested against.
+pub fn burn_all_inputs(
     cfg: &TransformerConfig,
     store: &ParamStore,
     p: usize,
@@ -40,7 +52,10 @@ pub fn run_all_inputs(
     let mlp_post = out.mlp_post_last.map(to_matrix);
     let [_, h, t] = out.pattern_last.dims();
     let mean = out.pattern_last.mean_dim(0).reshape([h, t]);
-    let mean = mean.into_data().try_into_vec_as::<f64>().expect("float data");
+    let mean = mean
+        .into_data()
+        .try_into_vec_as::<f64>()
+        .expect("float data");
     AllInputs {
         logits,
         mlp_post,

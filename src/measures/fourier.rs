@@ -50,14 +50,14 @@ pub fn transform_2d(basis: &Matrix, acts: &Matrix) -> Matrix {
     let p = basis.rows;
     let n = acts.cols;
     assert_eq!(acts.rows, p * p, "2D transform needs p² rows");
-    // Along a: [p, p·n] view of acts, (a) × (b, n).
-    let along_a = basis.matmul(&Matrix::from_vec(p, p * n, acts.data.clone())); // (i, (b, n))
-    // Along b: for each i, [p (b), n] block.
+    // Along a: acts as [p (a), p·n (b, n)].
+    let mut along_a = vec![0.0; p * p * n]; // (i, (b, n))
+    basis.matmul_slice_into(&acts.data, p * n, &mut along_a);
+    // Along b: for each i, the [p (b), n] block.
     let mut out = Matrix::zeros(p * p, n);
     for i in 0..p {
-        let block = Matrix::from_vec(p, n, along_a.data[i * p * n..(i + 1) * p * n].to_vec());
-        let t = basis.matmul(&block); // (j, n)
-        out.data[i * p * n..(i + 1) * p * n].copy_from_slice(&t.data);
+        let rows = i * p * n..(i + 1) * p * n;
+        basis.matmul_slice_into(&along_a[rows.clone()], n, &mut out.data[rows]);
     }
     out
 }
@@ -127,7 +127,9 @@ mod tests {
         let acts = Matrix::from_vec(
             p * p,
             1,
-            (0..p * p).map(|i| b.at(3, i / p) * b.at(4, i % p)).collect(),
+            (0..p * p)
+                .map(|i| b.at(3, i / p) * b.at(4, i % p))
+                .collect(),
         );
         let f = transform_2d(&b, &acts);
         for i in 0..p * p {

@@ -61,7 +61,10 @@ pub fn restricted_logits(logits: &Matrix, trig: &Matrix) -> Matrix {
 /// Excluded logits: `L − trig` with no mean added back (REFERENCES §2).
 pub fn excluded_logits(logits: &Matrix, trig: &Matrix) -> Matrix {
     let mut out = logits.clone();
-    out.data.iter_mut().zip(&trig.data).for_each(|(l, t)| *l -= t);
+    out.data
+        .iter_mut()
+        .zip(&trig.data)
+        .for_each(|(l, t)| *l -= t);
     out
 }
 
@@ -76,22 +79,50 @@ pub fn key_direction_fve(logits: &Matrix, trig: &Matrix) -> f64 {
     trig.sum_squares() / centred
 }
 
+/// Per-row cross-entropy (nats, log-softmax in f64) and correctness of chosen rows of `logits`
+/// (`[n, classes]`) against `labels` (`[n]`; `usize::MAX` marks a row without label).
+pub struct Scores {
+    loss: Vec<f64>,
+    correct: Vec<bool>,
+}
+
+impl Scores {
+    /// Scores the labelled rows among `rows` once (others score NaN), so that several subsets
+    /// of them can be averaged cheaply.
+    pub fn new(logits: &Matrix, labels: &[usize], rows: &[usize]) -> Self {
+        let mut wanted = vec![false; logits.rows];
+        rows.iter().for_each(|&r| wanted[r] = true);
+        let (loss, correct) = (0..logits.rows)
+            .map(|r| {
+                let Some(&label) = labels.get(r).filter(|&&l| l != usize::MAX && wanted[r]) else {
+                    return (f64::NAN, false);
+                };
+                let row = logits.row(r);
+                let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let lse = max + row.iter().map(|x| (x - max).exp()).sum::<f64>().ln();
+                let argmax = (0..row.len()).fold(0, |b, c| if row[c] > row[b] { c } else { b });
+                (lse - row[label], argmax == label)
+            })
+            .unzip();
+        Self { loss, correct }
+    }
+
+    /// Mean loss and accuracy over `rows` (NaN for no rows or rows not scored).
+    pub fn mean(&self, rows: &[usize]) -> (f64, f64) {
+        if rows.is_empty() {
+            return (f64::NAN, f64::NAN);
+        }
+        let n = rows.len() as f64;
+        let loss = rows.iter().map(|&r| self.loss[r]).sum::<f64>() / n;
+        let correct = rows.iter().filter(|&&r| self.correct[r]).count() as f64;
+        (loss, correct / n)
+    }
+}
+
 /// Mean cross-entropy (nats, log-softmax in f64) and accuracy of the given `rows` of `logits`
 /// (`[n, classes]`) against `labels` (`[n]`). NaN for no rows.
 pub fn cross_entropy(logits: &Matrix, labels: &[usize], rows: &[usize]) -> (f64, f64) {
-    if rows.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    let (mut loss, mut correct) = (0.0, 0usize);
-    for &r in rows {
-        let row = logits.row(r);
-        let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let lse = max + row.iter().map(|x| (x - max).exp()).sum::<f64>().ln();
-        loss += lse - row[labels[r]];
-        let argmax = (0..row.len()).fold(0, |best, c| if row[c] > row[best] { c } else { best });
-        correct += usize::from(argmax == labels[r]);
-    }
-    (loss / rows.len() as f64, correct as f64 / rows.len() as f64)
+    Scores::new(logits, labels, rows).mean(rows)
 }
 
 /// Least-squares fit `L_c ≈ Σ_k α_k cos(w_k(a ± b − c))` of the logits centred over classes
@@ -136,12 +167,12 @@ mod tests {
 
     /// Logits `Σ_k scale·cos(w_k(a + b − c))` for p = 13, key frequencies 2 and 5.
     fn synthetic(p: usize, scale: f64, combine: Combine) -> (Matrix, Vec<usize>) {
-        let freqs = vec![2, 5];
+        let freqs = [2, 5];
         let mut l = Matrix::zeros(p * p, p);
-        let mut labels = vec![0; p * p];
-        for i in 0..p * p {
-            let s = combine.residue(i / p, i % p, p);
-            labels[i] = s;
+        let labels: Vec<usize> = (0..p * p)
+            .map(|i| combine.residue(i / p, i % p, p))
+            .collect();
+        for (i, &s) in labels.iter().enumerate() {
             for c in 0..p {
                 l.data[i * p + c] = freqs
                     .iter()
@@ -162,7 +193,10 @@ mod tests {
             let full = cross_entropy(&l, &labels, &all);
             let trig = trig_part(&l, &freqs, combine);
             let restricted = cross_entropy(&restricted_logits(&l, &trig), &labels, &all);
-            assert!((full.0 - restricted.0).abs() < 1e-12, "{full:?} {restricted:?}");
+            assert!(
+                (full.0 - restricted.0).abs() < 1e-12,
+                "{full:?} {restricted:?}"
+            );
             assert_eq!(full.1, 1.0);
             let excluded = cross_entropy(&excluded_logits(&l, &trig), &labels, &all);
             assert!(excluded.0 >= (p as f64).ln() - 1e-9, "{excluded:?}");
@@ -180,8 +214,36 @@ mod tests {
         let labels = vec![3; p * p];
         let rows: Vec<usize> = (0..p * p).collect();
         let (loss, acc) = cross_entropy(&l, &labels, &rows);
-    assert!((loss - (p as f64).ln()).abs() < 1e-14, "{loss}");
-    // ties go to class 0, label 3
-    assert_eq!(acc, 0.0);
+        assert!((loss - (p as f64).ln()).abs() < 1e-14, "{loss}");
+        // ties go to class 0, label 3
+        assert_eq!(acc, 0.0);
+    }
+
+    #[test]
+    fn excluded_loss_equals_train_loss_on_a_random_label_table() {
+        // A memorised random table has no Fourier structure in a + b: removing the key
+        // directions leaves the loss unchanged up to the small projection of noise.
+        use crate::tasks::{ModularDataset, Operation};
+        let p = 113;
+        let data = ModularDataset::new(Operation::RandomTable, p as u64, 3).unwrap();
+        let labels: Vec<usize> = data.labels.iter().map(|&c| c as usize).collect();
+        let mut l = Matrix::zeros(p * p, p);
+        for (i, &c) in labels.iter().enumerate() {
+            l.data[i * p + c] = 8.0;
+        }
+        let rows: Vec<usize> = (0..p * p).collect();
+        let train = cross_entropy(&l, &labels, &rows).0;
+        let trig = trig_part(&l, &[3, 6, 23, 39], Combine::Sum);
+        let excluded = cross_entropy(&excluded_logits(&l, &trig), &labels, &rows).0;
+        assert!(
+            (excluded / train - 1.0).abs() < 0.02,
+            "{excluded} vs {train}"
+        );
+        // while on structured logits the same removal is catastrophic
+        let (s, s_labels) = synthetic(p, 4.0, Combine::Sum);
+        let trig = trig_part(&s, &[2, 5], Combine::Sum);
+        let s_train = cross_entropy(&s, &s_labels, &rows).0;
+        let s_excl = cross_entropy(&excluded_logits(&s, &trig), &s_labels, &rows).0;
+        assert!(s_excl > 2.0 * s_train, "{s_excl} vs {s_train}");
     }
 }

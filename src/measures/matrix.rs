@@ -97,6 +97,21 @@ impl Matrix {
         }
     }
 
+    /// `self · rhs` for a row-major `[cols, n]` slice `rhs`, written into the `[rows, n]` slice
+    /// `out` (no allocation).
+    pub fn matmul_slice_into(&self, rhs: &[f64], n: usize, out: &mut [f64]) {
+        assert_eq!(rhs.len(), self.cols * n, "matmul inner dimensions");
+        assert_eq!(out.len(), self.rows * n, "matmul output size");
+        let rhs = View {
+            data: rhs,
+            rows: self.cols,
+            cols: n,
+            rs: n as isize,
+            cs: 1,
+        };
+        gemm_into(self.view(false), rhs, out);
+    }
+
     /// `self · rhs`: `[m, k] × [k, n] → [m, n]`.
     pub fn matmul(&self, rhs: &Matrix) -> Matrix {
         gemm(self.view(false), rhs.view(false))
@@ -115,20 +130,28 @@ impl Matrix {
 
 /// `lhs · rhs` on one thread (the measures parallelise over checkpoints instead).
 fn gemm(lhs: View, rhs: View) -> Matrix {
+    let mut out = Matrix::zeros(lhs.rows, rhs.cols);
+    gemm_into(lhs, rhs, &mut out.data);
+    out
+}
+
+/// `out = lhs · rhs` into a row-major `[lhs.rows, rhs.cols]` slice.
+fn gemm_into(lhs: View, rhs: View, out: &mut [f64]) {
     assert_eq!(lhs.cols, rhs.rows, "matmul inner dimensions");
     let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
-    let mut out = Matrix::zeros(m, n);
+    assert_eq!(out.len(), m * n, "matmul output size");
     if m == 0 || n == 0 || k == 0 {
-        return out;
+        out.fill(0.0);
+        return;
     }
-    // SAFETY: every view's strides address elements inside its slice (checked shapes above), and
-    // `out` is a fresh, exclusively borrowed [m, n] row-major buffer.
+    // SAFETY: every view's strides address elements inside its slice (the shapes are checked
+    // above), and `out` is an exclusively borrowed [m, n] row-major slice.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            out.data.as_mut_ptr(),
+            out.as_mut_ptr(),
             1,
             n as isize,
             false,
@@ -146,7 +169,6 @@ fn gemm(lhs: View, rhs: View) -> Matrix {
             gemm::Parallelism::None,
         );
     }
-    out
 }
 
 #[cfg(test)]
@@ -179,7 +201,10 @@ mod tests {
         let b = Matrix::from_vec(4, 5, (0..20).map(|x| (x as f64 * 1.3).cos()).collect());
         let close = |x: &Matrix, y: &Matrix| {
             assert_eq!((x.rows, x.cols), (y.rows, y.cols));
-            x.data.iter().zip(&y.data).for_each(|(p, q)| assert!((p - q).abs() < 1e-12));
+            x.data
+                .iter()
+                .zip(&y.data)
+                .for_each(|(p, q)| assert!((p - q).abs() < 1e-12));
         };
         close(&a.matmul(&b), &naive(&a, &b));
         close(&transpose(&a).t_matmul(&b), &naive(&a, &b));

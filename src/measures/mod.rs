@@ -5,14 +5,20 @@
 //! attention — for one checkpoint ([`Analyzer::measure`]) or every checkpoint of a run.
 //!
 //! Everything is computed in f64 on the model's outputs for all p² inputs `[a, b, =]`
-//! (rows a-major, `a·p + b`); the forward pass itself runs in the chosen precision.
+//! (rows a-major, `a·p + b`).
 
 pub mod activations;
+mod checkpoint;
 pub mod fourier;
 pub mod logits;
 pub mod matrix;
 pub mod neurons;
+pub mod one_layer;
+pub mod phases;
+mod run;
 mod snapshot;
 pub mod weights;
 
+pub use checkpoint::{analyze_checkpoint, parse_split, CheckpointTask};
+pub use run::{analyze_run, check_key_freqs, load_measures, load_run, RunAnalysis, RunMeasures};
 pub use snapshot::{Analyzer, KeyFreqRule, Measures};

@@ -23,26 +23,46 @@ pub struct NeuronFreqs {
 /// the p² inputs, 2D-transform it with `basis` (`[p, p]`), and for k = 1..(p/2 − 1) take the
 /// share of its squared norm in `{0, 2k−1, 2k}²`; the argmax is the neuron's frequency, the max
 /// its FVE. (k stops at p/2 − 1 as in the reference code, REFERENCES §2.)
+///
+/// Only the components those blocks read are formed: the transform along b is complete
+/// (`p³·d_mlp` multiply-adds), but along a only row 0, column 0 and each frequency's 2×2 block
+/// (≈ 4p of the p² components), and the total comes from Parseval.
 pub fn neuron_freqs(basis: &Matrix, post: &Matrix) -> NeuronFreqs {
     let p = basis.rows;
     let n = post.cols;
-    let mut centred = post.clone();
-    let means = post.col_means();
-    for row in centred.data.chunks_mut(n) {
-        row.iter_mut().zip(&means).for_each(|(x, m)| *x -= m);
+    let centred = centred(post);
+    let total: Vec<f64> = centred.col_norms().iter().map(|x| x * x).collect();
+    // Along b: t[(a, j), n] = Σ_b B[j, b]·x[(a, b), n], one [p, p]·[p, n] product per a.
+    let mut t = Matrix::zeros(p * p, n);
+    for a in 0..p {
+        let rows = a * p * n..(a + 1) * p * n;
+        basis.matmul_slice_into(&centred.data[rows.clone()], n, &mut t.data[rows]);
     }
-    let f = transform_2d(basis, &centred); // ((i, j), neuron)
-    let total: Vec<f64> = f.col_norms().iter().map(|x| x * x).collect();
+    // Along a for component (i, j): Σ_a B[i, a]·t[(a, j), n], squared into `energy`.
+    let add_energy = |i: usize, j: usize, energy: &mut [f64]| {
+        let mut f = vec![0.0; n];
+        for a in 0..p {
+            let w = basis.at(i, a);
+            let row = &t.data[(a * p + j) * n..(a * p + j + 1) * n];
+            f.iter_mut().zip(row).for_each(|(f, x)| *f += w * x);
+        }
+        energy.iter_mut().zip(&f).for_each(|(e, f)| *e += f * f);
+    };
     let mut freq = vec![0; n];
     let mut fve = vec![0.0; n];
     for k in 1..p / 2 {
-        let idx = [0, 2 * k - 1, 2 * k];
         let mut block = vec![0.0; n];
-        for &i in &idx {
-            for &j in &idx {
-                let row = f.row(i * p + j);
-                block.iter_mut().zip(row).for_each(|(s, x)| *s += x * x);
-            }
+        for &(i, j) in &[
+            (0, 2 * k - 1),
+            (0, 2 * k),
+            (2 * k - 1, 0),
+            (2 * k, 0),
+            (2 * k - 1, 2 * k - 1),
+            (2 * k - 1, 2 * k),
+            (2 * k, 2 * k - 1),
+            (2 * k, 2 * k),
+        ] {
+            add_energy(i, j, &mut block);
         }
         for nrn in 0..n {
             if total[nrn] > 0.0 && block[nrn] / total[nrn] > fve[nrn] {
@@ -52,6 +72,66 @@ pub fn neuron_freqs(basis: &Matrix, post: &Matrix) -> NeuronFreqs {
         }
     }
     NeuronFreqs { freq, fve }
+}
+
+/// Pictures of the MLP at one checkpoint: a few neurons' activations over (a, b) and the 2D
+/// Fourier spectrum of all neurons (Nanda et al. 2023 Fig. 3–4).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NeuronViews {
+    /// Shown neurons: the highest-FVE neuron of each of the most common frequencies.
+    pub neurons: Vec<NeuronView>,
+    /// `[p·p]` (row i·p + j: basis component i along a, j along b) norm over neurons of the
+    /// centred activations' 2D Fourier components.
+    pub spectrum: Vec<f64>,
+}
+
+/// One neuron's activation table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NeuronView {
+    /// Neuron index in `mlp.hook_post`.
+    pub index: usize,
+    /// Its frequency.
+    pub freq: usize,
+    /// Its FVE.
+    pub fve: f64,
+    /// `[p·p]` activations, a-major.
+    pub acts: Vec<f64>,
+}
+
+/// [`NeuronViews`] of `post` (`[p², d_mlp]`) showing up to `count` neurons.
+pub fn neuron_views(basis: &Matrix, post: &Matrix, count: usize) -> NeuronViews {
+    let nf = neuron_freqs(basis, post);
+    let mut order: Vec<usize> = (0..post.cols).collect();
+    order.sort_by(|&a, &b| nf.fve[b].total_cmp(&nf.fve[a]));
+    let mut neurons: Vec<NeuronView> = Vec::new();
+    for i in order {
+        if neurons.len() == count || nf.fve[i] == 0.0 {
+            break;
+        }
+        if neurons.iter().all(|n| n.freq != nf.freq[i]) {
+            neurons.push(NeuronView {
+                index: i,
+                freq: nf.freq[i],
+                fve: nf.fve[i],
+                acts: (0..post.rows).map(|r| post.at(r, i)).collect(),
+            });
+        }
+    }
+    let f = transform_2d(basis, &centred(post));
+    let spectrum = (0..f.rows)
+        .map(|r| f.row(r).iter().map(|x| x * x).sum::<f64>().sqrt())
+        .collect();
+    NeuronViews { neurons, spectrum }
+}
+
+/// Each neuron (column) minus its mean over the inputs.
+fn centred(post: &Matrix) -> Matrix {
+    let mut centred = post.clone();
+    let means = post.col_means();
+    for row in centred.data.chunks_mut(post.cols) {
+        row.iter_mut().zip(&means).for_each(|(x, m)| *x -= m);
+    }
+    centred
 }
 
 /// Cluster sizes: for each frequency with at least one neuron at FVE ≥ [`CLUSTER_FVE`], its

@@ -3,16 +3,14 @@
 use super::activations::run_all_inputs;
 use super::fourier::{fourier_basis, freq_norms, gini};
 use super::logits::{
-    cross_entropy, excluded_logits, key_direction_fve, restricted_logits, trig_fit, trig_part,
-    Combine,
+    excluded_logits, key_direction_fve, restricted_logits, trig_fit, trig_part, Combine, Scores,
 };
 use super::matrix::Matrix;
-use super::neurons::{embed_key_freqs, neuron_freqs, Clusters};
+use super::neurons::{embed_key_freqs, neuron_freqs, neuron_views, Clusters, NeuronViews};
 use super::weights::{embed_component_norms, neuron_logit_map, w_l_component_norms};
 use crate::error::{GrokError, Result};
 use crate::models::{ParamStore, TransformerConfig};
 use crate::tasks::{ModularDataset, Operation, Split};
-use crate::train::Precision;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -31,7 +29,9 @@ impl KeyFreqRule {
     /// One-line description, stored with the measures.
     pub fn describe(&self) -> String {
         match self {
-            Self::NeuronArgmax => "neuron_argmax: distinct argmax frequencies of the MLP neurons".into(),
+            Self::NeuronArgmax => {
+                "neuron_argmax: distinct argmax frequencies of the MLP neurons".into()
+            }
             Self::EmbedNorm(t) => {
                 format!("embed_norm: frequencies with W_E Fourier norm >= {t} x the largest")
             }
@@ -75,8 +75,6 @@ pub struct Measures {
     pub excluded_acc_train: Option<f64>,
     /// Per key frequency: training-split loss with only that frequency removed.
     pub excluded_loss_train_per_freq: BTreeMap<usize, f64>,
-    /// Per key frequency: all-input loss with only that frequency removed.
-    pub excluded_loss_all_per_freq: BTreeMap<usize, f64>,
     /// `[p/2 + 1]` embedding Fourier norm per frequency (index 0: constant).
     pub embed_freq_norms: Vec<f64>,
     /// `[p/2 + 1]` W_L Fourier norm per frequency along the output axis.
@@ -115,8 +113,6 @@ pub struct Analyzer {
     pub p: usize,
     /// `a + b` or `a − b` for the trig measures; `None` for other operations.
     pub combine: Option<Combine>,
-    /// Precision of the forward pass (the measures themselves are f64).
-    pub precision: Precision,
     labels: Vec<usize>,
     all: Vec<usize>,
     train: Vec<usize>,
@@ -125,24 +121,22 @@ pub struct Analyzer {
 }
 
 impl Analyzer {
-    /// Builds the grid labels for `op` mod `p` and maps `split` (rows of the task's dataset, or
-    /// `None`: every input counts as training and the test split is empty) to grid rows `a·p + b`.
+    /// Places the task's labels on the p × p input grid and maps `split` (rows of `data`, or
+    /// `None`: every example counts as training and the test split is empty) to grid rows `a·p + b`.
     ///
     /// # Errors
-    /// `task.p` invalid for `op`; a model whose vocabulary cannot hold `[a, b, =]` for this p.
+    /// A model whose vocabulary cannot hold `[a, b, =]` for the task's p (named `task.p`).
     pub fn new(
         cfg: &TransformerConfig,
-        op: Operation,
-        p: usize,
+        data: &ModularDataset,
         split: Option<&Split>,
-        precision: Precision,
     ) -> Result<Self> {
-        let data = ModularDataset::new(op, p as u64, 0)?;
+        let p = data.p as usize;
         if cfg.d_vocab < p + 1 || cfg.d_vocab_out < p || cfg.n_ctx < 3 {
             return Err(GrokError::invalid(
                 "task.p",
                 p,
-                &format!(
+                format!(
                     "a modulus the model fits: d_vocab {} >= p + 1, d_vocab_out {} >= p, n_ctx {} >= 3",
                     cfg.d_vocab, cfg.d_vocab_out, cfg.n_ctx
                 ),
@@ -164,7 +158,7 @@ impl Analyzer {
             ),
             None => (all.clone(), Vec::new()),
         };
-        let combine = match op {
+        let combine = match data.op {
             Operation::Add => Some(Combine::Sum),
             Operation::Sub => Some(Combine::Difference),
             _ => None,
@@ -173,7 +167,6 @@ impl Analyzer {
             cfg: cfg.clone(),
             p,
             combine,
-            precision,
             labels,
             all,
             train,
@@ -186,11 +179,9 @@ impl Analyzer {
     pub fn key_freqs(&self, store: &ParamStore, rule: &KeyFreqRule) -> Vec<usize> {
         match rule {
             KeyFreqRule::Fixed(k) => k.clone(),
-            KeyFreqRule::EmbedNorm(t) => {
-                embed_key_freqs(&freq_norms(&self.embed_norms(store)), *t)
-            }
+            KeyFreqRule::EmbedNorm(t) => embed_key_freqs(&freq_norms(&self.embed_norms(store)), *t),
             KeyFreqRule::NeuronArgmax => {
-                let acts = run_all_inputs(&self.cfg, store, self.p, self.precision);
+                let acts = run_all_inputs(&self.cfg, store, self.p);
                 match acts.mlp_post {
                     Some(post) => neuron_freqs(&self.basis, &post).argmax_key_freqs(),
                     None => Vec::new(),
@@ -199,22 +190,33 @@ impl Analyzer {
         }
     }
 
+    /// Neuron pictures of `store` ([`NeuronViews`], up to `count` neurons); `None` without MLP.
+    pub fn neuron_views(&self, store: &ParamStore, count: usize) -> Option<NeuronViews> {
+        let acts = run_all_inputs(&self.cfg, store, self.p);
+        acts.mlp_post
+            .map(|post| neuron_views(&self.basis, &post, count))
+    }
+
     fn embed_norms(&self, store: &ParamStore) -> Vec<f64> {
         embed_component_norms(store, &self.cfg, &self.basis)
     }
 
     /// Every measure of `store` (the checkpoint of `step`) with the given key frequencies.
     pub fn measure(&self, store: &ParamStore, step: u64, key_freqs: &[usize]) -> Measures {
-        let acts = run_all_inputs(&self.cfg, store, self.p, self.precision);
-        let ce = |l: &Matrix, rows: &[usize]| cross_entropy(l, &self.labels, rows);
-        let (loss_all, _) = ce(&acts.logits, &self.all);
-        let (loss_train, acc_train) = ce(&acts.logits, &self.train);
-        let (loss_test, acc_test) = ce(&acts.logits, &self.test);
+        let acts = run_all_inputs(&self.cfg, store, self.p);
+        let score = |l: &Matrix, rows: &[usize]| Scores::new(l, &self.labels, rows);
+        let full = score(&acts.logits, &self.all);
+        let (loss_all, _) = full.mean(&self.all);
+        let (loss_train, acc_train) = full.mean(&self.train);
+        let (loss_test, acc_test) = full.mean(&self.test);
 
         let embed = self.embed_norms(store);
         let w_l = neuron_logit_map(store, &self.cfg, self.p)
             .map(|w_l| w_l_component_norms(&w_l, &self.basis));
-        let neurons = acts.mlp_post.as_ref().map(|post| neuron_freqs(&self.basis, post));
+        let neurons = acts
+            .mlp_post
+            .as_ref()
+            .map(|post| neuron_freqs(&self.basis, post));
         let clusters = neurons.as_ref().map(|n| n.clusters());
         let key_cluster_fraction = clusters.as_ref().map(|c| {
             let inside: usize = key_freqs.iter().filter_map(|k| c.sizes.get(k)).sum();
@@ -237,7 +239,6 @@ impl Analyzer {
             excluded_loss_all: None,
             excluded_acc_train: None,
             excluded_loss_train_per_freq: BTreeMap::new(),
-            excluded_loss_all_per_freq: BTreeMap::new(),
             embed_freq_norms: freq_norms(&embed),
             w_l_freq_norms: w_l.as_ref().map(|c| freq_norms(c)),
             gini_w_e: gini(&embed),
@@ -255,21 +256,22 @@ impl Analyzer {
         if let (Some(combine), false) = (self.combine, key_freqs.is_empty()) {
             let trig = trig_part(&acts.logits, key_freqs, combine);
             m.key_direction_fve = Some(key_direction_fve(&acts.logits, &trig));
-            let restricted = restricted_logits(&acts.logits, &trig);
-            let (rl_all, ra_all) = ce(&restricted, &self.all);
+            let restricted = score(&restricted_logits(&acts.logits, &trig), &self.all);
+            let (rl_all, ra_all) = restricted.mean(&self.all);
             m.restricted_loss_all = Some(rl_all);
             m.restricted_acc_all = Some(ra_all);
-            m.restricted_loss_train = Some(ce(&restricted, &self.train).0);
-            m.restricted_loss_test = Some(ce(&restricted, &self.test).0);
-            let excluded = excluded_logits(&acts.logits, &trig);
-            let (el_train, ea_train) = ce(&excluded, &self.train);
+            m.restricted_loss_train = Some(restricted.mean(&self.train).0);
+            m.restricted_loss_test = Some(restricted.mean(&self.test).0);
+            let excluded = score(&excluded_logits(&acts.logits, &trig), &self.all);
+            let (el_train, ea_train) = excluded.mean(&self.train);
             m.excluded_loss_train = Some(el_train);
             m.excluded_acc_train = Some(ea_train);
-            m.excluded_loss_all = Some(ce(&excluded, &self.all).0);
+            m.excluded_loss_all = Some(excluded.mean(&self.all).0);
             for &k in key_freqs {
-                let one = excluded_logits(&acts.logits, &trig_part(&acts.logits, &[k], combine));
-                m.excluded_loss_train_per_freq.insert(k, ce(&one, &self.train).0);
-                m.excluded_loss_all_per_freq.insert(k, ce(&one, &self.all).0);
+                let one = trig_part(&acts.logits, &[k], combine);
+                let one = score(&excluded_logits(&acts.logits, &one), &self.train);
+                m.excluded_loss_train_per_freq
+                    .insert(k, one.mean(&self.train).0);
             }
             let (alphas, fve) = trig_fit(&acts.logits, key_freqs, combine);
             m.trig_fit_alpha = key_freqs.iter().copied().zip(alphas).collect();

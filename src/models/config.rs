@@ -96,7 +96,11 @@ impl TransformerConfig {
             .take_while(|l| tensors.contains_key(&format!("blocks.{l}.attn.W_Q")))
             .count();
         let attn_only = !tensors.contains_key("blocks.0.mlp.W_in");
-        let d_mlp = if attn_only { 1 } else { shape("blocks.0.mlp.W_in", 2)?[1] };
+        let d_mlp = if attn_only {
+            1
+        } else {
+            shape("blocks.0.mlp.W_in", 2)?[1]
+        };
         Ok(Self {
             n_layers,
             n_heads: w_q[0],

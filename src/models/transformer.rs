@@ -14,7 +14,7 @@ use super::params::ParamStore;
 use burn::tensor::activation::{gelu, relu, softmax};
 use burn::tensor::Gradients;
 use burn::tensor::{Bool, DType, Device, Int, Tensor, TensorData};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// LayerNorm epsilon (TransformerLens default).
 const LN_EPS: f64 = 1e-5;
@@ -24,6 +24,8 @@ pub struct Transformer {
     cfg: TransformerConfig,
     leaves: Vec<Tensor<1>>,
     index: HashMap<String, usize>,
+    /// Frozen tensors that are all zeros (the paper's absent biases): their adds are skipped.
+    zero_frozen: HashSet<String>,
     device: Device,
 }
 
@@ -80,12 +82,26 @@ impl Transformer {
                 }
             })
             .collect();
+        let zero_frozen = (store.entries.iter())
+            .filter(|e| !e.trainable && e.data.iter().all(|&x| x == 0.0))
+            .map(|e| e.name.clone())
+            .collect();
         Self {
             cfg: cfg.clone(),
             leaves,
             index,
+            zero_frozen,
             device: device.clone(),
         }
+    }
+
+    /// `x + bias` (bias broadcast over rows as `[1, width]`), skipped for an all-zero frozen bias.
+    fn add_bias(&self, x: Tensor<2>, name: &str) -> Tensor<2> {
+        if self.zero_frozen.contains(name) {
+            return x;
+        }
+        let width = x.dims()[1];
+        x + self.w(name, [1, width])
     }
 
     /// The parameter `name` reshaped to `shape`.
@@ -175,20 +191,23 @@ impl Transformer {
             };
             // Project the (small) table before gathering; select stream rows before projecting.
             let project = |rows: &Rows, name: &str| {
-                let w = self.heads_2d(&format!("{prefix}.attn.{name}"), false);
+                let w = self.heads_2d(&format!("{prefix}.attn.W_{name}"), false);
+                let bias = format!("{prefix}.attn.b_{name}");
                 match rows {
-                    Rows::Gather(_) => rows.take(normed_src.clone().matmul(w)),
-                    _ => rows.take(normed_src.clone()).matmul(w),
+                    Rows::Gather(_) => {
+                        rows.take(self.add_bias(normed_src.clone().matmul(w), &bias))
+                    }
+                    _ => self.add_bias(rows.take(normed_src.clone()).matmul(w), &bias),
                 }
             };
-            let k = project(&all_rows, "W_K").reshape([b, 1, t, h, dh]); // (B, 1, Tk, H, dh)
-            let vv = project(&all_rows, "W_V").reshape([b, 1, t, h, dh]);
+            let k = project(&all_rows, "K").reshape([b, 1, t, h, dh]); // (B, 1, Tk, H, dh)
+            let vv = project(&all_rows, "V").reshape([b, 1, t, h, dh]);
             let (q_rows, tq) = if last {
                 (&last_rows, 1)
             } else {
                 (&all_rows, t)
             };
-            let q = project(q_rows, "W_Q").reshape([b, tq, 1, h, dh]); // (B, Tq, 1, H, dh)
+            let q = project(q_rows, "Q").reshape([b, tq, 1, h, dh]); // (B, Tq, 1, H, dh)
             let mut scores = (q * k).sum_dim(4).reshape([b, tq, t, h])
                 * self.scalar::<4>(1.0 / (dh as f64).sqrt());
             if tq > 1 {
@@ -199,6 +218,7 @@ impl Transformer {
                 .sum_dim(2)
                 .reshape([b * tq, h * dh]); // (B·Tq, H·dh)
             let attn_out = z.matmul(self.heads_2d(&format!("{prefix}.attn.W_O"), true)); // (B·Tq, D)
+            let attn_out = self.add_bias(attn_out, &format!("{prefix}.attn.b_O"));
             let resid_in = if last {
                 last_rows.take(resid_src)
             } else {
@@ -227,6 +247,7 @@ impl Transformer {
             if last {
                 let x = self.layer_norm(x, "ln_final");
                 let logits = x.matmul(self.w("unembed.W_U", [d, c.d_vocab_out])); // (B, V_out)
+                let logits = self.add_bias(logits, "unembed.b_U");
                 let pattern_last = pattern.reshape([b, t, h]).swap_dims(1, 2); // (B, H, Tk)
                 return ForwardOutput {
                     logits,

@@ -1,5 +1,10 @@
-//! Reports: plots of a run's metrics.
+//! Reports: plots of a run's metrics and measures, the readable measures table, the HTML report.
 
+pub mod charts;
+mod measure_plots;
 mod plots;
+mod table;
 
+pub use measure_plots::plot_measures;
 pub use plots::plot_run;
+pub use table::measures_table;

@@ -1,0 +1,77 @@
+//! Measures of one checkpoint trained anywhere (TransformerLens layout, safetensors).
+
+use super::run::check_key_freqs;
+use super::snapshot::{Analyzer, KeyFreqRule, Measures};
+use crate::error::{GrokError, Result};
+use crate::models::{read_safetensors, Activation, ParamStore, TransformerConfig};
+use crate::tasks::{split_indices, ModularDataset, Operation, SplitMode};
+use std::path::Path;
+
+/// The task a foreign checkpoint was trained on.
+#[derive(Clone, Debug)]
+pub struct CheckpointTask {
+    /// The operation.
+    pub op: Operation,
+    /// Modulus; `None`: `d_vocab − 1` of the checkpoint.
+    pub p: Option<usize>,
+    /// Split as `(mode, seed)`; `None`: every input counts as training, no test split.
+    pub split: Option<(SplitMode, u64)>,
+    /// Training fraction of the split.
+    pub frac: f64,
+    /// MLP activation (cannot be read off the weights).
+    pub act_fn: Activation,
+}
+
+/// Parses `--split MODE:SEED` (`python:0`, `native:3`).
+///
+/// # Errors
+/// [`GrokError::InvalidValue`] naming `--split`.
+pub fn parse_split(text: &str) -> Result<(SplitMode, u64)> {
+    let bad = || {
+        GrokError::invalid(
+            "--split",
+            text,
+            "python:SEED or native:SEED (SEED an integer)",
+        )
+    };
+    let (mode, seed) = text.split_once(':').ok_or_else(bad)?;
+    let mode = match mode {
+        "python" => SplitMode::Python,
+        "native" => SplitMode::Native,
+        _ => return Err(bad()),
+    };
+    Ok((mode, seed.parse().map_err(|_| bad())?))
+}
+
+/// Loads `path`, infers the model shape, and measures it (key frequencies by `rule`).
+///
+/// # Errors
+/// Unreadable or non-TransformerLens checkpoint ([`GrokError::Checkpoint`]); invalid p, split
+/// fraction or key frequencies.
+pub fn analyze_checkpoint(
+    path: &Path,
+    task: &CheckpointTask,
+    rule: &KeyFreqRule,
+) -> Result<Measures> {
+    let bytes = std::fs::read(path).map_err(|e| GrokError::Checkpoint {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let tensors = read_safetensors(path, &bytes)?;
+    let cfg =
+        TransformerConfig::infer(&tensors, task.act_fn).map_err(|e| GrokError::Checkpoint {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let p = task.p.unwrap_or(cfg.d_vocab.saturating_sub(1));
+    let data = ModularDataset::new(task.op, p as u64, task.split.map_or(0, |s| s.1))?;
+    let split = match task.split {
+        Some((mode, seed)) => Some(split_indices(&data, task.frac, mode, seed, false)?),
+        None => None,
+    };
+    let store = ParamStore::from_safetensors(path, &cfg)?;
+    let analyzer = Analyzer::new(&cfg, &data, split.as_ref())?;
+    let key_freqs = analyzer.key_freqs(&store, rule);
+    check_key_freqs(&key_freqs, p)?;
+    Ok(analyzer.measure(&store, 0, &key_freqs))
+}

@@ -1,0 +1,203 @@
+//! Every measure at every checkpoint of a run: `measures.jsonl`, `measures.csv`, `analysis.json`.
+
+use super::neurons::NeuronViews;
+use super::phases::{detect_phases, Phases};
+use super::snapshot::{Analyzer, KeyFreqRule, Measures};
+use crate::error::{GrokError, Result};
+use crate::models::ParamStore;
+use crate::tasks::{split_indices, ModularDataset};
+use crate::train::{atomic_write, list_steps, model_path, RunConfig};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::path::Path;
+use std::time::Instant;
+
+/// What `analyze` writes beside the per-checkpoint rows (`analysis.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunAnalysis {
+    /// Key frequencies used for every checkpoint (taken from the final one unless fixed).
+    pub key_freqs: Vec<usize>,
+    /// The rule that chose them.
+    pub key_freq_rule: String,
+    /// Step of the checkpoint the key frequencies were read from.
+    pub key_freq_step: u64,
+    /// Detected phase boundaries.
+    pub phases: Phases,
+    /// Number of checkpoints measured.
+    pub checkpoints: usize,
+    /// Wall-clock seconds the measures took.
+    pub seconds: f64,
+}
+
+/// Reads a run's `config.toml` and rebuilds its dataset and split.
+///
+/// # Errors
+/// Missing or invalid config ([`GrokError::Io`] / [`GrokError::Config`]).
+pub fn load_run(run_dir: &Path) -> Result<(RunConfig, ModularDataset, crate::tasks::Split)> {
+    let path = run_dir.join("config.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| GrokError::io(&path, e))?;
+    let cfg = RunConfig::from_toml(&text)?;
+    let t = &cfg.task;
+    let data = ModularDataset::new(cfg.operation(), t.p, t.split_seed)?;
+    let split = split_indices(
+        &data,
+        t.frac_train,
+        t.split,
+        t.split_seed,
+        t.keep_commutative,
+    )?;
+    Ok((cfg, data, split))
+}
+
+/// What [`analyze_run`] returns: the rows (step order), the summary, and the final checkpoint's
+/// neuron pictures (`None` without MLP).
+pub type RunMeasures = (Vec<Measures>, RunAnalysis, Option<NeuronViews>);
+
+/// Neurons shown in the final-checkpoint pictures.
+const VIEW_NEURONS: usize = 4;
+
+/// Measures every checkpoint of `run_dir` (one checkpoint per rayon thread), writes
+/// `measures.jsonl`, `measures.csv`, `analysis.json` and `final_neurons.json` atomically.
+///
+/// Key frequencies come from the final checkpoint by `rule` and are reused for all earlier
+/// ones, as Nanda et al. 2023 do (§5.1), unless the rule fixes them.
+///
+/// # Errors
+/// A run directory without config or checkpoints; an unreadable checkpoint; key frequencies
+/// outside 1..=p/2 (`key_freqs`); I/O errors.
+pub fn analyze_run(run_dir: &Path, rule: &KeyFreqRule) -> Result<RunMeasures> {
+    let start = Instant::now();
+    let (cfg, data, split) = load_run(run_dir)?;
+    let model = cfg.transformer();
+    let steps = list_steps(run_dir);
+    let Some(&last) = steps.last() else {
+        return Err(GrokError::Checkpoint {
+            path: run_dir.join("checkpoints"),
+            reason: "no checkpoints to analyze".into(),
+        });
+    };
+    let analyzer = Analyzer::new(&model, &data, Some(&split))?;
+    let load = |step| ParamStore::from_safetensors(&model_path(run_dir, step), &model);
+    let final_store = load(last)?;
+    let key_freqs = analyzer.key_freqs(&final_store, rule);
+    check_key_freqs(&key_freqs, analyzer.p)?;
+    let views = analyzer.neuron_views(&final_store, VIEW_NEURONS);
+    let rows = steps
+        .par_iter()
+        .map(|&step| Ok(analyzer.measure(&load(step)?, step, &key_freqs)))
+        .collect::<Result<Vec<_>>>()?;
+    let analysis = RunAnalysis {
+        key_freqs,
+        key_freq_rule: rule.describe(),
+        key_freq_step: last,
+        phases: detect_phases(&rows),
+        checkpoints: rows.len(),
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    write_measures(run_dir, &rows)?;
+    let json = serde_json::to_string_pretty(&analysis).expect("analysis serialises");
+    atomic_write(&run_dir.join("analysis.json"), json.as_bytes())?;
+    let json = serde_json::to_string(&views).expect("views serialise");
+    atomic_write(&run_dir.join("final_neurons.json"), json.as_bytes())?;
+    Ok((rows, analysis, views))
+}
+
+/// Checks hand-given or detected key frequencies against 1..=p/2.
+///
+/// # Errors
+/// [`GrokError::InvalidValue`] naming `key_freqs`.
+pub fn check_key_freqs(freqs: &[usize], p: usize) -> Result<()> {
+    match freqs.iter().find(|&&k| k == 0 || k > p / 2) {
+        Some(k) => Err(GrokError::invalid(
+            "key_freqs",
+            k,
+            format!("frequencies in 1..={}", p / 2),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Reads what [`analyze_run`] wrote.
+///
+/// # Errors
+/// [`GrokError::Io`] when absent (run `groklab analyze` first), [`GrokError::Config`] when malformed.
+pub fn load_measures(run_dir: &Path) -> Result<RunMeasures> {
+    let read = |name: &str| {
+        let path = run_dir.join(name);
+        std::fs::read_to_string(&path).map_err(|e| GrokError::io(&path, e))
+    };
+    let bad = |name: &str, e: serde_json::Error| {
+        GrokError::Config(format!("{}: {e}", run_dir.join(name).display()))
+    };
+    let rows = read("measures.jsonl")?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| bad("measures.jsonl", e)))
+        .collect::<Result<Vec<Measures>>>()?;
+    let analysis =
+        serde_json::from_str(&read("analysis.json")?).map_err(|e| bad("analysis.json", e))?;
+    let views = serde_json::from_str(&read("final_neurons.json")?)
+        .map_err(|e| bad("final_neurons.json", e))?;
+    Ok((rows, analysis, views))
+}
+
+/// Writes `measures.jsonl` (one [`Measures`] per line) and `measures.csv` (the same, flattened
+/// to dotted columns such as `embed_freq_norms.14` or `mean_attention.2.0`; the per-neuron
+/// frequencies stay in the JSONL only).
+fn write_measures(run_dir: &Path, rows: &[Measures]) -> Result<()> {
+    let mut jsonl = String::new();
+    let mut flat_rows = Vec::new();
+    for row in rows {
+        let value = serde_json::to_value(row).expect("measures serialise");
+        jsonl.push_str(&value.to_string());
+        jsonl.push('\n');
+        let mut flat = Map::new();
+        flatten("", &value, &mut flat);
+        flat.retain(|k, _| !k.starts_with("neuron_freq."));
+        flat_rows.push(flat);
+    }
+    // Columns: the union over rows (cluster frequencies come and go), `step` first.
+    let mut header: Vec<String> = Vec::new();
+    for flat in &flat_rows {
+        for k in flat.keys() {
+            if k != "step" && !header.contains(k) {
+                header.push(k.clone());
+            }
+        }
+    }
+    header.sort();
+    header.insert(0, "step".into());
+    let mut csv = header.join(",") + "\n";
+    for flat in &flat_rows {
+        let cells: Vec<String> = (header.iter())
+            .map(|k| match flat.get(k) {
+                Some(Value::Number(n)) => n.to_string(),
+                _ => String::new(),
+            })
+            .collect();
+        csv.push_str(&cells.join(","));
+        csv.push('\n');
+    }
+    atomic_write(&run_dir.join("measures.jsonl"), jsonl.as_bytes())?;
+    atomic_write(&run_dir.join("measures.csv"), csv.as_bytes())
+}
+
+fn flatten(prefix: &str, value: &Value, out: &mut Map<String, Value>) {
+    let key = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    match value {
+        Value::Object(m) => m.iter().for_each(|(k, v)| flatten(&key(k), v, out)),
+        Value::Array(a) => {
+            (a.iter().enumerate()).for_each(|(i, v)| flatten(&key(&i.to_string()), v, out))
+        }
+        v => {
+            out.insert(prefix.to_string(), v.clone());
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Chart kinds the reports draw (plotters), each saved as `<name>.png` and `<name>.svg`.
+
+use crate::error::{GrokError, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+
+/// One line: legend label, colour, `(x, y)` points.
+pub type Series = (String, RGBColor, Vec<(f64, f64)>);
+
+/// The i-th of a set of distinguishable line colours.
+pub fn palette(i: usize) -> RGBColor {
+    let c = Palette99::pick(i).to_rgba();
+    RGBColor(c.0, c.1, c.2)
+}
+
+/// What a chart draws.
+pub enum Chart {
+    /// Lines over x, optionally on a log y axis, with labelled vertical markers (phase boundaries).
+    Lines {
+        /// x axis label.
+        x_label: String,
+        /// y axis label.
+        y_label: String,
+        /// Log-scale y axis.
+        log_y: bool,
+        /// The lines.
+        series: Vec<Series>,
+        /// `(x, label)` vertical markers.
+        markers: Vec<(f64, String)>,
+    },
+    /// `values[row][col]` as coloured cells (viridis), rows bottom to top; cell `col` spans
+    /// `x_edges[col]..x_edges[col + 1]`, row `r` spans `y0 + r .. y0 + r + 1`.
+    Heatmap {
+        /// x axis label.
+        x_label: String,
+        /// y axis label.
+        y_label: String,
+        /// `[cols + 1]` cell edges along x.
+        x_edges: Vec<f64>,
+        /// y of the first row.
+        y0: f64,
+        /// `[rows][cols]` values.
+        values: Vec<Vec<f64>>,
+    },
+    /// Bars at integer x (`(x, height)`).
+    Bars {
+        /// x axis label.
+        x_label: String,
+        /// y axis label.
+        y_label: String,
+        /// `(x, height)` bars.
+        bars: Vec<(i64, f64)>,
+    },
+}
+
+impl Chart {
+    /// Draws `dir/<name>.png` (900×500) and `dir/<name>.svg` with `title` on top.
+    ///
+    /// # Errors
+    /// [`GrokError::Io`] when a file cannot be written.
+    pub fn save(&self, dir: &Path, name: &str, title: &str) -> Result<()> {
+        let png = dir.join(format!("{name}.png"));
+        let svg = dir.join(format!("{name}.svg"));
+        let err = |p: &Path, e: String| GrokError::io(p, std::io::Error::other(e));
+        self.draw(
+            BitMapBackend::new(&png, (900, 500)).into_drawing_area(),
+            title,
+        )
+        .map_err(|e| err(&png, e))?;
+        self.draw(SVGBackend::new(&svg, (900, 500)).into_drawing_area(), title)
+            .map_err(|e| err(&svg, e))
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: DrawingArea<DB, Shift>,
+        title: &str,
+    ) -> std::result::Result<(), String> {
+        let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+        area.fill(&WHITE).map_err(e)?;
+        let mut builder = ChartBuilder::on(&area);
+        builder
+            .caption(title, ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(70);
+        match self {
+            Chart::Lines {
+                x_label,
+                y_label,
+                log_y,
+                series,
+                markers,
+            } => {
+                let pts = || series.iter().flat_map(|s| s.2.iter());
+                let x_max = pts().map(|p| p.0).fold(1.0, f64::max);
+                let (mut lo, mut hi) = pts().fold((f64::INFINITY, f64::NEG_INFINITY), |a, p| {
+                    (a.0.min(p.1), a.1.max(p.1))
+                });
+                if !lo.is_finite() {
+                    (lo, hi) = (0.0, 1.0);
+                }
+                macro_rules! lines {
+                    ($c:expr, $y_fmt:expr, $y_span:expr) => {{
+                        let mut c = $c;
+                        c.configure_mesh()
+                            .x_desc(x_label.as_str())
+                            .y_desc(y_label.as_str())
+                            .x_label_formatter(&|x| format!("{x:.0}"))
+                            .y_label_formatter(&$y_fmt)
+                            .draw()
+                            .map_err(e)?;
+                        for (x, label) in markers {
+                            let grey = RGBColor(120, 120, 120);
+                            let span = $y_span;
+                            c.draw_series(LineSeries::new(
+                                [(*x, span.0), (*x, span.1)],
+                                grey.stroke_width(1),
+                            ))
+                            .map_err(e)?;
+                            c.draw_series(std::iter::once(Text::new(
+                                label.clone(),
+                                (*x, span.1),
+                                ("sans-serif", 13).into_font().color(&grey),
+                            )))
+                            .map_err(e)?;
+                        }
+                        for (label, color, pts) in series {
+                            let color = *color;
+                            c.draw_series(LineSeries::new(
+                                pts.iter().copied(),
+                                color.stroke_width(2),
+                            ))
+                            .map_err(e)?
+                            .label(label.as_str())
+                            .legend(move |(x, y)| {
+                                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                            });
+                        }
+                        c.configure_series_labels()
+                            .background_style(WHITE.mix(0.8))
+                            .border_style(BLACK)
+                            .draw()
+                            .map_err(e)?;
+                    }};
+                }
+                if *log_y {
+                    let lo = lo.max(1e-12) * 0.5;
+                    let hi = hi.max(lo * 10.0) * 2.0;
+                    lines!(
+                        builder
+                            .build_cartesian_2d(0.0..x_max, (lo..hi).log_scale())
+                            .map_err(e)?,
+                        |y: &f64| format!("{y:.0e}"),
+                        (lo, hi)
+                    );
+                } else {
+                    let pad = ((hi - lo) * 0.05).max(1e-9);
+                    lines!(
+                        builder
+                            .build_cartesian_2d(0.0..x_max, (lo - pad)..(hi + pad))
+                            .map_err(e)?,
+                        |y: &f64| format!("{y:.3}"),
+                        (lo - pad, hi + pad)
+                    );
+                }
+            }
+            Chart::Heatmap {
+                x_label,
+                y_label,
+                x_edges,
+                y0,
+                values,
+            } => {
+                let max = (values.iter().flatten().copied()).fold(f64::MIN_POSITIVE, f64::max);
+                let (x_lo, x_hi) = (x_edges[0], *x_edges.last().unwrap());
+                let y1 = y0 + values.len() as f64;
+                let mut c = builder.build_cartesian_2d(x_lo..x_hi, *y0..y1).map_err(e)?;
+                c.configure_mesh()
+                    .disable_mesh()
+                    .x_desc(x_label.as_str())
+                    .y_desc(y_label.as_str())
+                    .x_label_formatter(&|x| format!("{x:.0}"))
+                    .y_label_formatter(&|y| format!("{y:.0}"))
+                    .draw()
+                    .map_err(e)?;
+                let cells = values.iter().enumerate().flat_map(|(r, row)| {
+                    row.iter().enumerate().map(move |(col, v)| {
+                        let y = y0 + r as f64;
+                        let color = ViridisRGB::get_color(v / max);
+                        Rectangle::new(
+                            [(x_edges[col], y), (x_edges[col + 1], y + 1.0)],
+                            color.filled(),
+                        )
+                    })
+                });
+                c.draw_series(cells).map_err(e)?;
+            }
+            Chart::Bars {
+                x_label,
+                y_label,
+                bars,
+            } => {
+                let x_max = bars.iter().map(|b| b.0).max().unwrap_or(1) + 1;
+                let y_max = bars.iter().map(|b| b.1).fold(1e-12, f64::max) * 1.05;
+                let mut c = builder
+                    .build_cartesian_2d(-1i64..x_max, 0.0..y_max)
+                    .map_err(e)?;
+                c.configure_mesh()
+                    .x_desc(x_label.as_str())
+                    .y_desc(y_label.as_str())
+                    .draw()
+                    .map_err(e)?;
+                c.draw_series(
+                    bars.iter().map(|&(x, h)| {
+                        Rectangle::new([(x, 0.0), (x + 1, h)], BLUE.mix(0.7).filled())
+                    }),
+                )
+                .map_err(e)?;
+            }
+        }
+        area.present().map_err(e)
+    }
+}
