@@ -88,6 +88,15 @@ enum Command {
         #[arg(long)]
         no_plots: bool,
     },
+    /// Write RUN_DIR/report.html: config, curves and a checkpoint slider, one self-contained file.
+    /// Runs `analyze` first when the run has no measures yet.
+    Report {
+        /// Run directory.
+        run_dir: PathBuf,
+        /// Recompute the measures even if measures.jsonl exists.
+        #[arg(long)]
+        reanalyze: bool,
+    },
     /// List the presets.
     Presets,
     /// Draw the plots of a run from its metrics.jsonl.
@@ -252,6 +261,19 @@ fn run(cli: Cli) -> Result<()> {
                 let dir = report::plot_measures(&run_dir, &rows, &analysis, views.as_ref())?;
                 println!("plots in {}", dir.display());
             }
+            Ok(())
+        }
+        Command::Report { run_dir, reanalyze } => {
+            let (rows, analysis, views) = if reanalyze || !run_dir.join("measures.jsonl").exists() {
+                println!("measuring every checkpoint of {} first", run_dir.display());
+                measures::analyze_run(&run_dir, &KeyFreqRule::NeuronArgmax)?
+            } else {
+                measures::load_measures(&run_dir)?
+            };
+            report::plot_run(&run_dir, &train::MetricsLog::load(&run_dir)?.rows)?;
+            report::plot_measures(&run_dir, &rows, &analysis, views.as_ref())?;
+            let path = report::write_report(&run_dir, &rows, &analysis)?;
+            println!("report written to {}", path.display());
             Ok(())
         }
         Command::Presets => {

@@ -41,7 +41,9 @@ impl KeyFreqRule {
 }
 
 /// The progress measures of one checkpoint. Losses are mean cross-entropy in nats (log-softmax
-/// in f64), accuracies in [0, 1]; `None` where a measure does not apply (no MLP, or a task that
+/// in f64) over the p residue classes (an extra `=` output is dropped, as in Nanda et al.'s
+/// analysis, so they differ from a `d_vocab_out = p + 1` run's training loss until the `=` logit
+/// is negligible), accuracies in [0, 1]; `None` where a measure does not apply (no MLP, or a task that
 /// is not `a ± b` for the trig-based ones); NaN (`null` in JSON) for an empty split.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Measures {

@@ -1,10 +1,12 @@
 //! Reports: plots of a run's metrics and measures, the readable measures table, the HTML report.
 
 pub mod charts;
+mod html;
 mod measure_plots;
 mod plots;
 mod table;
 
+pub use html::write_report;
 pub use measure_plots::plot_measures;
 pub use plots::plot_run;
 pub use table::measures_table;

@@ -1,0 +1,216 @@
+//! `report.html`: one self-contained page per run (no network: the plots are inline SVG, the
+//! interactive views are drawn by the inlined `report.js`, no library).
+//!
+//! The page shows the run's config, the detected phases, the measure curves, the final
+//! checkpoint's neurons, and a checkpoint slider that redraws the embedding and W_L Fourier norms,
+//! the neuron clusters and the attention pattern for any checkpoint.
+
+use crate::error::{GrokError, Result};
+use crate::measures::{Measures, RunAnalysis};
+use crate::train::atomic_write;
+use base64::Engine;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+const SCRIPT: &str = include_str!("report.js");
+const STYLE: &str = include_str!("report.css");
+
+/// The charts inlined in the page, from `plots/` (training) and `plots/measures/` (analysis):
+/// line charts as SVG, heatmaps (thousands of cells) as PNG.
+const CURVES: [(&str, &str); 7] = [
+    (
+        "measures/losses",
+        "Train, test, restricted and excluded loss",
+    ),
+    ("accuracy", "Accuracy"),
+    (
+        "measures/excluded_per_freq",
+        "Excluded loss per key frequency",
+    ),
+    ("measures/neuron_clusters", "Neuron clusters"),
+    ("measures/gini", "Gini coefficients"),
+    ("measures/sum_sq_weights", "Sum of squared weights"),
+    (
+        "measures/embed_fourier_over_training",
+        "Embedding Fourier norms over training",
+    ),
+];
+
+/// Rounds to 5 significant digits, keeping the embedded data small.
+fn round(x: f64) -> Value {
+    if !x.is_finite() || x == 0.0 {
+        return if x == 0.0 { json!(0) } else { Value::Null };
+    }
+    let digits = 4 - x.abs().log10().floor() as i32;
+    let text = if digits > 0 {
+        format!("{:.*}", digits.min(17) as usize, x)
+    } else {
+        format!("{:.0}", x)
+    };
+    text.parse::<f64>().map_or(Value::Null, |v| json!(v))
+}
+
+fn rounded(v: &[f64]) -> Value {
+    Value::Array(v.iter().map(|&x| round(x)).collect())
+}
+
+/// The per-checkpoint data the slider views read.
+fn checkpoint_data(m: &Measures) -> Value {
+    let opt = |x: Option<f64>| x.map_or(Value::Null, round);
+    json!({
+        "step": m.step,
+        "loss_train": round(m.loss_train),
+        "loss_test": round(m.loss_test),
+        "restricted": opt(m.restricted_loss_all),
+        "excluded": opt(m.excluded_loss_train),
+        "embed": rounded(&m.embed_freq_norms),
+        "w_l": m.w_l_freq_norms.as_deref().map_or(Value::Null, rounded),
+        "clusters": m.clusters.as_ref().map_or(Value::Null, |c| json!({"sizes": c.sizes, "none": c.none})),
+        "attention": Value::Array(m.mean_attention.iter().map(|r| rounded(r)).collect()),
+        "gini_w_e": round(m.gini_w_e),
+        "ssw": round(m.sum_sq_weights),
+    })
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A plot inlined: `<stem>.svg` markup without its XML prolog, or `<stem>.png` as a data URI
+/// when `png`; a note when the file is missing.
+fn inline_plot(stem: &Path, png: bool) -> String {
+    let missing = |p: &Path| format!("<p class=\"missing\">{} was not drawn</p>", p.display());
+    if png {
+        let path = stem.with_extension("png");
+        return match std::fs::read(&path) {
+            Ok(bytes) => format!(
+                "<img alt=\"{}\" src=\"data:image/png;base64,{}\">",
+                path.display(),
+                base64::engine::general_purpose::STANDARD.encode(bytes)
+            ),
+            Err(_) => missing(&path),
+        };
+    }
+    let path = stem.with_extension("svg");
+    match std::fs::read_to_string(&path) {
+        Ok(svg) => match svg.find("<svg") {
+            Some(i) => svg[i..].to_string(),
+            None => svg,
+        },
+        Err(_) => missing(&path),
+    }
+}
+
+/// Writes `run_dir/report.html` from the run's config, metrics plots and measures, and returns
+/// its path.
+///
+/// # Errors
+/// [`GrokError::Io`] when the config cannot be read or the page cannot be written.
+pub fn write_report(run_dir: &Path, rows: &[Measures], analysis: &RunAnalysis) -> Result<PathBuf> {
+    let config_path = run_dir.join("config.toml");
+    let config =
+        std::fs::read_to_string(&config_path).map_err(|e| GrokError::io(&config_path, e))?;
+    let plots = run_dir.join("plots");
+    let name = run_dir
+        .file_name()
+        .map_or("run".into(), |n| n.to_string_lossy().to_string());
+    let data = json!({
+        "run": name,
+        "key_freqs": analysis.key_freqs,
+        "phases": analysis.phases,
+        "checkpoints": rows.iter().map(checkpoint_data).collect::<Vec<_>>(),
+    });
+    // `</` cannot end the script element early inside JSON strings.
+    let data = data.to_string().replace("</", "<\\/");
+
+    let ph = &analysis.phases;
+    let at = |s: Option<u64>| s.map_or("not detected".to_string(), |s| format!("step {s}"));
+    let last = rows.last();
+    let summary = last.map_or(String::new(), |m| {
+        format!(
+            "<tr><th>final step</th><td>{}</td></tr>\
+             <tr><th>train / test loss</th><td>{:.3e} / {:.3e}</td></tr>\
+             <tr><th>test accuracy</th><td>{:.2}%</td></tr>",
+            m.step,
+            m.loss_train,
+            m.loss_test,
+            100.0 * m.acc_test
+        )
+    });
+    let curves: String = CURVES
+        .iter()
+        .map(|(file, title)| {
+            format!(
+                "<figure><figcaption>{title}</figcaption>{}</figure>\n",
+                inline_plot(&plots.join(file), file.contains("over_training"))
+            )
+        })
+        .collect();
+    let neurons: String = (0..4)
+        .map(|i| plots.join(format!("measures/final_neuron_{i}")))
+        .chain([plots.join("measures/final_neuron_spectrum")])
+        .filter(|p| p.with_extension("png").exists())
+        .map(|p| format!("<figure>{}</figure>\n", inline_plot(&p, true)))
+        .collect();
+
+    let html = format!(
+        r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>groklab report: {name}</title>
+<style>{STYLE}</style>
+</head>
+<body>
+<h1>groklab report: {name}</h1>
+<section id="summary">
+<table>
+<tr><th>key frequencies</th><td>{keys:?} <span class="note">({rule}, from step {key_step})</span></td></tr>
+<tr><th>phases</th><td>memorisation ends {m}, circuit formation ends {c}, clean-up ends {u}
+<div class="note">{phase_rule}</div></td></tr>
+{summary}
+</table>
+<details><summary>config.toml</summary><pre>{config}</pre></details>
+</section>
+<section id="explorer">
+<h2>Checkpoint explorer</h2>
+<div class="slider-row">
+<input type="range" id="slider" min="0" max="0" value="0" aria-label="checkpoint">
+<span id="step-label"></span>
+</div>
+<div class="views">
+<figure><figcaption>Loss (marker: selected checkpoint)</figcaption><svg id="view-loss" class="view" viewBox="0 0 460 260"></svg></figure>
+<figure><figcaption>Embedding Fourier norm per frequency</figcaption><svg id="view-embed" class="view" viewBox="0 0 460 260"></svg></figure>
+<figure><figcaption>W_L Fourier norm per frequency</figcaption><svg id="view-wl" class="view" viewBox="0 0 460 260"></svg></figure>
+<figure><figcaption>Neuron clusters (FVE &ge; 0.85) per frequency</figcaption><svg id="view-clusters" class="view" viewBox="0 0 460 260"></svg></figure>
+<figure><figcaption>Mean attention from the last position</figcaption><svg id="view-attention" class="view" viewBox="0 0 460 260"></svg></figure>
+</div>
+</section>
+<section id="curves">
+<h2>Over training</h2>
+{curves}
+</section>
+<section id="neurons">
+<h2>Final checkpoint: neurons</h2>
+{neurons}
+</section>
+<script type="application/json" id="report-data">{data}</script>
+<script>{SCRIPT}</script>
+</body>
+</html>
+"#,
+        keys = analysis.key_freqs,
+        rule = escape(&analysis.key_freq_rule),
+        key_step = analysis.key_freq_step,
+        m = at(ph.memorisation_end),
+        c = at(ph.circuit_formation_end),
+        u = at(ph.cleanup_end),
+        phase_rule = escape(&ph.rule),
+        config = escape(&config),
+    );
+    let path = run_dir.join("report.html");
+    atomic_write(&path, html.as_bytes())?;
+    Ok(path)
+}

@@ -1,0 +1,289 @@
+//! `groklab analyze` and `groklab report` end to end: measures of a tiny run agree with the
+//! training metrics, one foreign checkpoint is measured, bad input gets one-line errors, and the
+//! HTML report renders and moves its slider in a real headless browser.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn groklab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_groklab"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "failed: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// Asserts failure with a single stderr line containing every `needle`.
+fn assert_error(out: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, stderr: {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "not one line: {stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "`{n}` missing from: {stderr}");
+    }
+}
+
+/// A 400-step run of the paper's model family on (a + b) mod 23, checkpoints every 50 steps,
+/// with p outputs (the measures score the p residue classes; a `=` output would make the
+/// training loss a different quantity).
+fn tiny_run(dir: &Path) -> PathBuf {
+    let run = dir.join("run");
+    ok(groklab(&[
+        "train",
+        "--no-plots",
+        "--out",
+        run.to_str().unwrap(),
+        "--set",
+        "task.p=23",
+        "--set",
+        "model.d_model=32",
+        "--set",
+        "model.d_head=8",
+        "--set",
+        "model.d_mlp=64",
+        "--set",
+        "model.d_vocab_out=p",
+        "--set",
+        "train.steps=400",
+        "--set",
+        "train.log_every=50",
+        "--set",
+        "train.checkpoint_every=50",
+        "--set",
+        "train.dense_checkpoints_until=0",
+    ]));
+    run
+}
+
+fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn run_measures_agree_with_training_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tiny_run(dir.path());
+    ok(groklab(&["analyze", run.to_str().unwrap()]));
+
+    let measures = json_lines(&run.join("measures.jsonl"));
+    let metrics = json_lines(&run.join("metrics.jsonl"));
+    assert_eq!(measures.len(), 9, "checkpoints 0, 50, ..., 400");
+    for m in &measures {
+        let logged = metrics.iter().find(|r| r["step"] == m["step"]).unwrap();
+        // Training evaluates with the burn graph in f32; the measures with the factored f64 pass.
+        for (ours, theirs) in [("loss_train", "train_loss"), ("loss_test", "test_loss")] {
+            let (a, b) = (m[ours].as_f64().unwrap(), logged[theirs].as_f64().unwrap());
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs(),
+                "step {}: {ours} {a} vs {b}",
+                m["step"]
+            );
+        }
+        let (a, b) = (
+            m["sum_sq_weights"].as_f64().unwrap(),
+            logged["sum_sq_weights"].as_f64().unwrap(),
+        );
+        assert!(
+            (a - b).abs() <= 1e-5 * b,
+            "sum of squared weights {a} vs {b}"
+        );
+    }
+    let analysis: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("analysis.json")).unwrap()).unwrap();
+    let keys = analysis["key_freqs"].as_array().unwrap();
+    assert!(!keys.is_empty() && keys.iter().all(|k| (1..=11).contains(&k.as_u64().unwrap())));
+    assert_eq!(
+        measures[0]["key_freqs"], analysis["key_freqs"],
+        "final keys reused early"
+    );
+
+    let csv = std::fs::read_to_string(run.join("measures.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    assert_eq!(header[0], "step");
+    assert!(header.contains(&"restricted_loss_test") && header.contains(&"gini_w_e"));
+    assert_eq!(csv.lines().count(), 10);
+    for plot in [
+        "losses",
+        "neuron_clusters",
+        "embed_fourier_over_training",
+        "final_neuron_spectrum",
+    ] {
+        assert!(
+            run.join(format!("plots/measures/{plot}.png")).exists(),
+            "{plot}"
+        );
+    }
+}
+
+#[test]
+fn one_foreign_checkpoint_as_json() {
+    let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/golden/nanda_f32loss_final.safetensors");
+    if !golden.exists() {
+        eprintln!("SKIPPED: {} is absent", golden.display());
+        return;
+    }
+    let text = ok(groklab(&[
+        "analyze",
+        "--checkpoint",
+        golden.to_str().unwrap(),
+        "--json",
+    ]));
+    let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(m["key_freqs"], serde_json::json!([3, 6, 23, 39]));
+    assert!((m["loss_all"].as_f64().unwrap() / 2.888053e-3 - 1.0).abs() < 1e-6);
+    // The readable table carries the same numbers.
+    let table = ok(groklab(&[
+        "analyze",
+        "--checkpoint",
+        golden.to_str().unwrap(),
+    ]));
+    assert!(
+        table.contains("restricted loss all") && table.contains("3.642938e-3"),
+        "{table}"
+    );
+}
+
+#[test]
+fn bad_analyze_input_gets_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.safetensors");
+    assert_error(
+        &groklab(&["analyze", "--checkpoint", missing.to_str().unwrap()]),
+        &["missing.safetensors"],
+    );
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"not a checkpoint").unwrap();
+    assert_error(
+        &groklab(&["analyze", "--checkpoint", garbage.to_str().unwrap()]),
+        &["garbage.safetensors", "not a valid safetensors file"],
+    );
+    assert_error(
+        &groklab(&[
+            "analyze",
+            "--checkpoint",
+            garbage.to_str().unwrap(),
+            "--split",
+            "python",
+        ]),
+        &["--split", "python:SEED or native:SEED"],
+    );
+    assert_error(
+        &groklab(&[
+            "analyze",
+            dir.path().to_str().unwrap(),
+            "--key-freq-rule",
+            "fourier",
+        ]),
+        &["--key-freq-rule", "neuron-argmax, embed-norm"],
+    );
+    let run = tiny_run(dir.path());
+    assert_error(
+        &groklab(&["analyze", run.to_str().unwrap(), "--key-freqs", "3,12"]),
+        &["key_freqs", "12", "1..=11"],
+    );
+    assert!(
+        !run.join("measures.jsonl").exists(),
+        "a rejected analysis wrote measures"
+    );
+    assert_error(
+        &groklab(&["report", dir.path().to_str().unwrap()]),
+        &["config.toml"],
+    );
+}
+
+/// Chromium from the system, if installed (`.ci/run` installs Debian's `chromium`).
+fn chromium() -> Option<PathBuf> {
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| {
+            let out = Command::new("which").arg(name).output().ok()?;
+            out.status
+                .success()
+                .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        });
+    if found.is_none() {
+        assert!(
+            std::env::var("GROKLAB_REQUIRE_BROWSER").is_err(),
+            "GROKLAB_REQUIRE_BROWSER is set but no chromium is installed"
+        );
+        eprintln!("SKIPPED: no chromium on PATH (apt-get install chromium; .ci/run does)");
+    }
+    found
+}
+
+#[test]
+fn report_renders_and_its_slider_moves_in_headless_chromium() {
+    let Some(browser) = chromium() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let run = tiny_run(dir.path());
+    ok(groklab(&["report", run.to_str().unwrap()]));
+    let page = run.join("report.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    // Self-contained: no external script, style sheet or image.
+    for external in [
+        "<script src",
+        "<link",
+        "src=\"http",
+        "href=\"http",
+        "@import",
+    ] {
+        assert!(!html.contains(external), "report references `{external}`");
+    }
+
+    // The page's `#selftest` hook moves the slider through three checkpoints by dispatching
+    // input events, checks every view redrew, and records the result on <body>.
+    let url = format!("file://{}#selftest", page.display());
+    let profile = dir.path().join("chromium-profile");
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=10000",
+            &format!("--user-data-dir={}", profile.display()),
+            "--dump-dom",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let log = String::from_utf8_lossy(&out.stderr);
+    let body = dom
+        .split("<body")
+        .nth(1)
+        .and_then(|b| b.split('>').next())
+        .unwrap_or_else(|| panic!("no <body> in the dumped DOM; browser log:\n{log}"));
+    assert!(
+        body.contains("data-selftest=\"pass\""),
+        "self-test: {body}\n{log}"
+    );
+    assert!(body.contains("data-curve-svgs=\"6\""), "{body}");
+    assert!(
+        body.contains("data-images=\"6/6\""),
+        "images not decoded: {body}"
+    );
+    let js_errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Uncaught") || (l.contains("CONSOLE") && l.contains("rror")))
+        .collect();
+    assert!(js_errors.is_empty(), "JavaScript errors: {js_errors:?}");
+    // The explorer drew its views from the checkpoint data.
+    assert!(dom.contains("id=\"view-embed\"") && dom.matches("class=\"bar").count() > 20);
+}
