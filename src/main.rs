@@ -119,6 +119,12 @@ enum Command {
 }
 
 fn main() {
+    // Die quietly on a closed pipe (`groklab analyze ... | head`) instead of panicking in println!.
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e}");
         std::process::exit(1);

@@ -157,6 +157,75 @@ fn one_foreign_checkpoint_as_json() {
     );
 }
 
+/// A TransformerLens `state_dict` saved with safetensors: f16 weights, 113 outputs, plus the
+/// boolean mask and `IGNORE` buffers TransformerLens keeps. Same measures as the original.
+#[test]
+fn transformer_lens_state_dict_with_buffers_and_p_outputs() {
+    use safetensors::tensor::TensorView;
+    use safetensors::Dtype;
+    let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/golden/nanda_f32loss_final.safetensors");
+    if !golden.exists() {
+        eprintln!("SKIPPED: {} is absent", golden.display());
+        return;
+    }
+    let bytes = std::fs::read(&golden).unwrap();
+    let tensors = groklab::models::read_safetensors(&golden, &bytes).unwrap();
+    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, (shape, data)) in &tensors {
+        let (shape, data) = if name == "unembed.W_U" {
+            let cols = shape[1];
+            let kept: Vec<f64> = data
+                .chunks(cols)
+                .flat_map(|r| r[..cols - 1].to_vec())
+                .collect();
+            (vec![shape[0], cols - 1], kept)
+        } else if name == "unembed.b_U" {
+            (vec![shape[0] - 1], data[..shape[0] - 1].to_vec())
+        } else {
+            (shape.clone(), data.clone())
+        };
+        let raw = data
+            .iter()
+            .flat_map(|&x| half::f16::from_f64(x).to_le_bytes())
+            .collect();
+        owned.push((name.clone(), Dtype::F16, shape, raw));
+    }
+    owned.push((
+        "blocks.0.attn.mask".into(),
+        Dtype::BOOL,
+        vec![3, 3],
+        vec![1, 0, 0, 1, 1, 0, 1, 1, 1],
+    ));
+    owned.push((
+        "blocks.0.attn.IGNORE".into(),
+        Dtype::F32,
+        vec![],
+        (-1e5f32).to_le_bytes().to_vec(),
+    ));
+    let views: Vec<(String, TensorView)> = owned
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tl_state_dict.safetensors");
+    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+
+    let text = ok(groklab(&[
+        "analyze",
+        "--checkpoint",
+        path.to_str().unwrap(),
+        "--p",
+        "113",
+        "--json",
+    ]));
+    let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(m["key_freqs"], serde_json::json!([3, 6, 23, 39]));
+    // f16 rounding of the weights moves the loss, but not the circuit.
+    let loss = m["loss_all"].as_f64().unwrap();
+    assert!((loss / 2.888053e-3 - 1.0).abs() < 0.05, "{loss}");
+}
+
 #[test]
 fn bad_analyze_input_gets_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();

@@ -65,12 +65,6 @@ fn published_checkpoint_measures() {
         &e["restricted_loss_all"],
         0.0,
     );
-    check(
-        "excluded_loss_all",
-        m.excluded_loss_all.unwrap(),
-        &e["excluded_loss_all"],
-        0.0,
-    );
     // Without a split every input counts as training, so the train-split values are all-input ones.
     check(
         "excluded_loss_train",

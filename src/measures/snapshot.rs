@@ -71,8 +71,6 @@ pub struct Measures {
     pub restricted_acc_all: Option<f64>,
     /// Excluded loss (key frequencies' directions removed) over the training split.
     pub excluded_loss_train: Option<f64>,
-    /// Excluded loss over all inputs.
-    pub excluded_loss_all: Option<f64>,
     /// Excluded accuracy over the training split.
     pub excluded_acc_train: Option<f64>,
     /// Per key frequency: training-split loss with only that frequency removed.
@@ -185,7 +183,7 @@ impl Analyzer {
             KeyFreqRule::NeuronArgmax => {
                 let acts = run_all_inputs(&self.cfg, store, self.p);
                 match acts.mlp_post {
-                    Some(post) => neuron_freqs(&self.basis, &post).argmax_key_freqs(),
+                    Some(post) => neuron_freqs(self.p, &post).argmax_key_freqs(),
                     None => Vec::new(),
                 }
             }
@@ -218,7 +216,7 @@ impl Analyzer {
         let neurons = acts
             .mlp_post
             .as_ref()
-            .map(|post| neuron_freqs(&self.basis, post));
+            .map(|post| neuron_freqs(self.p, post));
         let clusters = neurons.as_ref().map(|n| n.clusters());
         let key_cluster_fraction = clusters.as_ref().map(|c| {
             let inside: usize = key_freqs.iter().filter_map(|k| c.sizes.get(k)).sum();
@@ -238,7 +236,6 @@ impl Analyzer {
             restricted_loss_test: None,
             restricted_acc_all: None,
             excluded_loss_train: None,
-            excluded_loss_all: None,
             excluded_acc_train: None,
             excluded_loss_train_per_freq: BTreeMap::new(),
             embed_freq_norms: freq_norms(&embed),
@@ -264,11 +261,10 @@ impl Analyzer {
             m.restricted_acc_all = Some(ra_all);
             m.restricted_loss_train = Some(restricted.mean(&self.train).0);
             m.restricted_loss_test = Some(restricted.mean(&self.test).0);
-            let excluded = score(&excluded_logits(&acts.logits, &trig), &self.all);
+            let excluded = score(&excluded_logits(&acts.logits, &trig), &self.train);
             let (el_train, ea_train) = excluded.mean(&self.train);
             m.excluded_loss_train = Some(el_train);
             m.excluded_acc_train = Some(ea_train);
-            m.excluded_loss_all = Some(excluded.mean(&self.all).0);
             for &k in key_freqs {
                 let one = trig_part(&acts.logits, &[k], combine);
                 let one = score(&excluded_logits(&acts.logits, &one), &self.train);

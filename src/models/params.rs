@@ -197,10 +197,12 @@ pub fn encode_safetensors<'a>(
 /// Tensors by name: `(shape, row-major values as f64)`.
 pub type NamedTensors = HashMap<String, (Vec<usize>, Vec<f64>)>;
 
-/// Decodes every float tensor of a safetensors buffer into `(shape, f64 values)`.
+/// Decodes every numeric tensor of a safetensors buffer (F64, F32, F16, BF16, I64) into
+/// `(shape, f64 values)`. Tensors of other dtypes — TransformerLens state dicts carry boolean
+/// attention masks — are skipped: no parameter has them.
 ///
 /// # Errors
-/// [`GrokError::Checkpoint`] when the buffer is not valid safetensors or holds a non-float tensor.
+/// [`GrokError::Checkpoint`] when the buffer is not valid safetensors.
 pub fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<NamedTensors> {
     let bad = |reason: String| GrokError::Checkpoint {
         path: path.to_path_buf(),
@@ -220,15 +222,19 @@ pub fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<NamedTensors> {
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
                 .collect(),
+            Dtype::F16 => data
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64())
+                .collect(),
+            Dtype::BF16 => data
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64())
+                .collect(),
             Dtype::I64 => data
                 .chunks_exact(8)
                 .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
                 .collect(),
-            other => {
-                return Err(bad(format!(
-                    "tensor `{name}` has unsupported dtype {other:?}"
-                )))
-            }
+            _ => continue,
         };
         out.insert(name, (view.shape().to_vec(), values));
     }

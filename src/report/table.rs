@@ -30,7 +30,6 @@ pub fn measures_table(m: &Measures) -> String {
         ),
     );
     line("excluded loss train", opt(m.excluded_loss_train));
-    line("excluded loss all", opt(m.excluded_loss_all));
     for (k, v) in &m.excluded_loss_train_per_freq {
         line(
             &format!("  excluded train, only k = {k}"),
