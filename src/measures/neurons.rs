@@ -196,7 +196,6 @@ mod tests {
     #[test]
     fn a_pure_wave_neuron_has_fve_one_at_its_frequency() {
         let p = 13;
-        let basis = fourier_basis(p);
         // neuron 0: cos(w3 (a+b)); neuron 1: relu(cos(w5 a) + cos(w5 b)) (harmonics leak);
         // neuron 2: dead.
         let w = |k: usize| 2.0 * PI * k as f64 / p as f64;
