@@ -157,11 +157,14 @@ impl Chart {
                     );
                 } else {
                     let pad = ((hi - lo) * 0.05).max(1e-9);
+                    // enough decimals to tell the ~10 ticks apart, no more
+                    let decimals =
+                        (2.0 - (hi - lo).max(1e-9).log10().floor()).clamp(0.0, 6.0) as usize;
                     lines!(
                         builder
                             .build_cartesian_2d(0.0..x_max, (lo - pad)..(hi + pad))
                             .map_err(e)?,
-                        |y: &f64| format!("{y:.3}"),
+                        |y: &f64| format!("{y:.decimals$}"),
                         (lo - pad, hi + pad)
                     );
                 }
