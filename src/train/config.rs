@@ -40,6 +40,18 @@ impl Precision {
     }
 }
 
+/// Which implementation runs the training step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// The fused hand-written step where it applies (1 layer, no LayerNorm, ReLU, f64 loss or
+    /// f64 compute), the burn graph otherwise.
+    #[default]
+    Auto,
+    /// Always the burn graph (the reference).
+    Burn,
+}
+
 /// Number of output classes relative to p.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VocabOut {
@@ -125,6 +137,9 @@ pub struct TrainSection {
     pub dense_checkpoints_until: u64,
     /// CPU threads.
     pub threads: usize,
+    /// Step implementation: `auto` (fused where it applies) or `burn`.
+    #[serde(default)]
+    pub engine: Engine,
 }
 
 /// A whole run's configuration, as written to `config.toml` in the run directory.

@@ -12,7 +12,8 @@ mod trainer;
 pub use bench::{bench_train_step, BenchReport};
 pub use checkpoint::{atomic_write, list_steps, load_latest, model_path, save, Resumed};
 pub use config::{
-    preset_names, ModelSection, Precision, RunConfig, TaskSection, TrainSection, VocabOut, PRESETS,
+    preset_names, Engine, ModelSection, Precision, RunConfig, TaskSection, TrainSection, VocabOut,
+    PRESETS,
 };
 pub use loss::{accuracy, cross_entropy};
 pub use metrics::{MetricsLog, MetricsRow};

@@ -1,6 +1,7 @@
 //! AdamW with PyTorch semantics, and the paper's linear warm-up.
 
 use crate::models::ParamStore;
+use rayon::prelude::*;
 
 /// Learning rate at `step` (0-based update index): `lr · min(step / warmup, 1)`
 /// (Nanda et al. 2023, `LambdaLR(lambda s: min(s/10, 1))`), so update 0 has lr 0.
@@ -70,19 +71,24 @@ impl AdamW {
         let bc1 = 1.0 - b1.powi(self.step as i32);
         let bc2_sqrt = (1.0 - b2.powi(self.step as i32)).sqrt();
         let step_size = lr / bc1;
-        let decay = 1.0 - lr * self.weight_decay;
-        for (i, entry) in store.entries.iter_mut().enumerate() {
-            let (Some(g), true) = (&grads[i], entry.trainable) else {
-                continue;
-            };
-            let (m, v) = (&mut self.exp_avg[i], &mut self.exp_avg_sq[i]);
-            for (((w, &g), m), v) in entry.data.iter_mut().zip(g).zip(m).zip(v) {
-                *w *= decay;
-                *m += (1.0 - b1) * (g - *m);
-                *v = *v * b2 + (1.0 - b2) * g * g;
-                *w -= step_size * *m / (v.sqrt() / bc2_sqrt + self.eps);
-            }
-        }
+        let (decay, eps) = (1.0 - lr * self.weight_decay, self.eps);
+        // One tensor per rayon task: the arithmetic per element is the same, so the result is
+        // independent of the thread count.
+        (store.entries.par_iter_mut())
+            .zip(self.exp_avg.par_iter_mut())
+            .zip(self.exp_avg_sq.par_iter_mut())
+            .zip(grads.par_iter())
+            .for_each(|(((entry, m), v), g)| {
+                let (Some(g), true) = (g, entry.trainable) else {
+                    return;
+                };
+                for (((w, &g), m), v) in entry.data.iter_mut().zip(g).zip(m).zip(v) {
+                    *w *= decay;
+                    *m += (1.0 - b1) * (g - *m);
+                    *v = *v * b2 + (1.0 - b2) * g * g;
+                    *w -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
+                }
+            });
     }
 }
 

@@ -1,9 +1,9 @@
 //! One training step (forward + backward) and one evaluation, data-parallel over CPU threads.
 
-use super::config::{Precision, TrainSection};
+use super::config::{Engine, Precision, TrainSection};
 use super::loss::{accuracy, cross_entropy};
-use crate::models::{ParamStore, Transformer, TransformerConfig};
-use burn::tensor::{Device, Int, Tensor};
+use crate::models::{fused, ParamStore, Transformer, TransformerConfig};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
 /// Below this many rows per thread a step runs as one graph.
@@ -22,6 +22,8 @@ pub struct Step<'a> {
     pub compute: Precision,
     /// Precision of log-softmax and the loss.
     pub loss_dtype: Precision,
+    /// Which implementation runs [`Step::train_host`] / [`Step::evaluate_host`].
+    pub engine: Engine,
 }
 
 /// Loss, accuracy and gradients of one forward + backward pass.
@@ -48,6 +50,67 @@ impl<'a> Step<'a> {
             device,
             compute: train.compute_dtype,
             loss_dtype: train.loss_dtype,
+            engine: train.engine,
+        }
+    }
+
+    /// Whether the fused step ([`crate::models::fused`]) runs this step: engine `auto`, an
+    /// architecture it covers, and a loss it computes the same way (f64 log-softmax).
+    pub fn uses_fused(&self) -> bool {
+        self.engine == Engine::Auto && fused::applies(self.cfg) && self.loss_dtype == Precision::F64
+    }
+
+    fn chunks_for(rows: usize) -> usize {
+        rayon::current_num_threads()
+            .min(rows / MIN_CHUNK_ROWS)
+            .max(1)
+    }
+
+    fn fused(&self, tokens: &[i64], labels: &[i64], backward: bool) -> Option<fused::FusedResult> {
+        if !self.uses_fused() {
+            return None;
+        }
+        let chunks = Self::chunks_for(labels.len());
+        match self.compute {
+            Precision::F32 => {
+                fused::run::<f32>(self.cfg, self.params, tokens, labels, chunks, backward)
+            }
+            Precision::F64 => {
+                fused::run::<f64>(self.cfg, self.params, tokens, labels, chunks, backward)
+            }
+        }
+    }
+
+    fn upload(&self, tokens: &[i64], labels: &[i64]) -> (Tensor<2, Int>, Tensor<1, Int>) {
+        let n = labels.len();
+        (
+            Tensor::from_data(TensorData::new(tokens.to_vec(), [n, 3]), self.device),
+            Tensor::from_data(TensorData::new(labels.to_vec(), [n]), self.device),
+        )
+    }
+
+    /// Forward and backward on host data (`tokens` `[B, 3]` row-major, `labels` `[B]`): the
+    /// fused step where [`Step::uses_fused`], else [`Step::train`] on the step's device.
+    pub fn train_host(&self, tokens: &[i64], labels: &[i64]) -> StepResult {
+        match self.fused(tokens, labels, true) {
+            Some(r) => StepResult {
+                loss: r.loss,
+                acc: r.acc,
+                grads: r.grads.expect("backward was requested"),
+            },
+            None => self.train(self.upload(tokens, labels)),
+        }
+    }
+
+    /// Loss and accuracy on host data without gradients (NaN for an empty set); fused where
+    /// [`Step::uses_fused`].
+    pub fn evaluate_host(&self, tokens: &[i64], labels: &[i64]) -> (f64, f64) {
+        if labels.is_empty() {
+            return (f64::NAN, f64::NAN);
+        }
+        match self.fused(tokens, labels, false) {
+            Some(r) => (r.loss, r.acc),
+            None => self.evaluate(&self.upload(tokens, labels)),
         }
     }
 
@@ -59,10 +122,7 @@ impl<'a> Step<'a> {
     /// accuracy). gemm's own threading barely scales on these shapes; independent chunks do.
     pub fn train(&self, batch: (Tensor<2, Int>, Tensor<1, Int>)) -> StepResult {
         let rows = batch.1.dims()[0];
-        let chunks = rayon::current_num_threads()
-            .min(rows / MIN_CHUNK_ROWS)
-            .max(1);
-        self.train_chunked(batch, chunks)
+        self.train_chunked(batch, Self::chunks_for(rows))
     }
 
     /// [`Step::train`] with an explicit number of chunks (each its own graph, on the rayon pool).

@@ -119,10 +119,8 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<RunSummary> {
     let model_cfg = cfg.transformer();
     let (grad_dev, eval_dev) = (Device::flex().autodiff(), Device::flex());
     let data = RunData::new(cfg, &eval_dev)?;
-    let train_ad = (
-        data.train.0.clone().autodiff(),
-        data.train.1.clone().autodiff(),
-    );
+    let train_host = data.dataset.gather(&data.split.train);
+    let test_host = data.dataset.gather(&data.split.test);
     let run_dir = opts.out.as_path();
     let fresh_optim = |p: &ParamStore| AdamW::new(p, t.betas, t.eps, t.weight_decay);
 
@@ -161,13 +159,14 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<RunSummary> {
             checkpoint::save(run_dir, step, &params, &optim, ckpt_dtype, wall)?;
             last_ckpt = Some(step);
         }
-        let batch_data = if batch == n_train {
-            train_ad.clone()
+        let r = if batch == n_train {
+            Step::for_run(&model_cfg, &params, &grad_dev, t)
+                .train_host(&train_host.0, &train_host.1)
         } else {
             let rows = minibatch_rows(&data.split.train, batch, step, cfg.task.split_seed);
-            tensors(&data.dataset, &rows, &grad_dev)
+            let (tokens, labels) = data.dataset.gather(&rows);
+            Step::for_run(&model_cfg, &params, &grad_dev, t).train_host(&tokens, &labels)
         };
-        let r = Step::for_run(&model_cfg, &params, &grad_dev, t).train(batch_data);
         if !r.loss.is_finite() {
             bar.abandon();
             return Err(GrokError::NonFiniteLoss {
@@ -184,9 +183,9 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<RunSummary> {
             let train_metrics = if batch == n_train {
                 (r.loss, r.acc)
             } else {
-                eval.evaluate(&data.train)
+                eval.evaluate_host(&train_host.0, &train_host.1)
             };
-            let test_metrics = eval.evaluate(&data.test);
+            let test_metrics = eval.evaluate_host(&test_host.0, &test_host.1);
             let epoch = step as f64 * batch as f64 / n_train as f64;
             let row = MetricsRow::new(
                 step,

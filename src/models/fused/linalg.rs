@@ -1,0 +1,188 @@
+//! Strided matrix products for the fused step (the `gemm` crate, single-threaded: the step
+//! parallelises over row chunks itself).
+
+use num_traits::Float;
+
+/// The float types the fused step runs in (f32, f64).
+pub trait Real:
+    Float + Default + Send + Sync + std::iter::Sum + std::ops::AddAssign + 'static
+{
+    /// From f64 (rounding for f32).
+    fn of(x: f64) -> Self;
+    /// To f64.
+    fn f64(self) -> f64;
+}
+
+impl Real for f32 {
+    fn of(x: f64) -> Self {
+        x as f32
+    }
+    fn f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Real for f64 {
+    fn of(x: f64) -> Self {
+        x
+    }
+    fn f64(self) -> f64 {
+        self
+    }
+}
+
+/// A read-only `[rows, cols]` view: element `(r, c)` at `data[r·rs + c·cs]`.
+#[derive(Clone, Copy)]
+pub struct View<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a, T> View<'a, T> {
+    /// Row-major `[rows, cols]`.
+    pub fn new(data: &'a [T], rows: usize, cols: usize) -> Self {
+        Self::strided(data, rows, cols, cols, 1)
+    }
+
+    /// Arbitrary strides (checked against the slice length).
+    pub fn strided(data: &'a [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        if rows > 0 && cols > 0 {
+            assert!(
+                (rows - 1) * rs + (cols - 1) * cs < data.len(),
+                "view outside its slice"
+            );
+        }
+        Self {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+
+    /// The transpose (no copy).
+    pub fn t(self) -> Self {
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+}
+
+/// `out (+)= lhs · rhs` into a row-major `[lhs.rows, rhs.cols]` slice with row stride `out_rs`;
+/// `accumulate` adds to what `out` holds instead of overwriting it.
+pub fn matmul_into<T: Real>(
+    out: &mut [T],
+    out_rs: usize,
+    lhs: View<T>,
+    rhs: View<T>,
+    accumulate: bool,
+) {
+    assert_eq!(lhs.cols, rhs.rows, "matmul inner dimensions");
+    let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        (m - 1) * out_rs + n <= out.len(),
+        "matmul output outside its slice"
+    );
+    if k == 0 {
+        if !accumulate {
+            (0..m).for_each(|r| out[r * out_rs..r * out_rs + n].fill(T::zero()));
+        }
+        return;
+    }
+    // SAFETY: all three views were checked to lie inside their slices, and `out` is borrowed
+    // mutably for the call.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            out_rs as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// `lhs · rhs` as a new row-major buffer, its rows split across the rayon threads (for the
+/// table stage's products, which no row chunk owns).
+pub fn matmul_par<T: Real>(lhs: View<T>, rhs: View<T>) -> Vec<T> {
+    let (m, n) = (lhs.rows, rhs.cols);
+    let mut out = vec![T::zero(); m * n];
+    let parts = rayon::current_num_threads().min(m.max(1));
+    if parts <= 1 || m * n * lhs.cols < 1 << 20 {
+        matmul_into(&mut out, n, lhs, rhs, false);
+        return out;
+    }
+    let rows_per = m.div_ceil(parts);
+    use rayon::prelude::*;
+    out.par_chunks_mut(rows_per * n)
+        .enumerate()
+        .for_each(|(i, chunk)| {
+            let lo = i * rows_per;
+            let rows = chunk.len() / n;
+            let part = View {
+                data: &lhs.data[lo * lhs.rs..],
+                rows,
+                cols: lhs.cols,
+                rs: lhs.rs,
+                cs: lhs.cs,
+            };
+            matmul_into(chunk, n, part, rhs, false);
+        });
+    out
+}
+
+/// `lhs · rhs` as a new row-major buffer.
+pub fn matmul<T: Real>(lhs: View<T>, rhs: View<T>) -> Vec<T> {
+    let mut out = vec![T::zero(); lhs.rows * rhs.cols];
+    matmul_into(&mut out, rhs.cols, lhs, rhs, false);
+    out
+}
+
+/// `y += a·x` (the inner loop of the row stage).
+#[inline(always)]
+pub fn axpy<T: Real>(y: &mut [T], a: T, x: &[T]) {
+    y.iter_mut().zip(x).for_each(|(y, &x)| *y += a * x);
+}
+
+/// `x · y` with 16 independent partial sums, so the compiler can keep them in vector registers
+/// (a single running sum is a serial chain of dependent adds).
+#[inline(always)]
+pub fn dot<T: Real>(x: &[T], y: &[T]) -> T {
+    const LANES: usize = 16;
+    let n = x.len().min(y.len());
+    let (xa, xb) = x[..n].split_at(n - n % LANES);
+    let (ya, yb) = y[..n].split_at(n - n % LANES);
+    let mut acc = [T::zero(); LANES];
+    for (xc, yc) in xa.chunks_exact(LANES).zip(ya.chunks_exact(LANES)) {
+        for l in 0..LANES {
+            acc[l] += xc[l] * yc[l];
+        }
+    }
+    let tail = xb.iter().zip(yb).fold(T::zero(), |s, (&a, &b)| s + a * b);
+    acc.iter().fold(tail, |s, &a| s + a)
+}

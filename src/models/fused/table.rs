@@ -1,0 +1,300 @@
+//! Table stage of the fused step: everything that depends on the weights but not on the
+//! examples, computed once per step for the (position, token) table, forward and backward.
+//!
+//! Table rows: `tok` at position 0 (rows `0..V`), `tok` at position 1 (`V..2V`), and the
+//! position-2 token (`=`, row `2V`) — `n_tab = 2V + 1`. Per row `E = W_E[tok] + W_pos[pos]`.
+//! The query reads only the `=` row, so it is one vector per head. Shapes in comments use
+//! H heads, D = d_model, Dh = d_head, M = d_mlp, Vo = d_vocab_out.
+
+use super::linalg::{matmul, matmul_into, matmul_par, Real, View};
+use super::Weights;
+
+/// Forward quantities of the table stage.
+pub struct Table<T> {
+    /// Rows of the table.
+    pub n_tab: usize,
+    /// `[n_tab, D]` embeddings of the (position, token) rows.
+    pub e: Vec<T>,
+    /// `[H·Dh]` the `=` query (with b_Q).
+    pub q: Vec<T>,
+    /// `[n_tab, H·Dh]` keys (with b_K).
+    pub k: Vec<T>,
+    /// `[n_tab, H·Dh]` values (with b_V).
+    pub v: Vec<T>,
+    /// `[n_tab, H]` attention scores against the `=` query, already divided by √Dh.
+    pub scores: Vec<T>,
+    /// `[H, n_tab, D]` each row's value through W_O, per head.
+    pub ov: Vec<T>,
+    /// `[H, n_tab, M]` `ov · W_in`.
+    pub ov_in: Vec<T>,
+    /// `[H, n_tab, Vo]` `ov · W_U`.
+    pub ov_u: Vec<T>,
+    /// `[D]` `E[=] + b_O` (what the residual holds besides attention).
+    pub base: Vec<T>,
+    /// `[M]` `base · W_in + b_in`.
+    pub c_in: Vec<T>,
+    /// `[Vo]` `(base + b_out) · W_U + b_U`.
+    pub c_u: Vec<T>,
+    /// `[M, Vo]` `W_L = W_out · W_U`.
+    pub w_l: Vec<T>,
+}
+
+/// Gradients the row stage hands to the table stage (summed over all rows).
+pub struct TableGrads<T> {
+    /// `[H, n_tab, M]` ∂L/∂ov_in.
+    pub ov_in: Vec<T>,
+    /// `[H, n_tab, Vo]` ∂L/∂ov_u.
+    pub ov_u: Vec<T>,
+    /// `[n_tab, H]` ∂L/∂scores.
+    pub scores: Vec<T>,
+    /// `[M]` ∂L/∂c_in.
+    pub c_in: Vec<T>,
+    /// `[Vo]` ∂L/∂c_u.
+    pub c_u: Vec<T>,
+    /// `[M, Vo]` ∂L/∂W_L.
+    pub w_l: Vec<T>,
+}
+
+impl<T: Real> TableGrads<T> {
+    /// Zeros for a table of `n_tab` rows.
+    pub fn zeros(w: &Weights<T>, n_tab: usize) -> Self {
+        let (h, m, vo) = (w.h, w.m, w.vo);
+        Self {
+            ov_in: vec![T::zero(); h * n_tab * m],
+            ov_u: vec![T::zero(); h * n_tab * vo],
+            scores: vec![T::zero(); n_tab * h],
+            c_in: vec![T::zero(); m],
+            c_u: vec![T::zero(); vo],
+            w_l: vec![T::zero(); m * vo],
+        }
+    }
+
+    /// Adds `other` (another chunk's gradients).
+    pub fn add(&mut self, other: &Self) {
+        for (a, b) in [
+            (&mut self.ov_in, &other.ov_in),
+            (&mut self.ov_u, &other.ov_u),
+            (&mut self.scores, &other.scores),
+            (&mut self.c_in, &other.c_in),
+            (&mut self.c_u, &other.c_u),
+            (&mut self.w_l, &other.w_l),
+        ] {
+            a.iter_mut().zip(b.iter()).for_each(|(a, &b)| *a += b);
+        }
+    }
+}
+
+fn add_row<T: Real>(x: &mut [T], bias: &[T]) {
+    for row in x.chunks_mut(bias.len()) {
+        row.iter_mut().zip(bias).for_each(|(x, &b)| *x += b);
+    }
+}
+
+/// Forward of the table stage; `eq_tok` is the position-2 token of every example.
+pub fn forward<T: Real>(w: &Weights<T>, eq_tok: usize) -> Table<T> {
+    let (d, h, dh, m, v, vo) = (w.d, w.h, w.dh, w.m, w.v, w.vo);
+    let n_tab = 2 * v + 1;
+    let hd = h * dh;
+    let mut e = vec![T::zero(); n_tab * d]; // (n_tab, D)
+    for r in 0..n_tab {
+        let (pos, tok) = if r < 2 * v {
+            (r / v, r % v)
+        } else {
+            (2, eq_tok)
+        };
+        for i in 0..d {
+            e[r * d + i] = w.w_e[tok * d + i] + w.w_pos[pos * d + i];
+        }
+    }
+    let e_view = View::new(&e, n_tab, d);
+    let eq_row = &e[2 * v * d..];
+    let mut q = matmul(View::new(eq_row, 1, d), View::new(&w.w_q2, d, hd)); // (1, H·Dh)
+    add_row(&mut q, &w.b_q);
+    let mut k = matmul(e_view, View::new(&w.w_k2, d, hd)); // (n_tab, H·Dh)
+    add_row(&mut k, &w.b_k);
+    let mut vv = matmul(e_view, View::new(&w.w_v2, d, hd)); // (n_tab, H·Dh)
+    add_row(&mut vv, &w.b_v);
+    let scale = T::of(1.0 / (dh as f64).sqrt());
+    let mut scores = vec![T::zero(); n_tab * h]; // (n_tab, H)
+    for r in 0..n_tab {
+        for hh in 0..h {
+            let kr = &k[r * hd + hh * dh..r * hd + (hh + 1) * dh];
+            scores[r * h + hh] = scale * super::linalg::dot(kr, &q[hh * dh..(hh + 1) * dh]);
+        }
+    }
+    let mut ov = vec![T::zero(); h * n_tab * d]; // (H, n_tab, D)
+    for hh in 0..h {
+        let v_h = View::strided(&vv[hh * dh..], n_tab, dh, hd, 1);
+        let w_o = View::new(&w.w_o[hh * dh * d..(hh + 1) * dh * d], dh, d);
+        matmul_into(&mut ov[hh * n_tab * d..], d, v_h, w_o, false);
+    }
+    let ov_view = View::new(&ov, h * n_tab, d);
+    let ov_in = matmul_par(ov_view, View::new(&w.w_in, d, m)); // (H·n_tab, M)
+    let ov_u = matmul_par(ov_view, View::new(&w.w_u, d, vo)); // (H·n_tab, Vo)
+    let base: Vec<T> = eq_row.iter().zip(&w.b_o).map(|(&x, &b)| x + b).collect();
+    let mut c_in = matmul(View::new(&base, 1, d), View::new(&w.w_in, d, m));
+    add_row(&mut c_in, &w.b_in);
+    let resid: Vec<T> = base.iter().zip(&w.b_out).map(|(&x, &b)| x + b).collect();
+    let mut c_u = matmul(View::new(&resid, 1, d), View::new(&w.w_u, d, vo));
+    add_row(&mut c_u, &w.b_u);
+    let w_l = matmul(View::new(&w.w_out, m, d), View::new(&w.w_u, d, vo)); // (M, Vo)
+    Table {
+        n_tab,
+        e,
+        q,
+        k,
+        v: vv,
+        scores,
+        ov,
+        ov_in,
+        ov_u,
+        base,
+        c_in,
+        c_u,
+        w_l,
+    }
+}
+
+/// Weight gradients of the trainable tensors, in the fused layouts of [`Weights`].
+pub struct WeightGrads<T> {
+    /// `[V, D]`
+    pub w_e: Vec<T>,
+    /// `[n_ctx, D]`
+    pub w_pos: Vec<T>,
+    /// `[D, H·Dh]` (2-D layout)
+    pub w_q2: Vec<T>,
+    /// `[D, H·Dh]`
+    pub w_k2: Vec<T>,
+    /// `[D, H·Dh]`
+    pub w_v2: Vec<T>,
+    /// `[H, Dh, D]`
+    pub w_o: Vec<T>,
+    /// `[D, M]`
+    pub w_in: Vec<T>,
+    /// `[M]`
+    pub b_in: Vec<T>,
+    /// `[M, D]`
+    pub w_out: Vec<T>,
+    /// `[D]`
+    pub b_out: Vec<T>,
+    /// `[D, Vo]`
+    pub w_u: Vec<T>,
+}
+
+/// Backward of the table stage: from the row stage's summed gradients to the weights'.
+pub fn backward<T: Real>(
+    w: &Weights<T>,
+    t: &Table<T>,
+    g: &TableGrads<T>,
+    eq_tok: usize,
+) -> WeightGrads<T> {
+    let (d, h, dh, m, v, vo) = (w.d, w.h, w.dh, w.m, w.v, w.vo);
+    let (n_tab, hd) = (t.n_tab, h * dh);
+    let ov_view = View::new(&t.ov, h * n_tab, d);
+    let g_in = View::new(&g.ov_in, h * n_tab, m);
+    let g_u = View::new(&g.ov_u, h * n_tab, vo);
+
+    // ov_in = ov·W_in, ov_u = ov·W_U, c_in = base·W_in + b_in, c_u = (base + b_out)·W_U + b_U,
+    // W_L = W_out·W_U.
+    let mut w_in = matmul_par(ov_view.t(), g_in); // (D, M)
+    let mut w_u = matmul_par(ov_view.t(), g_u); // (D, Vo)
+    for i in 0..d {
+        let (b, r) = (t.base[i], t.base[i] + w.b_out[i]);
+        super::linalg::axpy(&mut w_in[i * m..(i + 1) * m], b, &g.c_in);
+        super::linalg::axpy(&mut w_u[i * vo..(i + 1) * vo], r, &g.c_u);
+    }
+    matmul_into(
+        &mut w_u,
+        vo,
+        View::new(&w.w_out, m, d).t(),
+        View::new(&g.w_l, m, vo),
+        true,
+    );
+    let w_out = matmul(View::new(&g.w_l, m, vo), View::new(&w.w_u, d, vo).t()); // (M, D)
+    let b_out = matmul(View::new(&w.w_u, d, vo), View::new(&g.c_u, vo, 1)); // (D)
+    let mut d_base = matmul(View::new(&w.w_in, d, m), View::new(&g.c_in, m, 1));
+    d_base.iter_mut().zip(&b_out).for_each(|(x, &y)| *x += y);
+
+    let mut d_ov = matmul_par(g_in, View::new(&w.w_in, d, m).t()); // (H·n_tab, D)
+    matmul_into(&mut d_ov, d, g_u, View::new(&w.w_u, d, vo).t(), true);
+
+    // ov_h = v_h·W_O[h]
+    let mut w_o = vec![T::zero(); h * dh * d];
+    let mut d_v = vec![T::zero(); n_tab * hd]; // (n_tab, H·Dh)
+    for hh in 0..h {
+        let v_h = View::strided(&t.v[hh * dh..], n_tab, dh, hd, 1);
+        let d_ov_h = View::new(&d_ov[hh * n_tab * d..(hh + 1) * n_tab * d], n_tab, d);
+        matmul_into(&mut w_o[hh * dh * d..], d, v_h.t(), d_ov_h, false);
+        let w_o_h = View::new(&w.w_o[hh * dh * d..(hh + 1) * dh * d], dh, d);
+        matmul_into(&mut d_v[hh * dh..], hd, d_ov_h, w_o_h.t(), false);
+    }
+
+    // scores[r, h] = scale·q_h·k_h[r]
+    let scale = T::of(1.0 / (dh as f64).sqrt());
+    let mut d_k = vec![T::zero(); n_tab * hd];
+    let mut d_q = vec![T::zero(); hd];
+    for r in 0..n_tab {
+        for hh in 0..h {
+            let s = scale * g.scores[r * h + hh];
+            let cols = hh * dh..(hh + 1) * dh;
+            super::linalg::axpy(
+                &mut d_k[r * hd + cols.start..r * hd + cols.end],
+                s,
+                &t.q[cols.clone()],
+            );
+            super::linalg::axpy(
+                &mut d_q[cols.clone()],
+                s,
+                &t.k[r * hd + cols.start..r * hd + cols.end],
+            );
+        }
+    }
+
+    // k = E·W_K + b_K, v = E·W_V + b_V, q = E[=]·W_Q + b_Q, base = E[=] + b_O
+    let e_view = View::new(&t.e, n_tab, d);
+    let w_k2 = matmul(e_view.t(), View::new(&d_k, n_tab, hd)); // (D, H·Dh)
+    let w_v2 = matmul(e_view.t(), View::new(&d_v, n_tab, hd));
+    let eq_row = &t.e[2 * v * d..];
+    let w_q2 = matmul(View::new(eq_row, d, 1), View::new(&d_q, 1, hd));
+    let mut d_e = matmul(View::new(&d_k, n_tab, hd), View::new(&w.w_k2, d, hd).t()); // (n_tab, D)
+    matmul_into(
+        &mut d_e,
+        d,
+        View::new(&d_v, n_tab, hd),
+        View::new(&w.w_v2, d, hd).t(),
+        true,
+    );
+    let d_eq = matmul(View::new(&w.w_q2, d, hd), View::new(&d_q, hd, 1));
+    for i in 0..d {
+        d_e[2 * v * d + i] += d_eq[i] + d_base[i];
+    }
+
+    // E[pos·V + tok] = W_E[tok] + W_pos[pos]
+    let mut w_e = vec![T::zero(); v * d];
+    let mut w_pos = vec![T::zero(); w.n_ctx * d];
+    for r in 0..n_tab {
+        let (pos, tok) = if r < 2 * v {
+            (r / v, r % v)
+        } else {
+            (2, eq_tok)
+        };
+        for i in 0..d {
+            let g = d_e[r * d + i];
+            w_e[tok * d + i] += g;
+            w_pos[pos * d + i] += g;
+        }
+    }
+    WeightGrads {
+        w_e,
+        w_pos,
+        w_q2,
+        w_k2,
+        w_v2,
+        w_o,
+        w_in,
+        b_in: g.c_in.clone(),
+        w_out,
+        b_out,
+        w_u,
+    }
+}
