@@ -44,6 +44,10 @@ enum Command {
         /// Skip drawing the plots at the end.
         #[arg(long)]
         no_plots: bool,
+        /// Train this many seeds (init_seed, init_seed + 1, ...) side by side into
+        /// `<out>/seed_<i>` [default out: runs/<preset>-seeds].
+        #[arg(long, conflicts_with = "resume")]
+        seeds: Option<usize>,
     },
     /// Progress measures (Nanda et al. 2023) of every checkpoint of a run, or of one checkpoint.
     Analyze {
@@ -115,6 +119,11 @@ enum Command {
         /// Timed steps.
         #[arg(long, default_value_t = 20)]
         steps: usize,
+        /// The whole suite: the nanda2023 step (fused and burn), a 2-layer version with
+        /// minibatch 512, batched seeds against sequential ones, analyze over 400 checkpoints,
+        /// peak memory.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -141,7 +150,30 @@ fn run(cli: Cli) -> Result<()> {
             resume,
             force,
             no_plots,
+            seeds,
         } => {
+            if let Some(seeds) = seeds {
+                let file = match &config {
+                    Some(p) => Some(std::fs::read_to_string(p).map_err(|e| GrokError::io(p, e))?),
+                    None => None,
+                };
+                let cfg = RunConfig::build(&preset, file.as_deref(), &overrides)?;
+                let out = out.unwrap_or_else(|| free_run_dir(&format!("{preset}-seeds")));
+                println!("run directory: {}", out.display());
+                let summaries = train::train_seeds(&cfg, &out, seeds, force, !no_plots)?;
+                for (i, s) in summaries.iter().enumerate() {
+                    let at =
+                        |s: Option<u64>| s.map_or("never".to_string(), |s| format!("step {s}"));
+                    println!(
+                        "seed_{i} (init_seed {}): test acc {:.1}% | test acc >= 99% at {} | {:.1} s",
+                        cfg.model.init_seed + i as u64,
+                        100.0 * s.last.test_acc,
+                        at(s.test_99_step),
+                        s.last.wall_s
+                    );
+                }
+                return Ok(());
+            }
             let (cfg, out, resume) = match resume {
                 Some(dir) => {
                     let path = dir.join("config.toml");
@@ -298,7 +330,11 @@ fn run(cli: Cli) -> Result<()> {
             preset,
             overrides,
             steps,
+            all,
         } => {
+            if all {
+                return bench_suite(steps);
+            }
             let cfg = RunConfig::build(&preset, None, &overrides)?;
             let r = train::bench_train_step(&cfg, steps)?;
             println!(
@@ -314,6 +350,60 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The paper's figure for the `gemm` crate on the model's shapes: 105 GFLOP/s per core (f32),
+/// on the 2-core AVX-512 machine the issue describes.
+const GEMM_GFLOPS_2_CORES: f64 = 2.0 * 105.0;
+
+/// `groklab bench --all`: prints every benchmark of the suite.
+fn bench_suite(steps: usize) -> Result<()> {
+    let step_line = |name: &str, overrides: &[&str]| -> Result<()> {
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        let cfg = RunConfig::build("nanda2023", None, &overrides)?;
+        let r = train::bench_train_step(&cfg, steps)?;
+        println!(
+            "{name:<34} {:>5} rows {:>7.1} ms/step  {:>6.2} GFLOP nominal ({:.2} executed)  {:>6.1} GFLOP/s effective  {:>5.1}% of gemm 2x105  [{}]",
+            r.rows,
+            r.ms_per_step,
+            r.flops / 1e9,
+            r.executed_flops / 1e9,
+            r.gflops,
+            100.0 * r.gflops / GEMM_GFLOPS_2_CORES,
+            if r.fused { "fused" } else { "burn" },
+        );
+        Ok(())
+    };
+    println!("training step (2 threads, f32 compute, f64 loss; median of {steps} steps)");
+    step_line("nanda2023", &[])?;
+    step_line("nanda2023, burn engine", &["train.engine=burn"])?;
+    let two_layer = ["model.n_layers=2", "train.batch_size=512"];
+    step_line("2-layer nanda2023, minibatch 512", &two_layer)?;
+    println!("batched seeds (seed-steps/s: one after another vs side by side)");
+    for (name, overrides) in [
+        ("nanda2023", &[][..]),
+        ("2-layer, minibatch 512", &two_layer[..]),
+    ] {
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        let cfg = RunConfig::build("nanda2023", None, &overrides)?;
+        for seeds in [2, 4] {
+            let r = train::bench_seeds(&cfg, seeds, steps)?;
+            println!(
+                "{name:<26} {seeds} seeds: {:>6.1} sequential, {:>6.1} batched seed-steps/s ({:.2}x)",
+                r.sequential,
+                r.batched,
+                r.batched / r.sequential
+            );
+        }
+    }
+    let n = 400;
+    let secs = measures::bench_analyze(n)?;
+    println!(
+        "analyze, {n} checkpoints of the nanda2023 model: {secs:.1} s ({:.0} ms per checkpoint, 2 threads)",
+        1e3 * secs / n as f64
+    );
+    println!("peak memory: {:.0} MiB", train::peak_memory_mib());
+    Ok(())
 }
 
 /// `runs/<preset>`, or the first free `runs/<preset>-N`.

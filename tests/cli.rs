@@ -222,3 +222,63 @@ fn killed_and_resumed_run_matches_uninterrupted_run() {
         rows_without_wall_time(&whole)
     );
 }
+
+/// `train --seeds 2` writes one ordinary run per seed, and each equals the run trained alone
+/// with that `init_seed` on one thread (the same row chunking, so bit for bit).
+#[test]
+fn batched_seeds_equal_single_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let batched = dir.path().join("sweep");
+    let mut args = vec![
+        "train",
+        "--no-plots",
+        "--seeds",
+        "2",
+        "--out",
+        batched.to_str().unwrap(),
+    ];
+    args.extend(TINY);
+    args.extend(["--set", "train.steps=120"]);
+    let out = groklab(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for seed in 0..2 {
+        let single = dir.path().join(format!("single_{seed}"));
+        let init = format!("model.init_seed={seed}");
+        let out = train(
+            &single,
+            &[
+                "--set",
+                "train.steps=120",
+                "--set",
+                "train.threads=1",
+                "--set",
+                &init,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let strip = |p: &Path| -> Vec<String> {
+            std::fs::read_to_string(p.join("metrics.jsonl"))
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    v.as_object_mut().unwrap().remove("wall_s");
+                    v.to_string()
+                })
+                .collect()
+        };
+        let seed_dir = batched.join(format!("seed_{seed}"));
+        assert_eq!(strip(&seed_dir), strip(&single), "seed {seed}");
+        assert!(seed_dir
+            .join("checkpoints/step_000100.safetensors")
+            .exists());
+    }
+}

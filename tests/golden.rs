@@ -114,6 +114,7 @@ fn check_training(precision: Precision, engine: Engine, tol: f64) {
             compute: precision,
             loss_dtype: Precision::F64,
             engine,
+            threads: 2,
         };
         assert_eq!(step_fn.uses_fused(), engine == Engine::Auto);
         let (tokens, labels) = ModularDataset::new(Operation::Add, 23, 0)
@@ -205,6 +206,7 @@ fn chunked_step_equals_single_graph_f64() {
         compute: Precision::F64,
         loss_dtype: Precision::F64,
         engine: Engine::Burn,
+        threads: 1,
     };
     let step = |chunks| step_fn.train_chunked(batch.clone(), chunks);
     let one = step(1);

@@ -40,6 +40,7 @@ fn check(cfg: TransformerConfig, engine: Engine) {
         compute: Precision::F64,
         loss_dtype: Precision::F64,
         engine,
+        threads: 2,
     };
     assert_eq!(
         step.uses_fused(),

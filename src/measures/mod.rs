@@ -8,6 +8,7 @@
 //! (rows a-major, `a·p + b`).
 
 pub mod activations;
+mod bench;
 mod checkpoint;
 pub mod fourier;
 pub mod logits;
@@ -19,6 +20,7 @@ mod run;
 mod snapshot;
 pub mod weights;
 
+pub use bench::bench_analyze;
 pub use checkpoint::{analyze_checkpoint, parse_split, CheckpointTask};
 pub use run::{analyze_run, check_key_freqs, load_measures, load_run, RunAnalysis, RunMeasures};
 pub use snapshot::{Analyzer, KeyFreqRule, Measures};

@@ -1,12 +1,14 @@
-//! Timing of the training step (`groklab bench`). Figures are printed, never asserted.
+//! Benchmarks (`groklab bench`, `groklab bench --all`). Figures are printed, never asserted.
 
 use super::config::RunConfig;
 use super::optim::{warmup_lr, AdamW};
+use super::seeds::seed_configs;
 use super::step::Step;
 use super::trainer::{set_threads, RunData};
 use crate::error::Result;
-use crate::models::ParamStore;
+use crate::models::{fused, ParamStore};
 use burn::tensor::Device;
+use rayon::prelude::*;
 use std::time::Instant;
 
 /// Timing of one configuration's training step.
@@ -16,15 +18,68 @@ pub struct BenchReport {
     pub rows: usize,
     /// Milliseconds per step (forward, backward, AdamW), median of the timed steps.
     pub ms_per_step: f64,
-    /// FLOPs of one step's matrix products ([`crate::models::TransformerConfig::train_step_flops`]).
+    /// Nominal FLOPs of the step ([`crate::models::TransformerConfig::train_step_flops`]: the
+    /// unfactored last-position products), the same count for every engine.
     pub flops: f64,
-    /// `flops / time`, in GFLOP/s.
+    /// `flops / time`, in GFLOP/s ("effective": the fused step executes fewer).
     pub gflops: f64,
+    /// FLOPs the step actually executes (fused step: [`fused::step_flops`]; burn: `flops`).
+    pub executed_flops: f64,
     /// Threads used.
     pub threads: usize,
+    /// Whether the fused step ran.
+    pub fused: bool,
 }
 
-/// Times `steps` full-batch training steps of `cfg` after two warm-up steps.
+/// One run's weights and optimiser, stepping on a fixed batch.
+struct Stepper {
+    params: ParamStore,
+    optim: AdamW,
+    step: u64,
+}
+
+impl Stepper {
+    fn new(cfg: &RunConfig) -> Self {
+        let t = &cfg.train;
+        let params = ParamStore::init(&cfg.transformer(), cfg.model.init_seed);
+        let optim = AdamW::new(&params, t.betas, t.eps, t.weight_decay);
+        Self {
+            params,
+            optim,
+            step: 0,
+        }
+    }
+
+    fn advance(
+        &mut self,
+        cfg: &RunConfig,
+        device: &Device,
+        batch: &(Vec<i64>, Vec<i64>),
+        threads: usize,
+    ) {
+        let t = &cfg.train;
+        let model_cfg = cfg.transformer();
+        let mut step = Step::for_run(&model_cfg, &self.params, device, t);
+        step.threads = threads;
+        let r = step.train_host(&batch.0, &batch.1);
+        let lr = warmup_lr(t.lr, self.step, t.warmup_steps);
+        self.optim.update(&mut self.params, &r.grads, lr);
+        self.step += 1;
+    }
+}
+
+/// The batch a bench step sees: the full training set, or its first `batch_size` rows.
+fn bench_batch(cfg: &RunConfig, device: &Device) -> Result<(Vec<i64>, Vec<i64>)> {
+    let data = RunData::new(cfg, device)?;
+    let n = match cfg.train.batch_size {
+        0 => data.split.train.len(),
+        b => b.min(data.split.train.len()),
+    };
+    Ok(data.dataset.gather(&data.split.train[..n]))
+}
+
+/// Times `steps` training steps of `cfg` (full batch, or one minibatch of `train.batch_size`
+/// rows) after two warm-up steps.
 ///
 /// # Errors
 /// Invalid config.
@@ -33,32 +88,80 @@ pub fn bench_train_step(cfg: &RunConfig, steps: usize) -> Result<BenchReport> {
     set_threads(t.threads);
     let model_cfg = cfg.transformer();
     let device = Device::flex().autodiff();
-    let data = RunData::new(cfg, &device)?;
-    let mut params = ParamStore::init(&model_cfg, cfg.model.init_seed);
-    let mut optim = AdamW::new(&params, t.betas, t.eps, t.weight_decay);
-    let (tokens, labels) = data.dataset.gather(&data.split.train);
+    let batch = bench_batch(cfg, &device)?;
+    let mut run = Stepper::new(cfg);
     let mut times = Vec::new();
-    for step in 0..steps + 2 {
+    for i in 0..steps + 2 {
         let clock = Instant::now();
-        let r = Step::for_run(&model_cfg, &params, &device, t).train_host(&tokens, &labels);
-        optim.update(
-            &mut params,
-            &r.grads,
-            warmup_lr(t.lr, step as u64, t.warmup_steps),
-        );
-        if step >= 2 {
+        run.advance(cfg, &device, &batch, t.threads);
+        if i >= 2 {
             times.push(clock.elapsed().as_secs_f64());
         }
     }
     times.sort_by(f64::total_cmp);
     let secs = times[times.len() / 2];
-    let rows = data.split.train.len();
+    let rows = batch.1.len();
     let flops = model_cfg.train_step_flops(rows);
+    let fused = Step::for_run(&model_cfg, &run.params, &device, t).uses_fused();
     Ok(BenchReport {
         rows,
         ms_per_step: secs * 1e3,
         flops,
         gflops: flops / secs / 1e9,
+        executed_flops: if fused {
+            fused::step_flops(&model_cfg, rows)
+        } else {
+            flops
+        },
         threads: t.threads,
+        fused,
     })
+}
+
+/// Seed-steps per second of `seeds` runs trained one after another (each step on all threads)
+/// and side by side (one run per thread per step, [`super::train_seeds`]'s schedule).
+#[derive(Clone, Debug)]
+pub struct SeedsReport {
+    /// Number of seeds.
+    pub seeds: usize,
+    /// Seed-steps per second, seeds one after another.
+    pub sequential: f64,
+    /// Seed-steps per second, seeds batched.
+    pub batched: f64,
+}
+
+/// Times `steps` steps of `seeds` seeds of `cfg`, sequentially and batched.
+///
+/// # Errors
+/// Invalid config.
+pub fn bench_seeds(cfg: &RunConfig, seeds: usize, steps: usize) -> Result<SeedsReport> {
+    set_threads(cfg.train.threads);
+    let device = Device::flex().autodiff();
+    let batch = bench_batch(cfg, &device)?;
+    let configs = seed_configs(cfg, seeds);
+    let clock = Instant::now();
+    for c in &configs {
+        let mut run = Stepper::new(c);
+        (0..steps).for_each(|_| run.advance(c, &device, &batch, cfg.train.threads));
+    }
+    let sequential = (seeds * steps) as f64 / clock.elapsed().as_secs_f64();
+    let mut runs: Vec<Stepper> = configs.iter().map(Stepper::new).collect();
+    let clock = Instant::now();
+    for _ in 0..steps {
+        (runs.par_iter_mut().zip(&configs)).for_each(|(r, c)| r.advance(c, &device, &batch, 1));
+    }
+    let batched = (seeds * steps) as f64 / clock.elapsed().as_secs_f64();
+    Ok(SeedsReport {
+        seeds,
+        sequential,
+        batched,
+    })
+}
+
+/// Peak resident memory of this process so far, in MiB (Linux `ru_maxrss`).
+pub fn peak_memory_mib() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    usage.ru_maxrss as f64 / 1024.0
 }

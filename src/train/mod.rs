@@ -6,10 +6,11 @@ mod config;
 mod loss;
 mod metrics;
 mod optim;
+mod seeds;
 mod step;
 mod trainer;
 
-pub use bench::{bench_train_step, BenchReport};
+pub use bench::{bench_seeds, bench_train_step, peak_memory_mib, BenchReport, SeedsReport};
 pub use checkpoint::{atomic_write, list_steps, load_latest, model_path, save, Resumed};
 pub use config::{
     preset_names, Engine, ModelSection, Precision, RunConfig, TaskSection, TrainSection, VocabOut,
@@ -18,5 +19,6 @@ pub use config::{
 pub use loss::{accuracy, cross_entropy};
 pub use metrics::{MetricsLog, MetricsRow};
 pub use optim::{warmup_lr, AdamW};
+pub use seeds::{seed_configs, train_seeds};
 pub use step::{Step, StepResult};
 pub use trainer::{set_threads, tensors, train, RunData, RunSummary, TrainOptions};

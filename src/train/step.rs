@@ -24,6 +24,9 @@ pub struct Step<'a> {
     pub loss_dtype: Precision,
     /// Which implementation runs [`Step::train_host`] / [`Step::evaluate_host`].
     pub engine: Engine,
+    /// Row chunks run in parallel at most (1 when several runs share the cores, as in
+    /// batched seeds).
+    pub threads: usize,
 }
 
 /// Loss, accuracy and gradients of one forward + backward pass.
@@ -51,6 +54,7 @@ impl<'a> Step<'a> {
             compute: train.compute_dtype,
             loss_dtype: train.loss_dtype,
             engine: train.engine,
+            threads: train.threads,
         }
     }
 
@@ -60,17 +64,15 @@ impl<'a> Step<'a> {
         self.engine == Engine::Auto && fused::applies(self.cfg) && self.loss_dtype == Precision::F64
     }
 
-    fn chunks_for(rows: usize) -> usize {
-        rayon::current_num_threads()
-            .min(rows / MIN_CHUNK_ROWS)
-            .max(1)
+    fn chunks_for(&self, rows: usize) -> usize {
+        self.threads.min(rows / MIN_CHUNK_ROWS).max(1)
     }
 
     fn fused(&self, tokens: &[i64], labels: &[i64], backward: bool) -> Option<fused::FusedResult> {
         if !self.uses_fused() {
             return None;
         }
-        let chunks = Self::chunks_for(labels.len());
+        let chunks = self.chunks_for(labels.len());
         match self.compute {
             Precision::F32 => {
                 fused::run::<f32>(self.cfg, self.params, tokens, labels, chunks, backward)
@@ -122,7 +124,7 @@ impl<'a> Step<'a> {
     /// accuracy). gemm's own threading barely scales on these shapes; independent chunks do.
     pub fn train(&self, batch: (Tensor<2, Int>, Tensor<1, Int>)) -> StepResult {
         let rows = batch.1.dims()[0];
-        self.train_chunked(batch, Self::chunks_for(rows))
+        self.train_chunked(batch, self.chunks_for(rows))
     }
 
     /// [`Step::train`] with an explicit number of chunks (each its own graph, on the rayon pool).

@@ -114,78 +114,142 @@ pub fn set_threads(n: usize) {
 /// Invalid config, an existing non-empty directory without `resume`/`force`, I/O failures, a
 /// missing or corrupt checkpoint on resume, and [`GrokError::NonFiniteLoss`].
 pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<RunSummary> {
-    let t = &cfg.train;
-    set_threads(t.threads);
-    let model_cfg = cfg.transformer();
-    let (grad_dev, eval_dev) = (Device::flex().autodiff(), Device::flex());
-    let data = RunData::new(cfg, &eval_dev)?;
-    let train_host = data.dataset.gather(&data.split.train);
-    let test_host = data.dataset.gather(&data.split.test);
-    let run_dir = opts.out.as_path();
-    let fresh_optim = |p: &ParamStore| AdamW::new(p, t.betas, t.eps, t.weight_decay);
+    set_threads(cfg.train.threads);
+    let mut run = Run::open(cfg, opts, cfg.train.threads)?;
+    let bar = progress_bar(run.start, cfg.train.steps);
+    for step in run.start..=cfg.train.steps {
+        let logged = run.advance(step).inspect_err(|_| bar.abandon())?;
+        if let Some(row) = logged {
+            report_row(&bar, &row);
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    run.finish(opts.plots)
+}
 
-    let (mut params, mut optim, start, mut log, wall0) = if opts.resume {
-        let template = fresh_optim(&ParamStore::zeros(&model_cfg));
-        let r = checkpoint::load_latest(run_dir, &model_cfg, &template)?;
-        let mut log = MetricsLog::load(run_dir)?;
-        log.rows.retain(|row| row.step < r.step);
-        (r.params, r.optim, r.step, log, r.wall_s)
-    } else {
-        prepare_dir(run_dir, opts.force)?;
-        atomic_write(&run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
-        let split = serde_json::json!({"train": data.split.train, "test": data.split.test});
-        atomic_write(&run_dir.join("split.json"), split.to_string().as_bytes())?;
-        let params = ParamStore::init(&model_cfg, cfg.model.init_seed);
-        let optim = fresh_optim(&params);
-        (params, optim, 0, MetricsLog::default(), 0.0)
-    };
+/// One run's state between steps: what the loop of [`train`] (one run on all threads) and
+/// [`super::seeds::train_seeds`] (several runs side by side, one thread each) advance.
+pub(crate) struct Run<'a> {
+    cfg: &'a RunConfig,
+    model_cfg: crate::models::TransformerConfig,
+    dir: PathBuf,
+    data: RunData,
+    train_host: (Vec<i64>, Vec<i64>),
+    test_host: (Vec<i64>, Vec<i64>),
+    params: ParamStore,
+    optim: AdamW,
+    log: MetricsLog,
+    /// First step this process runs.
+    pub(crate) start: u64,
+    resumed: bool,
+    wall0: f64,
+    clock: Instant,
+    last_ckpt: Option<u64>,
+    threads: usize,
+    devices: (Device, Device),
+}
 
-    let n_train = data.split.train.len();
-    let batch = if t.batch_size == 0 {
-        n_train
-    } else {
-        t.batch_size.min(n_train)
-    };
-    let ckpt_dtype = match t.compute_dtype {
-        Precision::F32 => safetensors::Dtype::F32,
-        Precision::F64 => safetensors::Dtype::F64,
-    };
-    let bar = progress_bar(start, t.steps);
-    let clock = Instant::now();
-    let mut last_ckpt = checkpoint::list_steps(run_dir).last().copied();
-    for step in start..=t.steps {
-        let wall = wall0 + clock.elapsed().as_secs_f64();
-        if cfg.is_checkpoint_step(step) && !(opts.resume && step == start) {
-            checkpoint::save(run_dir, step, &params, &optim, ckpt_dtype, wall)?;
-            last_ckpt = Some(step);
+impl<'a> Run<'a> {
+    /// Prepares (or, with `opts.resume`, reloads) the run directory; steps use `threads` chunks.
+    pub(crate) fn open(cfg: &'a RunConfig, opts: &TrainOptions, threads: usize) -> Result<Self> {
+        let t = &cfg.train;
+        let model_cfg = cfg.transformer();
+        let devices = (Device::flex().autodiff(), Device::flex());
+        let data = RunData::new(cfg, &devices.1)?;
+        let dir = opts.out.clone();
+        let fresh_optim = |p: &ParamStore| AdamW::new(p, t.betas, t.eps, t.weight_decay);
+        let (params, optim, start, log, wall0) = if opts.resume {
+            let template = fresh_optim(&ParamStore::zeros(&model_cfg));
+            let r = checkpoint::load_latest(&dir, &model_cfg, &template)?;
+            let mut log = MetricsLog::load(&dir)?;
+            log.rows.retain(|row| row.step < r.step);
+            (r.params, r.optim, r.step, log, r.wall_s)
+        } else {
+            prepare_dir(&dir, opts.force)?;
+            atomic_write(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+            let split = serde_json::json!({"train": data.split.train, "test": data.split.test});
+            atomic_write(&dir.join("split.json"), split.to_string().as_bytes())?;
+            let params = ParamStore::init(&model_cfg, cfg.model.init_seed);
+            let optim = fresh_optim(&params);
+            (params, optim, 0, MetricsLog::default(), 0.0)
+        };
+        Ok(Self {
+            cfg,
+            model_cfg,
+            train_host: data.dataset.gather(&data.split.train),
+            test_host: data.dataset.gather(&data.split.test),
+            data,
+            last_ckpt: checkpoint::list_steps(&dir).last().copied(),
+            dir,
+            params,
+            optim,
+            log,
+            start,
+            resumed: opts.resume,
+            wall0,
+            clock: Instant::now(),
+            threads,
+            devices,
+        })
+    }
+
+    fn step_fn<'s>(&'s self, device: &'s Device) -> Step<'s> {
+        let mut s = Step::for_run(&self.model_cfg, &self.params, device, &self.cfg.train);
+        s.threads = self.threads;
+        s
+    }
+
+    /// Checkpoints (on schedule), steps, logs (on schedule; returned) and updates, for `step`.
+    pub(crate) fn advance(&mut self, step: u64) -> Result<Option<MetricsRow>> {
+        let t = &self.cfg.train;
+        let n_train = self.data.split.train.len();
+        let batch = if t.batch_size == 0 {
+            n_train
+        } else {
+            t.batch_size.min(n_train)
+        };
+        let wall = self.wall0 + self.clock.elapsed().as_secs_f64();
+        if self.cfg.is_checkpoint_step(step) && !(self.resumed && step == self.start) {
+            let dtype = match t.compute_dtype {
+                Precision::F32 => safetensors::Dtype::F32,
+                Precision::F64 => safetensors::Dtype::F64,
+            };
+            checkpoint::save(&self.dir, step, &self.params, &self.optim, dtype, wall)?;
+            self.last_ckpt = Some(step);
         }
         let r = if batch == n_train {
-            Step::for_run(&model_cfg, &params, &grad_dev, t)
-                .train_host(&train_host.0, &train_host.1)
+            self.step_fn(&self.devices.0)
+                .train_host(&self.train_host.0, &self.train_host.1)
         } else {
-            let rows = minibatch_rows(&data.split.train, batch, step, cfg.task.split_seed);
-            let (tokens, labels) = data.dataset.gather(&rows);
-            Step::for_run(&model_cfg, &params, &grad_dev, t).train_host(&tokens, &labels)
+            let rows = minibatch_rows(
+                &self.data.split.train,
+                batch,
+                step,
+                self.cfg.task.split_seed,
+            );
+            let (tokens, labels) = self.data.dataset.gather(&rows);
+            self.step_fn(&self.devices.0).train_host(&tokens, &labels)
         };
         if !r.loss.is_finite() {
-            bar.abandon();
             return Err(GrokError::NonFiniteLoss {
                 step,
                 value: r.loss,
-                last_checkpoint: last_ckpt.map_or("none".into(), |s| {
-                    checkpoint::model_path(run_dir, s).display().to_string()
+                last_checkpoint: self.last_ckpt.map_or("none".into(), |s| {
+                    checkpoint::model_path(&self.dir, s).display().to_string()
                 }),
             });
         }
         let lr = warmup_lr(t.lr, step, t.warmup_steps);
+        let mut logged = None;
         if step.is_multiple_of(t.log_every) || step == t.steps {
-            let eval = Step::for_run(&model_cfg, &params, &eval_dev, t);
+            let eval = self.step_fn(&self.devices.1);
             let train_metrics = if batch == n_train {
                 (r.loss, r.acc)
             } else {
-                eval.evaluate_host(&train_host.0, &train_host.1)
+                eval.evaluate_host(&self.train_host.0, &self.train_host.1)
             };
-            let test_metrics = eval.evaluate_host(&test_host.0, &test_host.1);
+            let test_metrics = eval.evaluate_host(&self.test_host.0, &self.test_host.1);
             let epoch = step as f64 * batch as f64 / n_train as f64;
             let row = MetricsRow::new(
                 step,
@@ -194,35 +258,37 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<RunSummary> {
                 test_metrics,
                 lr,
                 &r.grads,
-                &params,
+                &self.params,
                 wall,
             );
-            report_row(&bar, &row);
-            log.push(row, run_dir)?;
+            self.log.push(row.clone(), &self.dir)?;
+            logged = Some(row);
         }
-        if step == t.steps {
-            break;
+        if step < t.steps {
+            self.optim.update(&mut self.params, &r.grads, lr);
+            if t.compute_dtype == Precision::F32 {
+                self.params.round_to_f32();
+            }
         }
-        optim.update(&mut params, &r.grads, lr);
-        if t.compute_dtype == Precision::F32 {
-            params.round_to_f32();
-        }
-        bar.inc(1);
+        Ok(logged)
     }
-    bar.finish_and_clear();
-    if opts.plots {
-        crate::report::plot_run(run_dir, &log.rows)?;
+
+    /// Draws the plots (optionally) and summarises the run.
+    pub(crate) fn finish(&self, plots: bool) -> Result<RunSummary> {
+        if plots {
+            crate::report::plot_run(&self.dir, &self.log.rows)?;
+        }
+        let rows = &self.log.rows;
+        let first = |f: fn(&MetricsRow) -> f64| rows.iter().find(|r| f(r) >= 0.99).map(|r| r.step);
+        Ok(RunSummary {
+            train_99_step: first(|r| r.train_acc),
+            test_99_step: first(|r| r.test_acc),
+            last: rows
+                .last()
+                .cloned()
+                .expect("the last step is always logged"),
+        })
     }
-    let first = |f: fn(&MetricsRow) -> f64| log.rows.iter().find(|r| f(r) >= 0.99).map(|r| r.step);
-    Ok(RunSummary {
-        train_99_step: first(|r| r.train_acc),
-        test_99_step: first(|r| r.test_acc),
-        last: log
-            .rows
-            .last()
-            .cloned()
-            .expect("the last step is always logged"),
-    })
 }
 
 /// Rows of the training set used at `step`: epoch `e` walks a permutation seeded by

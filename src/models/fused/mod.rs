@@ -28,6 +28,23 @@ pub fn applies(cfg: &TransformerConfig) -> bool {
         && cfg.n_ctx == 3
 }
 
+/// FLOPs (2 × multiply-adds) the fused training step executes on `rows` examples: per row three
+/// `d_mlp × d_vocab_out` products (logits, ∂W_L, ∂post) and 3·n_heads axpys/dots of
+/// `d_mlp + d_vocab_out` each way; per step the table products (forward and the two backward
+/// ones) over `n_heads·(2·d_vocab + 1)` rows and `W_L`.
+pub fn step_flops(cfg: &TransformerConfig, rows: usize) -> f64 {
+    let (d, h, m, vo) = (
+        cfg.d_model as f64,
+        cfg.n_heads as f64,
+        cfg.d_mlp as f64,
+        cfg.d_vocab_out as f64,
+    );
+    let n_tab = (2 * cfg.d_vocab + 1) as f64;
+    let per_row = 3.0 * m * vo + 9.0 * h * (m + vo);
+    let table = 3.0 * n_tab * h * d * (m + vo) + 3.0 * m * d * vo;
+    2.0 * (rows as f64 * per_row + table)
+}
+
 /// The weights in the fused layouts, in compute precision `T`.
 pub struct Weights<T> {
     d: usize,

@@ -1,0 +1,75 @@
+//! Batched seeds: S runs of one config that differ only in `model.init_seed`, trained in one
+//! process with a leading seed axis — every step advances all S runs, one run per core at a
+//! time, instead of running the seeds one after another with each step split across the cores.
+//!
+//! Each seed's directory (`<out>/seed_<i>`) is an ordinary run directory: config, split,
+//! metrics and checkpoints, written atomically, resumable on its own with `train --resume`.
+
+use super::config::RunConfig;
+use super::trainer::{set_threads, Run, RunSummary, TrainOptions};
+use crate::error::{GrokError, Result};
+use rayon::prelude::*;
+use std::path::Path;
+use std::time::Instant;
+
+/// The S configs: `cfg` with `model.init_seed` = its own + 0, 1, …, S − 1.
+pub fn seed_configs(cfg: &RunConfig, seeds: usize) -> Vec<RunConfig> {
+    (0..seeds as u64)
+        .map(|i| {
+            let mut c = cfg.clone();
+            c.model.init_seed = cfg.model.init_seed + i;
+            c
+        })
+        .collect()
+}
+
+/// Trains `seeds` runs of `cfg` side by side into `out/seed_<i>` and returns their summaries.
+///
+/// # Errors
+/// `--seeds` of 0; otherwise as [`super::train`] for any of the runs (the first error stops all).
+pub fn train_seeds(
+    cfg: &RunConfig,
+    out: &Path,
+    seeds: usize,
+    force: bool,
+    plots: bool,
+) -> Result<Vec<RunSummary>> {
+    if seeds == 0 {
+        return Err(GrokError::invalid(
+            "--seeds",
+            seeds,
+            "a positive number of seeds",
+        ));
+    }
+    set_threads(cfg.train.threads);
+    let configs = seed_configs(cfg, seeds);
+    let mut runs = (configs.iter().enumerate())
+        .map(|(i, c)| {
+            let opts = TrainOptions {
+                out: out.join(format!("seed_{i}")),
+                resume: false,
+                force,
+                plots,
+            };
+            Run::open(c, &opts, 1)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let clock = Instant::now();
+    for step in 0..=cfg.train.steps {
+        let rows = (runs.par_iter_mut())
+            .map(|r| r.advance(step))
+            .collect::<Result<Vec<_>>>()?;
+        let logged: Vec<_> = rows.into_iter().flatten().collect();
+        if !logged.is_empty() {
+            let best = logged.iter().map(|r| r.test_acc).fold(0.0, f64::max);
+            let worst = logged.iter().map(|r| r.test_acc).fold(1.0, f64::min);
+            println!(
+                "step {step:>6}  {seeds} seeds: test acc {:.1}%–{:.1}%  {:.1}s",
+                100.0 * worst,
+                100.0 * best,
+                clock.elapsed().as_secs_f64()
+            );
+        }
+    }
+    runs.iter().map(|r| r.finish(plots)).collect()
+}
