@@ -3,6 +3,8 @@
 //! The measures work in f64 on host memory: they read whole activation tables (`[p², d_mlp]`)
 //! and reduce them in ways burn's op set would need many small kernels for.
 
+use crate::models::linalg::{matmul_into, View};
+
 /// `[rows, cols]` row-major f64 matrix.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Matrix {
@@ -12,15 +14,6 @@ pub struct Matrix {
     pub cols: usize,
     /// `rows·cols` values, row-major.
     pub data: Vec<f64>,
-}
-
-/// A strided read-only view for gemm: element `(r, c)` at `ptr + r·rs + c·cs`.
-struct View<'a> {
-    data: &'a [f64],
-    rows: usize,
-    cols: usize,
-    rs: isize,
-    cs: isize,
 }
 
 impl Matrix {
@@ -82,18 +75,12 @@ impl Matrix {
         self.data.iter().map(|x| x * x).sum()
     }
 
-    fn view(&self, transposed: bool) -> View<'_> {
-        let (rows, cols, rs, cs) = if transposed {
-            (self.cols, self.rows, 1, self.cols as isize)
+    fn view(&self, transposed: bool) -> View<'_, f64> {
+        let v = View::new(&self.data, self.rows, self.cols);
+        if transposed {
+            v.t()
         } else {
-            (self.rows, self.cols, self.cols as isize, 1)
-        };
-        View {
-            data: &self.data,
-            rows,
-            cols,
-            rs,
-            cs,
+            v
         }
     }
 
@@ -102,14 +89,13 @@ impl Matrix {
     pub fn matmul_slice_into(&self, rhs: &[f64], n: usize, out: &mut [f64]) {
         assert_eq!(rhs.len(), self.cols * n, "matmul inner dimensions");
         assert_eq!(out.len(), self.rows * n, "matmul output size");
-        let rhs = View {
-            data: rhs,
-            rows: self.cols,
-            cols: n,
-            rs: n as isize,
-            cs: 1,
-        };
-        gemm_into(self.view(false), rhs, out);
+        matmul_into(
+            out,
+            n,
+            self.view(false),
+            View::new(rhs, self.cols, n),
+            false,
+        );
     }
 
     /// `self · rhs`: `[m, k] × [k, n] → [m, n]`.
@@ -129,46 +115,11 @@ impl Matrix {
 }
 
 /// `lhs · rhs` on one thread (the measures parallelise over checkpoints instead).
-fn gemm(lhs: View, rhs: View) -> Matrix {
-    let mut out = Matrix::zeros(lhs.rows, rhs.cols);
-    gemm_into(lhs, rhs, &mut out.data);
+fn gemm(lhs: View<f64>, rhs: View<f64>) -> Matrix {
+    let (rows, cols) = (lhs.rows(), rhs.cols());
+    let mut out = Matrix::zeros(rows, cols);
+    matmul_into(&mut out.data, cols, lhs, rhs, false);
     out
-}
-
-/// `out = lhs · rhs` into a row-major `[lhs.rows, rhs.cols]` slice.
-fn gemm_into(lhs: View, rhs: View, out: &mut [f64]) {
-    assert_eq!(lhs.cols, rhs.rows, "matmul inner dimensions");
-    let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
-    assert_eq!(out.len(), m * n, "matmul output size");
-    if m == 0 || n == 0 || k == 0 {
-        out.fill(0.0);
-        return;
-    }
-    // SAFETY: every view's strides address elements inside its slice (the shapes are checked
-    // above), and `out` is an exclusively borrowed [m, n] row-major slice.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            lhs.data.as_ptr(),
-            lhs.cs,
-            lhs.rs,
-            rhs.data.as_ptr(),
-            rhs.cs,
-            rhs.rs,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
 }
 
 #[cfg(test)]

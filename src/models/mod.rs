@@ -5,6 +5,7 @@
 
 mod config;
 pub mod fused;
+pub mod linalg;
 mod params;
 mod transformer;
 

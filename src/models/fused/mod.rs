@@ -11,12 +11,11 @@
 //! chunk gradients summed. The burn [`crate::models::Transformer`] is the reference it is tested
 //! against (gradients and 25 AdamW steps, f64 and f32).
 
-mod linalg;
 mod rows;
 mod table;
 
 use super::{Activation, Normalization, ParamStore, TransformerConfig};
-pub use linalg::Real;
+pub use crate::models::linalg::Real;
 use rayon::prelude::*;
 
 /// Whether the fused step applies: 1 layer, no LayerNorm, ReLU MLP, 3 positions.

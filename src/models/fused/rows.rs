@@ -6,9 +6,9 @@
 //! `pre = c_in + Σ_h Σ_pos pattern_h,pos · ov_in[h, ids[pos]]`, `post = relu(pre)`,
 //! `logits = c_u + Σ_h Σ_pos pattern_h,pos · ov_u[h, ids[pos]] + post · W_L`.
 
-use super::linalg::{axpy, dot, matmul_into, Real, View};
 use super::table::{Table, TableGrads};
 use super::Weights;
+use crate::models::linalg::{axpy, dot, matmul_into, Real, View};
 
 /// Loss sum (nats, f64) and correct count of a chunk, with its gradients.
 pub struct ChunkResult<T> {

@@ -6,8 +6,8 @@
 //! The query reads only the `=` row, so it is one vector per head. Shapes in comments use
 //! H heads, D = d_model, Dh = d_head, M = d_mlp, Vo = d_vocab_out.
 
-use super::linalg::{matmul, matmul_into, matmul_par, Real, View};
 use super::Weights;
+use crate::models::linalg::{matmul, matmul_into, matmul_par, Real, View};
 
 /// Forward quantities of the table stage.
 pub struct Table<T> {
@@ -84,6 +84,15 @@ impl<T: Real> TableGrads<T> {
     }
 }
 
+/// (position, token) of table row `r` (`v` = d_vocab).
+fn table_entry(r: usize, v: usize, eq_tok: usize) -> (usize, usize) {
+    if r < 2 * v {
+        (r / v, r % v)
+    } else {
+        (2, eq_tok)
+    }
+}
+
 fn add_row<T: Real>(x: &mut [T], bias: &[T]) {
     for row in x.chunks_mut(bias.len()) {
         row.iter_mut().zip(bias).for_each(|(x, &b)| *x += b);
@@ -97,11 +106,7 @@ pub fn forward<T: Real>(w: &Weights<T>, eq_tok: usize) -> Table<T> {
     let hd = h * dh;
     let mut e = vec![T::zero(); n_tab * d]; // (n_tab, D)
     for r in 0..n_tab {
-        let (pos, tok) = if r < 2 * v {
-            (r / v, r % v)
-        } else {
-            (2, eq_tok)
-        };
+        let (pos, tok) = table_entry(r, v, eq_tok);
         for i in 0..d {
             e[r * d + i] = w.w_e[tok * d + i] + w.w_pos[pos * d + i];
         }
@@ -119,7 +124,7 @@ pub fn forward<T: Real>(w: &Weights<T>, eq_tok: usize) -> Table<T> {
     for r in 0..n_tab {
         for hh in 0..h {
             let kr = &k[r * hd + hh * dh..r * hd + (hh + 1) * dh];
-            scores[r * h + hh] = scale * super::linalg::dot(kr, &q[hh * dh..(hh + 1) * dh]);
+            scores[r * h + hh] = scale * crate::models::linalg::dot(kr, &q[hh * dh..(hh + 1) * dh]);
         }
     }
     let mut ov = vec![T::zero(); h * n_tab * d]; // (H, n_tab, D)
@@ -200,8 +205,8 @@ pub fn backward<T: Real>(
     let mut w_u = matmul_par(ov_view.t(), g_u); // (D, Vo)
     for i in 0..d {
         let (b, r) = (t.base[i], t.base[i] + w.b_out[i]);
-        super::linalg::axpy(&mut w_in[i * m..(i + 1) * m], b, &g.c_in);
-        super::linalg::axpy(&mut w_u[i * vo..(i + 1) * vo], r, &g.c_u);
+        crate::models::linalg::axpy(&mut w_in[i * m..(i + 1) * m], b, &g.c_in);
+        crate::models::linalg::axpy(&mut w_u[i * vo..(i + 1) * vo], r, &g.c_u);
     }
     matmul_into(
         &mut w_u,
@@ -237,12 +242,12 @@ pub fn backward<T: Real>(
         for hh in 0..h {
             let s = scale * g.scores[r * h + hh];
             let cols = hh * dh..(hh + 1) * dh;
-            super::linalg::axpy(
+            crate::models::linalg::axpy(
                 &mut d_k[r * hd + cols.start..r * hd + cols.end],
                 s,
                 &t.q[cols.clone()],
             );
-            super::linalg::axpy(
+            crate::models::linalg::axpy(
                 &mut d_q[cols.clone()],
                 s,
                 &t.k[r * hd + cols.start..r * hd + cols.end],
@@ -273,11 +278,7 @@ pub fn backward<T: Real>(
     let mut w_e = vec![T::zero(); v * d];
     let mut w_pos = vec![T::zero(); w.n_ctx * d];
     for r in 0..n_tab {
-        let (pos, tok) = if r < 2 * v {
-            (r / v, r % v)
-        } else {
-            (2, eq_tok)
-        };
+        let (pos, tok) = table_entry(r, v, eq_tok);
         for i in 0..d {
             let g = d_e[r * d + i];
             w_e[tok * d + i] += g;

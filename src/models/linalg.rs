@@ -1,5 +1,6 @@
-//! Strided matrix products for the fused step (the `gemm` crate, single-threaded: the step
-//! parallelises over row chunks itself).
+//! Strided matrix products on host slices (the `gemm` crate, the kernel under burn-flex),
+//! single-threaded unless asked: the fused step parallelises over row chunks, the measures over
+//! checkpoints.
 
 use num_traits::Float;
 
@@ -62,6 +63,16 @@ impl<'a, T> View<'a, T> {
             rs,
             cs,
         }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
     }
 
     /// The transpose (no copy).
