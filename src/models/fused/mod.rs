@@ -30,7 +30,7 @@ pub fn applies(cfg: &TransformerConfig) -> bool {
 /// FLOPs (2 × multiply-adds) the fused training step executes on `rows` examples: per row three
 /// `d_mlp × d_vocab_out` products (logits, ∂W_L, ∂post) and 3·n_heads axpys/dots of
 /// `d_mlp + d_vocab_out` each way; per step the table products (forward and the two backward
-/// ones) over `n_heads·(2·d_vocab + 1)` rows and `W_L`.
+/// ones) over the `n_heads·(d_vocab + n_ctx)` token and position parts, and `W_L`.
 pub fn step_flops(cfg: &TransformerConfig, rows: usize) -> f64 {
     let (d, h, m, vo) = (
         cfg.d_model as f64,
@@ -38,9 +38,9 @@ pub fn step_flops(cfg: &TransformerConfig, rows: usize) -> f64 {
         cfg.d_mlp as f64,
         cfg.d_vocab_out as f64,
     );
-    let n_tab = (2 * cfg.d_vocab + 1) as f64;
+    let parts = (cfg.d_vocab + cfg.n_ctx) as f64;
     let per_row = 3.0 * m * vo + 9.0 * h * (m + vo);
-    let table = 3.0 * n_tab * h * d * (m + vo) + 3.0 * m * d * vo;
+    let table = 3.0 * parts * h * d * (m + vo) + 3.0 * m * d * vo;
     2.0 * (rows as f64 * per_row + table)
 }
 

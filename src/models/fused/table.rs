@@ -3,7 +3,9 @@
 //!
 //! Table rows: `tok` at position 0 (rows `0..V`), `tok` at position 1 (`V..2V`), and the
 //! position-2 token (`=`, row `2V`) — `n_tab = 2V + 1`. Per row `E = W_E[tok] + W_pos[pos]`.
-//! The query reads only the `=` row, so it is one vector per head. Shapes in comments use
+//! The query reads only the `=` row, so it is one vector per head. Values are linear in
+//! `W_E[tok] + W_pos[pos]`, so they go through W_O, W_in and W_U as V token parts plus n_ctx
+//! position parts (half the rows), and are summed per table row. Shapes in comments use
 //! H heads, D = d_model, Dh = d_head, M = d_mlp, Vo = d_vocab_out.
 
 use super::Weights;
@@ -19,15 +21,20 @@ pub struct Table<T> {
     pub q: Vec<T>,
     /// `[n_tab, H·Dh]` keys (with b_K).
     pub k: Vec<T>,
-    /// `[n_tab, H·Dh]` values (with b_V).
-    pub v: Vec<T>,
+    /// `[V, H·Dh]` the token part of the values, `W_E·W_V + b_V` (a row's value is its token's
+    /// part plus its position's: values are linear in `W_E[tok] + W_pos[pos]`).
+    pub v_tok: Vec<T>,
+    /// `[n_ctx, H·Dh]` the position part, `W_pos·W_V`.
+    pub v_pos: Vec<T>,
     /// `[n_tab, H]` attention scores against the `=` query, already divided by √Dh.
     pub scores: Vec<T>,
-    /// `[H, n_tab, D]` each row's value through W_O, per head.
-    pub ov: Vec<T>,
-    /// `[H, n_tab, M]` `ov · W_in`.
+    /// `[H, V, D]` token parts through W_O, per head.
+    pub ov_tok: Vec<T>,
+    /// `[H, n_ctx, D]` position parts through W_O, per head.
+    pub ov_pos: Vec<T>,
+    /// `[H, n_tab, M]` each table row's value through W_O and W_in (token part + position part).
     pub ov_in: Vec<T>,
-    /// `[H, n_tab, Vo]` `ov · W_U`.
+    /// `[H, n_tab, Vo]` the same through W_O and W_U.
     pub ov_u: Vec<T>,
     /// `[D]` `E[=] + b_O` (what the residual holds besides attention).
     pub base: Vec<T>,
@@ -117,8 +124,9 @@ pub fn forward<T: Real>(w: &Weights<T>, eq_tok: usize) -> Table<T> {
     add_row(&mut q, &w.b_q);
     let mut k = matmul(e_view, View::new(&w.w_k2, d, hd)); // (n_tab, H·Dh)
     add_row(&mut k, &w.b_k);
-    let mut vv = matmul(e_view, View::new(&w.w_v2, d, hd)); // (n_tab, H·Dh)
-    add_row(&mut vv, &w.b_v);
+    let mut v_tok = matmul(View::new(&w.w_e, v, d), View::new(&w.w_v2, d, hd)); // (V, H·Dh)
+    add_row(&mut v_tok, &w.b_v);
+    let v_pos = matmul(View::new(&w.w_pos, w.n_ctx, d), View::new(&w.w_v2, d, hd)); // (n_ctx, H·Dh)
     let scale = T::of(1.0 / (dh as f64).sqrt());
     let mut scores = vec![T::zero(); n_tab * h]; // (n_tab, H)
     for r in 0..n_tab {
@@ -127,15 +135,39 @@ pub fn forward<T: Real>(w: &Weights<T>, eq_tok: usize) -> Table<T> {
             scores[r * h + hh] = scale * crate::models::linalg::dot(kr, &q[hh * dh..(hh + 1) * dh]);
         }
     }
-    let mut ov = vec![T::zero(); h * n_tab * d]; // (H, n_tab, D)
-    for hh in 0..h {
-        let v_h = View::strided(&vv[hh * dh..], n_tab, dh, hd, 1);
-        let w_o = View::new(&w.w_o[hh * dh * d..(hh + 1) * dh * d], dh, d);
-        matmul_into(&mut ov[hh * n_tab * d..], d, v_h, w_o, false);
-    }
-    let ov_view = View::new(&ov, h * n_tab, d);
-    let ov_in = matmul_par(ov_view, View::new(&w.w_in, d, m)); // (H·n_tab, M)
-    let ov_u = matmul_par(ov_view, View::new(&w.w_u, d, vo)); // (H·n_tab, Vo)
+    // Per head through W_O, then (all heads at once) through W_in and W_U, for the V tokens and
+    // the n_ctx positions: half the rows of doing it per table row.
+    let through_w_o = |part: &[T], rows: usize| {
+        let mut out = vec![T::zero(); h * rows * d]; // (H, rows, D)
+        for hh in 0..h {
+            let v_h = View::strided(&part[hh * dh..], rows, dh, hd, 1);
+            let w_o = View::new(&w.w_o[hh * dh * d..(hh + 1) * dh * d], dh, d);
+            matmul_into(&mut out[hh * rows * d..], d, v_h, w_o, false);
+        }
+        out
+    };
+    let (ov_tok, ov_pos) = (through_w_o(&v_tok, v), through_w_o(&v_pos, w.n_ctx));
+    let tok_in = matmul_par(View::new(&ov_tok, h * v, d), View::new(&w.w_in, d, m)); // (H·V, M)
+    let tok_u = matmul_par(View::new(&ov_tok, h * v, d), View::new(&w.w_u, d, vo)); // (H·V, Vo)
+    let pos_in = matmul(View::new(&ov_pos, h * w.n_ctx, d), View::new(&w.w_in, d, m));
+    let pos_u = matmul(View::new(&ov_pos, h * w.n_ctx, d), View::new(&w.w_u, d, vo));
+    let assemble = |tok: &[T], pos: &[T], width: usize| {
+        let mut out = vec![T::zero(); h * n_tab * width]; // (H, n_tab, width)
+        for hh in 0..h {
+            for r in 0..n_tab {
+                let (p, t) = table_entry(r, v, eq_tok);
+                let dst = &mut out[(hh * n_tab + r) * width..(hh * n_tab + r + 1) * width];
+                let a = &tok[(hh * v + t) * width..(hh * v + t + 1) * width];
+                let b = &pos[(hh * w.n_ctx + p) * width..(hh * w.n_ctx + p + 1) * width];
+                for ((x, &a), &b) in dst.iter_mut().zip(a).zip(b) {
+                    *x = a + b;
+                }
+            }
+        }
+        out
+    };
+    let ov_in = assemble(&tok_in, &pos_in, m);
+    let ov_u = assemble(&tok_u, &pos_u, vo);
     let base: Vec<T> = eq_row.iter().zip(&w.b_o).map(|(&x, &b)| x + b).collect();
     let mut c_in = matmul(View::new(&base, 1, d), View::new(&w.w_in, d, m));
     add_row(&mut c_in, &w.b_in);
@@ -148,9 +180,11 @@ pub fn forward<T: Real>(w: &Weights<T>, eq_tok: usize) -> Table<T> {
         e,
         q,
         k,
-        v: vv,
+        v_tok,
+        v_pos,
         scores,
-        ov,
+        ov_tok,
+        ov_pos,
         ov_in,
         ov_u,
         base,
@@ -195,14 +229,52 @@ pub fn backward<T: Real>(
 ) -> WeightGrads<T> {
     let (d, h, dh, m, v, vo) = (w.d, w.h, w.dh, w.m, w.v, w.vo);
     let (n_tab, hd) = (t.n_tab, h * dh);
-    let ov_view = View::new(&t.ov, h * n_tab, d);
-    let g_in = View::new(&g.ov_in, h * n_tab, m);
-    let g_u = View::new(&g.ov_u, h * n_tab, vo);
+    let n_ctx = w.n_ctx;
+    // Table-row gradients back to the token and position parts they were assembled from.
+    let split = |g: &[T], width: usize| {
+        let mut tok = vec![T::zero(); h * v * width]; // (H·V, width)
+        let mut pos = vec![T::zero(); h * n_ctx * width]; // (H·n_ctx, width)
+        for hh in 0..h {
+            for r in 0..n_tab {
+                let (p, t) = table_entry(r, v, eq_tok);
+                let src = &g[(hh * n_tab + r) * width..(hh * n_tab + r + 1) * width];
+                crate::models::linalg::axpy(
+                    &mut tok[(hh * v + t) * width..(hh * v + t + 1) * width],
+                    T::one(),
+                    src,
+                );
+                crate::models::linalg::axpy(
+                    &mut pos[(hh * n_ctx + p) * width..(hh * n_ctx + p + 1) * width],
+                    T::one(),
+                    src,
+                );
+            }
+        }
+        (tok, pos)
+    };
+    let (g_tok_in, g_pos_in) = split(&g.ov_in, m);
+    let (g_tok_u, g_pos_u) = split(&g.ov_u, vo);
+    let ov_tok = View::new(&t.ov_tok, h * v, d);
+    let ov_pos = View::new(&t.ov_pos, h * n_ctx, d);
 
-    // ov_in = ov·W_in, ov_u = ov·W_U, c_in = base·W_in + b_in, c_u = (base + b_out)·W_U + b_U,
-    // W_L = W_out·W_U.
-    let mut w_in = matmul_par(ov_view.t(), g_in); // (D, M)
-    let mut w_u = matmul_par(ov_view.t(), g_u); // (D, Vo)
+    // tok_in = ov_tok·W_in, pos_in = ov_pos·W_in (likewise W_U), c_in = base·W_in + b_in,
+    // c_u = (base + b_out)·W_U + b_U, W_L = W_out·W_U.
+    let mut w_in = matmul_par(ov_tok.t(), View::new(&g_tok_in, h * v, m)); // (D, M)
+    matmul_into(
+        &mut w_in,
+        m,
+        ov_pos.t(),
+        View::new(&g_pos_in, h * n_ctx, m),
+        true,
+    );
+    let mut w_u = matmul_par(ov_tok.t(), View::new(&g_tok_u, h * v, vo)); // (D, Vo)
+    matmul_into(
+        &mut w_u,
+        vo,
+        ov_pos.t(),
+        View::new(&g_pos_u, h * n_ctx, vo),
+        true,
+    );
     for i in 0..d {
         let (b, r) = (t.base[i], t.base[i] + w.b_out[i]);
         crate::models::linalg::axpy(&mut w_in[i * m..(i + 1) * m], b, &g.c_in);
@@ -220,18 +292,35 @@ pub fn backward<T: Real>(
     let mut d_base = matmul(View::new(&w.w_in, d, m), View::new(&g.c_in, m, 1));
     d_base.iter_mut().zip(&b_out).for_each(|(x, &y)| *x += y);
 
-    let mut d_ov = matmul_par(g_in, View::new(&w.w_in, d, m).t()); // (H·n_tab, D)
-    matmul_into(&mut d_ov, d, g_u, View::new(&w.w_u, d, vo).t(), true);
+    let back_through = |g_in: &[T], g_u: &[T], rows: usize| {
+        let mut d_ov = matmul_par(View::new(g_in, rows, m), View::new(&w.w_in, d, m).t());
+        matmul_into(
+            &mut d_ov,
+            d,
+            View::new(g_u, rows, vo),
+            View::new(&w.w_u, d, vo).t(),
+            true,
+        );
+        d_ov // (rows, D)
+    };
+    let d_ov_tok = back_through(&g_tok_in, &g_tok_u, h * v); // (H·V, D)
+    let d_ov_pos = back_through(&g_pos_in, &g_pos_u, h * n_ctx); // (H·n_ctx, D)
 
-    // ov_h = v_h·W_O[h]
+    // ov_h = v_h·W_O[h] for the token and position parts
     let mut w_o = vec![T::zero(); h * dh * d];
-    let mut d_v = vec![T::zero(); n_tab * hd]; // (n_tab, H·Dh)
+    let mut d_v_tok = vec![T::zero(); v * hd]; // (V, H·Dh)
+    let mut d_v_pos = vec![T::zero(); n_ctx * hd]; // (n_ctx, H·Dh)
     for hh in 0..h {
-        let v_h = View::strided(&t.v[hh * dh..], n_tab, dh, hd, 1);
-        let d_ov_h = View::new(&d_ov[hh * n_tab * d..(hh + 1) * n_tab * d], n_tab, d);
-        matmul_into(&mut w_o[hh * dh * d..], d, v_h.t(), d_ov_h, false);
         let w_o_h = View::new(&w.w_o[hh * dh * d..(hh + 1) * dh * d], dh, d);
-        matmul_into(&mut d_v[hh * dh..], hd, d_ov_h, w_o_h.t(), false);
+        for (part, d_ov, d_part, rows) in [
+            (&t.v_tok, &d_ov_tok, &mut d_v_tok, v),
+            (&t.v_pos, &d_ov_pos, &mut d_v_pos, n_ctx),
+        ] {
+            let v_h = View::strided(&part[hh * dh..], rows, dh, hd, 1);
+            let d_ov_h = View::new(&d_ov[hh * rows * d..(hh + 1) * rows * d], rows, d);
+            matmul_into(&mut w_o[hh * dh * d..], d, v_h.t(), d_ov_h, true);
+            matmul_into(&mut d_part[hh * dh..], hd, d_ov_h, w_o_h.t(), false);
+        }
     }
 
     // scores[r, h] = scale·q_h·k_h[r]
@@ -255,28 +344,32 @@ pub fn backward<T: Real>(
         }
     }
 
-    // k = E·W_K + b_K, v = E·W_V + b_V, q = E[=]·W_Q + b_Q, base = E[=] + b_O
+    // k = E·W_K + b_K, q = E[=]·W_Q + b_Q, base = E[=] + b_O (per table row);
+    // v_tok = W_E·W_V + b_V, v_pos = W_pos·W_V
     let e_view = View::new(&t.e, n_tab, d);
     let w_k2 = matmul(e_view.t(), View::new(&d_k, n_tab, hd)); // (D, H·Dh)
-    let w_v2 = matmul(e_view.t(), View::new(&d_v, n_tab, hd));
+    let mut w_v2 = matmul(View::new(&w.w_e, v, d).t(), View::new(&d_v_tok, v, hd));
+    matmul_into(
+        &mut w_v2,
+        hd,
+        View::new(&w.w_pos, n_ctx, d).t(),
+        View::new(&d_v_pos, n_ctx, hd),
+        true,
+    );
     let eq_row = &t.e[2 * v * d..];
     let w_q2 = matmul(View::new(eq_row, d, 1), View::new(&d_q, 1, hd));
     let mut d_e = matmul(View::new(&d_k, n_tab, hd), View::new(&w.w_k2, d, hd).t()); // (n_tab, D)
-    matmul_into(
-        &mut d_e,
-        d,
-        View::new(&d_v, n_tab, hd),
-        View::new(&w.w_v2, d, hd).t(),
-        true,
-    );
     let d_eq = matmul(View::new(&w.w_q2, d, hd), View::new(&d_q, hd, 1));
     for i in 0..d {
         d_e[2 * v * d + i] += d_eq[i] + d_base[i];
     }
 
-    // E[pos·V + tok] = W_E[tok] + W_pos[pos]
-    let mut w_e = vec![T::zero(); v * d];
-    let mut w_pos = vec![T::zero(); w.n_ctx * d];
+    // E[pos·V + tok] = W_E[tok] + W_pos[pos]; the value parts read W_E and W_pos directly
+    let mut w_e = matmul(View::new(&d_v_tok, v, hd), View::new(&w.w_v2, d, hd).t()); // (V, D)
+    let mut w_pos = matmul(
+        View::new(&d_v_pos, n_ctx, hd),
+        View::new(&w.w_v2, d, hd).t(),
+    );
     for r in 0..n_tab {
         let (pos, tok) = table_entry(r, v, eq_tok);
         for i in 0..d {
