@@ -153,11 +153,7 @@ fn run(cli: Cli) -> Result<()> {
             seeds,
         } => {
             if let Some(seeds) = seeds {
-                let file = match &config {
-                    Some(p) => Some(std::fs::read_to_string(p).map_err(|e| GrokError::io(p, e))?),
-                    None => None,
-                };
-                let cfg = RunConfig::build(&preset, file.as_deref(), &overrides)?;
+                let cfg = build_config(&preset, config.as_deref(), &overrides)?;
                 let out = out.unwrap_or_else(|| free_run_dir(&format!("{preset}-seeds")));
                 println!("run directory: {}", out.display());
                 let summaries = train::train_seeds(&cfg, &out, seeds, force, !no_plots)?;
@@ -185,13 +181,7 @@ fn run(cli: Cli) -> Result<()> {
                     (RunConfig::build_from_toml(&text, &overrides)?, dir, true)
                 }
                 None => {
-                    let file = match &config {
-                        Some(p) => {
-                            Some(std::fs::read_to_string(p).map_err(|e| GrokError::io(p, e))?)
-                        }
-                        None => None,
-                    };
-                    let cfg = RunConfig::build(&preset, file.as_deref(), &overrides)?;
+                    let cfg = build_config(&preset, config.as_deref(), &overrides)?;
                     (cfg, out.unwrap_or_else(|| free_run_dir(&preset)), false)
                 }
             };
@@ -404,6 +394,15 @@ fn bench_suite(steps: usize) -> Result<()> {
     );
     println!("peak memory: {:.0} MiB", train::peak_memory_mib());
     Ok(())
+}
+
+/// The preset, with the `--config` file (if any) and the `--set` overrides merged over it.
+fn build_config(preset: &str, file: Option<&Path>, overrides: &[String]) -> Result<RunConfig> {
+    let text = match file {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| GrokError::io(p, e))?),
+        None => None,
+    };
+    RunConfig::build(preset, text.as_deref(), overrides)
 }
 
 /// `runs/<preset>`, or the first free `runs/<preset>-N`.

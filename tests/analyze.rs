@@ -5,11 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::{assert_error, TINY};
+
 fn groklab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_groklab"))
-        .args(args)
-        .output()
-        .unwrap()
+    common::groklab(args).output().unwrap()
 }
 
 fn ok(out: Output) -> String {
@@ -22,45 +22,22 @@ fn ok(out: Output) -> String {
     text
 }
 
-/// Asserts failure with a single stderr line containing every `needle`.
-fn assert_error(out: &Output, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, stderr: {stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "not one line: {stderr}");
-    for n in needles {
-        assert!(stderr.contains(n), "`{n}` missing from: {stderr}");
-    }
-}
-
 /// A 400-step run of the paper's model family on (a + b) mod 23, checkpoints every 50 steps,
 /// with p outputs (the measures score the p residue classes; a `=` output would make the
 /// training loss a different quantity).
 fn tiny_run(dir: &Path) -> PathBuf {
     let run = dir.join("run");
-    ok(groklab(&[
-        "train",
-        "--no-plots",
-        "--out",
-        run.to_str().unwrap(),
-        "--set",
-        "task.p=23",
-        "--set",
-        "model.d_model=32",
-        "--set",
-        "model.d_head=8",
-        "--set",
-        "model.d_mlp=64",
+    let mut args = vec!["train", "--no-plots", "--out", run.to_str().unwrap()];
+    args.extend(TINY);
+    args.extend([
         "--set",
         "model.d_vocab_out=p",
         "--set",
         "train.steps=400",
         "--set",
         "train.log_every=50",
-        "--set",
-        "train.checkpoint_every=50",
-        "--set",
-        "train.dense_checkpoints_until=0",
-    ]));
+    ]);
+    ok(groklab(&args));
     run
 }
 

@@ -25,11 +25,17 @@ fn golden() -> Option<(PathBuf, Value)> {
     ))
 }
 
-fn measure(path: &PathBuf) -> (Measures, Vec<usize>) {
+/// The checkpoint's shape (read off its tensors) and weights.
+fn load(path: &PathBuf) -> (TransformerConfig, ParamStore) {
     let bytes = std::fs::read(path).unwrap();
     let cfg = TransformerConfig::infer(&read_safetensors(path, &bytes).unwrap(), Activation::Relu)
         .unwrap();
     let store = ParamStore::from_safetensors(path, &cfg).unwrap();
+    (cfg, store)
+}
+
+fn measure(path: &PathBuf) -> (Measures, Vec<usize>) {
+    let (cfg, store) = load(path);
     let data = ModularDataset::new(Operation::Add, 113, 0).unwrap();
     let analyzer = Analyzer::new(&cfg, &data, None).unwrap();
     let keys = analyzer.key_freqs(&store, &KeyFreqRule::NeuronArgmax);
@@ -155,13 +161,10 @@ fn published_checkpoint_measures() {
 
 #[test]
 fn factored_forward_matches_the_burn_model() {
-    use groklab::measures::activations::burn_all_inputs;
-    use groklab::measures::one_layer::{applies, forward_all_inputs};
+    use groklab::measures::activations::{burn_all_inputs, run_all_inputs};
+    use groklab::models::fused::applies;
     let Some((path, _)) = golden() else { return };
-    let bytes = std::fs::read(&path).unwrap();
-    let cfg = TransformerConfig::infer(&read_safetensors(&path, &bytes).unwrap(), Activation::Relu)
-        .unwrap();
-    let mut store = ParamStore::from_safetensors(&path, &cfg).unwrap();
+    let (cfg, mut store) = load(&path);
     // Non-zero attention and unembedding biases, so every term of the factoring is exercised.
     for name in [
         "blocks.0.attn.b_Q",
@@ -177,7 +180,7 @@ fn factored_forward_matches_the_burn_model() {
             .for_each(|(i, x)| *x = 0.1 * ((i as f64) * 0.37).sin());
     }
     assert!(applies(&cfg));
-    let fast = forward_all_inputs(&cfg, &store, 113);
+    let fast = run_all_inputs(&cfg, &store, 113); // the fused forward, in f64
     let reference = burn_all_inputs(&cfg, &store, 113, Precision::F64);
     let max_diff = |a: &[f64], b: &[f64]| {
         let scale = b.iter().fold(0.0f64, |m, x| m.max(x.abs()));

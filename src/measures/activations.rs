@@ -1,8 +1,7 @@
 //! The model run once on every input `[a, b, =]`, a, b ∈ ℤ_p: the tables the measures read.
 
 use super::matrix::Matrix;
-use super::one_layer;
-use crate::models::{ParamStore, Transformer, TransformerConfig};
+use crate::models::{fused, ParamStore, Transformer, TransformerConfig};
 use crate::train::Precision;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -18,18 +17,39 @@ pub struct AllInputs {
     pub mean_attention: Vec<Vec<f64>>,
 }
 
-/// Runs the model on all p² inputs in f64: the factored pass of [`super::one_layer`] where it
-/// applies (1 layer, no LayerNorm, ReLU), the burn model otherwise.
+/// `[p², 3]` tokens `[a, b, =]`, a-major.
+fn grid_tokens(p: usize) -> Vec<i64> {
+    (0..p * p)
+        .flat_map(|i| [(i / p) as i64, (i % p) as i64, p as i64])
+        .collect()
+}
+
+/// Runs the model on all p² inputs in f64: the fused forward of [`crate::models::fused`] where it
+/// applies (1 layer, no LayerNorm, ReLU; the OV circuit factored through the (position, token)
+/// table), the burn model otherwise.
 pub fn run_all_inputs(cfg: &TransformerConfig, store: &ParamStore, p: usize) -> AllInputs {
-    if one_layer::applies(cfg) {
-        one_layer::forward_all_inputs(cfg, store, p)
-    } else {
-        burn_all_inputs(cfg, store, p, Precision::F64)
+    if !fused::applies(cfg) {
+        return burn_all_inputs(cfg, store, p, Precision::F64);
+    }
+    let f = fused::forward::<f64>(cfg, store, &grid_tokens(p)).expect("every input ends in `=`");
+    let rows = p * p;
+    let h = cfg.n_heads;
+    let mut mean_attention = vec![vec![0.0; 3]; h];
+    for (i, pattern) in f.pattern.iter().enumerate() {
+        let mean = &mut mean_attention[i % h];
+        mean.iter_mut()
+            .zip(pattern)
+            .for_each(|(m, x)| *m += x / rows as f64);
+    }
+    AllInputs {
+        logits: Matrix::from_vec(rows, cfg.d_vocab_out, f.logits).first_cols(p),
+        mlp_post: Some(Matrix::from_vec(rows, cfg.d_mlp, f.post)),
+        mean_attention,
     }
 }
 
 /// Runs the burn model (forward only, flex CPU device, `precision`) on all p² inputs: the
-/// reference the factored pass is tested against.
+/// reference the fused forward is tested against.
 pub fn burn_all_inputs(
     cfg: &TransformerConfig,
     store: &ParamStore,
@@ -37,10 +57,7 @@ pub fn burn_all_inputs(
     precision: Precision,
 ) -> AllInputs {
     let device = Device::flex();
-    let tokens: Vec<i64> = (0..p * p)
-        .flat_map(|i| [(i / p) as i64, (i % p) as i64, p as i64])
-        .collect();
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(tokens, [p * p, 3]), &device);
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(grid_tokens(p), [p * p, 3]), &device);
     let model = Transformer::new(cfg, store, &device, precision.dtype(), false);
     let out = model.forward(tokens);
     let to_matrix = |t: Tensor<2>| {

@@ -69,7 +69,7 @@ pub fn analyze_checkpoint(
         Some((mode, seed)) => Some(split_indices(&data, task.frac, mode, seed, false)?),
         None => None,
     };
-    let store = ParamStore::from_safetensors(path, &cfg)?;
+    let store = ParamStore::from_tensors(path, &tensors, &cfg)?;
     let analyzer = Analyzer::new(&cfg, &data, split.as_ref())?;
     let key_freqs = analyzer.key_freqs(&store, rule);
     check_key_freqs(&key_freqs, p)?;

@@ -14,7 +14,6 @@ pub mod fourier;
 pub mod logits;
 pub mod matrix;
 pub mod neurons;
-pub mod one_layer;
 pub mod phases;
 mod run;
 mod snapshot;

@@ -5,8 +5,7 @@ use super::phases::{detect_phases, Phases};
 use super::snapshot::{Analyzer, KeyFreqRule, Measures};
 use crate::error::{GrokError, Result};
 use crate::models::ParamStore;
-use crate::tasks::{split_indices, ModularDataset};
-use crate::train::{atomic_write, list_steps, model_path, RunConfig};
+use crate::train::{atomic_write, list_steps, model_path, RunConfig, RunData};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -34,20 +33,12 @@ pub struct RunAnalysis {
 ///
 /// # Errors
 /// Missing or invalid config ([`GrokError::Io`] / [`GrokError::Config`]).
-pub fn load_run(run_dir: &Path) -> Result<(RunConfig, ModularDataset, crate::tasks::Split)> {
+pub fn load_run(run_dir: &Path) -> Result<(RunConfig, RunData)> {
     let path = run_dir.join("config.toml");
     let text = std::fs::read_to_string(&path).map_err(|e| GrokError::io(&path, e))?;
     let cfg = RunConfig::from_toml(&text)?;
-    let t = &cfg.task;
-    let data = ModularDataset::new(cfg.operation(), t.p, t.split_seed)?;
-    let split = split_indices(
-        &data,
-        t.frac_train,
-        t.split,
-        t.split_seed,
-        t.keep_commutative,
-    )?;
-    Ok((cfg, data, split))
+    let data = RunData::new(&cfg)?;
+    Ok((cfg, data))
 }
 
 /// What [`analyze_run`] returns: the rows (step order), the summary, and the final checkpoint's
@@ -68,7 +59,7 @@ const VIEW_NEURONS: usize = 4;
 /// outside 1..=p/2 (`key_freqs`); I/O errors.
 pub fn analyze_run(run_dir: &Path, rule: &KeyFreqRule) -> Result<RunMeasures> {
     let start = Instant::now();
-    let (cfg, data, split) = load_run(run_dir)?;
+    let (cfg, RunData { dataset, split }) = load_run(run_dir)?;
     let model = cfg.transformer();
     let steps = list_steps(run_dir);
     let Some(&last) = steps.last() else {
@@ -77,7 +68,7 @@ pub fn analyze_run(run_dir: &Path, rule: &KeyFreqRule) -> Result<RunMeasures> {
             reason: "no checkpoints to analyze".into(),
         });
     };
-    let analyzer = Analyzer::new(&model, &data, Some(&split))?;
+    let analyzer = Analyzer::new(&model, &dataset, Some(&split))?;
     let load = |step| ParamStore::from_safetensors(&model_path(run_dir, step), &model);
     let final_store = load(last)?;
     let key_freqs = analyzer.key_freqs(&final_store, rule);

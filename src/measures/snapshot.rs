@@ -218,6 +218,7 @@ impl Analyzer {
             .as_ref()
             .map(|post| neuron_freqs(self.p, post));
         let clusters = neurons.as_ref().map(|n| n.clusters());
+        let sum_sq: BTreeMap<String, f64> = store.sum_squares().into_iter().collect();
         let key_cluster_fraction = clusters.as_ref().map(|c| {
             let inside: usize = key_freqs.iter().filter_map(|k| c.sizes.get(k)).sum();
             inside as f64 / self.cfg.d_mlp as f64
@@ -248,8 +249,8 @@ impl Analyzer {
             key_direction_fve: None,
             trig_fit_alpha: BTreeMap::new(),
             trig_fit_fve: None,
-            sum_sq_weights: store.sum_squares().iter().map(|(_, s)| s).sum(),
-            sum_sq: store.sum_squares().into_iter().collect(),
+            sum_sq_weights: sum_sq.values().sum(),
+            sum_sq,
             mean_attention: acts.mean_attention,
         };
         if let (Some(combine), false) = (self.combine, key_freqs.is_empty()) {

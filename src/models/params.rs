@@ -125,7 +125,18 @@ impl ParamStore {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        let tensors = read_safetensors(path, &bytes)?;
+        Self::from_tensors(path, &read_safetensors(path, &bytes)?, cfg)
+    }
+
+    /// As [`ParamStore::from_safetensors`] over tensors already read from `path` (named in errors).
+    ///
+    /// # Errors
+    /// [`GrokError::Checkpoint`] for missing tensors and shape mismatches.
+    pub fn from_tensors(
+        path: &Path,
+        tensors: &NamedTensors,
+        cfg: &TransformerConfig,
+    ) -> Result<Self> {
         let bad = |reason: String| GrokError::Checkpoint {
             path: path.to_path_buf(),
             reason,

@@ -69,8 +69,8 @@ impl Stepper {
 }
 
 /// The batch a bench step sees: the full training set, or its first `batch_size` rows.
-fn bench_batch(cfg: &RunConfig, device: &Device) -> Result<(Vec<i64>, Vec<i64>)> {
-    let data = RunData::new(cfg, device)?;
+fn bench_batch(cfg: &RunConfig) -> Result<(Vec<i64>, Vec<i64>)> {
+    let data = RunData::new(cfg)?;
     let n = match cfg.train.batch_size {
         0 => data.split.train.len(),
         b => b.min(data.split.train.len()),
@@ -88,7 +88,7 @@ pub fn bench_train_step(cfg: &RunConfig, steps: usize) -> Result<BenchReport> {
     set_threads(t.threads);
     let model_cfg = cfg.transformer();
     let device = Device::flex().autodiff();
-    let batch = bench_batch(cfg, &device)?;
+    let batch = bench_batch(cfg)?;
     let mut run = Stepper::new(cfg);
     let mut times = Vec::new();
     for i in 0..steps + 2 {
@@ -137,7 +137,7 @@ pub struct SeedsReport {
 pub fn bench_seeds(cfg: &RunConfig, seeds: usize, steps: usize) -> Result<SeedsReport> {
     set_threads(cfg.train.threads);
     let device = Device::flex().autodiff();
-    let batch = bench_batch(cfg, &device)?;
+    let batch = bench_batch(cfg)?;
     let configs = seed_configs(cfg, seeds);
     let clock = Instant::now();
     for c in &configs {

@@ -40,24 +40,20 @@ pub struct RunSummary {
     pub test_99_step: Option<u64>,
 }
 
-/// A task's examples, its split, and the `[rows, 3]` token / `[rows]` label tensors of each side.
+/// A task's examples and their train/test split.
 pub struct RunData {
     /// All examples.
     pub dataset: ModularDataset,
     /// Train/test rows.
     pub split: Split,
-    /// Training tokens `[n_train, 3]` and labels `[n_train]`.
-    pub train: (Tensor<2, Int>, Tensor<1, Int>),
-    /// Test tokens `[n_test, 3]` and labels `[n_test]`.
-    pub test: (Tensor<2, Int>, Tensor<1, Int>),
 }
 
 impl RunData {
-    /// Builds the dataset and split of `cfg` on `device`.
+    /// Builds the dataset and split of `cfg`.
     ///
     /// # Errors
     /// Invalid task fields.
-    pub fn new(cfg: &RunConfig, device: &Device) -> Result<Self> {
+    pub fn new(cfg: &RunConfig) -> Result<Self> {
         let t = &cfg.task;
         let dataset = ModularDataset::new(cfg.operation(), t.p, t.split_seed)?;
         let split = split_indices(
@@ -67,14 +63,7 @@ impl RunData {
             t.split_seed,
             t.keep_commutative,
         )?;
-        let train = tensors(&dataset, &split.train, device);
-        let test = tensors(&dataset, &split.test, device);
-        Ok(Self {
-            dataset,
-            split,
-            train,
-            test,
-        })
+        Ok(Self { dataset, split })
     }
 }
 
@@ -156,7 +145,7 @@ impl<'a> Run<'a> {
         let t = &cfg.train;
         let model_cfg = cfg.transformer();
         let devices = (Device::flex().autodiff(), Device::flex());
-        let data = RunData::new(cfg, &devices.1)?;
+        let data = RunData::new(cfg)?;
         let dir = opts.out.clone();
         let fresh_optim = |p: &ParamStore| AdamW::new(p, t.betas, t.eps, t.weight_decay);
         let (params, optim, start, log, wall0) = if opts.resume {

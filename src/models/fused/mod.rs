@@ -17,6 +17,7 @@ mod table;
 use super::{Activation, Normalization, ParamStore, TransformerConfig};
 pub use crate::models::linalg::Real;
 use rayon::prelude::*;
+pub use rows::RowsForward;
 
 /// Whether the fused step applies: 1 layer, no LayerNorm, ReLU MLP, 3 positions.
 pub fn applies(cfg: &TransformerConfig) -> bool {
@@ -148,11 +149,40 @@ pub struct FusedResult {
     pub grads: Option<Vec<Option<Vec<f64>>>>,
 }
 
+/// The position-2 token shared by every example of `tokens` (`[R, 3]` row-major) and each
+/// example's table rows `[a, V + b, 2V]`; `None` when the examples do not share that token (the
+/// fused pass needs the `=` query to be a single vector).
+fn table_ids(cfg: &TransformerConfig, tokens: &[i64]) -> Option<(usize, Vec<[usize; 3]>)> {
+    let eq_tok = *tokens.get(2)? as usize;
+    let v = cfg.d_vocab;
+    tokens
+        .chunks(3)
+        .map(|row| {
+            (row[2] as usize == eq_tok).then(|| [row[0] as usize, v + row[1] as usize, 2 * v])
+        })
+        .collect::<Option<Vec<_>>>()
+        .map(|ids| (eq_tok, ids))
+}
+
+/// The forward pass alone in precision `T` on `tokens` (`[R, 3]` row-major), rows in the given
+/// order, on the calling thread: attention pattern, MLP activations and logits at the last
+/// position. `None` as for [`run`].
+pub fn forward<T: Real>(
+    cfg: &TransformerConfig,
+    store: &ParamStore,
+    tokens: &[i64],
+) -> Option<RowsForward<T>> {
+    let (eq_tok, ids) = table_ids(cfg, tokens)?;
+    let w = Weights::<T>::new(cfg, store);
+    let t = table::forward(&w, eq_tok);
+    Some(rows::forward(&w, &t, &ids))
+}
+
 /// Runs the fused pass in precision `T` on `tokens` (`[R, 3]` row-major) and `labels` (`[R]`),
 /// split into `chunks` parallel chunks; with `backward`, also the gradients.
 ///
-/// Returns `None` when the examples do not share one position-2 token (the fused pass needs the
-/// `=` query to be a single vector); callers then use the burn model.
+/// Returns `None` when the examples do not share one position-2 token; callers then use the
+/// burn model.
 pub fn run<T: Real>(
     cfg: &TransformerConfig,
     store: &ParamStore,
@@ -162,21 +192,14 @@ pub fn run<T: Real>(
     backward: bool,
 ) -> Option<FusedResult> {
     let n = labels.len();
-    let eq_tok = *tokens.get(2)? as usize;
-    let v = cfg.d_vocab;
+    let (eq_tok, ids) = table_ids(cfg, tokens)?;
     // Examples sorted by (a, b): consecutive rows then read and scatter into the same table rows,
     // which stay in cache. Sums over rows are order-independent up to rounding, and the order is
     // fixed by the data, so runs stay deterministic.
-    let mut examples = Vec::with_capacity(n);
-    for (row, &label) in tokens.chunks(3).zip(labels) {
-        if row[2] as usize != eq_tok {
-            return None;
-        }
-        examples.push((
-            [row[0] as usize, v + row[1] as usize, 2 * v],
-            label as usize,
-        ));
-    }
+    let mut examples: Vec<([usize; 3], usize)> = ids
+        .into_iter()
+        .zip(labels.iter().map(|&l| l as usize))
+        .collect();
     examples.sort_unstable();
     let (ids, labels): (Vec<[usize; 3]>, Vec<usize>) = examples.into_iter().unzip();
     let w = Weights::<T>::new(cfg, store);

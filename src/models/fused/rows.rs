@@ -20,12 +20,35 @@ pub struct ChunkResult<T> {
     pub grads: Option<TableGrads<T>>,
 }
 
+/// The row stage's forward for `R` examples.
+pub struct RowsForward<T> {
+    /// `[R, H]` attention of the last position over (a, b, `=`) per head
+    /// (`blocks.0.attn.hook_pattern[:, h, -1, :]`).
+    pub pattern: Vec<[T; 3]>,
+    /// `[R, M]` `blocks.0.mlp.hook_post` at the last position.
+    pub post: Vec<T>,
+    /// `[R, Vo]` logits at the last position.
+    pub logits: Vec<T>,
+}
+
+/// The loss side of a row-stage call: labels `[R]`, the batch size the mean runs over, and
+/// whether to run the backward pass.
+struct Loss<'a> {
+    labels: &'a [usize],
+    n_total: usize,
+    backward: bool,
+}
+
+/// Forward of `ids` (`[R, 3]` table rows), in the rows' order.
+pub fn forward<T: Real>(w: &Weights<T>, t: &Table<T>, ids: &[[usize; 3]]) -> RowsForward<T> {
+    match dispatch(w, t, ids, None) {
+        Out::Forward(f) => f,
+        Out::Chunk(_) => unreachable!("no loss was asked for"),
+    }
+}
+
 /// Forward (and, with `backward`, backward) of `ids` (`[R, 3]` table rows) against `labels`
 /// (`[R]`). The loss gradient is scaled by `1/n_total` (the mean over the whole batch).
-///
-/// The row loops are axpys and dots over d_mlp and d_vocab_out: where the CPU has AVX2 and FMA
-/// they run in a copy of this function compiled for them (the crate itself targets baseline
-/// x86-64).
 pub fn run<T: Real>(
     w: &Weights<T>,
     t: &Table<T>,
@@ -34,36 +57,62 @@ pub fn run<T: Real>(
     n_total: usize,
     backward: bool,
 ) -> ChunkResult<T> {
+    let loss = Loss {
+        labels,
+        n_total,
+        backward,
+    };
+    match dispatch(w, t, ids, Some(loss)) {
+        Out::Chunk(chunk) => chunk,
+        Out::Forward(_) => unreachable!("a loss was asked for"),
+    }
+}
+
+/// The row loops are axpys and dots over d_mlp and d_vocab_out: where the CPU has AVX2 and FMA
+/// they run in a copy of [`rows`] compiled for them (the crate itself targets baseline x86-64).
+fn dispatch<T: Real>(
+    w: &Weights<T>,
+    t: &Table<T>,
+    ids: &[[usize; 3]],
+    loss: Option<Loss>,
+) -> Out<T> {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         // SAFETY: the features the copy is compiled for were detected on this CPU.
-        return unsafe { run_avx2(w, t, ids, labels, n_total, backward) };
+        return unsafe { rows_avx2(w, t, ids, loss) };
     }
-    run_portable(w, t, ids, labels, n_total, backward)
+    rows(w, t, ids, loss)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn run_avx2<T: Real>(
+unsafe fn rows_avx2<T: Real>(
     w: &Weights<T>,
     t: &Table<T>,
     ids: &[[usize; 3]],
-    labels: &[usize],
-    n_total: usize,
-    backward: bool,
-) -> ChunkResult<T> {
-    run_portable(w, t, ids, labels, n_total, backward)
+    loss: Option<Loss>,
+) -> Out<T> {
+    rows(w, t, ids, loss)
+}
+
+/// What one row-stage call returns: the forward pass alone, or the loss (and gradients).
+enum Out<T> {
+    Forward(RowsForward<T>),
+    Chunk(ChunkResult<T>),
+}
+
+/// The forward pass, then with a [`Loss`] the loss and (optionally) the backward pass.
+#[inline(always)]
+fn rows<T: Real>(w: &Weights<T>, t: &Table<T>, ids: &[[usize; 3]], loss: Option<Loss>) -> Out<T> {
+    let f = forward_rows(w, t, ids);
+    match loss {
+        None => Out::Forward(f),
+        Some(l) => Out::Chunk(loss_and_backward(w, t, ids, l, f)),
+    }
 }
 
 #[inline(always)]
-fn run_portable<T: Real>(
-    w: &Weights<T>,
-    t: &Table<T>,
-    ids: &[[usize; 3]],
-    labels: &[usize],
-    n_total: usize,
-    backward: bool,
-) -> ChunkResult<T> {
+fn forward_rows<T: Real>(w: &Weights<T>, t: &Table<T>, ids: &[[usize; 3]]) -> RowsForward<T> {
     let (h, m, vo) = (w.h, w.m, w.vo);
     let n_tab = t.n_tab;
     let r = ids.len();
@@ -97,7 +146,34 @@ fn run_portable<T: Real>(
         View::new(&t.w_l, m, vo),
         true,
     );
+    RowsForward {
+        pattern,
+        post,
+        logits,
+    }
+}
 
+#[inline(always)]
+fn loss_and_backward<T: Real>(
+    w: &Weights<T>,
+    t: &Table<T>,
+    ids: &[[usize; 3]],
+    loss: Loss,
+    f: RowsForward<T>,
+) -> ChunkResult<T> {
+    let Loss {
+        labels,
+        n_total,
+        backward,
+    } = loss;
+    let (h, m, vo) = (w.h, w.m, w.vo);
+    let n_tab = t.n_tab;
+    let r = ids.len();
+    let RowsForward {
+        pattern,
+        post,
+        mut logits,
+    } = f;
     // Loss with log-softmax in f64; d logits = (softmax − onehot) / n_total.
     let mut loss_sum = 0.0;
     let mut correct = 0;
