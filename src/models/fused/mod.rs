@@ -11,11 +11,13 @@
 //! chunk gradients summed. The burn [`crate::models::Transformer`] is the reference it is tested
 //! against (gradients and 25 AdamW steps, f64 and f32).
 
+mod kernels;
 mod rows;
 mod table;
 
 use super::{Activation, Normalization, ParamStore, TransformerConfig};
 pub use crate::models::linalg::Real;
+pub use kernels::Kernel;
 use rayon::prelude::*;
 pub use rows::RowsForward;
 
@@ -167,7 +169,7 @@ fn table_ids(cfg: &TransformerConfig, tokens: &[i64]) -> Option<(usize, Vec<[usi
 /// The forward pass alone in precision `T` on `tokens` (`[R, 3]` row-major), rows in the given
 /// order, on the calling thread: attention pattern, MLP activations and logits at the last
 /// position. `None` as for [`run`].
-pub fn forward<T: Real>(
+pub fn forward<T: Kernel>(
     cfg: &TransformerConfig,
     store: &ParamStore,
     tokens: &[i64],
@@ -183,7 +185,7 @@ pub fn forward<T: Real>(
 ///
 /// Returns `None` when the examples do not share one position-2 token; callers then use the
 /// burn model.
-pub fn run<T: Real>(
+pub fn run<T: Kernel>(
     cfg: &TransformerConfig,
     store: &ParamStore,
     tokens: &[i64],
@@ -202,8 +204,10 @@ pub fn run<T: Real>(
         .collect();
     examples.sort_unstable();
     let (ids, labels): (Vec<[usize; 3]>, Vec<usize>) = examples.into_iter().unzip();
+    let t0 = std::time::Instant::now();
     let w = Weights::<T>::new(cfg, store);
     let t = table::forward(&w, eq_tok);
+    let t1 = std::time::Instant::now();
     let chunks = chunks.clamp(1, n.max(1));
     let parts: Vec<rows::ChunkResult<T>> = (0..chunks)
         .into_par_iter()
@@ -212,13 +216,17 @@ pub fn run<T: Real>(
             rows::run(&w, &t, &ids[lo..hi], &labels[lo..hi], n, backward)
         })
         .collect();
+    let t2 = std::time::Instant::now();
     let loss = parts.iter().map(|p| p.loss_sum).sum::<f64>() / n as f64;
     let acc = parts.iter().map(|p| p.correct).sum::<usize>() as f64 / n as f64;
     let grads = backward.then(|| {
         let mut it = parts.into_iter().filter_map(|p| p.grads);
         let mut g = it.next().expect("at least one chunk");
         it.for_each(|o| g.add(&o));
+        let t3 = std::time::Instant::now();
         let wg = table::backward(&w, &t, &g, eq_tok);
+        let t4 = std::time::Instant::now();
+        if std::env::var("GROKLAB_PROF").is_ok() { eprintln!("PROF tabfwd {:.2} rows {:.2} add {:.2} tabbwd {:.2}", (t1-t0).as_secs_f64()*1e3, (t2-t1).as_secs_f64()*1e3, (t3-t2).as_secs_f64()*1e3, (t4-t3).as_secs_f64()*1e3); }
         let (h, d, dh) = (w.h, w.d, w.dh);
         let f = |x: &[T]| x.iter().map(|v| v.f64()).collect::<Vec<f64>>();
         (store.entries.iter())

@@ -3,12 +3,15 @@
 //!
 //! Forward per row (ids = table rows of a, b, `=`):
 //! `pattern_h = softmax(scores[ids, h])`,
-//! `pre = c_in + Σ_h Σ_pos pattern_h,pos · ov_in[h, ids[pos]]`, `post = relu(pre)`,
-//! `logits = c_u + Σ_h Σ_pos pattern_h,pos · ov_u[h, ids[pos]] + post · W_L`.
+//! `pre = c_in + Σ_h Σ_pos pattern_h,pos · ov_in[ids[pos], h]`, `post = relu(pre)`,
+//! `logits = c_u + Σ_h Σ_pos pattern_h,pos · ov_u[ids[pos], h] + post · W_L`.
+//!
+//! The per-row loops are in [`super::kernels`].
 
 use super::table::{Table, TableGrads};
 use super::Weights;
-use crate::models::linalg::{axpy, dot, matmul_into, Real, View};
+use super::kernels::Kernel;
+use crate::models::linalg::{matmul_into, View};
 
 /// Loss sum (nats, f64) and correct count of a chunk, with its gradients.
 pub struct ChunkResult<T> {
@@ -40,7 +43,7 @@ struct Loss<'a> {
 }
 
 /// Forward of `ids` (`[R, 3]` table rows), in the rows' order.
-pub fn forward<T: Real>(w: &Weights<T>, t: &Table<T>, ids: &[[usize; 3]]) -> RowsForward<T> {
+pub fn forward<T: Kernel>(w: &Weights<T>, t: &Table<T>, ids: &[[usize; 3]]) -> RowsForward<T> {
     match dispatch(w, t, ids, None) {
         Out::Forward(f) => f,
         Out::Chunk(_) => unreachable!("no loss was asked for"),
@@ -49,7 +52,7 @@ pub fn forward<T: Real>(w: &Weights<T>, t: &Table<T>, ids: &[[usize; 3]]) -> Row
 
 /// Forward (and, with `backward`, backward) of `ids` (`[R, 3]` table rows) against `labels`
 /// (`[R]`). The loss gradient is scaled by `1/n_total` (the mean over the whole batch).
-pub fn run<T: Real>(
+pub fn run<T: Kernel>(
     w: &Weights<T>,
     t: &Table<T>,
     ids: &[[usize; 3]],
@@ -68,33 +71,6 @@ pub fn run<T: Real>(
     }
 }
 
-/// The row loops are axpys and dots over d_mlp and d_vocab_out: where the CPU has AVX2 and FMA
-/// they run in a copy of [`rows`] compiled for them (the crate itself targets baseline x86-64).
-fn dispatch<T: Real>(
-    w: &Weights<T>,
-    t: &Table<T>,
-    ids: &[[usize; 3]],
-    loss: Option<Loss>,
-) -> Out<T> {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        // SAFETY: the features the copy is compiled for were detected on this CPU.
-        return unsafe { rows_avx2(w, t, ids, loss) };
-    }
-    rows(w, t, ids, loss)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn rows_avx2<T: Real>(
-    w: &Weights<T>,
-    t: &Table<T>,
-    ids: &[[usize; 3]],
-    loss: Option<Loss>,
-) -> Out<T> {
-    rows(w, t, ids, loss)
-}
-
 /// What one row-stage call returns: the forward pass alone, or the loss (and gradients).
 enum Out<T> {
     Forward(RowsForward<T>),
@@ -102,8 +78,7 @@ enum Out<T> {
 }
 
 /// The forward pass, then with a [`Loss`] the loss and (optionally) the backward pass.
-#[inline(always)]
-fn rows<T: Real>(w: &Weights<T>, t: &Table<T>, ids: &[[usize; 3]], loss: Option<Loss>) -> Out<T> {
+fn dispatch<T: Kernel>(w: &Weights<T>, t: &Table<T>, ids: &[[usize; 3]], loss: Option<Loss>) -> Out<T> {
     let f = forward_rows(w, t, ids);
     match loss {
         None => Out::Forward(f),
@@ -111,33 +86,41 @@ fn rows<T: Real>(w: &Weights<T>, t: &Table<T>, ids: &[[usize; 3]], loss: Option<
     }
 }
 
-#[inline(always)]
-fn forward_rows<T: Real>(w: &Weights<T>, t: &Table<T>, ids: &[[usize; 3]]) -> RowsForward<T> {
+/// The `[H, W]` blocks of the three table rows a row reads.
+fn blocks<'a, T>(tab: &'a [T], id: &[usize; 3], hw: usize) -> [&'a [T]; 3] {
+    id.map(|i| &tab[i * hw..(i + 1) * hw])
+}
+
+/// The disjoint `[H, W]` blocks of table rows `a < b` in a `[n_tab, H, W]` gradient table.
+fn two_blocks<T>(tab: &mut [T], a: usize, b: usize, hw: usize) -> (&mut [T], &mut [T]) {
+    let (lo, hi) = tab.split_at_mut(b * hw);
+    (&mut lo[a * hw..(a + 1) * hw], &mut hi[..hw])
+}
+
+fn forward_rows<T: Kernel>(
+    w: &Weights<T>,
+    t: &Table<T>,
+    ids: &[[usize; 3]],
+) -> RowsForward<T> {
     let (h, m, vo) = (w.h, w.m, w.vo);
-    let n_tab = t.n_tab;
     let r = ids.len();
     let mut pattern = vec![[T::zero(); 3]; r * h]; // (R, H, 3)
     let mut post = vec![T::zero(); r * m]; // (R, M)
     let mut logits = vec![T::zero(); r * vo]; // (R, Vo)
     for (row, id) in ids.iter().enumerate() {
-        let pre = &mut post[row * m..(row + 1) * m];
-        let out = &mut logits[row * vo..(row + 1) * vo];
-        pre.copy_from_slice(&t.c_in);
-        out.copy_from_slice(&t.c_u);
-        for hh in 0..h {
+        let p = &mut pattern[row * h..(row + 1) * h];
+        for (hh, ph) in p.iter_mut().enumerate() {
             let s = id.map(|i| t.scores[i * h + hh]);
             let max = s[0].max(s[1]).max(s[2]);
             let e = s.map(|x| (x - max).exp());
             let z = e[0] + e[1] + e[2];
-            let p = e.map(|x| x / z);
-            for (pos, &i) in id.iter().enumerate() {
-                let tab = hh * n_tab + i;
-                axpy(pre, p[pos], &t.ov_in[tab * m..(tab + 1) * m]);
-                axpy(out, p[pos], &t.ov_u[tab * vo..(tab + 1) * vo]);
-            }
-            pattern[row * h + hh] = p;
+            *ph = e.map(|x| x / z);
         }
-        pre.iter_mut().for_each(|x| *x = x.max(T::zero()));
+        let p = &pattern[row * h..(row + 1) * h];
+        let pre = &mut post[row * m..(row + 1) * m];
+        T::gather(pre, &t.c_in, p, blocks(&t.ov_in, id, h * m), true);
+        let out = &mut logits[row * vo..(row + 1) * vo];
+        T::gather(out, &t.c_u, p, blocks(&t.ov_u, id, h * vo), false);
     }
     matmul_into(
         &mut logits,
@@ -153,8 +136,7 @@ fn forward_rows<T: Real>(w: &Weights<T>, t: &Table<T>, ids: &[[usize; 3]]) -> Ro
     }
 }
 
-#[inline(always)]
-fn loss_and_backward<T: Real>(
+fn loss_and_backward<T: Kernel>(
     w: &Weights<T>,
     t: &Table<T>,
     ids: &[[usize; 3]],
@@ -222,33 +204,46 @@ fn loss_and_backward<T: Real>(
         View::new(&t.w_l, m, vo).t(),
         false,
     );
-    for (dp, &x) in d_pre.iter_mut().zip(&post) {
-        if x <= T::zero() {
-            *dp = T::zero();
-        }
-    }
+    T::relu_backward(&mut d_pre, &post);
+    let (hm, hvo) = (h * m, h * vo);
+    let mut d_p = vec![[T::zero(); 3]; h];
     for (row, id) in ids.iter().enumerate() {
         let dp = &d_pre[row * m..(row + 1) * m];
         let dl = &d_logits[row * vo..(row + 1) * vo];
-        axpy(&mut g.c_in, T::one(), dp);
-        axpy(&mut g.c_u, T::one(), dl);
-        for hh in 0..h {
-            let p = pattern[row * h + hh];
-            let mut d_p = [T::zero(); 3];
+        let p = &pattern[row * h..(row + 1) * h];
+        d_p.fill([T::zero(); 3]);
+        T::dots(dp, blocks(&t.ov_in, id, hm), &mut d_p);
+        T::dots(dl, blocks(&t.ov_u, id, hvo), &mut d_p);
+        let (ga, gb) = two_blocks(&mut g.ov_in, id[0], id[1], hm);
+        T::scatter(dp, p, ga, gb, &mut g.c_in);
+        let (ga, gb) = two_blocks(&mut g.ov_u, id[0], id[1], hvo);
+        T::scatter(dl, p, ga, gb, &mut g.c_u);
+        // softmax backward: ds = p ⊙ (dp − Σ p·dp)
+        for (hh, (ph, dh)) in p.iter().zip(&d_p).enumerate() {
+            let mean = ph[0] * dh[0] + ph[1] * dh[1] + ph[2] * dh[2];
             for (pos, &i) in id.iter().enumerate() {
-                let tab = hh * n_tab + i;
-                d_p[pos] = dot(dp, &t.ov_in[tab * m..(tab + 1) * m])
-                    + dot(dl, &t.ov_u[tab * vo..(tab + 1) * vo]);
-                axpy(&mut g.ov_in[tab * m..(tab + 1) * m], p[pos], dp);
-                axpy(&mut g.ov_u[tab * vo..(tab + 1) * vo], p[pos], dl);
-            }
-            // softmax backward: ds = p ⊙ (dp − Σ p·dp)
-            let mean = p[0] * d_p[0] + p[1] * d_p[1] + p[2] * d_p[2];
-            for (pos, &i) in id.iter().enumerate() {
-                g.scores[i * h + hh] += p[pos] * (d_p[pos] - mean);
+                g.scores[i * h + hh] += ph[pos] * (dh[pos] - mean);
             }
         }
     }
+    // The `=` row is the same for every example: its gradient is one product,
+    // g[=, h] += Σ_rows p[h][2]·d.
+    let eq = ids.first().map_or(0, |id| id[2]);
+    let p_eq = View::strided(&pattern.as_flattened()[2..], h, r, 3, 3 * h); // (H, R)
+    matmul_into(
+        &mut g.ov_in[eq * hm..],
+        m,
+        p_eq,
+        View::new(&d_pre, r, m),
+        true,
+    );
+    matmul_into(
+        &mut g.ov_u[eq * hvo..],
+        vo,
+        p_eq,
+        View::new(&d_logits, r, vo),
+        true,
+    );
     ChunkResult {
         loss_sum,
         correct,

@@ -32,9 +32,9 @@ pub struct Table<T> {
     pub ov_tok: Vec<T>,
     /// `[H, n_ctx, D]` position parts through W_O, per head.
     pub ov_pos: Vec<T>,
-    /// `[H, n_tab, M]` each table row's value through W_O and W_in (token part + position part).
+    /// `[n_tab, H, M]` each table row's value through W_O and W_in (token part + position part).
     pub ov_in: Vec<T>,
-    /// `[H, n_tab, Vo]` the same through W_O and W_U.
+    /// `[n_tab, H, Vo]` the same through W_O and W_U.
     pub ov_u: Vec<T>,
     /// `[D]` `E[=] + b_O` (what the residual holds besides attention).
     pub base: Vec<T>,
@@ -48,9 +48,9 @@ pub struct Table<T> {
 
 /// Gradients the row stage hands to the table stage (summed over all rows).
 pub struct TableGrads<T> {
-    /// `[H, n_tab, M]` ∂L/∂ov_in.
+    /// `[n_tab, H, M]` ∂L/∂ov_in.
     pub ov_in: Vec<T>,
-    /// `[H, n_tab, Vo]` ∂L/∂ov_u.
+    /// `[n_tab, H, Vo]` ∂L/∂ov_u.
     pub ov_u: Vec<T>,
     /// `[n_tab, H]` ∂L/∂scores.
     pub scores: Vec<T>,
@@ -152,11 +152,11 @@ pub fn forward<T: Real>(w: &Weights<T>, eq_tok: usize) -> Table<T> {
     let pos_in = matmul(View::new(&ov_pos, h * w.n_ctx, d), View::new(&w.w_in, d, m));
     let pos_u = matmul(View::new(&ov_pos, h * w.n_ctx, d), View::new(&w.w_u, d, vo));
     let assemble = |tok: &[T], pos: &[T], width: usize| {
-        let mut out = vec![T::zero(); h * n_tab * width]; // (H, n_tab, width)
+        let mut out = vec![T::zero(); n_tab * h * width]; // (n_tab, H, width)
         for hh in 0..h {
             for r in 0..n_tab {
                 let (p, t) = table_entry(r, v, eq_tok);
-                let dst = &mut out[(hh * n_tab + r) * width..(hh * n_tab + r + 1) * width];
+                let dst = &mut out[(r * h + hh) * width..(r * h + hh + 1) * width];
                 let a = &tok[(hh * v + t) * width..(hh * v + t + 1) * width];
                 let b = &pos[(hh * w.n_ctx + p) * width..(hh * w.n_ctx + p + 1) * width];
                 for ((x, &a), &b) in dst.iter_mut().zip(a).zip(b) {
@@ -237,7 +237,7 @@ pub fn backward<T: Real>(
         for hh in 0..h {
             for r in 0..n_tab {
                 let (p, t) = table_entry(r, v, eq_tok);
-                let src = &g[(hh * n_tab + r) * width..(hh * n_tab + r + 1) * width];
+                let src = &g[(r * h + hh) * width..(r * h + hh + 1) * width];
                 crate::models::linalg::axpy(
                     &mut tok[(hh * v + t) * width..(hh * v + t + 1) * width],
                     T::one(),
