@@ -163,20 +163,9 @@ fn loss_and_backward<T: Kernel>(
     let mut exps = vec![0.0f64; vo];
     for (row, &label) in labels.iter().enumerate() {
         let out = &mut logits[row * vo..(row + 1) * vo];
-        let argmax = (0..vo).fold(0, |b, c| if out[c] > out[b] { c } else { b });
+        let (loss, argmax) = T::cross_entropy(out, label, inv_n, backward, &mut exps);
+        loss_sum += loss;
         correct += usize::from(argmax == label);
-        let max = out[argmax].f64();
-        for (e, &x) in exps.iter_mut().zip(out.iter()) {
-            *e = (x.f64() - max).exp();
-        }
-        let z: f64 = exps.iter().sum();
-        loss_sum += max + z.ln() - out[label].f64();
-        if backward {
-            let scale = inv_n / z;
-            for (c, (x, &e)) in out.iter_mut().zip(&exps).enumerate() {
-                *x = T::of(e * scale - f64::from(u8::from(c == label)) * inv_n);
-            }
-        }
     }
     if !backward {
         return ChunkResult {
