@@ -14,13 +14,12 @@ use crate::models::linalg::{dot, Real};
 pub trait Kernel: Real {
     /// `out = c + Σ_h Σ_pos p[h][pos]·x[pos][h]`, rectified when `relu` (forward).
     fn gather(out: &mut [Self], c: &[Self], p: &[[Self; 3]], x: [&[Self]; 3], relu: bool);
-    /// `d_p[h][pos] += d · x[pos][h]` (backward to the pattern).
-    fn dots(d: &[Self], x: [&[Self]; 3], d_p: &mut [[Self; 3]]);
-    /// `g_a[h] += p[h][0]·d`, `g_b[h] += p[h][1]·d`, `g_c += d` (backward to the a and b
-    /// blocks `[H, W]` and to the constant row `[W]`).
-    fn scatter(d: &[Self], p: &[[Self; 3]], g_a: &mut [Self], g_b: &mut [Self], g_c: &mut [Self]);
-    /// `d = 0` where `post <= 0` (backward through ReLU).
-    fn relu_backward(d: &mut [Self], post: &[Self]);
+    /// `d_p[h][pos] += d · x[pos][h]` (backward to the pattern); with `post` `[W]`, first
+    /// `d = 0` where `post <= 0` (backward through the ReLU), written back.
+    fn dots(d: &mut [Self], post: Option<&[Self]>, x: [&[Self]; 3], d_p: &mut [[Self; 3]]);
+    /// `g[pos][h] += p[h][pos]·d` for the a, b and `=` blocks `[H, W]`, and `g_c += d` (the
+    /// constant row `[W]`): the backward of [`Kernel::gather`] to its inputs.
+    fn scatter(d: &[Self], p: &[[Self; 3]], g: [&mut [Self]; 3], g_c: &mut [Self]);
     /// Cross-entropy of one row of `logits` `[Vo]` against `label`, log-softmax in f64:
     /// returns `(max + ln Σ_c exp(x_c − max) − x_label, arg-max)` (nats; the first arg-max). With
     /// `backward`, overwrites the row with `∂L/∂x = (softmax − onehot)·inv_n`. `exps` `[Vo]` is
@@ -55,35 +54,25 @@ impl Kernel for f32 {
         portable::gather(out, c, p, x, relu)
     }
 
-    fn dots(d: &[f32], x: [&[f32]; 3], d_p: &mut [[f32; 3]]) {
-        check(d.len(), d.len(), d_p.len(), &x);
+    fn dots(d: &mut [f32], post: Option<&[f32]>, x: [&[f32]; 3], d_p: &mut [[f32; 3]]) {
+        check(d.len(), post.map_or(d.len(), <[f32]>::len), d_p.len(), &x);
         #[cfg(target_arch = "x86_64")]
         if avx2() {
             // SAFETY: as above.
-            return unsafe { avx2_f32::dots(d, x, d_p) };
+            return unsafe { avx2_f32::dots(d, post, x, d_p) };
         }
-        portable::dots(d, x, d_p)
+        portable::dots(d, post, x, d_p)
     }
 
-    fn scatter(d: &[f32], p: &[[f32; 3]], g_a: &mut [f32], g_b: &mut [f32], g_c: &mut [f32]) {
+    fn scatter(d: &[f32], p: &[[f32; 3]], g: [&mut [f32]; 3], g_c: &mut [f32]) {
         let hw = p.len() * d.len();
-        assert!(g_a.len() >= hw && g_b.len() >= hw && g_c.len() >= d.len());
+        assert!(g.iter().all(|b| b.len() >= hw) && g_c.len() >= d.len());
         #[cfg(target_arch = "x86_64")]
         if avx2() {
             // SAFETY: as above.
-            return unsafe { avx2_f32::scatter(d, p, g_a, g_b, g_c) };
+            return unsafe { avx2_f32::scatter(d, p, g, g_c) };
         }
-        portable::scatter(d, p, g_a, g_b, g_c)
-    }
-
-    fn relu_backward(d: &mut [f32], post: &[f32]) {
-        assert_eq!(d.len(), post.len());
-        #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            // SAFETY: as above.
-            return unsafe { avx2_f32::relu_backward(d, post) };
-        }
-        portable::relu_backward(d, post)
+        portable::scatter(d, p, g, g_c)
     }
 
     fn cross_entropy(
@@ -114,16 +103,12 @@ impl Kernel for f64 {
         portable::gather(out, c, p, x, relu)
     }
 
-    fn dots(d: &[f64], x: [&[f64]; 3], d_p: &mut [[f64; 3]]) {
-        portable::dots(d, x, d_p)
+    fn dots(d: &mut [f64], post: Option<&[f64]>, x: [&[f64]; 3], d_p: &mut [[f64; 3]]) {
+        portable::dots(d, post, x, d_p)
     }
 
-    fn scatter(d: &[f64], p: &[[f64; 3]], g_a: &mut [f64], g_b: &mut [f64], g_c: &mut [f64]) {
-        portable::scatter(d, p, g_a, g_b, g_c)
-    }
-
-    fn relu_backward(d: &mut [f64], post: &[f64]) {
-        portable::relu_backward(d, post)
+    fn scatter(d: &[f64], p: &[[f64; 3]], g: [&mut [f64]; 3], g_c: &mut [f64]) {
+        portable::scatter(d, p, g, g_c)
     }
 
     fn cross_entropy(
@@ -184,7 +169,10 @@ mod portable {
         }
     }
 
-    pub fn dots<T: Real>(d: &[T], x: [&[T]; 3], d_p: &mut [[T; 3]]) {
+    pub fn dots<T: Real>(d: &mut [T], post: Option<&[T]>, x: [&[T]; 3], d_p: &mut [[T; 3]]) {
+        if let Some(post) = post {
+            relu_backward(d, post);
+        }
         let w = d.len();
         for (h, dh) in d_p.iter_mut().enumerate() {
             for pos in 0..3 {
@@ -193,22 +181,21 @@ mod portable {
         }
     }
 
-    pub fn scatter<T: Real>(d: &[T], p: &[[T; 3]], g_a: &mut [T], g_b: &mut [T], g_c: &mut [T]) {
-        let w = d.len();
-        g_c[..w].iter_mut().zip(d).for_each(|(g, &x)| *g += x);
-        for (h, ph) in p.iter().enumerate() {
-            let rows = h * w..(h + 1) * w;
-            g_a[rows.clone()]
-                .iter_mut()
-                .zip(d)
-                .for_each(|(g, &x)| *g += ph[0] * x);
-            g_b[rows].iter_mut().zip(d).for_each(|(g, &x)| *g += ph[1] * x);
-        }
-    }
-
     pub fn relu_backward<T: Real>(d: &mut [T], post: &[T]) {
         for (g, &x) in d.iter_mut().zip(post) {
             *g = if x > T::zero() { *g } else { T::zero() };
+        }
+    }
+
+    pub fn scatter<T: Real>(d: &[T], p: &[[T; 3]], g: [&mut [T]; 3], g_c: &mut [T]) {
+        let w = d.len();
+        g_c[..w].iter_mut().zip(d).for_each(|(g, &x)| *g += x);
+        for (pos, g) in g.into_iter().enumerate() {
+            for (h, ph) in p.iter().enumerate() {
+                (g[h * w..(h + 1) * w].iter_mut())
+                    .zip(d)
+                    .for_each(|(g, &x)| *g += ph[pos] * x);
+            }
         }
     }
 
@@ -298,7 +285,10 @@ mod avx2_f32 {
 
     /// See [`super::Kernel::dots`]; four heads per pass: 12 accumulators in registers.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dots(d: &[f32], x: [&[f32]; 3], d_p: &mut [[f32; 3]]) {
+    pub unsafe fn dots(d: &mut [f32], post: Option<&[f32]>, x: [&[f32]; 3], d_p: &mut [[f32; 3]]) {
+        if let Some(post) = post {
+            relu_backward(d, post);
+        }
         let (w, h_n) = (d.len(), d_p.len());
         let (dp, xp) = (d.as_ptr(), x.map(|b| b.as_ptr()));
         for h0 in (0..h_n).step_by(4) {
@@ -330,44 +320,37 @@ mod avx2_f32 {
 
     /// See [`super::Kernel::scatter`].
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn scatter(
-        d: &[f32],
-        p: &[[f32; 3]],
-        g_a: &mut [f32],
-        g_b: &mut [f32],
-        g_c: &mut [f32],
-    ) {
+    pub unsafe fn scatter(d: &[f32], p: &[[f32; 3]], g: [&mut [f32]; 3], g_c: &mut [f32]) {
         let w = d.len();
-        let (dp, ga, gb, gc) = (
-            d.as_ptr(),
-            g_a.as_mut_ptr(),
-            g_b.as_mut_ptr(),
-            g_c.as_mut_ptr(),
-        );
+        let (dp, gc) = (d.as_ptr(), g_c.as_mut_ptr());
+        let gp = [0, 1, 2].map(|pos| g[pos].as_ptr() as *mut f32);
         let mut j = 0;
         while j + 8 <= w {
             let dv = _mm256_loadu_ps(dp.add(j));
             _mm256_storeu_ps(gc.add(j), _mm256_add_ps(_mm256_loadu_ps(gc.add(j)), dv));
             for (h, ph) in p.iter().enumerate() {
-                let (a, b) = (ga.add(h * w + j), gb.add(h * w + j));
-                let (sa, sb) = (_mm256_set1_ps(ph[0]), _mm256_set1_ps(ph[1]));
-                _mm256_storeu_ps(a, _mm256_fmadd_ps(sa, dv, _mm256_loadu_ps(a)));
-                _mm256_storeu_ps(b, _mm256_fmadd_ps(sb, dv, _mm256_loadu_ps(b)));
+                for pos in 0..3 {
+                    let dst = gp[pos].add(h * w + j);
+                    let s = _mm256_set1_ps(ph[pos]);
+                    _mm256_storeu_ps(dst, _mm256_fmadd_ps(s, dv, _mm256_loadu_ps(dst)));
+                }
             }
             j += 8;
         }
         for j in j..w {
-            g_c[j] += d[j];
+            *gc.add(j) += d[j];
             for (h, ph) in p.iter().enumerate() {
-                g_a[h * w + j] = ph[0].mul_add(d[j], g_a[h * w + j]);
-                g_b[h * w + j] = ph[1].mul_add(d[j], g_b[h * w + j]);
+                for pos in 0..3 {
+                    let dst = gp[pos].add(h * w + j);
+                    *dst = ph[pos].mul_add(d[j], *dst);
+                }
             }
         }
     }
 
-    /// See [`super::Kernel::relu_backward`].
+    /// `d = 0` where `post <= 0`.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn relu_backward(d: &mut [f32], post: &[f32]) {
+    unsafe fn relu_backward(d: &mut [f32], post: &[f32]) {
         let (n, dp, pp) = (d.len(), d.as_mut_ptr(), post.as_ptr());
         let zero = _mm256_setzero_ps();
         let mut j = 0;

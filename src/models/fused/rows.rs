@@ -91,10 +91,12 @@ fn blocks<'a, T>(tab: &'a [T], id: &[usize; 3], hw: usize) -> [&'a [T]; 3] {
     id.map(|i| &tab[i * hw..(i + 1) * hw])
 }
 
-/// The disjoint `[H, W]` blocks of table rows `a < b` in a `[n_tab, H, W]` gradient table.
-fn two_blocks<T>(tab: &mut [T], a: usize, b: usize, hw: usize) -> (&mut [T], &mut [T]) {
+/// The disjoint `[H, W]` blocks of table rows `a < b < c` in a `[n_tab, H, W]` gradient table.
+fn blocks_mut<'a, T>(tab: &'a mut [T], id: &[usize; 3], hw: usize) -> [&'a mut [T]; 3] {
+    let [a, b, c] = *id;
     let (lo, hi) = tab.split_at_mut(b * hw);
-    (&mut lo[a * hw..(a + 1) * hw], &mut hi[..hw])
+    let (mid, hi) = hi.split_at_mut((c - b) * hw);
+    [&mut lo[a * hw..(a + 1) * hw], &mut mid[..hw], &mut hi[..hw]]
 }
 
 fn forward_rows<T: Kernel>(
@@ -174,7 +176,7 @@ fn loss_and_backward<T: Kernel>(
             grads: None,
         };
     }
-    let d_logits = logits; // (R, Vo)
+    let mut d_logits = logits; // (R, Vo)
 
     let mut g = TableGrads::zeros(w, n_tab);
     // logits += post·W_L
@@ -193,20 +195,18 @@ fn loss_and_backward<T: Kernel>(
         View::new(&t.w_l, m, vo).t(),
         false,
     );
-    T::relu_backward(&mut d_pre, &post);
     let (hm, hvo) = (h * m, h * vo);
     let mut d_p = vec![[T::zero(); 3]; h];
     for (row, id) in ids.iter().enumerate() {
-        let dp = &d_pre[row * m..(row + 1) * m];
-        let dl = &d_logits[row * vo..(row + 1) * vo];
+        let dp = &mut d_pre[row * m..(row + 1) * m];
+        let dl = &mut d_logits[row * vo..(row + 1) * vo];
         let p = &pattern[row * h..(row + 1) * h];
         d_p.fill([T::zero(); 3]);
-        T::dots(dp, blocks(&t.ov_in, id, hm), &mut d_p);
-        T::dots(dl, blocks(&t.ov_u, id, hvo), &mut d_p);
-        let (ga, gb) = two_blocks(&mut g.ov_in, id[0], id[1], hm);
-        T::scatter(dp, p, ga, gb, &mut g.c_in);
-        let (ga, gb) = two_blocks(&mut g.ov_u, id[0], id[1], hvo);
-        T::scatter(dl, p, ga, gb, &mut g.c_u);
+        let post = &post[row * m..(row + 1) * m];
+        T::dots(dp, Some(post), blocks(&t.ov_in, id, hm), &mut d_p);
+        T::dots(dl, None, blocks(&t.ov_u, id, hvo), &mut d_p);
+        T::scatter(dp, p, blocks_mut(&mut g.ov_in, id, hm), &mut g.c_in);
+        T::scatter(dl, p, blocks_mut(&mut g.ov_u, id, hvo), &mut g.c_u);
         // softmax backward: ds = p ⊙ (dp − Σ p·dp)
         for (hh, (ph, dh)) in p.iter().zip(&d_p).enumerate() {
             let mean = ph[0] * dh[0] + ph[1] * dh[1] + ph[2] * dh[2];
@@ -215,24 +215,6 @@ fn loss_and_backward<T: Kernel>(
             }
         }
     }
-    // The `=` row is the same for every example: its gradient is one product,
-    // g[=, h] += Σ_rows p[h][2]·d.
-    let eq = ids.first().map_or(0, |id| id[2]);
-    let p_eq = View::strided(&pattern.as_flattened()[2..], h, r, 3, 3 * h); // (H, R)
-    matmul_into(
-        &mut g.ov_in[eq * hm..],
-        m,
-        p_eq,
-        View::new(&d_pre, r, m),
-        true,
-    );
-    matmul_into(
-        &mut g.ov_u[eq * hvo..],
-        vo,
-        p_eq,
-        View::new(&d_logits, r, vo),
-        true,
-    );
     ChunkResult {
         loss_sum,
         correct,
