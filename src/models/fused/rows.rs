@@ -107,8 +107,8 @@ fn forward_rows<T: Kernel>(
     let (h, m, vo) = (w.h, w.m, w.vo);
     let r = ids.len();
     let mut pattern = vec![[T::zero(); 3]; r * h]; // (R, H, 3)
-    let mut post = vec![T::zero(); r * m]; // (R, M)
-    let mut logits = vec![T::zero(); r * vo]; // (R, Vo)
+    let mut post = spare::take(r * m); // (R, M), every entry written below
+    let mut logits = spare::take(r * vo); // (R, Vo), every entry written below
     for (row, id) in ids.iter().enumerate() {
         let p = &mut pattern[row * h..(row + 1) * h];
         for (hh, ph) in p.iter_mut().enumerate() {
@@ -187,7 +187,7 @@ fn loss_and_backward<T: Kernel>(
         View::new(&d_logits, r, vo),
         false,
     );
-    let mut d_pre = vec![T::zero(); r * m]; // (R, M)
+    let mut d_pre = spare::take(r * m); // (R, M), overwritten by the product
     matmul_into(
         &mut d_pre,
         m,
@@ -215,9 +215,50 @@ fn loss_and_backward<T: Kernel>(
             }
         }
     }
+    [post, d_logits, d_pre].into_iter().for_each(spare::give);
     ChunkResult {
         loss_sum,
         correct,
         grads: Some(g),
+    }
+}
+
+/// Spare row-stage buffers per thread. A step's `[R, M]` and `[R, Vo]` buffers (≈ 9 MB per
+/// chunk) are overwritten entirely each step, so the next step on the same thread reuses them
+/// instead of allocating and zeroing fresh memory.
+mod spare {
+    use crate::models::linalg::Real;
+    use std::any::Any;
+    use std::cell::RefCell;
+
+    /// Buffers kept per thread at most.
+    const KEEP: usize = 6;
+
+    thread_local! {
+        static SPARE: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A buffer of `len` entries, reused when this thread has one of that length (its
+    /// contents are stale: the caller overwrites every entry), else zeros.
+    pub fn take<T: Real>(len: usize) -> Vec<T> {
+        SPARE.with(|s| {
+            let mut s = s.borrow_mut();
+            let fits = |b: &Box<dyn Any>| b.downcast_ref::<Vec<T>>().is_some_and(|v| v.len() == len);
+            match s.iter().position(fits) {
+                Some(i) => *s.swap_remove(i).downcast::<Vec<T>>().expect("checked type"),
+                None => vec![T::zero(); len],
+            }
+        })
+    }
+
+    /// Keeps `v` for a later [`take`] on this thread.
+    pub fn give<T: Real>(v: Vec<T>) {
+        SPARE.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() == KEEP {
+                s.remove(0);
+            }
+            s.push(Box::new(v));
+        })
     }
 }
