@@ -323,7 +323,7 @@ mod avx2_f32 {
     pub unsafe fn scatter(d: &[f32], p: &[[f32; 3]], g: [&mut [f32]; 3], g_c: &mut [f32]) {
         let w = d.len();
         let (dp, gc) = (d.as_ptr(), g_c.as_mut_ptr());
-        let gp = [0, 1, 2].map(|pos| g[pos].as_ptr() as *mut f32);
+        let gp = g.map(|b| b.as_mut_ptr());
         let mut j = 0;
         while j + 8 <= w {
             let dv = _mm256_loadu_ps(dp.add(j));
@@ -483,6 +483,63 @@ mod tests {
         let mut uniform = vec![3.5f32; vo];
         let (l, _) = f32::cross_entropy(&mut uniform, 7, 1.0, false, &mut exps);
         assert!((l - (vo as f64).ln()).abs() < 1e-14);
+    }
+
+    fn noise(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    fn close(a: &[f32], b: &[f32]) {
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+    }
+
+    /// Three `hw` blocks and the rest of `g`.
+    fn split3(g: &mut [f32], hw: usize) -> ([&mut [f32]; 3], &mut [f32]) {
+        let (a, rest) = g.split_at_mut(hw);
+        let (b, rest) = rest.split_at_mut(hw);
+        let (e, c) = rest.split_at_mut(hw);
+        ([a, b, e], c)
+    }
+
+    /// The f32 row loops (AVX2 where the CPU has it) against the portable ones, on shapes that
+    /// reach every remainder: 5 heads (one past a group of 4), widths 37 and 512.
+    #[test]
+    fn f32_row_kernels_match_portable() {
+        for &(h, w) in &[(5usize, 37usize), (4, 512), (1, 8)] {
+            let hw = h * w;
+            let tab = noise(7 * hw, 1);
+            let p: Vec<[f32; 3]> = noise(3 * h, 2).chunks(3).map(|c| [c[0], c[1], c[2]]).collect();
+            let c = noise(w, 3);
+            let x = [1usize, 4, 6].map(|i| &tab[i * hw..(i + 1) * hw]);
+            let (mut got, mut want) = (vec![0.0; w], vec![0.0; w]);
+            f32::gather(&mut got, &c, &p, x, true);
+            portable::gather(&mut want, &c, &p, x, true);
+            close(&got, &want);
+
+            let post = noise(w, 4);
+            let (mut d1, mut d2) = (noise(w, 5), noise(w, 5));
+            let (mut dp1, mut dp2) = (vec![[0.0; 3]; h], vec![[0.0; 3]; h]);
+            f32::dots(&mut d1, Some(&post), x, &mut dp1);
+            portable::dots(&mut d2, Some(&post), x, &mut dp2);
+            close(&d1, &d2);
+            close(dp1.as_flattened(), dp2.as_flattened());
+
+            let g0 = noise(3 * hw + w, 7);
+            let (mut g1, mut g2) = (g0.clone(), g0);
+            let (blocks1, c1) = split3(&mut g1, hw);
+            f32::scatter(&d1, &p, blocks1, c1);
+            let (blocks2, c2) = split3(&mut g2, hw);
+            portable::scatter(&d1, &p, blocks2, c2);
+            close(&g1, &g2);
+        }
     }
 
     #[cfg(target_arch = "x86_64")]
