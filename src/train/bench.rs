@@ -61,12 +61,9 @@ impl Stepper {
         let model_cfg = cfg.transformer();
         let mut step = Step::for_run(&model_cfg, &self.params, device, t);
         step.threads = threads;
-        let t0 = std::time::Instant::now();
         let r = step.train_host(&batch.0, &batch.1);
-        let t1 = std::time::Instant::now();
         let lr = warmup_lr(t.lr, self.step, t.warmup_steps);
         self.optim.update(&mut self.params, &r.grads, lr);
-        if std::env::var("GROKLAB_PROF").is_ok() { eprintln!("PROF step {:.2} optim {:.2}", (t1-t0).as_secs_f64()*1e3, t1.elapsed().as_secs_f64()*1e3); }
         self.step += 1;
     }
 }

@@ -131,7 +131,10 @@ unsafe fn gather_f64_avx2(out: &mut [f64], c: &[f64], p: &[[f64; 3]], x: [&[f64]
 
 /// Panics unless `c` has `w` entries and every block `h·w`: the intrinsics read unchecked.
 fn check<T>(w: usize, c: usize, h: usize, x: &[&[T]; 3]) {
-    assert!(c >= w && x.iter().all(|b| b.len() >= h * w), "row kernel shapes");
+    assert!(
+        c >= w && x.iter().all(|b| b.len() >= h * w),
+        "row kernel shapes"
+    );
 }
 
 mod portable {
@@ -337,12 +340,12 @@ mod avx2_f32 {
             }
             j += 8;
         }
-        for j in j..w {
-            *gc.add(j) += d[j];
+        for (j, &dj) in d.iter().enumerate().skip(j) {
+            *gc.add(j) += dj;
             for (h, ph) in p.iter().enumerate() {
                 for pos in 0..3 {
                     let dst = gp[pos].add(h * w + j);
-                    *dst = ph[pos].mul_add(d[j], *dst);
+                    *dst = ph[pos].mul_add(dj, *dst);
                 }
             }
         }
@@ -370,8 +373,9 @@ mod avx2_f32 {
     /// `< r¹⁴/14! ≈ 4e-18`) and a scale by `2^k` built in the exponent bits.
     #[target_feature(enable = "avx2,fma")]
     pub fn exp_nonpositive(x: __m256d) -> __m256d {
-        const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
-        const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+        // ln 2 split so that k·LN2_HI is exact (fdlibm's ln2HI / ln2LO)
+        const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000);
+        const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76);
         // max(-708, x) returns x when x is NaN, so NaN propagates.
         let x = _mm256_max_pd(_mm256_set1_pd(-708.0), x);
         let k = _mm256_round_pd::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
@@ -417,7 +421,10 @@ mod avx2_f32 {
         }
         let mut lanes = [0.0f32; 8];
         _mm256_storeu_ps(lanes.as_mut_ptr(), mv);
-        let max = lanes.iter().chain(&x[j..]).fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let max = lanes
+            .iter()
+            .chain(&x[j..])
+            .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
         let argmax = x.iter().position(|&v| v == max).unwrap_or(0);
         let m = _mm256_set1_pd(f64::from(max));
         let mut zv = _mm256_setzero_pd();
@@ -464,7 +471,9 @@ mod tests {
         let vo = 113;
         let mut rng = 12345u64;
         let mut next = || {
-            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((rng >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 60.0
         };
         let mut exps = vec![0.0; vo];
@@ -489,7 +498,9 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
             })
             .collect()
@@ -516,7 +527,10 @@ mod tests {
         for &(h, w) in &[(5usize, 37usize), (4, 512), (1, 8)] {
             let hw = h * w;
             let tab = noise(7 * hw, 1);
-            let p: Vec<[f32; 3]> = noise(3 * h, 2).chunks(3).map(|c| [c[0], c[1], c[2]]).collect();
+            let p: Vec<[f32; 3]> = noise(3 * h, 2)
+                .chunks(3)
+                .map(|c| [c[0], c[1], c[2]])
+                .collect();
             let c = noise(w, 3);
             let x = [1usize, 4, 6].map(|i| &tab[i * hw..(i + 1) * hw]);
             let (mut got, mut want) = (vec![0.0; w], vec![0.0; w]);

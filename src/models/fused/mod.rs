@@ -5,11 +5,12 @@
 //! The loss reads only the last position, whose query sees the fixed `=` token; attention writes
 //! a pattern-weighted sum of per-(position, token) value rows, which is linear, so the OV circuit
 //! is pushed through `W_in` and `W_U` once per table row instead of once per example
-//! ([`table`]). Per example that leaves 3·n_heads axpys of d_mlp and one `post · W_L` row
-//! (`W_L = W_out·W_U`), forward and backward ([`rows`]): ≈ 1.8 GFLOP for the paper's 3,830-row
-//! step against 3.7 GFLOP for the unfactored one. Rows are split into one chunk per thread and the
-//! chunk gradients summed. The burn [`crate::models::Transformer`] is the reference it is tested
-//! against (gradients and 25 AdamW steps, f64 and f32).
+//! ([`table`]). Per example that leaves 3·n_heads table rows of d_mlp + d_vocab_out to combine
+//! ([`kernels`]: one pass each way, partial sums in registers, AVX2 for f32) and one
+//! `post · W_L` row (`W_L = W_out·W_U`), forward and backward ([`rows`]): ≈ 1.76 GFLOP for the
+//! paper's 3,830-row step against 3.7 GFLOP for the unfactored one. Rows are split into one chunk
+//! per thread and the chunk gradients summed. The burn [`crate::models::Transformer`] is the
+//! reference it is tested against (gradients and 25 AdamW steps, f64 and f32).
 
 mod kernels;
 mod rows;
@@ -31,19 +32,24 @@ pub fn applies(cfg: &TransformerConfig) -> bool {
 }
 
 /// FLOPs (2 × multiply-adds) the fused training step executes on `rows` examples: per row three
-/// `d_mlp × d_vocab_out` products (logits, ∂W_L, ∂post) and 3·n_heads axpys/dots of
-/// `d_mlp + d_vocab_out` each way; per step the table products (forward and the two backward
-/// ones) over the `n_heads·(d_vocab + n_ctx)` token and position parts, and `W_L`.
+/// `d_mlp × d_vocab_out` products (logits, ∂W_L, ∂post) and 3·n_heads table rows of
+/// `d_mlp + d_vocab_out` combined three times (forward, dots, scatter); per step the table
+/// stage's products (see [`table`]) over its `2·d_vocab + 1` rows.
 pub fn step_flops(cfg: &TransformerConfig, rows: usize) -> f64 {
-    let (d, h, m, vo) = (
+    let (d, hd, m, vo) = (
         cfg.d_model as f64,
-        cfg.n_heads as f64,
+        (cfg.n_heads * cfg.d_head) as f64,
         cfg.d_mlp as f64,
         cfg.d_vocab_out as f64,
     );
-    let parts = (cfg.d_vocab + cfg.n_ctx) as f64;
-    let per_row = 3.0 * m * vo + 9.0 * h * (m + vo);
-    let table = 3.0 * parts * h * d * (m + vo) + 3.0 * m * d * vo;
+    let n_tab = (2 * cfg.d_vocab + 1) as f64;
+    let per_row = 3.0 * m * vo + 9.0 * cfg.n_heads as f64 * (m + vo);
+    // keys and values and their backward; W_O·W_in, W_O·W_U; the table rows through them;
+    // W_L; each once forward and twice backward
+    let table = 6.0 * n_tab * d * hd
+        + 3.0 * hd * d * (m + vo)
+        + 3.0 * n_tab * hd * (m + vo)
+        + 3.0 * m * d * vo;
     2.0 * (rows as f64 * per_row + table)
 }
 
@@ -204,10 +210,8 @@ pub fn run<T: Kernel>(
         .collect();
     examples.sort_unstable();
     let (ids, labels): (Vec<[usize; 3]>, Vec<usize>) = examples.into_iter().unzip();
-    let t0 = std::time::Instant::now();
     let w = Weights::<T>::new(cfg, store);
     let t = table::forward(&w, eq_tok);
-    let t1 = std::time::Instant::now();
     let chunks = chunks.clamp(1, n.max(1));
     let parts: Vec<rows::ChunkResult<T>> = (0..chunks)
         .into_par_iter()
@@ -216,20 +220,16 @@ pub fn run<T: Kernel>(
             rows::run(&w, &t, &ids[lo..hi], &labels[lo..hi], n, backward)
         })
         .collect();
-    let t2 = std::time::Instant::now();
     let loss = parts.iter().map(|p| p.loss_sum).sum::<f64>() / n as f64;
     let acc = parts.iter().map(|p| p.correct).sum::<usize>() as f64 / n as f64;
     let grads = backward.then(|| {
         let mut it = parts.into_iter().filter_map(|p| p.grads);
         let mut g = it.next().expect("at least one chunk");
         it.for_each(|o| g.add(&o));
-        let t3 = std::time::Instant::now();
         let wg = table::backward(&w, &t, &g, eq_tok);
-        let t4 = std::time::Instant::now();
-        if std::env::var("GROKLAB_PROF").is_ok() { eprintln!("PROF tabfwd {:.2} rows {:.2} add {:.2} tabbwd {:.2}", (t1-t0).as_secs_f64()*1e3, (t2-t1).as_secs_f64()*1e3, (t3-t2).as_secs_f64()*1e3, (t4-t3).as_secs_f64()*1e3); }
         let (h, d, dh) = (w.h, w.d, w.dh);
         let f = |x: &[T]| x.iter().map(|v| v.f64()).collect::<Vec<f64>>();
-        (store.entries.iter())
+        (store.entries.par_iter())
             .map(|e| {
                 if !e.trainable {
                     return None;

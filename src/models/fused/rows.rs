@@ -8,9 +8,9 @@
 //!
 //! The per-row loops are in [`super::kernels`].
 
+use super::kernels::Kernel;
 use super::table::{Table, TableGrads};
 use super::Weights;
-use super::kernels::Kernel;
 use crate::models::linalg::{matmul_into, View};
 
 /// Loss sum (nats, f64) and correct count of a chunk, with its gradients.
@@ -78,7 +78,12 @@ enum Out<T> {
 }
 
 /// The forward pass, then with a [`Loss`] the loss and (optionally) the backward pass.
-fn dispatch<T: Kernel>(w: &Weights<T>, t: &Table<T>, ids: &[[usize; 3]], loss: Option<Loss>) -> Out<T> {
+fn dispatch<T: Kernel>(
+    w: &Weights<T>,
+    t: &Table<T>,
+    ids: &[[usize; 3]],
+    loss: Option<Loss>,
+) -> Out<T> {
     let f = forward_rows(w, t, ids);
     match loss {
         None => Out::Forward(f),
@@ -99,11 +104,7 @@ fn blocks_mut<'a, T>(tab: &'a mut [T], id: &[usize; 3], hw: usize) -> [&'a mut [
     [&mut lo[a * hw..(a + 1) * hw], &mut mid[..hw], &mut hi[..hw]]
 }
 
-fn forward_rows<T: Kernel>(
-    w: &Weights<T>,
-    t: &Table<T>,
-    ids: &[[usize; 3]],
-) -> RowsForward<T> {
+fn forward_rows<T: Kernel>(w: &Weights<T>, t: &Table<T>, ids: &[[usize; 3]]) -> RowsForward<T> {
     let (h, m, vo) = (w.h, w.m, w.vo);
     let r = ids.len();
     let mut pattern = vec![[T::zero(); 3]; r * h]; // (R, H, 3)
@@ -243,7 +244,8 @@ mod spare {
     pub fn take<T: Real>(len: usize) -> Vec<T> {
         SPARE.with(|s| {
             let mut s = s.borrow_mut();
-            let fits = |b: &Box<dyn Any>| b.downcast_ref::<Vec<T>>().is_some_and(|v| v.len() == len);
+            let fits =
+                |b: &Box<dyn Any>| b.downcast_ref::<Vec<T>>().is_some_and(|v| v.len() == len);
             match s.iter().position(fits) {
                 Some(i) => *s.swap_remove(i).downcast::<Vec<T>>().expect("checked type"),
                 None => vec![T::zero(); len],

@@ -75,7 +75,7 @@ impl<T: Real> TableGrads<T> {
         }
     }
 
-    /// Adds `other` (another chunk's gradients).
+    /// Adds `other` (another chunk's gradients), in blocks across the threads.
     pub fn add(&mut self, other: &Self) {
         for (a, b) in [
             (&mut self.ov_in, &other.ov_in),
@@ -85,7 +85,8 @@ impl<T: Real> TableGrads<T> {
             (&mut self.c_u, &other.c_u),
             (&mut self.w_l, &other.w_l),
         ] {
-            a.iter_mut().zip(b.iter()).for_each(|(a, &b)| *a += b);
+            (a.par_chunks_mut(1 << 14).zip(b.par_chunks(1 << 14)))
+                .for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, &b)| *a += b));
         }
     }
 }
@@ -107,7 +108,14 @@ fn add_row<T: Real>(x: &mut [T], bias: &[T]) {
 
 /// `out[r, h] = vals[r, h]·w[h]` for every table row and head: `vals` `[n_tab, H·Dh]`, `w`
 /// `[H·Dh, width]`, `out` `[n_tab, H, width]`, rows split across the threads.
-fn per_head<T: Real>(vals: &[T], w: &[T], n_tab: usize, h: usize, dh: usize, width: usize) -> Vec<T> {
+fn per_head<T: Real>(
+    vals: &[T],
+    w: &[T],
+    n_tab: usize,
+    h: usize,
+    dh: usize,
+    width: usize,
+) -> Vec<T> {
     let mut out = vec![T::zero(); n_tab * h * width];
     let half = n_tab.div_ceil(2);
     out.par_chunks_mut(half * h * width)
