@@ -1,4 +1,4 @@
-//! A dense row-major f64 matrix, multiplied with the `gemm` crate (the kernel under burn-flex).
+//! A dense row-major f64 matrix, multiplied through [`crate::models::linalg`] (`matrixmultiply`).
 //!
 //! The measures work in f64 on host memory: they read whole activation tables (`[p², d_mlp]`)
 //! and reduce them in ways burn's op set would need many small kernels for.

@@ -1,6 +1,7 @@
-//! Strided matrix products on host slices (the `gemm` crate, the kernel under burn-flex),
-//! single-threaded unless asked: the fused step parallelises over row chunks, the measures over
-//! checkpoints.
+//! Strided matrix products on host slices (`matrixmultiply`: on the fused step's thin shapes,
+//! `[1915, 512]·[512, 114]` and its transposes, it runs ≈ 5–10% faster than the `gemm` crate
+//! under burn-flex, measured side by side), single-threaded unless asked: the fused step
+//! parallelises over row chunks, the measures over checkpoints.
 
 use num_traits::Float;
 
@@ -12,6 +13,19 @@ pub trait Real:
     fn of(x: f64) -> Self;
     /// To f64.
     fn f64(self) -> f64;
+    /// `c = a·b + beta·c` on raw strided operands (`matrixmultiply`'s `sgemm` / `dgemm`: `a`
+    /// `[m, k]`, `b` `[k, n]`, `c` `[m, n]`, strides in elements; `c` is not read when `beta`
+    /// is 0).
+    ///
+    /// # Safety
+    /// Every addressed element lies inside its allocation and `c` aliases neither input.
+    unsafe fn gemm(
+        mkn: (usize, usize, usize),
+        a: (*const Self, isize, isize),
+        b: (*const Self, isize, isize),
+        beta: Self,
+        c: (*mut Self, isize, isize),
+    );
 }
 
 impl Real for f32 {
@@ -21,6 +35,17 @@ impl Real for f32 {
     fn f64(self) -> f64 {
         self as f64
     }
+    unsafe fn gemm(
+        (m, k, n): (usize, usize, usize),
+        a: (*const f32, isize, isize),
+        b: (*const f32, isize, isize),
+        beta: f32,
+        c: (*mut f32, isize, isize),
+    ) {
+        matrixmultiply::sgemm(
+            m, k, n, 1.0, a.0, a.1, a.2, b.0, b.1, b.2, beta, c.0, c.1, c.2,
+        );
+    }
 }
 
 impl Real for f64 {
@@ -29,6 +54,17 @@ impl Real for f64 {
     }
     fn f64(self) -> f64 {
         self
+    }
+    unsafe fn gemm(
+        (m, k, n): (usize, usize, usize),
+        a: (*const f64, isize, isize),
+        b: (*const f64, isize, isize),
+        beta: f64,
+        c: (*mut f64, isize, isize),
+    ) {
+        matrixmultiply::dgemm(
+            m, k, n, 1.0, a.0, a.1, a.2, b.0, b.1, b.2, beta, c.0, c.1, c.2,
+        );
     }
 }
 
@@ -114,26 +150,12 @@ pub fn matmul_into<T: Real>(
     // SAFETY: all three views were checked to lie inside their slices, and `out` is borrowed
     // mutably for the call.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            out_rs as isize,
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.cs as isize,
-            lhs.rs as isize,
-            rhs.data.as_ptr(),
-            rhs.cs as isize,
-            rhs.rs as isize,
-            T::one(),
-            T::one(),
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
+        T::gemm(
+            (m, k, n),
+            (lhs.data.as_ptr(), lhs.rs as isize, lhs.cs as isize),
+            (rhs.data.as_ptr(), rhs.rs as isize, rhs.cs as isize),
+            if accumulate { T::one() } else { T::zero() },
+            (out.as_mut_ptr(), out_rs as isize, 1),
         );
     }
 }
