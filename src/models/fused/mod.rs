@@ -12,6 +12,8 @@
 //! per thread and the chunk gradients summed. The burn [`crate::models::Transformer`] is the
 //! reference it is tested against (gradients and 25 AdamW steps, f64 and f32).
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod kernels;
 mod rows;
 mod table;

@@ -171,6 +171,7 @@ fn loss_and_backward<T: Kernel>(
         correct += usize::from(argmax == label);
     }
     if !backward {
+        [post, logits].into_iter().for_each(spare::give);
         return ChunkResult {
             loss_sum,
             correct,

@@ -1,0 +1,236 @@
+//! The f32 row loops of [`super::kernels`] in AVX2 + FMA intrinsics, and the loss's vectorised
+//! f64 `exp`. Every function requires a CPU with AVX2 and FMA (the callers check); slice lengths
+//! are checked by the callers too, the loops then index unchecked.
+
+use std::arch::x86_64::*;
+
+/// Sum of the 8 lanes.
+#[target_feature(enable = "avx2,fma")]
+fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
+}
+
+/// See [`super::Kernel::gather`]; 32 lanes per step so a broadcast coefficient serves four
+/// registers.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn gather(out: &mut [f32], c: &[f32], p: &[[f32; 3]], x: [&[f32]; 3], relu: bool) {
+    let w = out.len();
+    let (o, cp, xp) = (out.as_mut_ptr(), c.as_ptr(), x.map(|b| b.as_ptr()));
+    let zero = _mm256_setzero_ps();
+    let fin = |v: __m256| if relu { _mm256_max_ps(v, zero) } else { v };
+    let mut j = 0;
+    while j + 32 <= w {
+        let mut acc = [0, 8, 16, 24].map(|k| _mm256_loadu_ps(cp.add(j + k)));
+        for (h, ph) in p.iter().enumerate() {
+            for pos in 0..3 {
+                let s = _mm256_set1_ps(ph[pos]);
+                let src = xp[pos].add(h * w + j);
+                for (k, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(s, _mm256_loadu_ps(src.add(8 * k)), *a);
+                }
+            }
+        }
+        for (k, a) in acc.iter().enumerate() {
+            _mm256_storeu_ps(o.add(j + 8 * k), fin(*a));
+        }
+        j += 32;
+    }
+    while j + 8 <= w {
+        let mut acc = _mm256_loadu_ps(cp.add(j));
+        for (h, ph) in p.iter().enumerate() {
+            for pos in 0..3 {
+                let s = _mm256_set1_ps(ph[pos]);
+                acc = _mm256_fmadd_ps(s, _mm256_loadu_ps(xp[pos].add(h * w + j)), acc);
+            }
+        }
+        _mm256_storeu_ps(o.add(j), fin(acc));
+        j += 8;
+    }
+    for j in j..w {
+        let mut acc = c[j];
+        for (h, ph) in p.iter().enumerate() {
+            for pos in 0..3 {
+                acc = ph[pos].mul_add(x[pos][h * w + j], acc);
+            }
+        }
+        out[j] = if relu { acc.max(0.0) } else { acc };
+    }
+}
+
+/// See [`super::Kernel::dots`]; four heads per pass: 12 accumulators in registers.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dots(d: &mut [f32], post: Option<&[f32]>, x: [&[f32]; 3], d_p: &mut [[f32; 3]]) {
+    if let Some(post) = post {
+        relu_backward(d, post);
+    }
+    let (w, h_n) = (d.len(), d_p.len());
+    let (dp, xp) = (d.as_ptr(), x.map(|b| b.as_ptr()));
+    for h0 in (0..h_n).step_by(4) {
+        // Heads past the last one repeat it; their sums are dropped.
+        let heads = [0, 1, 2, 3].map(|g| (h0 + g).min(h_n - 1) * w);
+        let mut acc = [[_mm256_setzero_ps(); 3]; 4];
+        let mut j = 0;
+        while j + 8 <= w {
+            let dv = _mm256_loadu_ps(dp.add(j));
+            for (g, acc_g) in acc.iter_mut().enumerate() {
+                for (pos, a) in acc_g.iter_mut().enumerate() {
+                    let src = _mm256_loadu_ps(xp[pos].add(heads[g] + j));
+                    *a = _mm256_fmadd_ps(dv, src, *a);
+                }
+            }
+            j += 8;
+        }
+        for (g, acc_g) in acc.iter().enumerate().take(h_n - h0) {
+            for (pos, a) in acc_g.iter().enumerate() {
+                let mut s = hsum(*a);
+                for jj in j..w {
+                    s = d[jj].mul_add(x[pos][heads[g] + jj], s);
+                }
+                d_p[h0 + g][pos] += s;
+            }
+        }
+    }
+}
+
+/// See [`super::Kernel::scatter`].
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn scatter(d: &[f32], p: &[[f32; 3]], g: [&mut [f32]; 3], g_c: &mut [f32]) {
+    let w = d.len();
+    let (dp, gc) = (d.as_ptr(), g_c.as_mut_ptr());
+    let gp = g.map(|b| b.as_mut_ptr());
+    let mut j = 0;
+    while j + 8 <= w {
+        let dv = _mm256_loadu_ps(dp.add(j));
+        _mm256_storeu_ps(gc.add(j), _mm256_add_ps(_mm256_loadu_ps(gc.add(j)), dv));
+        for (h, ph) in p.iter().enumerate() {
+            for pos in 0..3 {
+                let dst = gp[pos].add(h * w + j);
+                let s = _mm256_set1_ps(ph[pos]);
+                _mm256_storeu_ps(dst, _mm256_fmadd_ps(s, dv, _mm256_loadu_ps(dst)));
+            }
+        }
+        j += 8;
+    }
+    for (j, &dj) in d.iter().enumerate().skip(j) {
+        *gc.add(j) += dj;
+        for (h, ph) in p.iter().enumerate() {
+            for pos in 0..3 {
+                let dst = gp[pos].add(h * w + j);
+                *dst = ph[pos].mul_add(dj, *dst);
+            }
+        }
+    }
+}
+
+/// `d = 0` where `post <= 0`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn relu_backward(d: &mut [f32], post: &[f32]) {
+    let (n, dp, pp) = (d.len(), d.as_mut_ptr(), post.as_ptr());
+    let zero = _mm256_setzero_ps();
+    let mut j = 0;
+    while j + 8 <= n {
+        let live = _mm256_cmp_ps(_mm256_loadu_ps(pp.add(j)), zero, _CMP_GT_OQ);
+        _mm256_storeu_ps(dp.add(j), _mm256_and_ps(_mm256_loadu_ps(dp.add(j)), live));
+        j += 8;
+    }
+    for j in j..n {
+        d[j] = if post[j] > 0.0 { d[j] } else { 0.0 };
+    }
+}
+
+/// `exp(x)` for `x <= 0` in 4 f64 lanes, within 2 ulp of the correctly rounded value above
+/// −708 and tiny (not 0) below it; NaN stays NaN. Cody–Waite reduction `x = k·ln2 + r`,
+/// `|r| <= ln2/2`, then the degree-13 Taylor polynomial of `exp(r)` (truncation error
+/// `< r¹⁴/14! ≈ 4e-18`) and a scale by `2^k` built in the exponent bits.
+#[target_feature(enable = "avx2,fma")]
+pub fn exp_nonpositive(x: __m256d) -> __m256d {
+    // ln 2 split so that k·LN2_HI is exact (fdlibm's ln2HI / ln2LO)
+    const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76);
+    // max(-708, x) returns x when x is NaN, so NaN propagates.
+    let x = _mm256_max_pd(_mm256_set1_pd(-708.0), x);
+    let k = _mm256_round_pd::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_pd(
+        x,
+        _mm256_set1_pd(std::f64::consts::LOG2_E),
+    ));
+    let r = _mm256_fnmadd_pd(k, _mm256_set1_pd(LN2_HI), x);
+    let r = _mm256_fnmadd_pd(k, _mm256_set1_pd(LN2_LO), r);
+    let mut p = _mm256_set1_pd(INV_FACT[13]);
+    for &c in INV_FACT[..13].iter().rev() {
+        p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(c));
+    }
+    let k64 = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(k));
+    let two_k = _mm256_slli_epi64::<52>(_mm256_add_epi64(k64, _mm256_set1_epi64x(1023)));
+    _mm256_mul_pd(p, _mm256_castsi256_pd(two_k))
+}
+
+/// `1/i!` for i = 0..=13.
+const INV_FACT: [f64; 14] = {
+    let mut f = [1.0; 14];
+    let mut i = 1;
+    while i < 14 {
+        f[i] = f[i - 1] / i as f64;
+        i += 1;
+    }
+    f
+};
+
+/// See [`super::Kernel::cross_entropy`].
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn cross_entropy(
+    x: &mut [f32],
+    label: usize,
+    inv_n: f64,
+    backward: bool,
+    exps: &mut [f64],
+) -> (f64, usize) {
+    let (n, xp, ep) = (x.len(), x.as_mut_ptr(), exps.as_mut_ptr());
+    let mut mv = _mm256_set1_ps(f32::NEG_INFINITY);
+    let mut j = 0;
+    while j + 8 <= n {
+        mv = _mm256_max_ps(mv, _mm256_loadu_ps(xp.add(j)));
+        j += 8;
+    }
+    let mut lanes = [0.0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), mv);
+    let max = lanes
+        .iter()
+        .chain(&x[j..])
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let argmax = x.iter().position(|&v| v == max).unwrap_or(0);
+    let m = _mm256_set1_pd(f64::from(max));
+    let mut zv = _mm256_setzero_pd();
+    let mut j = 0;
+    while j + 4 <= n {
+        let v = _mm256_cvtps_pd(_mm_loadu_ps(xp.add(j)));
+        let e = exp_nonpositive(_mm256_sub_pd(v, m));
+        _mm256_storeu_pd(ep.add(j), e);
+        zv = _mm256_add_pd(zv, e);
+        j += 4;
+    }
+    let mut zl = [0.0f64; 4];
+    _mm256_storeu_pd(zl.as_mut_ptr(), zv);
+    let mut z = zl.iter().sum::<f64>();
+    for c in j..n {
+        exps[c] = (f64::from(x[c]) - f64::from(max)).exp();
+        z += exps[c];
+    }
+    let loss = f64::from(max) + z.ln() - f64::from(x[label]);
+    if backward {
+        let scale = inv_n / z;
+        let s = _mm256_set1_pd(scale);
+        let mut j = 0;
+        while j + 4 <= n {
+            let d = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_loadu_pd(ep.add(j)), s));
+            _mm_storeu_ps(xp.add(j), d);
+            j += 4;
+        }
+        for c in j..n {
+            x[c] = (exps[c] * scale) as f32;
+        }
+        x[label] = (exps[label] * scale - inv_n) as f32;
+    }
+    (loss, argmax)
+}
