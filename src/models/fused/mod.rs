@@ -5,9 +5,9 @@
 //! The loss reads only the last position, whose query sees the fixed `=` token; attention writes
 //! a pattern-weighted sum of per-(position, token) value rows, which is linear, so the OV circuit
 //! is pushed through `W_in` and `W_U` once per table row instead of once per example
-//! ([`table`]). Per example that leaves 3·n_heads table rows of d_mlp + d_vocab_out to combine
-//! ([`kernels`]: one pass each way, partial sums in registers, AVX2 for f32) and one
-//! `post · W_L` row (`W_L = W_out·W_U`), forward and backward ([`rows`]): ≈ 1.78 GFLOP for the
+//! (`table.rs`). Per example that leaves 3·n_heads table rows of d_mlp + d_vocab_out to combine
+//! (`kernels.rs`: one pass each way, partial sums in registers, AVX2 for f32) and one
+//! `post · W_L` row (`W_L = W_out·W_U`), forward and backward (`rows.rs`): ≈ 1.78 GFLOP for the
 //! paper's 3,830-row step against 3.7 GFLOP for the unfactored one. Rows are split into one chunk
 //! per thread and the chunk gradients summed. The burn [`crate::models::Transformer`] is the
 //! reference it is tested against (gradients and 25 AdamW steps, f64 and f32).
@@ -36,7 +36,7 @@ pub fn applies(cfg: &TransformerConfig) -> bool {
 /// FLOPs (2 × multiply-adds) the fused training step executes on `rows` examples: per row three
 /// `d_mlp × d_vocab_out` products (logits, ∂W_L, ∂post) and 3·n_heads table rows of
 /// `d_mlp + d_vocab_out` combined three times (forward, dots, scatter); per step the table
-/// stage's products (see [`table`]) over its `2·d_vocab + 1` rows.
+/// stage's products (see `table.rs`) over its `2·d_vocab + 1` rows.
 pub fn step_flops(cfg: &TransformerConfig, rows: usize) -> f64 {
     let (d, hd, m, vo) = (
         cfg.d_model as f64,
