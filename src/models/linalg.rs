@@ -160,32 +160,34 @@ pub fn matmul_into<T: Real>(
     }
 }
 
+/// Fills `out` (rows of `row_len` entries) in one contiguous block of rows per rayon thread:
+/// `fill(first_row, block)`. The block boundaries do not change any entry's value.
+pub fn par_rows<T: Real>(out: &mut [T], row_len: usize, fill: impl Fn(usize, &mut [T]) + Sync) {
+    use rayon::prelude::*;
+    let rows = out.len() / row_len.max(1);
+    let per = rows.div_ceil(rayon::current_num_threads().clamp(1, rows.max(1)));
+    out.par_chunks_mut((per * row_len).max(1))
+        .enumerate()
+        .for_each(|(i, block)| fill(i * per, block));
+}
+
 /// `lhs · rhs` as a new row-major buffer, its rows split across the rayon threads (for the
 /// table stage's products, which no row chunk owns).
 pub fn matmul_par<T: Real>(lhs: View<T>, rhs: View<T>) -> Vec<T> {
     let (m, n) = (lhs.rows, rhs.cols);
     let mut out = vec![T::zero(); m * n];
-    let parts = rayon::current_num_threads().min(m.max(1));
-    if parts <= 1 || m * n * lhs.cols < 1 << 20 {
+    if m * n * lhs.cols < 1 << 20 {
         matmul_into(&mut out, n, lhs, rhs, false);
         return out;
     }
-    let rows_per = m.div_ceil(parts);
-    use rayon::prelude::*;
-    out.par_chunks_mut(rows_per * n)
-        .enumerate()
-        .for_each(|(i, chunk)| {
-            let lo = i * rows_per;
-            let rows = chunk.len() / n;
-            let part = View {
-                data: &lhs.data[lo * lhs.rs..],
-                rows,
-                cols: lhs.cols,
-                rs: lhs.rs,
-                cs: lhs.cs,
-            };
-            matmul_into(chunk, n, part, rhs, false);
-        });
+    par_rows(&mut out, n, |lo, block| {
+        let part = View {
+            data: &lhs.data[lo * lhs.rs..],
+            rows: block.len() / n,
+            ..lhs
+        };
+        matmul_into(block, n, part, rhs, false);
+    });
     out
 }
 

@@ -234,3 +234,39 @@ pub unsafe fn cross_entropy(
     }
     (loss, argmax)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vector_exp_matches_libm() {
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            eprintln!("skipped: no AVX2/FMA on this CPU");
+            return;
+        }
+        let mut worst = 0.0f64;
+        for i in 0..200_000 {
+            let x = -708.0 * (i as f64 / 200_000.0).powi(3);
+            let mut out = [0.0; 4];
+            // SAFETY: AVX2 and FMA were detected.
+            unsafe {
+                let v = exp_nonpositive(_mm256_set1_pd(x));
+                _mm256_storeu_pd(out.as_mut_ptr(), v);
+            }
+            let want = x.exp();
+            worst = worst.max((out[0] - want).abs() / want);
+        }
+        assert!(worst < 4.5e-16, "worst relative error {worst}");
+        let mut out = [0.0; 4];
+        // SAFETY: as above.
+        unsafe {
+            let v = exp_nonpositive(_mm256_set_pd(f64::NAN, -1e6, -0.0, 0.0));
+            _mm256_storeu_pd(out.as_mut_ptr(), v);
+        }
+        assert_eq!(out[0], 1.0);
+        assert_eq!(out[1], 1.0);
+        assert!(out[2] < 1e-300);
+        assert!(out[3].is_nan());
+    }
+}

@@ -34,24 +34,8 @@ pub struct RowsForward<T> {
     pub logits: Vec<T>,
 }
 
-/// The loss side of a row-stage call: labels `[R]`, the batch size the mean runs over, and
-/// whether to run the backward pass.
-struct Loss<'a> {
-    labels: &'a [usize],
-    n_total: usize,
-    backward: bool,
-}
-
-/// Forward of `ids` (`[R, 3]` table rows), in the rows' order.
-pub fn forward<T: Kernel>(w: &Weights<T>, t: &Table<T>, ids: &[[usize; 3]]) -> RowsForward<T> {
-    match dispatch(w, t, ids, None) {
-        Out::Forward(f) => f,
-        Out::Chunk(_) => unreachable!("no loss was asked for"),
-    }
-}
-
-/// Forward (and, with `backward`, backward) of `ids` (`[R, 3]` table rows) against `labels`
-/// (`[R]`). The loss gradient is scaled by `1/n_total` (the mean over the whole batch).
+/// Forward, loss and (with `backward`) backward of `ids` (`[R, 3]` table rows) against
+/// `labels` (`[R]`). The loss gradient is scaled by `1/n_total` (the mean over the whole batch).
 pub fn run<T: Kernel>(
     w: &Weights<T>,
     t: &Table<T>,
@@ -60,35 +44,8 @@ pub fn run<T: Kernel>(
     n_total: usize,
     backward: bool,
 ) -> ChunkResult<T> {
-    let loss = Loss {
-        labels,
-        n_total,
-        backward,
-    };
-    match dispatch(w, t, ids, Some(loss)) {
-        Out::Chunk(chunk) => chunk,
-        Out::Forward(_) => unreachable!("a loss was asked for"),
-    }
-}
-
-/// What one row-stage call returns: the forward pass alone, or the loss (and gradients).
-enum Out<T> {
-    Forward(RowsForward<T>),
-    Chunk(ChunkResult<T>),
-}
-
-/// The forward pass, then with a [`Loss`] the loss and (optionally) the backward pass.
-fn dispatch<T: Kernel>(
-    w: &Weights<T>,
-    t: &Table<T>,
-    ids: &[[usize; 3]],
-    loss: Option<Loss>,
-) -> Out<T> {
-    let f = forward_rows(w, t, ids);
-    match loss {
-        None => Out::Forward(f),
-        Some(l) => Out::Chunk(loss_and_backward(w, t, ids, l, f)),
-    }
+    let f = forward(w, t, ids);
+    loss_and_backward(w, t, ids, (labels, n_total, backward), f)
 }
 
 /// The `[H, W]` blocks of the three table rows a row reads.
@@ -104,7 +61,8 @@ fn blocks_mut<'a, T>(tab: &'a mut [T], id: &[usize; 3], hw: usize) -> [&'a mut [
     [&mut lo[a * hw..(a + 1) * hw], &mut mid[..hw], &mut hi[..hw]]
 }
 
-fn forward_rows<T: Kernel>(w: &Weights<T>, t: &Table<T>, ids: &[[usize; 3]]) -> RowsForward<T> {
+/// Forward of `ids` (`[R, 3]` table rows), in the rows' order.
+pub fn forward<T: Kernel>(w: &Weights<T>, t: &Table<T>, ids: &[[usize; 3]]) -> RowsForward<T> {
     let (h, m, vo) = (w.h, w.m, w.vo);
     let r = ids.len();
     let mut pattern = vec![[T::zero(); 3]; r * h]; // (R, H, 3)
@@ -143,14 +101,9 @@ fn loss_and_backward<T: Kernel>(
     w: &Weights<T>,
     t: &Table<T>,
     ids: &[[usize; 3]],
-    loss: Loss,
+    (labels, n_total, backward): (&[usize], usize, bool),
     f: RowsForward<T>,
 ) -> ChunkResult<T> {
-    let Loss {
-        labels,
-        n_total,
-        backward,
-    } = loss;
     let (h, m, vo) = (w.h, w.m, w.vo);
     let n_tab = t.n_tab;
     let r = ids.len();

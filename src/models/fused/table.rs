@@ -10,7 +10,7 @@
 //! comments use H heads, D = d_model, Dh = d_head, M = d_mlp, Vo = d_vocab_out.
 
 use super::Weights;
-use crate::models::linalg::{axpy, dot, matmul, matmul_into, matmul_par, Real, View};
+use crate::models::linalg::{axpy, dot, matmul, matmul_into, matmul_par, par_rows, Real, View};
 use rayon::prelude::*;
 
 /// Forward quantities of the table stage.
@@ -107,7 +107,7 @@ fn add_row<T: Real>(x: &mut [T], bias: &[T]) {
 }
 
 /// `out[r, h] = vals[r, h]·w[h]` for every table row and head: `vals` `[n_tab, H·Dh]`, `w`
-/// `[H·Dh, width]`, `out` `[n_tab, H, width]`, rows split across the threads.
+/// `[H·Dh, width]`, `out` `[n_tab, H, width]`, rows split across the threads ([`par_rows`]).
 fn per_head<T: Real>(
     vals: &[T],
     w: &[T],
@@ -117,17 +117,14 @@ fn per_head<T: Real>(
     width: usize,
 ) -> Vec<T> {
     let mut out = vec![T::zero(); n_tab * h * width];
-    let half = n_tab.div_ceil(2);
-    out.par_chunks_mut(half * h * width)
-        .enumerate()
-        .for_each(|(part, out)| {
-            let (lo, rows) = (part * half, out.len() / (h * width));
-            for hh in 0..h {
-                let v_h = View::strided(&vals[lo * h * dh + hh * dh..], rows, dh, h * dh, 1);
-                let w_h = View::new(&w[hh * dh * width..(hh + 1) * dh * width], dh, width);
-                matmul_into(&mut out[hh * width..], h * width, v_h, w_h, false);
-            }
-        });
+    par_rows(&mut out, h * width, |lo, out| {
+        let rows = out.len() / (h * width);
+        for hh in 0..h {
+            let v_h = View::strided(&vals[lo * h * dh + hh * dh..], rows, dh, h * dh, 1);
+            let w_h = View::new(&w[hh * dh * width..(hh + 1) * dh * width], dh, width);
+            matmul_into(&mut out[hh * width..], h * width, v_h, w_h, false);
+        }
+    });
     out
 }
 
@@ -244,17 +241,13 @@ fn per_head_back<T: Real>(
                 })
         },
         || {
-            let half = n_tab.div_ceil(2);
-            d_vals
-                .par_chunks_mut(half * hd)
-                .enumerate()
-                .for_each(|(part, d_vals)| {
-                    let (lo, rows) = (part * half, d_vals.len() / hd);
-                    for hh in 0..h {
-                        let w_h = View::new(&w[hh * dh * width..(hh + 1) * dh * width], dh, width);
-                        matmul_into(&mut d_vals[hh * dh..], hd, g_h(hh, lo, rows), w_h.t(), true);
-                    }
-                })
+            par_rows(d_vals, hd, |lo, d_vals| {
+                let rows = d_vals.len() / hd;
+                for hh in 0..h {
+                    let w_h = View::new(&w[hh * dh * width..(hh + 1) * dh * width], dh, width);
+                    matmul_into(&mut d_vals[hh * dh..], hd, g_h(hh, lo, rows), w_h.t(), true);
+                }
+            })
         },
     );
     d_w
