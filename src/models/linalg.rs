@@ -171,26 +171,6 @@ pub fn par_rows<T: Real>(out: &mut [T], row_len: usize, fill: impl Fn(usize, &mu
         .for_each(|(i, block)| fill(i * per, block));
 }
 
-/// `lhs · rhs` as a new row-major buffer, its rows split across the rayon threads (for the
-/// table stage's products, which no row chunk owns).
-pub fn matmul_par<T: Real>(lhs: View<T>, rhs: View<T>) -> Vec<T> {
-    let (m, n) = (lhs.rows, rhs.cols);
-    let mut out = vec![T::zero(); m * n];
-    if m * n * lhs.cols < 1 << 20 {
-        matmul_into(&mut out, n, lhs, rhs, false);
-        return out;
-    }
-    par_rows(&mut out, n, |lo, block| {
-        let part = View {
-            data: &lhs.data[lo * lhs.rs..],
-            rows: block.len() / n,
-            ..lhs
-        };
-        matmul_into(block, n, part, rhs, false);
-    });
-    out
-}
-
 /// `lhs · rhs` as a new row-major buffer.
 pub fn matmul<T: Real>(lhs: View<T>, rhs: View<T>) -> Vec<T> {
     let mut out = vec![T::zero(); lhs.rows * rhs.cols];

@@ -24,9 +24,12 @@ pub use kernels::Kernel;
 use rayon::prelude::*;
 pub use rows::RowsForward;
 
-/// Whether the fused step applies: 1 layer, no LayerNorm, ReLU MLP, 3 positions.
+/// Whether the fused step applies: 1 layer, no LayerNorm, ReLU MLP, 3 positions (and a
+/// vocabulary below 2²⁰ tokens).
 pub fn applies(cfg: &TransformerConfig) -> bool {
     cfg.n_layers == 1
+        && 2 * cfg.d_vocab < 1 << 21
+        && cfg.d_vocab_out < 1 << 21
         && cfg.normalization == Normalization::None
         && !cfg.attn_only
         && cfg.act_fn == Activation::Relu
@@ -110,16 +113,46 @@ fn heads_stacked<T: Real>(w: &[T], h: usize, d: usize, dh: usize) -> Vec<f64> {
 }
 
 impl<T: Real> Weights<T> {
-    /// Converts the store's weights (`cfg` must satisfy [`applies`]).
+    /// Converts the store's weights (`cfg` must satisfy [`applies`]), one tensor per rayon
+    /// task.
     pub fn new(cfg: &TransformerConfig, store: &ParamStore) -> Self {
-        let get = |name: &str| -> Vec<T> {
-            let e = store
-                .get(name)
-                .unwrap_or_else(|| panic!("parameter `{name}` exists for this config"));
-            e.data.iter().map(|&x| T::of(x)).collect()
-        };
+        const NAMES: [&str; 16] = [
+            "embed.W_E",
+            "pos_embed.W_pos",
+            "blocks.0.attn.W_Q",
+            "blocks.0.attn.W_K",
+            "blocks.0.attn.W_V",
+            "blocks.0.attn.b_Q",
+            "blocks.0.attn.b_K",
+            "blocks.0.attn.b_V",
+            "blocks.0.attn.W_O",
+            "blocks.0.attn.b_O",
+            "blocks.0.mlp.W_in",
+            "blocks.0.mlp.b_in",
+            "blocks.0.mlp.W_out",
+            "blocks.0.mlp.b_out",
+            "unembed.W_U",
+            "unembed.b_U",
+        ];
         let (h, d, dh) = (cfg.n_heads, cfg.d_model, cfg.d_head);
-        let side = |name: &str| heads_side_by_side(&get(name), h, d, dh);
+        let all: Vec<Vec<T>> = (NAMES.par_iter())
+            .map(|name| {
+                let e = store
+                    .get(name)
+                    .unwrap_or_else(|| panic!("parameter `{name}` exists for this config"));
+                let x: Vec<T> = e.data.iter().map(|&x| T::of(x)).collect();
+                if matches!(
+                    *name,
+                    "blocks.0.attn.W_Q" | "blocks.0.attn.W_K" | "blocks.0.attn.W_V"
+                ) {
+                    heads_side_by_side(&x, h, d, dh)
+                } else {
+                    x
+                }
+            })
+            .collect();
+        let [w_e, w_pos, w_q2, w_k2, w_v2, b_q, b_k, b_v, w_o, b_o, w_in, b_in, w_out, b_out, w_u, b_u]: [Vec<T>; 16] =
+            all.try_into().unwrap_or_else(|_| unreachable!("one vector per name"));
         Self {
             d,
             h,
@@ -128,22 +161,22 @@ impl<T: Real> Weights<T> {
             v: cfg.d_vocab,
             vo: cfg.d_vocab_out,
             n_ctx: cfg.n_ctx,
-            w_e: get("embed.W_E"),
-            w_pos: get("pos_embed.W_pos"),
-            w_q2: side("blocks.0.attn.W_Q"),
-            w_k2: side("blocks.0.attn.W_K"),
-            w_v2: side("blocks.0.attn.W_V"),
-            b_q: get("blocks.0.attn.b_Q"),
-            b_k: get("blocks.0.attn.b_K"),
-            b_v: get("blocks.0.attn.b_V"),
-            w_o: get("blocks.0.attn.W_O"),
-            b_o: get("blocks.0.attn.b_O"),
-            w_in: get("blocks.0.mlp.W_in"),
-            b_in: get("blocks.0.mlp.b_in"),
-            w_out: get("blocks.0.mlp.W_out"),
-            b_out: get("blocks.0.mlp.b_out"),
-            w_u: get("unembed.W_U"),
-            b_u: get("unembed.b_U"),
+            w_e,
+            w_pos,
+            w_q2,
+            w_k2,
+            w_v2,
+            b_q,
+            b_k,
+            b_v,
+            w_o,
+            b_o,
+            w_in,
+            b_in,
+            w_out,
+            b_out,
+            w_u,
+            b_u,
         }
     }
 }
@@ -172,6 +205,37 @@ fn table_ids(cfg: &TransformerConfig, tokens: &[i64]) -> Option<(usize, Vec<[usi
         })
         .collect::<Option<Vec<_>>>()
         .map(|ids| (eq_tok, ids))
+}
+
+/// The examples (`ids` `[R, 3]` table rows, `labels` `[R]`) sorted by (a, b), then label:
+/// consecutive rows then read and scatter into the same table rows, which stay in cache. Sums
+/// over rows are order-independent up to rounding, and the order is fixed by the data, so runs
+/// stay deterministic. The sort runs on packed `u64` keys, several times faster than on tuples.
+///
+/// # Panics
+/// If a table row or label is 2²¹ or more ([`applies`] bounds the vocabulary far below).
+fn sorted(ids: Vec<[usize; 3]>, labels: &[i64]) -> (Vec<[usize; 3]>, Vec<usize>) {
+    const BITS: u32 = 21;
+    let mask = (1u64 << BITS) - 1;
+    let field = |x: usize| {
+        assert!(
+            x as u64 <= mask,
+            "fused step: table row or label {x} ≥ 2^21"
+        );
+        x as u64
+    };
+    // The third id is the same `=` row for every example.
+    let eq = ids.first().map_or(0, |id| id[2]);
+    let mut keys: Vec<u64> = (ids.iter().zip(labels))
+        .map(|(id, &l)| field(id[0]) << (2 * BITS) | field(id[1]) << BITS | field(l as usize))
+        .collect();
+    keys.sort_unstable();
+    keys.into_iter()
+        .map(|k| {
+            let part = |shift: u32| ((k >> shift) & mask) as usize;
+            ([part(2 * BITS), part(BITS), eq], part(0))
+        })
+        .unzip()
 }
 
 /// The forward pass alone in precision `T` on `tokens` (`[R, 3]` row-major), rows in the given
@@ -203,17 +267,14 @@ pub fn run<T: Kernel>(
 ) -> Option<FusedResult> {
     let n = labels.len();
     let (eq_tok, ids) = table_ids(cfg, tokens)?;
-    // Examples sorted by (a, b): consecutive rows then read and scatter into the same table rows,
-    // which stay in cache. Sums over rows are order-independent up to rounding, and the order is
-    // fixed by the data, so runs stay deterministic.
-    let mut examples: Vec<([usize; 3], usize)> = ids
-        .into_iter()
-        .zip(labels.iter().map(|&l| l as usize))
-        .collect();
-    examples.sort_unstable();
-    let (ids, labels): (Vec<[usize; 3]>, Vec<usize>) = examples.into_iter().unzip();
-    let w = Weights::<T>::new(cfg, store);
-    let t = table::forward(&w, eq_tok);
+    let ((ids, labels), (w, t)) = rayon::join(
+        || sorted(ids, labels),
+        || {
+            let w = Weights::<T>::new(cfg, store);
+            let t = table::forward(&w, eq_tok);
+            (w, t)
+        },
+    );
     let chunks = chunks.clamp(1, n.max(1));
     let parts: Vec<rows::ChunkResult<T>> = (0..chunks)
         .into_par_iter()

@@ -10,7 +10,7 @@
 //! comments use H heads, D = d_model, Dh = d_head, M = d_mlp, Vo = d_vocab_out.
 
 use super::Weights;
-use crate::models::linalg::{axpy, dot, matmul, matmul_into, matmul_par, par_rows, Real, View};
+use crate::models::linalg::{axpy, dot, matmul, matmul_into, par_rows, Real, View};
 use rayon::prelude::*;
 
 /// Forward quantities of the table stage.
@@ -142,19 +142,38 @@ pub fn forward<T: Real>(w: &Weights<T>, eq_tok: usize) -> Table<T> {
     }
     let e_view = View::new(&e, n_tab, d);
     let eq_row = &e[2 * v * d..];
+    let base: Vec<T> = eq_row.iter().zip(&w.b_o).map(|(&x, &b)| x + b).collect();
     let w_o = View::new(&w.w_o, hd, d); // [H, Dh, D] as (H·Dh, D)
-    let ((q, k, vals, w_ou), w_oi) = rayon::join(
+    let w_u = View::new(&w.w_u, d, vo);
+    // Every product here depends on the weights alone: four tasks for the two threads.
+    let (((q, k, vals), (c_in, c_u)), (w_oi, (w_ou, w_l))) = rayon::join(
         || {
-            let mut q = matmul(View::new(eq_row, 1, d), View::new(&w.w_q2, d, hd)); // (1, H·Dh)
-            add_row(&mut q, &w.b_q);
-            let mut k = matmul(e_view, View::new(&w.w_k2, d, hd)); // (n_tab, H·Dh)
-            add_row(&mut k, &w.b_k);
-            let mut vals = matmul(e_view, View::new(&w.w_v2, d, hd)); // (n_tab, H·Dh)
-            add_row(&mut vals, &w.b_v);
-            let w_ou = matmul(w_o, View::new(&w.w_u, d, vo)); // (H·Dh, Vo)
-            (q, k, vals, w_ou)
+            rayon::join(
+                || {
+                    let mut q = matmul(View::new(eq_row, 1, d), View::new(&w.w_q2, d, hd)); // (1, H·Dh)
+                    add_row(&mut q, &w.b_q);
+                    let mut k = matmul(e_view, View::new(&w.w_k2, d, hd)); // (n_tab, H·Dh)
+                    add_row(&mut k, &w.b_k);
+                    let mut vals = matmul(e_view, View::new(&w.w_v2, d, hd)); // (n_tab, H·Dh)
+                    add_row(&mut vals, &w.b_v);
+                    (q, k, vals)
+                },
+                || {
+                    let mut c_in = matmul(View::new(&base, 1, d), View::new(&w.w_in, d, m)); // (1, M)
+                    add_row(&mut c_in, &w.b_in);
+                    let resid: Vec<T> = base.iter().zip(&w.b_out).map(|(&x, &b)| x + b).collect();
+                    let mut c_u = matmul(View::new(&resid, 1, d), w_u); // (1, Vo)
+                    add_row(&mut c_u, &w.b_u);
+                    (c_in, c_u)
+                },
+            )
         },
-        || matmul(w_o, View::new(&w.w_in, d, m)), // (H·Dh, M)
+        || {
+            rayon::join(
+                || matmul(w_o, View::new(&w.w_in, d, m)), // (H·Dh, M)
+                || (matmul(w_o, w_u), matmul(View::new(&w.w_out, m, d), w_u)), // (H·Dh, Vo), (M, Vo)
+            )
+        },
     );
     let scale = T::of(1.0 / (dh as f64).sqrt());
     let mut scores = vec![T::zero(); n_tab * h]; // (n_tab, H)
@@ -164,15 +183,10 @@ pub fn forward<T: Real>(w: &Weights<T>, eq_tok: usize) -> Table<T> {
             scores[r * h + hh] = scale * dot(kr, &q[hh * dh..(hh + 1) * dh]);
         }
     }
-    let ov_in = per_head(&vals, &w_oi, n_tab, h, dh, m);
-    let ov_u = per_head(&vals, &w_ou, n_tab, h, dh, vo);
-    let base: Vec<T> = eq_row.iter().zip(&w.b_o).map(|(&x, &b)| x + b).collect();
-    let mut c_in = matmul(View::new(&base, 1, d), View::new(&w.w_in, d, m));
-    add_row(&mut c_in, &w.b_in);
-    let resid: Vec<T> = base.iter().zip(&w.b_out).map(|(&x, &b)| x + b).collect();
-    let mut c_u = matmul(View::new(&resid, 1, d), View::new(&w.w_u, d, vo));
-    add_row(&mut c_u, &w.b_u);
-    let w_l = matmul_par(View::new(&w.w_out, m, d), View::new(&w.w_u, d, vo)); // (M, Vo)
+    let (ov_in, ov_u) = rayon::join(
+        || per_head(&vals, &w_oi, n_tab, h, dh, m),
+        || per_head(&vals, &w_ou, n_tab, h, dh, vo),
+    );
     Table {
         n_tab,
         e,
@@ -217,43 +231,51 @@ pub struct WeightGrads<T> {
     pub w_u: Vec<T>,
 }
 
-/// Backward of [`per_head`]: `∂w[h] = vals[:, h]ᵀ·g[:, h]` (`[H·Dh, width]`, heads across the
-/// threads) and `∂vals[:, h] += g[:, h]·w[h]ᵀ` into `d_vals` `[n_tab, H·Dh]`.
-fn per_head_back<T: Real>(
+/// Backward of [`per_head`] to its weights: `∂w[h] = vals[:, h]ᵀ·g[:, h]` (`[H·Dh, width]`,
+/// heads across the threads).
+fn per_head_dw<T: Real>(
     vals: &[T],
-    w: &[T],
     g: &[T],
-    d_vals: &mut [T],
     (n_tab, h, dh, width): (usize, usize, usize, usize),
 ) -> Vec<T> {
     let hd = h * dh;
     let mut d_w = vec![T::zero(); hd * width];
-    let g_h = |hh: usize, lo: usize, rows: usize| {
-        View::strided(&g[lo * h * width + hh * width..], rows, width, h * width, 1)
-    };
-    rayon::join(
-        || {
-            d_w.par_chunks_mut(dh * width)
-                .enumerate()
-                .for_each(|(hh, d_w)| {
-                    let v_h = View::strided(&vals[hh * dh..], n_tab, dh, hd, 1);
-                    matmul_into(d_w, width, v_h.t(), g_h(hh, 0, n_tab), false);
-                })
-        },
-        || {
-            par_rows(d_vals, hd, |lo, d_vals| {
-                let rows = d_vals.len() / hd;
-                for hh in 0..h {
-                    let w_h = View::new(&w[hh * dh * width..(hh + 1) * dh * width], dh, width);
-                    matmul_into(&mut d_vals[hh * dh..], hd, g_h(hh, lo, rows), w_h.t(), true);
-                }
-            })
-        },
-    );
+    d_w.par_chunks_mut(dh * width)
+        .enumerate()
+        .for_each(|(hh, d_w)| {
+            let v_h = View::strided(&vals[hh * dh..], n_tab, dh, hd, 1);
+            let g_h = View::strided(&g[hh * width..], n_tab, width, h * width, 1);
+            matmul_into(d_w, width, v_h.t(), g_h, false);
+        });
     d_w
 }
 
-/// Backward of the table stage: from the row stage's summed gradients to the weights'.
+/// Backward of both [`per_head`] products to the values: `∂vals[:, h] = g_in[:, h]·w_oi[h]ᵀ +
+/// g_u[:, h]·w_ou[h]ᵀ` (`[n_tab, H·Dh]`), rows split across the threads.
+fn per_head_d_vals<T: Real>(
+    t: &Table<T>,
+    g: &TableGrads<T>,
+    (h, dh, m, vo): (usize, usize, usize, usize),
+) -> Vec<T> {
+    let hd = h * dh;
+    let mut d_vals = vec![T::zero(); t.n_tab * hd];
+    par_rows(&mut d_vals, hd, |lo, d_vals| {
+        let rows = d_vals.len() / hd;
+        for (w, g, width) in [(&t.w_oi, &g.ov_in, m), (&t.w_ou, &g.ov_u, vo)] {
+            for hh in 0..h {
+                let g_h =
+                    View::strided(&g[lo * h * width + hh * width..], rows, width, h * width, 1);
+                let w_h = View::new(&w[hh * dh * width..(hh + 1) * dh * width], dh, width);
+                matmul_into(&mut d_vals[hh * dh..], hd, g_h, w_h.t(), true);
+            }
+        }
+    });
+    d_vals
+}
+
+/// Backward of the table stage: from the row stage's summed gradients to the weights'. Two
+/// independent halves run side by side: the OV path to `W_in`, `W_U` and `W_O`, and the path
+/// through the values and keys to `W_V`, `W_K` and the embeddings.
 pub fn backward<T: Real>(
     w: &Weights<T>,
     t: &Table<T>,
@@ -263,92 +285,95 @@ pub fn backward<T: Real>(
     let (d, h, dh, m, v, vo) = (w.d, w.h, w.dh, w.m, w.v, w.vo);
     let (n_tab, hd) = (t.n_tab, h * dh);
     let n_ctx = w.n_ctx;
-
-    // ov_in[:, h] = vals[:, h]·W_OI[h], ov_u[:, h] = vals[:, h]·W_OU[h]
-    let mut d_vals = vec![T::zero(); n_tab * hd]; // (n_tab, H·Dh)
-    let d_w_oi = per_head_back(&t.vals, &t.w_oi, &g.ov_in, &mut d_vals, (n_tab, h, dh, m));
-    let d_w_ou = per_head_back(&t.vals, &t.w_ou, &g.ov_u, &mut d_vals, (n_tab, h, dh, vo));
-
-    // W_OI = W_O·W_in, W_OU = W_O·W_U, c_in = base·W_in + b_in, c_u = (base + b_out)·W_U + b_U,
-    // W_L = W_out·W_U
     let w_o = View::new(&w.w_o, hd, d);
-    let (w_in_u, (d_w_o, w_out)) = rayon::join(
+    let e_view = View::new(&t.e, n_tab, d);
+    let scale = T::of(1.0 / (dh as f64).sqrt());
+
+    let ((w_in, w_u, d_w_o), (w_k2, w_v2, mut d_e, d_q, w_out)) = rayon::join(
         || {
-            let mut w_in = matmul(w_o.t(), View::new(&d_w_oi, hd, m)); // (D, M)
-            let mut w_u = matmul(w_o.t(), View::new(&d_w_ou, hd, vo)); // (D, Vo)
-            matmul_into(
-                &mut w_u,
-                vo,
-                View::new(&w.w_out, m, d).t(),
-                View::new(&g.w_l, m, vo),
-                true,
+            // ov_in[:, h] = vals[:, h]·W_OI[h], ov_u[:, h] = vals[:, h]·W_OU[h]
+            let (d_w_oi, d_w_ou) = rayon::join(
+                || per_head_dw(&t.vals, &g.ov_in, (n_tab, h, dh, m)),
+                || per_head_dw(&t.vals, &g.ov_u, (n_tab, h, dh, vo)),
             );
-            for i in 0..d {
-                let (b, r) = (t.base[i], t.base[i] + w.b_out[i]);
-                axpy(&mut w_in[i * m..(i + 1) * m], b, &g.c_in);
-                axpy(&mut w_u[i * vo..(i + 1) * vo], r, &g.c_u);
-            }
-            (w_in, w_u)
+            // W_OI = W_O·W_in, W_OU = W_O·W_U, c_in = base·W_in + b_in,
+            // c_u = (base + b_out)·W_U + b_U, W_L = W_out·W_U (its W_U part)
+            let ((w_in, w_u), d_w_o) = rayon::join(
+                || {
+                    let mut w_in = matmul(w_o.t(), View::new(&d_w_oi, hd, m)); // (D, M)
+                    let mut w_u = matmul(w_o.t(), View::new(&d_w_ou, hd, vo)); // (D, Vo)
+                    matmul_into(
+                        &mut w_u,
+                        vo,
+                        View::new(&w.w_out, m, d).t(),
+                        View::new(&g.w_l, m, vo),
+                        true,
+                    );
+                    for i in 0..d {
+                        let (b, r) = (t.base[i], t.base[i] + w.b_out[i]);
+                        axpy(&mut w_in[i * m..(i + 1) * m], b, &g.c_in);
+                        axpy(&mut w_u[i * vo..(i + 1) * vo], r, &g.c_u);
+                    }
+                    (w_in, w_u)
+                },
+                || {
+                    let mut d_w_o = matmul(View::new(&d_w_oi, hd, m), View::new(&w.w_in, d, m).t()); // (H·Dh, D)
+                    matmul_into(
+                        &mut d_w_o,
+                        d,
+                        View::new(&d_w_ou, hd, vo),
+                        View::new(&w.w_u, d, vo).t(),
+                        true,
+                    );
+                    d_w_o
+                },
+            );
+            (w_in, w_u, d_w_o)
         },
         || {
-            let mut d_w_o = matmul(View::new(&d_w_oi, hd, m), View::new(&w.w_in, d, m).t());
-            matmul_into(
-                &mut d_w_o,
-                d,
-                View::new(&d_w_ou, hd, vo),
-                View::new(&w.w_u, d, vo).t(),
-                true,
+            let (d_vals, w_out) = rayon::join(
+                || per_head_d_vals(t, g, (h, dh, m, vo)),
+                || matmul(View::new(&g.w_l, m, vo), View::new(&w.w_u, d, vo).t()), // (M, D)
             );
-            let w_out = matmul(View::new(&g.w_l, m, vo), View::new(&w.w_u, d, vo).t()); // (M, D)
-            (d_w_o, w_out)
+            // scores[r, h] = scale·q_h·k_h[r]
+            let mut d_k = vec![T::zero(); n_tab * hd];
+            let mut d_q = vec![T::zero(); hd];
+            for r in 0..n_tab {
+                for hh in 0..h {
+                    let s = scale * g.scores[r * h + hh];
+                    let cols = hh * dh..(hh + 1) * dh;
+                    let k_row = r * hd + cols.start..r * hd + cols.end;
+                    axpy(&mut d_k[k_row.clone()], s, &t.q[cols.clone()]);
+                    axpy(&mut d_q[cols], s, &t.k[k_row]);
+                }
+            }
+            // k = E·W_K + b_K, vals = E·W_V + b_V
+            let ((w_k2, w_v2), d_e) = rayon::join(
+                || {
+                    let w_k2 = matmul(e_view.t(), View::new(&d_k, n_tab, hd)); // (D, H·Dh)
+                    let w_v2 = matmul(e_view.t(), View::new(&d_vals, n_tab, hd));
+                    (w_k2, w_v2)
+                },
+                || {
+                    let mut d_e = matmul(View::new(&d_k, n_tab, hd), View::new(&w.w_k2, d, hd).t()); // (n_tab, D)
+                    matmul_into(
+                        &mut d_e,
+                        d,
+                        View::new(&d_vals, n_tab, hd),
+                        View::new(&w.w_v2, d, hd).t(),
+                        true,
+                    );
+                    d_e
+                },
+            );
+            (w_k2, w_v2, d_e, d_q, w_out)
         },
     );
-    let (w_in, w_u) = w_in_u;
     let b_out = matmul(View::new(&w.w_u, d, vo), View::new(&g.c_u, vo, 1)); // (D)
     let mut d_base = matmul(View::new(&w.w_in, d, m), View::new(&g.c_in, m, 1));
     d_base.iter_mut().zip(&b_out).for_each(|(x, &y)| *x += y);
 
-    // scores[r, h] = scale·q_h·k_h[r]
-    let scale = T::of(1.0 / (dh as f64).sqrt());
-    let mut d_k = vec![T::zero(); n_tab * hd];
-    let mut d_q = vec![T::zero(); hd];
-    for r in 0..n_tab {
-        for hh in 0..h {
-            let s = scale * g.scores[r * h + hh];
-            let cols = hh * dh..(hh + 1) * dh;
-            axpy(
-                &mut d_k[r * hd + cols.start..r * hd + cols.end],
-                s,
-                &t.q[cols.clone()],
-            );
-            axpy(
-                &mut d_q[cols.clone()],
-                s,
-                &t.k[r * hd + cols.start..r * hd + cols.end],
-            );
-        }
-    }
-
-    // k = E·W_K + b_K, vals = E·W_V + b_V, q = E[=]·W_Q + b_Q, base = E[=] + b_O
-    let e_view = View::new(&t.e, n_tab, d);
-    let ((w_k2, w_v2), mut d_e) = rayon::join(
-        || {
-            let w_k2 = matmul(e_view.t(), View::new(&d_k, n_tab, hd)); // (D, H·Dh)
-            let w_v2 = matmul(e_view.t(), View::new(&d_vals, n_tab, hd));
-            (w_k2, w_v2)
-        },
-        || {
-            let mut d_e = matmul(View::new(&d_k, n_tab, hd), View::new(&w.w_k2, d, hd).t()); // (n_tab, D)
-            matmul_into(
-                &mut d_e,
-                d,
-                View::new(&d_vals, n_tab, hd),
-                View::new(&w.w_v2, d, hd).t(),
-                true,
-            );
-            d_e
-        },
-    );
+    // q = E[=]·W_Q + b_Q, base = E[=] + b_O
     let eq_row = &t.e[2 * v * d..];
     let w_q2 = matmul(View::new(eq_row, d, 1), View::new(&d_q, 1, hd));
     let d_eq = matmul(View::new(&w.w_q2, d, hd), View::new(&d_q, hd, 1));
