@@ -106,6 +106,23 @@ fn add_row<T: Real>(x: &mut [T], bias: &[T]) {
     }
 }
 
+/// Head `hh`'s `[rows, width]` slab of a row-major `[.., H, width]` buffer, from row `lo`
+/// (`h` = H).
+fn head_cols<T>(
+    x: &[T],
+    hh: usize,
+    (h, width): (usize, usize),
+    lo: usize,
+    rows: usize,
+) -> View<'_, T> {
+    View::strided(&x[(lo * h + hh) * width..], rows, width, h * width, 1)
+}
+
+/// Head `hh`'s `[Dh, width]` matrix of an `[H, Dh, width]` buffer.
+fn head_matrix<T>(w: &[T], hh: usize, dh: usize, width: usize) -> View<'_, T> {
+    View::new(&w[hh * dh * width..(hh + 1) * dh * width], dh, width)
+}
+
 /// `out[r, h] = vals[r, h]·w[h]` for every table row and head: `vals` `[n_tab, H·Dh]`, `w`
 /// `[H·Dh, width]`, `out` `[n_tab, H, width]`, rows split across the threads ([`par_rows`]).
 fn per_head<T: Real>(
@@ -120,9 +137,14 @@ fn per_head<T: Real>(
     par_rows(&mut out, h * width, |lo, out| {
         let rows = out.len() / (h * width);
         for hh in 0..h {
-            let v_h = View::strided(&vals[lo * h * dh + hh * dh..], rows, dh, h * dh, 1);
-            let w_h = View::new(&w[hh * dh * width..(hh + 1) * dh * width], dh, width);
-            matmul_into(&mut out[hh * width..], h * width, v_h, w_h, false);
+            let v_h = head_cols(vals, hh, (h, dh), lo, rows);
+            matmul_into(
+                &mut out[hh * width..],
+                h * width,
+                v_h,
+                head_matrix(w, hh, dh, width),
+                false,
+            );
         }
     });
     out
@@ -243,9 +265,14 @@ fn per_head_dw<T: Real>(
     d_w.par_chunks_mut(dh * width)
         .enumerate()
         .for_each(|(hh, d_w)| {
-            let v_h = View::strided(&vals[hh * dh..], n_tab, dh, hd, 1);
-            let g_h = View::strided(&g[hh * width..], n_tab, width, h * width, 1);
-            matmul_into(d_w, width, v_h.t(), g_h, false);
+            let v_h = head_cols(vals, hh, (h, dh), 0, n_tab);
+            matmul_into(
+                d_w,
+                width,
+                v_h.t(),
+                head_cols(g, hh, (h, width), 0, n_tab),
+                false,
+            );
         });
     d_w
 }
@@ -263,9 +290,8 @@ fn per_head_d_vals<T: Real>(
         let rows = d_vals.len() / hd;
         for (w, g, width) in [(&t.w_oi, &g.ov_in, m), (&t.w_ou, &g.ov_u, vo)] {
             for hh in 0..h {
-                let g_h =
-                    View::strided(&g[lo * h * width + hh * width..], rows, width, h * width, 1);
-                let w_h = View::new(&w[hh * dh * width..(hh + 1) * dh * width], dh, width);
+                let g_h = head_cols(g, hh, (h, width), lo, rows);
+                let w_h = head_matrix(w, hh, dh, width);
                 matmul_into(&mut d_vals[hh * dh..], hd, g_h, w_h.t(), true);
             }
         }
