@@ -59,74 +59,64 @@ pub unsafe fn gather(out: &mut [f32], c: &[f32], p: &[[f32; 3]], x: [&[f32]; 3],
     }
 }
 
-/// See [`super::Kernel::dots`]; four heads per pass: 12 accumulators in registers.
+/// See [`super::Kernel::pass`]; four heads per sweep of `d`, their dot products in registers.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn dots(d: &mut [f32], post: Option<&[f32]>, x: [&[f32]; 3], d_p: &mut [[f32; 3]]) {
-    if let Some(post) = post {
-        relu_backward(d, post);
-    }
-    let (w, h_n) = (d.len(), d_p.len());
-    let (dp, xp) = (d.as_ptr(), x.map(|b| b.as_ptr()));
+pub unsafe fn pass(
+    d: &[f32],
+    x: &[f32],
+    coef: &[f32],
+    g: &mut [f32],
+    g_c: Option<&mut [f32]>,
+    d_x: &mut [f32],
+) {
+    let (w, h_n) = (d.len(), coef.len());
+    let (dp, xp, gp) = (d.as_ptr(), x.as_ptr(), g.as_mut_ptr());
+    let mut gc = g_c.map(|c| c.as_mut_ptr());
     for h0 in (0..h_n).step_by(4) {
-        // Heads past the last one repeat it; their sums are dropped.
-        let heads = [0, 1, 2, 3].map(|g| (h0 + g).min(h_n - 1) * w);
-        let mut acc = [[_mm256_setzero_ps(); 3]; 4];
+        let n = (h_n - h0).min(4);
+        // Lanes past the last head repeat it; their sums are dropped and they store nothing.
+        let heads = [0, 1, 2, 3].map(|k| (h0 + k.min(n - 1)) * w);
+        let s = [0, 1, 2, 3].map(|k| _mm256_set1_ps(coef[h0 + k.min(n - 1)]));
+        let mut acc = [_mm256_setzero_ps(); 4];
         let mut j = 0;
         while j + 8 <= w {
             let dv = _mm256_loadu_ps(dp.add(j));
-            for (g, acc_g) in acc.iter_mut().enumerate() {
-                for (pos, a) in acc_g.iter_mut().enumerate() {
-                    let src = _mm256_loadu_ps(xp[pos].add(heads[g] + j));
-                    *a = _mm256_fmadd_ps(dv, src, *a);
+            if let Some(c) = gc {
+                _mm256_storeu_ps(c.add(j), _mm256_add_ps(_mm256_loadu_ps(c.add(j)), dv));
+            }
+            for k in 0..4 {
+                acc[k] = _mm256_fmadd_ps(dv, _mm256_loadu_ps(xp.add(heads[k] + j)), acc[k]);
+                if k < n {
+                    let dst = gp.add(heads[k] + j);
+                    _mm256_storeu_ps(dst, _mm256_fmadd_ps(s[k], dv, _mm256_loadu_ps(dst)));
                 }
             }
             j += 8;
         }
-        for (g, acc_g) in acc.iter().enumerate().take(h_n - h0) {
-            for (pos, a) in acc_g.iter().enumerate() {
-                let mut s = hsum(*a);
-                for jj in j..w {
-                    s = d[jj].mul_add(x[pos][heads[g] + jj], s);
-                }
-                d_p[h0 + g][pos] += s;
+        for (k, a) in acc.iter().enumerate().take(n) {
+            let mut sum = hsum(*a);
+            for jj in j..w {
+                sum = d[jj].mul_add(x[heads[k] + jj], sum);
+            }
+            d_x[h0 + k] += sum;
+        }
+        for (jj, &dj) in d.iter().enumerate().skip(j) {
+            if let Some(c) = gc {
+                *c.add(jj) += dj;
+            }
+            for (k, &c) in coef[h0..h0 + n].iter().enumerate() {
+                let dst = gp.add(heads[k] + jj);
+                *dst = c.mul_add(dj, *dst);
             }
         }
+        // The constant row takes `d` once, with the first group of heads.
+        gc = None;
     }
 }
 
-/// See [`super::Kernel::scatter`].
+/// See [`super::Kernel::relu_backward`].
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn scatter(d: &[f32], p: &[[f32; 3]], g: [&mut [f32]; 3], g_c: &mut [f32]) {
-    let w = d.len();
-    let (dp, gc) = (d.as_ptr(), g_c.as_mut_ptr());
-    let gp = g.map(|b| b.as_mut_ptr());
-    let mut j = 0;
-    while j + 8 <= w {
-        let dv = _mm256_loadu_ps(dp.add(j));
-        _mm256_storeu_ps(gc.add(j), _mm256_add_ps(_mm256_loadu_ps(gc.add(j)), dv));
-        for (h, ph) in p.iter().enumerate() {
-            for pos in 0..3 {
-                let dst = gp[pos].add(h * w + j);
-                let s = _mm256_set1_ps(ph[pos]);
-                _mm256_storeu_ps(dst, _mm256_fmadd_ps(s, dv, _mm256_loadu_ps(dst)));
-            }
-        }
-        j += 8;
-    }
-    for (j, &dj) in d.iter().enumerate().skip(j) {
-        *gc.add(j) += dj;
-        for (h, ph) in p.iter().enumerate() {
-            for pos in 0..3 {
-                let dst = gp[pos].add(h * w + j);
-                *dst = ph[pos].mul_add(dj, *dst);
-            }
-        }
-    }
-}
-
-/// `d = 0` where `post <= 0`.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn relu_backward(d: &mut [f32], post: &[f32]) {
+pub unsafe fn relu_backward(d: &mut [f32], post: &[f32]) {
     let (n, dp, pp) = (d.len(), d.as_mut_ptr(), post.as_ptr());
     let zero = _mm256_setzero_ps();
     let mut j = 0;

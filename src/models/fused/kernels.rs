@@ -14,12 +14,21 @@ use crate::models::linalg::{dot, Real};
 pub trait Kernel: Real {
     /// `out = c + Σ_h Σ_pos p[h][pos]·x[pos][h]`, rectified when `relu` (forward).
     fn gather(out: &mut [Self], c: &[Self], p: &[[Self; 3]], x: [&[Self]; 3], relu: bool);
-    /// `d_p[h][pos] += d · x[pos][h]` (backward to the pattern); with `post` `[W]`, first
-    /// `d = 0` where `post <= 0` (backward through the ReLU), written back.
-    fn dots(d: &mut [Self], post: Option<&[Self]>, x: [&[Self]; 3], d_p: &mut [[Self; 3]]);
-    /// `g[pos][h] += p[h][pos]·d` for the a, b and `=` blocks `[H, W]`, and `g_c += d` (the
-    /// constant row `[W]`): the backward of [`Kernel::gather`] to its inputs.
-    fn scatter(d: &[Self], p: &[[Self; 3]], g: [&mut [Self]; 3], g_c: &mut [Self]);
+    /// `d = 0` where `post <= 0`: the backward through the ReLU of a `[W]` row.
+    fn relu_backward(d: &mut [Self], post: &[Self]);
+    /// The backward of [`Kernel::gather`] through one of its three table rows: for every head
+    /// `h`, `d_x[h] += d · x[h]` (to the pattern entry that weighted `x[h]`) and
+    /// `g[h] += coef[h]·d` (to the table row, `coef[h]` = that pattern entry), and `g_c += d`
+    /// when given (the constant row). Shapes: `d` `[W]`; `x`, `g` `[H, W]`; `coef`, `d_x` `[H]`;
+    /// `g_c` `[W]`.
+    fn pass(
+        d: &[Self],
+        x: &[Self],
+        coef: &[Self],
+        g: &mut [Self],
+        g_c: Option<&mut [Self]>,
+        d_x: &mut [Self],
+    );
     /// Cross-entropy of one row of `logits` `[Vo]` against `label`, log-softmax in f64:
     /// returns `(max + ln Σ_c exp(x_c − max) − x_label, arg-max)` (nats; the first arg-max). With
     /// `backward`, overwrites the row with `∂L/∂x = (softmax − onehot)·inv_n`. `exps` `[Vo]` is
@@ -54,25 +63,31 @@ impl Kernel for f32 {
         portable::gather(out, c, p, x, relu)
     }
 
-    fn dots(d: &mut [f32], post: Option<&[f32]>, x: [&[f32]; 3], d_p: &mut [[f32; 3]]) {
-        check(d.len(), post.map_or(d.len(), <[f32]>::len), d_p.len(), &x);
+    fn relu_backward(d: &mut [f32], post: &[f32]) {
+        assert!(post.len() >= d.len());
         #[cfg(target_arch = "x86_64")]
         if avx2() {
             // SAFETY: as above.
-            return unsafe { super::avx2::dots(d, post, x, d_p) };
+            return unsafe { super::avx2::relu_backward(d, post) };
         }
-        portable::dots(d, post, x, d_p)
+        portable::relu_backward(d, post)
     }
 
-    fn scatter(d: &[f32], p: &[[f32; 3]], g: [&mut [f32]; 3], g_c: &mut [f32]) {
-        let hw = p.len() * d.len();
-        assert!(g.iter().all(|b| b.len() >= hw) && g_c.len() >= d.len());
+    fn pass(
+        d: &[f32],
+        x: &[f32],
+        coef: &[f32],
+        g: &mut [f32],
+        g_c: Option<&mut [f32]>,
+        d_x: &mut [f32],
+    ) {
+        check_pass(d.len(), x, coef.len(), g, &g_c, d_x.len());
         #[cfg(target_arch = "x86_64")]
         if avx2() {
             // SAFETY: as above.
-            return unsafe { super::avx2::scatter(d, p, g, g_c) };
+            return unsafe { super::avx2::pass(d, x, coef, g, g_c, d_x) };
         }
-        portable::scatter(d, p, g, g_c)
+        portable::pass(d, x, coef, g, g_c, d_x)
     }
 
     fn cross_entropy(
@@ -103,12 +118,20 @@ impl Kernel for f64 {
         portable::gather(out, c, p, x, relu)
     }
 
-    fn dots(d: &mut [f64], post: Option<&[f64]>, x: [&[f64]; 3], d_p: &mut [[f64; 3]]) {
-        portable::dots(d, post, x, d_p)
+    fn relu_backward(d: &mut [f64], post: &[f64]) {
+        portable::relu_backward(d, post)
     }
 
-    fn scatter(d: &[f64], p: &[[f64; 3]], g: [&mut [f64]; 3], g_c: &mut [f64]) {
-        portable::scatter(d, p, g, g_c)
+    fn pass(
+        d: &[f64],
+        x: &[f64],
+        coef: &[f64],
+        g: &mut [f64],
+        g_c: Option<&mut [f64]>,
+        d_x: &mut [f64],
+    ) {
+        check_pass(d.len(), x, coef.len(), g, &g_c, d_x.len());
+        portable::pass(d, x, coef, g, g_c, d_x)
     }
 
     fn cross_entropy(
@@ -133,6 +156,18 @@ unsafe fn gather_f64_avx2(out: &mut [f64], c: &[f64], p: &[[f64; 3]], x: [&[f64]
 fn check<T>(w: usize, c: usize, h: usize, x: &[&[T]; 3]) {
     assert!(
         c >= w && x.iter().all(|b| b.len() >= h * w),
+        "row kernel shapes"
+    );
+}
+
+/// Panics unless `x` and `g` hold `h` rows of `w`, `d_x` `h` entries and `g_c` `w`: the
+/// intrinsics index unchecked.
+fn check_pass<T>(w: usize, x: &[T], h: usize, g: &[T], g_c: &Option<&mut [T]>, d_x: usize) {
+    assert!(
+        x.len() >= h * w
+            && g.len() >= h * w
+            && d_x >= h
+            && g_c.as_ref().is_none_or(|c| c.len() >= w),
         "row kernel shapes"
     );
 }
@@ -172,33 +207,29 @@ mod portable {
         }
     }
 
-    pub fn dots<T: Real>(d: &mut [T], post: Option<&[T]>, x: [&[T]; 3], d_p: &mut [[T; 3]]) {
-        if let Some(post) = post {
-            relu_backward(d, post);
-        }
-        let w = d.len();
-        for (h, dh) in d_p.iter_mut().enumerate() {
-            for pos in 0..3 {
-                dh[pos] += dot(d, &x[pos][h * w..(h + 1) * w]);
-            }
-        }
-    }
-
     pub fn relu_backward<T: Real>(d: &mut [T], post: &[T]) {
         for (g, &x) in d.iter_mut().zip(post) {
             *g = if x > T::zero() { *g } else { T::zero() };
         }
     }
 
-    pub fn scatter<T: Real>(d: &[T], p: &[[T; 3]], g: [&mut [T]; 3], g_c: &mut [T]) {
+    pub fn pass<T: Real>(
+        d: &[T],
+        x: &[T],
+        coef: &[T],
+        g: &mut [T],
+        g_c: Option<&mut [T]>,
+        d_x: &mut [T],
+    ) {
         let w = d.len();
-        g_c[..w].iter_mut().zip(d).for_each(|(g, &x)| *g += x);
-        for (pos, g) in g.into_iter().enumerate() {
-            for (h, ph) in p.iter().enumerate() {
-                (g[h * w..(h + 1) * w].iter_mut())
-                    .zip(d)
-                    .for_each(|(g, &x)| *g += ph[pos] * x);
-            }
+        if let Some(g_c) = g_c {
+            g_c[..w].iter_mut().zip(d).for_each(|(g, &v)| *g += v);
+        }
+        for (h, &c) in coef.iter().enumerate() {
+            d_x[h] += dot(d, &x[h * w..(h + 1) * w]);
+            (g[h * w..(h + 1) * w].iter_mut())
+                .zip(d)
+                .for_each(|(g, &v)| *g += c * v);
         }
     }
 
@@ -270,14 +301,6 @@ mod tests {
         }
     }
 
-    /// Three `hw` blocks and the rest of `g`.
-    fn split3(g: &mut [f32], hw: usize) -> ([&mut [f32]; 3], &mut [f32]) {
-        let (a, rest) = g.split_at_mut(hw);
-        let (b, rest) = rest.split_at_mut(hw);
-        let (e, c) = rest.split_at_mut(hw);
-        ([a, b, e], c)
-    }
-
     /// The f32 row loops (AVX2 where the CPU has it) against the portable ones, on shapes that
     /// reach every remainder: 5 heads (one past a group of 4), widths 37 and 512.
     #[test]
@@ -298,19 +321,23 @@ mod tests {
 
             let post = noise(w, 4);
             let (mut d1, mut d2) = (noise(w, 5), noise(w, 5));
-            let (mut dp1, mut dp2) = (vec![[0.0; 3]; h], vec![[0.0; 3]; h]);
-            f32::dots(&mut d1, Some(&post), x, &mut dp1);
-            portable::dots(&mut d2, Some(&post), x, &mut dp2);
-            close(&d1, &d2);
-            close(dp1.as_flattened(), dp2.as_flattened());
+            f32::relu_backward(&mut d1, &post);
+            portable::relu_backward(&mut d2, &post);
+            assert_eq!(d1, d2);
+            assert!(d1.iter().zip(&post).all(|(d, p)| *p > 0.0 || *d == 0.0));
 
-            let g0 = noise(3 * hw + w, 7);
+            let coef = noise(h, 6);
+            let g0 = noise(hw + w, 7);
             let (mut g1, mut g2) = (g0.clone(), g0);
-            let (blocks1, c1) = split3(&mut g1, hw);
-            f32::scatter(&d1, &p, blocks1, c1);
-            let (blocks2, c2) = split3(&mut g2, hw);
-            portable::scatter(&d1, &p, blocks2, c2);
-            close(&g1, &g2);
+            let (mut dx1, mut dx2) = (noise(h, 8), noise(h, 8));
+            for with_c in [false, true] {
+                let (b1, c1) = g1.split_at_mut(hw);
+                f32::pass(&d1, x[1], &coef, b1, with_c.then_some(c1), &mut dx1);
+                let (b2, c2) = g2.split_at_mut(hw);
+                portable::pass(&d1, x[1], &coef, b2, with_c.then_some(c2), &mut dx2);
+                close(&g1, &g2);
+                close(&dx1, &dx2);
+            }
         }
     }
 }

@@ -53,14 +53,6 @@ fn blocks<'a, T>(tab: &'a [T], id: &[usize; 3], hw: usize) -> [&'a [T]; 3] {
     id.map(|i| &tab[i * hw..(i + 1) * hw])
 }
 
-/// The disjoint `[H, W]` blocks of table rows `a < b < c` in a `[n_tab, H, W]` gradient table.
-fn blocks_mut<'a, T>(tab: &'a mut [T], id: &[usize; 3], hw: usize) -> [&'a mut [T]; 3] {
-    let [a, b, c] = *id;
-    let (lo, hi) = tab.split_at_mut(b * hw);
-    let (mid, hi) = hi.split_at_mut((c - b) * hw);
-    [&mut lo[a * hw..(a + 1) * hw], &mut mid[..hw], &mut hi[..hw]]
-}
-
 /// Forward of `ids` (`[R, 3]` table rows), in the rows' order.
 pub fn forward<T: Kernel>(w: &Weights<T>, t: &Table<T>, ids: &[[usize; 3]]) -> RowsForward<T> {
     let (h, m, vo) = (w.h, w.m, w.vo);
@@ -131,7 +123,7 @@ fn loss_and_backward<T: Kernel>(
             grads: None,
         };
     }
-    let mut d_logits = logits; // (R, Vo)
+    let d_logits = logits; // (R, Vo)
 
     let mut g = TableGrads::zeros(w, n_tab);
     // logits += post·W_L
@@ -151,19 +143,52 @@ fn loss_and_backward<T: Kernel>(
         false,
     );
     let (hm, hvo) = (h * m, h * vo);
-    let mut d_p = vec![[T::zero(); 3]; h];
+    for (dp, post) in d_pre.chunks_exact_mut(m).zip(post.chunks_exact(m)) {
+        T::relu_backward(dp, post);
+    }
+    // Backward of the gather, one table-row position at a time, visiting the rows so that
+    // consecutive rows read the same table row: the a rows in the sorted order, the b rows
+    // grouped by b, the `=` row by all. The table row's two `[H, M]` blocks (values and
+    // gradients) then stay in L1 across a run, where one sweep over all three positions per
+    // example streams twelve blocks through L2.
+    let mut d_p = vec![[T::zero(); 3]; r * h]; // (R, H, 3)
+    let in_order: Vec<usize> = (0..r).collect();
+    let mut by_b = in_order.clone();
+    by_b.sort_by_key(|&row| ids[row][1]);
+    let (mut coef, mut d_x) = (vec![T::zero(); h], vec![T::zero(); h]);
+    for (pos, order) in [&in_order, &by_b, &in_order].into_iter().enumerate() {
+        for &row in order {
+            let i = ids[row][pos];
+            let p = &pattern[row * h..(row + 1) * h];
+            coef.iter_mut().zip(p).for_each(|(c, ph)| *c = ph[pos]);
+            d_x.fill(T::zero());
+            let last = pos == 2;
+            T::pass(
+                &d_pre[row * m..(row + 1) * m],
+                &t.ov_in[i * hm..(i + 1) * hm],
+                &coef,
+                &mut g.ov_in[i * hm..(i + 1) * hm],
+                last.then_some(&mut g.c_in[..]),
+                &mut d_x,
+            );
+            T::pass(
+                &d_logits[row * vo..(row + 1) * vo],
+                &t.ov_u[i * hvo..(i + 1) * hvo],
+                &coef,
+                &mut g.ov_u[i * hvo..(i + 1) * hvo],
+                last.then_some(&mut g.c_u[..]),
+                &mut d_x,
+            );
+            for (dh, &x) in d_p[row * h..(row + 1) * h].iter_mut().zip(&d_x) {
+                dh[pos] = x;
+            }
+        }
+    }
+    // softmax backward: ds = p ⊙ (dp − Σ p·dp)
     for (row, id) in ids.iter().enumerate() {
-        let dp = &mut d_pre[row * m..(row + 1) * m];
-        let dl = &mut d_logits[row * vo..(row + 1) * vo];
         let p = &pattern[row * h..(row + 1) * h];
-        d_p.fill([T::zero(); 3]);
-        let post = &post[row * m..(row + 1) * m];
-        T::dots(dp, Some(post), blocks(&t.ov_in, id, hm), &mut d_p);
-        T::dots(dl, None, blocks(&t.ov_u, id, hvo), &mut d_p);
-        T::scatter(dp, p, blocks_mut(&mut g.ov_in, id, hm), &mut g.c_in);
-        T::scatter(dl, p, blocks_mut(&mut g.ov_u, id, hvo), &mut g.c_u);
-        // softmax backward: ds = p ⊙ (dp − Σ p·dp)
-        for (hh, (ph, dh)) in p.iter().zip(&d_p).enumerate() {
+        let d_p = &d_p[row * h..(row + 1) * h];
+        for (hh, (ph, dh)) in p.iter().zip(d_p).enumerate() {
             let mean = ph[0] * dh[0] + ph[1] * dh[1] + ph[2] * dh[2];
             for (pos, &i) in id.iter().enumerate() {
                 g.scores[i * h + hh] += ph[pos] * (dh[pos] - mean);
