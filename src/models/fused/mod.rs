@@ -38,7 +38,7 @@ pub fn applies(cfg: &TransformerConfig) -> bool {
 
 /// FLOPs (2 × multiply-adds) the fused training step executes on `rows` examples: per row three
 /// `d_mlp × d_vocab_out` products (logits, ∂W_L, ∂post) and 3·n_heads table rows of
-/// `d_mlp + d_vocab_out` combined three times (forward, dots, scatter); per step the table
+/// `d_mlp + d_vocab_out` combined three times (forward; backward dot and scatter); per step the table
 /// stage's products (see `table.rs`) over its `2·d_vocab + 1` rows.
 pub fn step_flops(cfg: &TransformerConfig, rows: usize) -> f64 {
     let (d, hd, m, vo) = (

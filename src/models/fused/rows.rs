@@ -44,7 +44,7 @@ pub fn run<T: Kernel>(
     n_total: usize,
     backward: bool,
 ) -> ChunkResult<T> {
-    let f = forward(w, t, ids);
+    let f = forward_padded(w, t, ids);
     loss_and_backward(w, t, ids, (labels, n_total, backward), f)
 }
 
@@ -55,11 +55,23 @@ fn blocks<'a, T>(tab: &'a [T], id: &[usize; 3], hw: usize) -> [&'a [T]; 3] {
 
 /// Forward of `ids` (`[R, 3]` table rows), in the rows' order.
 pub fn forward<T: Kernel>(w: &Weights<T>, t: &Table<T>, ids: &[[usize; 3]]) -> RowsForward<T> {
-    let (h, m, vo) = (w.h, w.m, w.vo);
+    let mut f = forward_padded(w, t, ids);
+    let (vo, rs) = (w.vo, t.w_l_rs);
+    if rs != vo {
+        let logits = f.logits.chunks_exact(rs).flat_map(|row| &row[..vo]);
+        let logits = logits.copied().collect();
+        spare::give(std::mem::replace(&mut f.logits, logits));
+    }
+    f
+}
+
+/// [`forward`] with the logits in rows of `t.w_l_rs` entries (the padding zeros).
+fn forward_padded<T: Kernel>(w: &Weights<T>, t: &Table<T>, ids: &[[usize; 3]]) -> RowsForward<T> {
+    let (h, m, vo, rs) = (w.h, w.m, w.vo, t.w_l_rs);
     let r = ids.len();
     let mut pattern = vec![[T::zero(); 3]; r * h]; // (R, H, 3)
     let mut post = spare::take(r * m); // (R, M), every entry written below
-    let mut logits = spare::take(r * vo); // (R, Vo), every entry written below
+    let mut logits = spare::take(r * rs); // (R, Vo) in rows of rs, written below
     for (row, id) in ids.iter().enumerate() {
         let p = &mut pattern[row * h..(row + 1) * h];
         for (hh, ph) in p.iter_mut().enumerate() {
@@ -72,14 +84,21 @@ pub fn forward<T: Kernel>(w: &Weights<T>, t: &Table<T>, ids: &[[usize; 3]]) -> R
         let p = &pattern[row * h..(row + 1) * h];
         let pre = &mut post[row * m..(row + 1) * m];
         T::gather(pre, &t.c_in, p, blocks(&t.ov_in, id, h * m), true);
-        let out = &mut logits[row * vo..(row + 1) * vo];
-        T::gather(out, &t.c_u, p, blocks(&t.ov_u, id, h * vo), false);
+        let out = &mut logits[row * rs..(row + 1) * rs];
+        T::gather(
+            &mut out[..vo],
+            &t.c_u,
+            p,
+            blocks(&t.ov_u, id, h * vo),
+            false,
+        );
+        out[vo..].fill(T::zero());
     }
     matmul_into(
         &mut logits,
-        vo,
+        rs,
         View::new(&post, r, m),
-        View::new(&t.w_l, m, vo),
+        View::new(&t.w_l, m, rs),
         true,
     );
     RowsForward {
@@ -96,7 +115,7 @@ fn loss_and_backward<T: Kernel>(
     (labels, n_total, backward): (&[usize], usize, bool),
     f: RowsForward<T>,
 ) -> ChunkResult<T> {
-    let (h, m, vo) = (w.h, w.m, w.vo);
+    let (h, m, vo, rs) = (w.h, w.m, w.vo, t.w_l_rs);
     let n_tab = t.n_tab;
     let r = ids.len();
     let RowsForward {
@@ -110,7 +129,7 @@ fn loss_and_backward<T: Kernel>(
     let inv_n = 1.0 / n_total as f64;
     let mut exps = vec![0.0f64; vo];
     for (row, &label) in labels.iter().enumerate() {
-        let out = &mut logits[row * vo..(row + 1) * vo];
+        let out = &mut logits[row * rs..row * rs + vo];
         let (loss, argmax) = T::cross_entropy(out, label, inv_n, backward, &mut exps);
         loss_sum += loss;
         correct += usize::from(argmax == label);
@@ -123,23 +142,25 @@ fn loss_and_backward<T: Kernel>(
             grads: None,
         };
     }
-    let d_logits = logits; // (R, Vo)
+    let d_logits = logits; // (R, Vo) in rows of rs
+    let d_logits_v = View::strided(&d_logits, r, vo, rs, 1);
 
     let mut g = TableGrads::zeros(w, n_tab);
-    // logits += post·W_L
+    // ∂W_L = postᵀ·∂logits
     matmul_into(
         &mut g.w_l,
         vo,
         View::new(&post, r, m).t(),
-        View::new(&d_logits, r, vo),
+        d_logits_v,
         false,
     );
+    // ∂post = ∂logits·W_Lᵀ
     let mut d_pre = spare::take(r * m); // (R, M), overwritten by the product
     matmul_into(
         &mut d_pre,
         m,
-        View::new(&d_logits, r, vo),
-        View::new(&t.w_l, m, vo).t(),
+        d_logits_v,
+        View::strided(&t.w_l, m, vo, rs, 1).t(),
         false,
     );
     let (hm, hvo) = (h * m, h * vo);
@@ -172,7 +193,7 @@ fn loss_and_backward<T: Kernel>(
                 &mut d_x,
             );
             T::pass(
-                &d_logits[row * vo..(row + 1) * vo],
+                &d_logits[row * rs..row * rs + vo],
                 &t.ov_u[i * hvo..(i + 1) * hvo],
                 &coef,
                 &mut g.ov_u[i * hvo..(i + 1) * hvo],

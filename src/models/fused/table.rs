@@ -41,8 +41,11 @@ pub struct Table<T> {
     pub c_in: Vec<T>,
     /// `[Vo]` `(base + b_out) · W_U + b_U`.
     pub c_u: Vec<T>,
-    /// `[M, Vo]` `W_L = W_out · W_U`.
+    /// `[M, Vo]` `W_L = W_out · W_U`, rows [`Table::w_l_rs`] apart (the padding zeros).
     pub w_l: Vec<T>,
+    /// Row stride of `w_l`: Vo rounded up to 8 lanes, so the logits product writes whole
+    /// 8-column panels (`matrixmultiply` finishes a partial panel through a scratch tile).
+    pub w_l_rs: usize,
 }
 
 /// Gradients the row stage hands to the table stage (summed over all rows).
@@ -167,6 +170,7 @@ pub fn forward<T: Real>(w: &Weights<T>, eq_tok: usize) -> Table<T> {
     let base: Vec<T> = eq_row.iter().zip(&w.b_o).map(|(&x, &b)| x + b).collect();
     let w_o = View::new(&w.w_o, hd, d); // [H, Dh, D] as (H·Dh, D)
     let w_u = View::new(&w.w_u, d, vo);
+    let w_l_rs = vo.next_multiple_of(8);
     // Every product here depends on the weights alone: four tasks for the two threads.
     let (((q, k, vals), (c_in, c_u)), (w_oi, (w_ou, w_l))) = rayon::join(
         || {
@@ -193,7 +197,11 @@ pub fn forward<T: Real>(w: &Weights<T>, eq_tok: usize) -> Table<T> {
         || {
             rayon::join(
                 || matmul(w_o, View::new(&w.w_in, d, m)), // (H·Dh, M)
-                || (matmul(w_o, w_u), matmul(View::new(&w.w_out, m, d), w_u)), // (H·Dh, Vo), (M, Vo)
+                || {
+                    let mut w_l = vec![T::zero(); m * w_l_rs]; // (M, Vo) in rows of w_l_rs
+                    matmul_into(&mut w_l, w_l_rs, View::new(&w.w_out, m, d), w_u, false);
+                    (matmul(w_o, w_u), w_l) // (H·Dh, Vo)
+                },
             )
         },
     );
@@ -224,6 +232,7 @@ pub fn forward<T: Real>(w: &Weights<T>, eq_tok: usize) -> Table<T> {
         c_in,
         c_u,
         w_l,
+        w_l_rs,
     }
 }
 
