@@ -59,8 +59,7 @@ pub fn forward<T: Kernel>(w: &Weights<T>, t: &Table<T>, ids: &[[usize; 3]]) -> R
     let (vo, rs) = (w.vo, t.w_l_rs);
     if rs != vo {
         let logits = f.logits.chunks_exact(rs).flat_map(|row| &row[..vo]);
-        let logits = logits.copied().collect();
-        spare::give(std::mem::replace(&mut f.logits, logits));
+        f.logits = logits.copied().collect();
     }
     f
 }
