@@ -170,7 +170,8 @@ fn loss_and_backward<T: Kernel>(
     // consecutive rows read the same table row: the a rows in the sorted order, the b rows
     // grouped by b, the `=` row by all. The table row's two `[H, M]` blocks (values and
     // gradients) then stay in L1 across a run, where one sweep over all three positions per
-    // example streams twelve blocks through L2.
+    // example streams twelve blocks through L2. The sort is stable, so every gradient entry
+    // still sums its rows in their original order.
     let mut d_p = vec![[T::zero(); 3]; r * h]; // (R, H, 3)
     let in_order: Vec<usize> = (0..r).collect();
     let mut by_b = in_order.clone();
