@@ -6,7 +6,8 @@
 //! a pattern-weighted sum of per-(position, token) value rows, which is linear, so the OV circuit
 //! is pushed through `W_in` and `W_U` once per table row instead of once per example
 //! (`table.rs`). Per example that leaves 3·n_heads table rows of d_mlp + d_vocab_out to combine
-//! (`kernels.rs`: one pass each way, partial sums in registers, AVX2 for f32) and one
+//! (`kernels.rs`: partial sums in registers, AVX2 for f32; the backward one table-row position
+//! at a time so a table row's blocks stay in cache across the rows that read it) and one
 //! `post · W_L` row (`W_L = W_out·W_U`), forward and backward (`rows.rs`): ≈ 1.78 GFLOP for the
 //! paper's 3,830-row step against 3.7 GFLOP for the unfactored one. Rows are split into one chunk
 //! per thread and the chunk gradients summed. The burn [`crate::models::Transformer`] is the
@@ -38,8 +39,8 @@ pub fn applies(cfg: &TransformerConfig) -> bool {
 
 /// FLOPs (2 × multiply-adds) the fused training step executes on `rows` examples: per row three
 /// `d_mlp × d_vocab_out` products (logits, ∂W_L, ∂post) and 3·n_heads table rows of
-/// `d_mlp + d_vocab_out` combined three times (forward; backward dot and scatter); per step the table
-/// stage's products (see `table.rs`) over its `2·d_vocab + 1` rows.
+/// `d_mlp + d_vocab_out` combined three times (forward; backward dot and scatter); per step the
+/// table stage's products (see `table.rs`) over its `2·d_vocab + 1` rows.
 pub fn step_flops(cfg: &TransformerConfig, rows: usize) -> f64 {
     let (d, hd, m, vo) = (
         cfg.d_model as f64,
@@ -208,7 +209,8 @@ fn table_ids(cfg: &TransformerConfig, tokens: &[i64]) -> Option<(usize, Vec<[usi
 }
 
 /// The examples (`ids` `[R, 3]` table rows, `labels` `[R]`) sorted by (a, b), then label:
-/// consecutive rows then read and scatter into the same table rows, which stay in cache. Sums
+/// consecutive rows then read and scatter into the same a row, which stays in cache (the row
+/// stage groups the b rows itself). Sums
 /// over rows are order-independent up to rounding, and the order is fixed by the data, so runs
 /// stay deterministic. The sort runs on packed `u64` keys, several times faster than on tuples.
 ///

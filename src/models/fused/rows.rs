@@ -30,7 +30,8 @@ pub struct RowsForward<T> {
     pub pattern: Vec<[T; 3]>,
     /// `[R, M]` `blocks.0.mlp.hook_post` at the last position.
     pub post: Vec<T>,
-    /// `[R, Vo]` logits at the last position.
+    /// `[R, Vo]` logits at the last position (inside the row stage, before the row forward returns
+    /// them, in rows of `Table::w_l_rs` entries).
     pub logits: Vec<T>,
 }
 
@@ -48,9 +49,19 @@ pub fn run<T: Kernel>(
     loss_and_backward(w, t, ids, (labels, n_total, backward), f)
 }
 
+/// Table row `i`'s `[H, W]` block of a `[n_tab, H, W]` table.
+fn block<T>(tab: &[T], i: usize, hw: usize) -> &[T] {
+    &tab[i * hw..(i + 1) * hw]
+}
+
+/// [`block`], mutable.
+fn block_mut<T>(tab: &mut [T], i: usize, hw: usize) -> &mut [T] {
+    &mut tab[i * hw..(i + 1) * hw]
+}
+
 /// The `[H, W]` blocks of the three table rows a row reads.
 fn blocks<'a, T>(tab: &'a [T], id: &[usize; 3], hw: usize) -> [&'a [T]; 3] {
-    id.map(|i| &tab[i * hw..(i + 1) * hw])
+    id.map(|i| block(tab, i, hw))
 }
 
 /// Forward of `ids` (`[R, 3]` table rows), in the rows' order.
@@ -186,17 +197,17 @@ fn loss_and_backward<T: Kernel>(
             let last = pos == 2;
             T::pass(
                 &d_pre[row * m..(row + 1) * m],
-                &t.ov_in[i * hm..(i + 1) * hm],
+                block(&t.ov_in, i, hm),
                 &coef,
-                &mut g.ov_in[i * hm..(i + 1) * hm],
+                block_mut(&mut g.ov_in, i, hm),
                 last.then_some(&mut g.c_in[..]),
                 &mut d_x,
             );
             T::pass(
                 &d_logits[row * rs..row * rs + vo],
-                &t.ov_u[i * hvo..(i + 1) * hvo],
+                block(&t.ov_u, i, hvo),
                 &coef,
-                &mut g.ov_u[i * hvo..(i + 1) * hvo],
+                block_mut(&mut g.ov_u, i, hvo),
                 last.then_some(&mut g.c_u[..]),
                 &mut d_x,
             );
@@ -224,7 +235,7 @@ fn loss_and_backward<T: Kernel>(
     }
 }
 
-/// Spare row-stage buffers per thread. A step's `[R, M]` and `[R, Vo]` buffers (≈ 9 MB per
+/// Spare row-stage buffers per thread. A step's `[R, M]` and `[R, Vo]`-sized buffers (≈ 9 MB per
 /// chunk) are overwritten entirely each step, so the next step on the same thread reuses them
 /// instead of allocating and zeroing fresh memory.
 mod spare {
