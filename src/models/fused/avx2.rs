@@ -59,7 +59,10 @@ pub unsafe fn gather(out: &mut [f32], c: &[f32], p: &[[f32; 3]], x: [&[f32]; 3],
     }
 }
 
-/// See [`super::Kernel::pass`]; four heads per sweep of `d`, their dot products in registers.
+/// See [`super::Kernel::pass`]: the constant row's `g_c += d` first, then up to four heads per
+/// sweep of `d` with their dot products in registers. The group size is a compile-time constant
+/// (four for the paper's model), so the sweep compiles to straight-line loads, FMAs and stores
+/// with every pointer in a register.
 #[target_feature(enable = "avx2,fma")]
 pub unsafe fn pass(
     d: &[f32],
@@ -70,48 +73,70 @@ pub unsafe fn pass(
     d_x: &mut [f32],
 ) {
     let (w, h_n) = (d.len(), coef.len());
+    let w8 = w - w % 8;
     let (dp, xp, gp) = (d.as_ptr(), x.as_ptr(), g.as_mut_ptr());
-    let mut gc = g_c.map(|c| c.as_mut_ptr());
+    if let Some(c) = g_c {
+        let cp = c.as_mut_ptr();
+        for j in (0..w8).step_by(8) {
+            _mm256_storeu_ps(
+                cp.add(j),
+                _mm256_add_ps(_mm256_loadu_ps(cp.add(j)), _mm256_loadu_ps(dp.add(j))),
+            );
+        }
+        (c[w8..w].iter_mut().zip(&d[w8..])).for_each(|(c, &v)| *c += v);
+    }
     for h0 in (0..h_n).step_by(4) {
         let n = (h_n - h0).min(4);
-        // Lanes past the last head repeat it; their sums are dropped and they store nothing.
-        let heads = [0, 1, 2, 3].map(|k| (h0 + k.min(n - 1)) * w);
-        let s = [0, 1, 2, 3].map(|k| _mm256_set1_ps(coef[h0 + k.min(n - 1)]));
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut j = 0;
-        while j + 8 <= w {
-            let dv = _mm256_loadu_ps(dp.add(j));
-            if let Some(c) = gc {
-                _mm256_storeu_ps(c.add(j), _mm256_add_ps(_mm256_loadu_ps(c.add(j)), dv));
-            }
-            for k in 0..4 {
-                acc[k] = _mm256_fmadd_ps(dv, _mm256_loadu_ps(xp.add(heads[k] + j)), acc[k]);
-                if k < n {
-                    let dst = gp.add(heads[k] + j);
-                    _mm256_storeu_ps(dst, _mm256_fmadd_ps(s[k], dv, _mm256_loadu_ps(dst)));
-                }
-            }
-            j += 8;
-        }
-        for (k, a) in acc.iter().enumerate().take(n) {
-            let mut sum = hsum(*a);
-            for jj in j..w {
-                sum = d[jj].mul_add(x[heads[k] + jj], sum);
+        let (xh, gh, ch) = (xp.add(h0 * w), gp.add(h0 * w), &coef[h0..]);
+        let sums = match n {
+            4 => pass_heads::<4>(dp, xh, gh, w, w8, ch),
+            3 => pass_heads::<3>(dp, xh, gh, w, w8, ch),
+            2 => pass_heads::<2>(dp, xh, gh, w, w8, ch),
+            _ => pass_heads::<1>(dp, xh, gh, w, w8, ch),
+        };
+        for (k, &sum) in sums.iter().enumerate().take(n) {
+            let row = (h0 + k) * w;
+            let mut sum = sum;
+            for jj in w8..w {
+                sum = d[jj].mul_add(x[row + jj], sum);
+                let dst = gp.add(row + jj);
+                *dst = coef[h0 + k].mul_add(d[jj], *dst);
             }
             d_x[h0 + k] += sum;
         }
-        for (jj, &dj) in d.iter().enumerate().skip(j) {
-            if let Some(c) = gc {
-                *c.add(jj) += dj;
-            }
-            for (k, &c) in coef[h0..h0 + n].iter().enumerate() {
-                let dst = gp.add(heads[k] + jj);
-                *dst = c.mul_add(dj, *dst);
-            }
-        }
-        // The constant row takes `d` once, with the first group of heads.
-        gc = None;
     }
+}
+
+/// `N` consecutive heads of [`pass`] (`x`, `g` at the first one's row of `w` entries, `coef`
+/// from its coefficient) over the first `w8` lanes: `g[h] += coef[h]·d`; returns the lane sums of
+/// `d · x[h]` (entries past `N` zero).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn pass_heads<const N: usize>(
+    d: *const f32,
+    x: *const f32,
+    g: *mut f32,
+    w: usize,
+    w8: usize,
+    coef: &[f32],
+) -> [f32; 4] {
+    let x: [*const f32; N] = std::array::from_fn(|k| x.add(k * w));
+    let g: [*mut f32; N] = std::array::from_fn(|k| g.add(k * w));
+    let s: [__m256; N] = std::array::from_fn(|k| _mm256_set1_ps(coef[k]));
+    let mut acc = [_mm256_setzero_ps(); N];
+    for j in (0..w8).step_by(8) {
+        let dv = _mm256_loadu_ps(d.add(j));
+        for k in 0..N {
+            acc[k] = _mm256_fmadd_ps(dv, _mm256_loadu_ps(x[k].add(j)), acc[k]);
+            let dst = g[k].add(j);
+            _mm256_storeu_ps(dst, _mm256_fmadd_ps(s[k], dv, _mm256_loadu_ps(dst)));
+        }
+    }
+    let mut sums = [0.0; 4];
+    for (s, a) in sums.iter_mut().zip(acc) {
+        *s = hsum(a);
+    }
+    sums
 }
 
 /// See [`super::Kernel::relu_backward`].
