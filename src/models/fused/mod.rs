@@ -210,9 +210,9 @@ fn table_ids(cfg: &TransformerConfig, tokens: &[i64]) -> Option<(usize, Vec<[usi
 
 /// The examples (`ids` `[R, 3]` table rows, `labels` `[R]`) sorted by (a, b), then label:
 /// consecutive rows then read and scatter into the same a row, which stays in cache (the row
-/// stage groups the b rows itself). Sums
-/// over rows are order-independent up to rounding, and the order is fixed by the data, so runs
-/// stay deterministic. The sort runs on packed `u64` keys, several times faster than on tuples.
+/// stage groups the b rows itself). Sums over rows are order-independent up to rounding, and the
+/// order is fixed by the data, so runs stay deterministic. The sort runs on packed `u64` keys,
+/// several times faster than on tuples.
 ///
 /// # Panics
 /// If a table row or label is 2²¹ or more ([`applies`] bounds the vocabulary far below).
