@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Time the paper's training step in PyTorch, for comparison with `groklab bench`.
+
+Not used by the tests. Needs only torch (`pip install torch`). The model, loss and optimiser
+follow the reference code of Nanda et al. 2023 ("Progress measures for grokking", the
+`Transformer` of its `transformers.py` and its `full_loss`): a 1-layer transformer without
+LayerNorm (d_model 128, 4 heads of 32, d_mlp 512, d_vocab 114 in and out, n_ctx 3), the whole
+sequence computed and the last position's logits cast to float64 for log_softmax, AdamW
+(lr 1e-3, betas (0.9, 0.98), weight decay 1.0) with the warm-up LambdaLR, full batch of the
+30% split (3,830 rows) drawn with Python's `random` as the paper does.
+
+With `--last-position` the query, MLP and unembedding run at the last position only (the
+keys and values at all three), as groklab's fused step does: a stronger PyTorch baseline than
+the paper's code.
+
+Prints one line: threads, timed steps, median / min / max ms per step (milliseconds of wall
+time for zero_grad + forward + loss + backward + optimiser and scheduler step).
+
+usage: python3 scripts/bench_pytorch.py [--threads N] [--steps N] [--warmup N] [--last-position]
+"""
+import argparse
+import math
+import random
+import statistics
+import time
+
+import torch
+from torch import nn
+
+
+class Transformer(nn.Module):
+    """The paper's 1-layer model, with its parameter layouts (W_E [d_model, d_vocab], ...)."""
+
+    def __init__(self, d_vocab=114, d_model=128, n_heads=4, d_head=32, d_mlp=512, n_ctx=3):
+        super().__init__()
+        r = lambda *s, d=d_model: nn.Parameter(torch.randn(*s) / math.sqrt(d))
+        self.W_E = r(d_model, d_vocab)
+        self.W_pos = r(n_ctx, d_model)
+        self.W_K, self.W_Q, self.W_V = (r(n_heads, d_head, d_model) for _ in range(3))
+        self.W_O = r(d_model, d_head * n_heads)
+        self.W_in = r(d_mlp, d_model)
+        self.b_in = nn.Parameter(torch.zeros(d_mlp))
+        self.W_out = r(d_model, d_mlp)
+        self.b_out = nn.Parameter(torch.zeros(d_model))
+        self.W_U = r(d_model, d_vocab, d=d_vocab)
+        self.register_buffer("mask", torch.tril(torch.ones((n_ctx, n_ctx))))
+        self.d_head = d_head
+
+    def forward(self, tokens, last_only=False):  # tokens (B, P) -> logits (B, P or 1, d_vocab)
+        x = torch.einsum("dbp -> bpd", self.W_E[:, tokens]) + self.W_pos[: tokens.shape[-1]]
+        k = torch.einsum("ihd,bpd->biph", self.W_K, x)
+        v = torch.einsum("ihd,bpd->biph", self.W_V, x)
+        p = x.shape[-2]
+        if last_only:  # the last query sees every key: no mask needed
+            x = x[:, -1:]
+            q = torch.einsum("ihd,bpd->biph", self.W_Q, x)
+            scores = torch.einsum("biph,biqh->biqp", k, q)
+            pattern = torch.softmax(scores / math.sqrt(self.d_head), dim=-1)
+        else:
+            q = torch.einsum("ihd,bpd->biph", self.W_Q, x)
+            scores = torch.einsum("biph,biqh->biqp", k, q)
+            masked = torch.tril(scores) - 1e10 * (1 - self.mask[:p, :p])
+            pattern = torch.softmax(masked / math.sqrt(self.d_head), dim=-1)
+        z = torch.einsum("biph,biqp->biqh", v, pattern)
+        z = z.permute(0, 2, 1, 3).reshape(z.shape[0], x.shape[-2], -1)  # (B, Q, n_heads * d_head)
+        x = x + torch.einsum("df,bqf->bqd", self.W_O, z)
+        pre = torch.einsum("md,bpd->bpm", self.W_in, x) + self.b_in
+        x = x + torch.einsum("dm,bpm->bpd", self.W_out, torch.relu(pre)) + self.b_out
+        return x @ self.W_U
+
+
+def full_loss(model, tokens, labels, last_only=False):
+    """The paper's loss: log_softmax of the last position's logits in float64."""
+    logits = model(tokens, last_only)[:, -1].to(torch.float64)
+    log_probs = logits.log_softmax(dim=-1)
+    return -log_probs.gather(-1, labels[:, None])[:, 0].mean()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument(
+        "--last-position",
+        action="store_true",
+        help="compute the query, MLP and unembedding at the last position only (what the loss reads)",
+    )
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    p, frac = 113, 0.3
+    pairs = [(i, j, p) for i in range(p) for j in range(p)]
+    random.seed(0)
+    random.shuffle(pairs)
+    train = pairs[: int(frac * len(pairs))]
+    tokens = torch.tensor(train)
+    labels = (tokens[:, 0] + tokens[:, 1]) % p
+
+    model = Transformer()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(step / 10, 1))
+    times = []
+    for i in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        loss = full_loss(model, tokens, labels, args.last_position)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if i >= args.warmup:
+            times.append(1e3 * (time.perf_counter() - t0))
+    print(
+        f"pytorch {torch.__version__} threads {args.threads} rows {len(train)} "
+        f"{'last position' if args.last_position else 'paper step'} "
+        f"steps {args.steps}: median {statistics.median(times):.1f} ms "
+        f"(min {min(times):.1f}, max {max(times):.1f}), final loss {loss.item():.4f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
