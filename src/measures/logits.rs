@@ -7,6 +7,7 @@
 //! REFERENCES' `(B_{2k−1}⊗B_{2k−1} − B_{2k}⊗B_{2k})/√2` and `(B_{2k}⊗B_{2k−1} + B_{2k−1}⊗B_{2k})/√2`.
 
 use super::matrix::Matrix;
+use crate::models::fused::log_sum_exp;
 use std::f64::consts::PI;
 
 /// How the answer combines the inputs: `c = a + b` or `c = a − b` (mod p).
@@ -98,9 +99,7 @@ impl Scores {
                     return (f64::NAN, false);
                 };
                 let row = logits.row(r);
-                let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let lse = max + row.iter().map(|x| (x - max).exp()).sum::<f64>().ln();
-                let argmax = (0..row.len()).fold(0, |b, c| if row[c] > row[b] { c } else { b });
+                let (lse, argmax) = log_sum_exp(row);
                 (lse - row[label], argmax == label)
             })
             .unzip();

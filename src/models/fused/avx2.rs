@@ -1,4 +1,4 @@
-//! The f32 row loops of [`super::kernels`] in AVX2 + FMA intrinsics, and the loss's vectorised
+//! The f32 row loops of [`super::kernels`] in AVX2 + FMA intrinsics, and the losses' vectorised
 //! f64 `exp`. Every function requires a CPU with AVX2 and FMA (the callers check); slice lengths
 //! are checked by the callers too, the loops then index unchecked.
 
@@ -191,6 +191,38 @@ const INV_FACT: [f64; 14] = {
     }
     f
 };
+
+/// See [`super::log_sum_exp`].
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn log_sum_exp(x: &[f64]) -> (f64, usize) {
+    let (n, xp) = (x.len(), x.as_ptr());
+    let mut mv = _mm256_set1_pd(f64::NEG_INFINITY);
+    let mut j = 0;
+    while j + 4 <= n {
+        mv = _mm256_max_pd(mv, _mm256_loadu_pd(xp.add(j)));
+        j += 4;
+    }
+    let mut lanes = [0.0f64; 4];
+    _mm256_storeu_pd(lanes.as_mut_ptr(), mv);
+    let max = lanes
+        .iter()
+        .chain(&x[j..])
+        .fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+    let argmax = x.iter().position(|&v| v == max).unwrap_or(0);
+    let m = _mm256_set1_pd(max);
+    let mut zv = _mm256_setzero_pd();
+    let mut j = 0;
+    while j + 4 <= n {
+        zv = _mm256_add_pd(
+            zv,
+            exp_nonpositive(_mm256_sub_pd(_mm256_loadu_pd(xp.add(j)), m)),
+        );
+        j += 4;
+    }
+    _mm256_storeu_pd(lanes.as_mut_ptr(), zv);
+    let z = lanes.iter().sum::<f64>() + x[j..].iter().map(|v| (v - max).exp()).sum::<f64>();
+    (max + z.ln(), argmax)
+}
 
 /// See [`super::Kernel::cross_entropy`].
 #[target_feature(enable = "avx2,fma")]

@@ -21,7 +21,7 @@ mod table;
 
 use super::{Activation, Normalization, ParamStore, TransformerConfig};
 pub use crate::models::linalg::Real;
-pub use kernels::Kernel;
+pub use kernels::{log_sum_exp, Kernel};
 use rayon::prelude::*;
 pub use rows::RowsForward;
 
