@@ -44,7 +44,8 @@ pub trait Kernel: Real {
 
 /// `(ln Σ_c exp(x_c), first arg-max)` of a row of f64 logits `[classes]`, shifted by the row's
 /// max before `exp` (log-softmax's normaliser; the cross-entropy of class `c` is the first
-/// value minus `x[c]`). With AVX2 the `exp`s run 4 lanes at a time, each within 2 ulp of libm's.
+/// value minus `x[c]`). With AVX2 the `exp`s run 4 lanes at a time, each within 2 ulp of the
+/// correctly rounded value.
 /// A NaN entry makes the value NaN.
 pub fn log_sum_exp(x: &[f64]) -> (f64, usize) {
     #[cfg(target_arch = "x86_64")]
