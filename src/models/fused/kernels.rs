@@ -248,8 +248,8 @@ mod portable {
     }
 
     pub fn log_sum_exp(x: &[f64]) -> (f64, usize) {
-        let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let argmax = (0..x.len()).fold(0, |b, c| if x[c] > x[b] { c } else { b });
+        let max = x[argmax];
         (
             max + x.iter().map(|v| (v - max).exp()).sum::<f64>().ln(),
             argmax,
