@@ -76,10 +76,12 @@ enum Command {
         /// Fix the key frequencies, e.g. `14,35,41,42,52` (overrides --key-freq-rule).
         #[arg(long, value_delimiter = ',')]
         key_freqs: Option<Vec<usize>>,
-        /// How key frequencies are found: neuron-argmax (the paper's code) or embed-norm.
-        #[arg(long, default_value = "neuron-argmax")]
+        /// How key frequencies are found: consensus (neuron clusters and W_E norms, the paper's
+        /// analysis), neuron-argmax (the paper's code; over-counts stray neurons) or embed-norm.
+        #[arg(long, default_value = "consensus")]
         key_freq_rule: String,
-        /// embed-norm rule: keep frequencies whose W_E norm is >= this fraction of the largest.
+        /// consensus and embed-norm rules: a frequency whose W_E norm is >= this fraction of the
+        /// largest is key.
         #[arg(long, default_value_t = 0.5)]
         embed_threshold: f64,
         /// Print JSON instead of the table (with --checkpoint).
@@ -222,24 +224,23 @@ fn run(cli: Cli) -> Result<()> {
             threads,
             no_plots,
         } => {
+            if !(embed_threshold > 0.0 && embed_threshold <= 1.0) {
+                return Err(GrokError::invalid(
+                    "--embed-threshold",
+                    embed_threshold,
+                    "a fraction in (0, 1]",
+                ));
+            }
             let rule = match (key_freqs, key_freq_rule.as_str()) {
                 (Some(k), _) => KeyFreqRule::Fixed(k),
+                (None, "consensus") => KeyFreqRule::Consensus(embed_threshold),
                 (None, "neuron-argmax") => KeyFreqRule::NeuronArgmax,
-                (None, "embed-norm") if embed_threshold > 0.0 && embed_threshold <= 1.0 => {
-                    KeyFreqRule::EmbedNorm(embed_threshold)
-                }
-                (None, "embed-norm") => {
-                    return Err(GrokError::invalid(
-                        "--embed-threshold",
-                        embed_threshold,
-                        "a fraction in (0, 1]",
-                    ))
-                }
+                (None, "embed-norm") => KeyFreqRule::EmbedNorm(embed_threshold),
                 (None, other) => {
                     return Err(GrokError::invalid(
                         "--key-freq-rule",
                         other,
-                        "neuron-argmax, embed-norm",
+                        "consensus, neuron-argmax, embed-norm",
                     ))
                 }
             };
@@ -276,6 +277,9 @@ fn run(cli: Cli) -> Result<()> {
                 analysis.key_freq_rule,
                 analysis.key_freq_step
             );
+            if let Some(note) = &analysis.key_freq_votes.disagreement {
+                println!("key frequencies: {note}");
+            }
             let ph = &analysis.phases;
             let at = |s: Option<u64>| s.map_or("not detected".to_string(), |s| format!("step {s}"));
             println!(
@@ -294,7 +298,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Report { run_dir, reanalyze } => {
             let (rows, analysis, views) = if reanalyze || !run_dir.join("measures.jsonl").exists() {
                 println!("measuring every checkpoint of {} first", run_dir.display());
-                measures::analyze_run(&run_dir, &KeyFreqRule::NeuronArgmax)?
+                measures::analyze_run(
+                    &run_dir,
+                    &KeyFreqRule::Consensus(measures::DEFAULT_EMBED_THRESHOLD),
+                )?
             } else {
                 measures::load_measures(&run_dir)?
             };

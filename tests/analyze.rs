@@ -234,7 +234,7 @@ fn bad_analyze_input_gets_one_line_errors() {
             "--key-freq-rule",
             "fourier",
         ]),
-        &["--key-freq-rule", "neuron-argmax, embed-norm"],
+        &["--key-freq-rule", "consensus, neuron-argmax, embed-norm"],
     );
     let run = tiny_run(dir.path());
     assert_error(

@@ -135,14 +135,16 @@ fn corrupt_or_missing_checkpoint_is_reported_on_resume() {
     assert_error(&r, &["config.toml", "cannot resume"]);
 }
 
-fn rows_without_wall_time(run: &Path) -> Vec<serde_json::Value> {
+/// The lines of `metrics.jsonl` as written, each with its `"wall_s":…` field cut out of the text
+/// (the only field that differs between two runs); no re-parsing, so a changed last bit shows.
+fn lines_without_wall_time(run: &Path) -> Vec<String> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
         .lines()
         .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("wall_s");
-            v
+            let at = l.find("\"wall_s\":").expect("every row logs wall_s");
+            let end = l[at..].find([',', '}']).unwrap() + at;
+            format!("{}{}", &l[..at], &l[end..])
         })
         .collect()
 }
@@ -169,19 +171,40 @@ fn killed_and_resumed_run_matches_uninterrupted_run() {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let partial = rows_without_wall_time(&killed);
-    assert!(
-        partial.last().unwrap()["step"].as_u64().unwrap() < 1500,
-        "run finished before the kill"
-    );
+    let before = std::fs::read_to_string(killed.join("metrics.jsonl")).unwrap();
+    // a finished run logs 151 rows: steps 0, 10, ..., 1500
+    assert!(before.lines().count() < 151, "run finished before the kill");
+    // the checkpoint a resume starts from: the latest one with optimiser state
+    let resumed_from = (killed.join("checkpoints"))
+        .read_dir()
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".optim.safetensors")?
+                .strip_prefix("step_")?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .unwrap();
 
     let r = groklab(&["train", "--no-plots", "--resume", killed.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    // History is not rewritten: rows logged before the resumed checkpoint keep their bytes
+    // (wall time included) ...
+    let after = std::fs::read_to_string(killed.join("metrics.jsonl")).unwrap();
+    let kept = (resumed_from / 10) as usize; // rows 0, 10, ... below the checkpoint's step
+    assert!(kept >= 30, "resumed from step {resumed_from}");
     assert_eq!(
-        rows_without_wall_time(&killed),
-        rows_without_wall_time(&whole)
+        before.lines().take(kept).collect::<Vec<_>>(),
+        after.lines().take(kept).collect::<Vec<_>>()
+    );
+    // ... and every row equals the uninterrupted run's, byte for byte but for the wall time.
+    assert_eq!(
+        lines_without_wall_time(&killed),
+        lines_without_wall_time(&whole)
     );
 }
 

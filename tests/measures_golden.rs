@@ -2,7 +2,7 @@
 //! (`../shared/golden/nanda_f32loss_final.*`, values from an independent f64 numpy
 //! implementation) reproduced to 4 significant digits or better.
 
-use groklab::measures::{Analyzer, KeyFreqRule, Measures};
+use groklab::measures::{Analyzer, KeyFreqRule, Measures, DEFAULT_EMBED_THRESHOLD};
 use groklab::models::{read_safetensors, Activation, ParamStore, TransformerConfig};
 use groklab::tasks::{ModularDataset, Operation};
 use groklab::train::Precision;
@@ -199,4 +199,24 @@ fn factored_forward_matches_the_burn_model() {
             &flat(&reference.mean_attention)
         ) < 1e-12
     );
+}
+
+/// The default key-frequency rule on the published checkpoint: the paper's set {3, 6, 23, 39}.
+/// The FVE ≥ 0.85 clusters alone miss 3 (no neuron isolates it), the embedding carries it, and
+/// the analysis says that the two readings differ.
+#[test]
+fn default_key_freq_rule_gives_the_papers_set() {
+    let Some((path, json)) = golden() else { return };
+    let e = &json["expected"];
+    let (cfg, store) = load(&path);
+    let data = ModularDataset::new(Operation::Add, 113, 0).unwrap();
+    let analyzer = Analyzer::new(&cfg, &data, None).unwrap();
+    let (keys, votes) =
+        analyzer.choose_key_freqs(&store, &KeyFreqRule::Consensus(DEFAULT_EMBED_THRESHOLD));
+    let want: Vec<usize> = serde_json::from_value(e["key_freqs_neuron_argmax"].clone()).unwrap();
+    assert_eq!(keys, want);
+    // clusters of the fixture: {"3": 0, "6": 106, "23": 194, "39": 105}
+    assert_eq!(votes.neuron_clusters, vec![6, 23, 39]);
+    assert_eq!(votes.embed_norm, vec![3, 6, 23, 39]);
+    assert!(votes.disagreement.unwrap().contains("[3] only in W_E"));
 }

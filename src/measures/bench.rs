@@ -24,8 +24,11 @@ pub fn bench_analyze(checkpoints: usize) -> Result<f64> {
     atomic_write(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
     let model = cfg.transformer();
     for i in 0..checkpoints {
-        let bytes = ParamStore::init(&model, i as u64)
-            .to_safetensors(safetensors::Dtype::F32, HashMap::new());
+        let bytes = ParamStore::init(&model, i as u64).to_safetensors(
+            safetensors::Dtype::F32,
+            &model.tl_buffers(),
+            HashMap::new(),
+        );
         atomic_write(&model_path(&dir, 100 * i as u64), &bytes)?;
     }
     let result = analyze_run(&dir, &KeyFreqRule::Fixed(vec![1, 7, 15, 34, 54]));

@@ -178,6 +178,76 @@ impl NeuronFreqs {
     }
 }
 
+/// A cluster counts toward the key frequencies when it holds at least this share of the largest
+/// cluster's neurons: a handful of high-FVE neurons at a stray frequency is noise, not a circuit.
+pub const MIN_CLUSTER_SHARE: f64 = 0.1;
+
+/// What each key-frequency rule finds on one checkpoint, and the default choice
+/// ([`KeyFreqVotes::consensus`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeyFreqVotes {
+    /// The reference code's rule: distinct argmax frequencies of all live neurons.
+    pub neuron_argmax: Vec<usize>,
+    /// Frequencies whose FVE ≥ 0.85 cluster holds ≥ [`MIN_CLUSTER_SHARE`] of the largest one's
+    /// neurons (Nanda et al. 2023 §4.2).
+    pub neuron_clusters: Vec<usize>,
+    /// Frequencies whose `W_E` Fourier norm is ≥ the threshold × the largest (§4.1).
+    pub embed_norm: Vec<usize>,
+    /// Set when the cluster and embedding rules disagree: which frequencies only one finds.
+    pub disagreement: Option<String>,
+}
+
+impl KeyFreqVotes {
+    /// Votes of a model's neurons (`None` without MLP) and its embedding's Fourier norms
+    /// (`[p/2 + 1]`, index = frequency) at the embedding `threshold`.
+    pub fn new(neurons: Option<&NeuronFreqs>, embed_freq_norms: &[f64], threshold: f64) -> Self {
+        let embed_norm = embed_key_freqs(embed_freq_norms, threshold);
+        let Some(nf) = neurons else {
+            return Self {
+                embed_norm,
+                ..Self::default()
+            };
+        };
+        let sizes = nf.clusters().sizes;
+        let largest = sizes.values().copied().max().unwrap_or(0);
+        let neuron_clusters: Vec<usize> = (sizes.iter())
+            .filter(|&(_, &n)| n as f64 >= MIN_CLUSTER_SHARE * largest as f64)
+            .map(|(&k, _)| k)
+            .collect();
+        let only = |a: &[usize], b: &[usize]| -> Vec<usize> {
+            a.iter().filter(|k| !b.contains(k)).copied().collect()
+        };
+        let (in_clusters, in_embed) = (
+            only(&neuron_clusters, &embed_norm),
+            only(&embed_norm, &neuron_clusters),
+        );
+        let disagreement = (!in_clusters.is_empty() || !in_embed.is_empty()).then(|| {
+            format!(
+                "neuron clusters {neuron_clusters:?} and W_E norms {embed_norm:?} differ: \
+                 {in_clusters:?} only in the clusters, {in_embed:?} only in W_E"
+            )
+        });
+        Self {
+            neuron_argmax: nf.argmax_key_freqs(),
+            neuron_clusters,
+            embed_norm,
+            disagreement,
+        }
+    }
+
+    /// The default key frequencies: the union of the cluster and embedding rules. Both are the
+    /// paper's own readings of a finished model (§4.1–4.2); the union keeps a frequency that the
+    /// embedding carries strongly but few neurons isolate (the f32-loss checkpoint's 3), and
+    /// drops stray neurons that the reference code's argmax rule counts.
+    pub fn consensus(&self) -> Vec<usize> {
+        let mut k: Vec<usize> = self.neuron_clusters.clone();
+        k.extend(&self.embed_norm);
+        k.sort_unstable();
+        k.dedup();
+        k
+    }
+}
+
 /// Key frequencies by the embedding rule: frequencies k ≥ 1 whose embedding Fourier norm
 /// (`freq_norms`, `[p/2 + 1]`, index = frequency) is at least `threshold` times the largest.
 /// Nanda et al. 2023 §4.1 read the key frequencies off the embedding's sparse Fourier norms.
@@ -268,6 +338,57 @@ mod tests {
                 nf.fve[nrn]
             );
         }
+    }
+
+    /// A constructed model: 60 neurons in three frequency clusters (20 each at 4, 9, 13), four
+    /// stray pure-wave neurons at 2, 6, 7 and 11, a few mixed ones, and an embedding that carries
+    /// 4, 9, 13 strongly and every other frequency weakly. The argmax rule counts the strays;
+    /// the consensus finds exactly the circuit.
+    #[test]
+    fn consensus_ignores_stray_neurons_at_other_frequencies() {
+        let p = 29;
+        let wave = |k: usize, x: usize| (2.0 * PI * (k * x % p) as f64 / p as f64).cos();
+        let mut freqs: Vec<usize> = [4, 9, 13].iter().flat_map(|&k| [k; 20]).collect();
+        freqs.extend([2, 6, 7, 11]);
+        let n = freqs.len() + 3;
+        let mut data = Vec::with_capacity(p * p * n);
+        for a in 0..p {
+            for b in 0..p {
+                for (i, &k) in freqs.iter().enumerate() {
+                    let phase = i as f64 * 0.37;
+                    let s = 2.0 * PI * (k * (a + b) % p) as f64 / p as f64;
+                    data.push((s + phase).cos());
+                }
+                // mixed neurons: no frequency dominates
+                data.push(wave(3, a) + wave(5, b) + wave(8, a + b));
+                data.push((wave(10, a) - wave(12, b)).max(0.0));
+                data.push(wave(1, a + 2 * b) + wave(14, a));
+            }
+        }
+        let nf = neuron_freqs(p, &Matrix::from_vec(p * p, n, data));
+        let mut embed = vec![0.3; p / 2 + 1];
+        for k in [4, 9, 13] {
+            embed[k] = 5.0 + k as f64 / 10.0;
+        }
+        let votes = KeyFreqVotes::new(Some(&nf), &embed, 0.5);
+        assert!(votes.neuron_argmax.len() > 3, "{:?}", votes.neuron_argmax);
+        for k in [2, 6, 7, 11] {
+            assert!(
+                votes.neuron_argmax.contains(&k),
+                "{:?}",
+                votes.neuron_argmax
+            );
+        }
+        assert_eq!(votes.neuron_clusters, vec![4, 9, 13]);
+        assert_eq!(votes.embed_norm, vec![4, 9, 13]);
+        assert_eq!(votes.consensus(), vec![4, 9, 13]);
+        assert_eq!(votes.disagreement, None);
+
+        // The embedding alone carries a fourth frequency: kept, and the disagreement said.
+        embed[6] = 4.0;
+        let votes = KeyFreqVotes::new(Some(&nf), &embed, 0.5);
+        assert_eq!(votes.consensus(), vec![4, 6, 9, 13]);
+        assert!(votes.disagreement.unwrap().contains("[6] only in W_E"));
     }
 
     #[test]

@@ -1,14 +1,23 @@
-//! Automatic phase boundaries of a grokking run (Nanda et al. 2023 §5.2: memorisation, circuit
-//! formation, clean-up), read off the train and test loss curves of the measured checkpoints.
+//! Phase changes read off loss curves: a generic detector for any falling curve
+//! ([`detect_phase_change`]: onset, steepest point, end), and from it the three boundaries of a
+//! grokking run (Nanda et al. 2023 §5.2: memorisation, circuit formation, clean-up).
 //!
 //! Rates are falls of log₁₀ loss per step, each measured from a checkpoint to the first one at
-//! least 1% of the run later (so dense early checkpoints do not make the rates noisy):
-//! - **end of memorisation** (train loss plateau): the first checkpoint after the train loss's
-//!   steepest fall whose fall rate is below 1/20 of that steepest rate;
-//! - **end of circuit formation / start of clean-up** (test loss falls): the first checkpoint
-//!   after the end of memorisation whose test-loss fall rate reaches half of its steepest;
-//! - **end of clean-up**: the first checkpoint after the steepest test-loss fall whose fall rate
-//!   is below 1/20 of the steepest.
+//! least 1% of the run later (so dense early checkpoints do not make the rates noisy). A phase
+//! change of a curve is the fall around its steepest rate r*:
+//! - **steepest**: the checkpoint with the largest fall rate r*;
+//! - **onset**: walking back from the steepest checkpoint, the first of the unbroken run of
+//!   checkpoints whose rate is ≥ r*/2;
+//! - **end**: the first checkpoint after the steepest whose rate is < r*/20 (the loss is flat
+//!   again).
+//!
+//! Grokking boundaries:
+//! - **end of memorisation**: the end of the train loss's phase change;
+//! - **end of circuit formation / start of clean-up**: the onset of the test loss's phase change,
+//!   searched after memorisation. The test loss's fall back from its peak while memorisation
+//!   finishes is a transient: it is slower than the grokking fall and separated from it by a slow
+//!   stretch, so it is not the unbroken run around the steepest fall;
+//! - **end of clean-up**: the end of the test loss's phase change.
 //!
 //! On the paper's seed-0 run the paper puts the boundaries at 1.4k, 9.4k and 14k epochs.
 
@@ -53,44 +62,121 @@ fn steepest(rates: &[Option<f64>], from: usize) -> Option<(usize, f64)> {
         .filter(|&(_, r)| r > 0.0)
 }
 
-/// Phase boundaries from measured checkpoints (in step order).
+/// A phase change of one curve, as checkpoint steps (see the module doc for the rule).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseChange {
+    /// First checkpoint of the unbroken fast fall around the steepest point.
+    pub onset: u64,
+    /// Checkpoint with the steepest fall.
+    pub steepest: u64,
+    /// First checkpoint after the steepest whose fall is < 1/20 of it (`None`: still falling at
+    /// the end of the run).
+    pub end: Option<u64>,
+}
+
+/// Index form of [`PhaseChange`] over `rates`, searched from index `from`.
+fn phase_change_at(rates: &[Option<f64>], from: usize) -> Option<(usize, usize, Option<usize>)> {
+    let (top, max) = steepest(rates, from)?;
+    let fast = |j: usize| rates[j].is_some_and(|r| r >= FALLING * max);
+    let onset = (from..top)
+        .rev()
+        .take_while(|&j| fast(j))
+        .last()
+        .unwrap_or(top);
+    let end = (top..rates.len()).find(|&j| rates[j].is_some_and(|r| r < PLATEAU * max));
+    Some((onset, top, end))
+}
+
+/// The phase change of a falling curve (`loss` at `steps`, ascending; positive values), with
+/// rates over at least 1% of the run; `None` when the curve never falls.
+pub fn detect_phase_change(steps: &[u64], loss: &[f64]) -> Option<PhaseChange> {
+    let last = *steps.last()?;
+    let rates = fall_rates(steps, loss, (last / 100).max(1));
+    let (onset, top, end) = phase_change_at(&rates, 0)?;
+    Some(PhaseChange {
+        onset: steps[onset],
+        steepest: steps[top],
+        end: end.map(|j| steps[j]),
+    })
+}
+
+/// Phase boundaries of a grokking run from its measured checkpoints (in step order).
 pub fn detect_phases(rows: &[Measures]) -> Phases {
+    let steps: Vec<u64> = rows.iter().map(|r| r.step).collect();
+    let train: Vec<f64> = rows.iter().map(|r| r.loss_train).collect();
+    let test: Vec<f64> = rows.iter().map(|r| r.loss_test).collect();
+    grokking_phases(&steps, &train, &test)
+}
+
+/// Phase boundaries of a grokking run from its train and test loss curves at `steps`.
+pub fn grokking_phases(steps: &[u64], train: &[f64], test: &[f64]) -> Phases {
     let mut phases = Phases {
-        rule: "memorisation_end: train-loss fall rate < 1/20 of its max (after the max); \
-               circuit_formation_end: test-loss fall rate >= 1/2 of its max; cleanup_end: \
-               test-loss fall rate < 1/20 of its max (after the max); rates in log10 loss per \
-               step over >= 1% of the run"
+        rule: "memorisation_end: end of the train loss's phase change; circuit_formation_end: \
+               onset of the test loss's phase change after memorisation; cleanup_end: its end. \
+               Phase change: steepest log10-loss fall rate r* (rates over >= 1% of the run), \
+               onset = start of the unbroken run of rates >= r*/2 around it, end = first rate \
+               < r*/20 after it"
             .into(),
         ..Phases::default()
     };
-    let steps: Vec<u64> = rows.iter().map(|r| r.step).collect();
     let Some(&last) = steps.last() else {
         return phases;
     };
     let span = (last / 100).max(1);
-    let train = fall_rates(
-        &steps,
-        &rows.iter().map(|r| r.loss_train).collect::<Vec<_>>(),
-        span,
-    );
-    let test = fall_rates(
-        &steps,
-        &rows.iter().map(|r| r.loss_test).collect::<Vec<_>>(),
-        span,
-    );
-    let flat_after = |rates: &[Option<f64>], (i, max): (usize, f64)| {
-        (i..rates.len()).find(|&j| rates[j].is_some_and(|r| r < PLATEAU * max))
-    };
-    let Some(mem) = steepest(&train, 0).and_then(|m| flat_after(&train, m)) else {
+    let train = fall_rates(steps, train, span);
+    let test = fall_rates(steps, test, span);
+    let Some((_, _, Some(mem))) = phase_change_at(&train, 0) else {
         return phases;
     };
     phases.memorisation_end = Some(steps[mem]);
-    let Some(fall) = steepest(&test, mem) else {
+    let Some((onset, _, end)) = phase_change_at(&test, mem) else {
         return phases;
     };
-    phases.circuit_formation_end = (mem..=fall.0)
-        .find(|&j| test[j].is_some_and(|r| r >= FALLING * fall.1))
-        .map(|j| steps[j]);
-    phases.cleanup_end = flat_after(&test, fall).map(|j| steps[j]);
+    phases.circuit_formation_end = Some(steps[onset]);
+    phases.cleanup_end = end.map(|j| steps[j]);
     phases
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A logistic fall of `decades` centred at `mid` with width `w`, on top of `base`.
+    fn sigmoid_fall(steps: &[u64], base: f64, decades: f64, mid: f64, w: f64) -> Vec<f64> {
+        (steps.iter())
+            .map(|&s| base * 10f64.powf(decades / (1.0 + ((s as f64 - mid) / w).exp())))
+            .collect()
+    }
+
+    #[test]
+    fn a_logistic_fall_is_found_around_its_centre() {
+        let steps: Vec<u64> = (0..=200).map(|i| i * 50).collect();
+        let loss = sigmoid_fall(&steps, 1e-3, 4.0, 6000.0, 300.0);
+        let pc = detect_phase_change(&steps, &loss).unwrap();
+        // steepest at the centre; the rate is half its peak 1.76 widths away, 1/20 at 3.6
+        assert!((5900..=6000).contains(&pc.steepest), "{pc:?}");
+        assert!((5300..=5600).contains(&pc.onset), "{pc:?}");
+        assert!((6900..=7300).contains(&pc.end.unwrap()), "{pc:?}");
+        // a flat curve has none
+        assert_eq!(detect_phase_change(&steps, &vec![1.0; steps.len()]), None);
+    }
+
+    /// The quick preset's shape: the test loss peaks as memorisation ends and falls back part of
+    /// the way quickly, then falls for real much later. The transient is not the phase change.
+    #[test]
+    fn the_transient_after_memorisation_is_not_circuit_formation() {
+        let steps: Vec<u64> = (0..=300).map(|i| i * 10).collect();
+        let train = sigmoid_fall(&steps, 1e-4, 4.5, 45.0, 8.0);
+        let peak = |s: f64| 4.0 + 10.0 * (-((s - 70.0) / 25.0).powi(2)).exp();
+        let grok = sigmoid_fall(&steps, 3e-3, 3.5, 820.0, 70.0);
+        let test: Vec<f64> = (steps.iter().zip(&grok))
+            .map(|(&s, g)| g * (1.0 + peak(s as f64) / 4.0) / 2.0)
+            .collect();
+        let ph = grokking_phases(&steps, &train, &test);
+        let mem = ph.memorisation_end.unwrap();
+        assert!((50..=120).contains(&mem), "{ph:?}");
+        let cf = ph.circuit_formation_end.unwrap();
+        assert!((600..=800).contains(&cf), "{ph:?}");
+        assert!(ph.cleanup_end.unwrap() > 900, "{ph:?}");
+    }
 }

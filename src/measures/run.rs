@@ -1,6 +1,6 @@
 //! Every measure at every checkpoint of a run: `measures.jsonl`, `measures.csv`, `analysis.json`.
 
-use super::neurons::NeuronViews;
+use super::neurons::{KeyFreqVotes, NeuronViews};
 use super::phases::{detect_phases, Phases};
 use super::snapshot::{Analyzer, KeyFreqRule, Measures};
 use crate::error::{GrokError, Result};
@@ -21,6 +21,10 @@ pub struct RunAnalysis {
     pub key_freq_rule: String,
     /// Step of the checkpoint the key frequencies were read from.
     pub key_freq_step: u64,
+    /// What each rule finds on that checkpoint, and whether the neuron clusters and the
+    /// embedding norms disagree (absent in analyses written before it existed).
+    #[serde(default)]
+    pub key_freq_votes: KeyFreqVotes,
     /// Detected phase boundaries.
     pub phases: Phases,
     /// Number of checkpoints measured.
@@ -71,7 +75,7 @@ pub fn analyze_run(run_dir: &Path, rule: &KeyFreqRule) -> Result<RunMeasures> {
     let analyzer = Analyzer::new(&model, &dataset, Some(&split))?;
     let load = |step| ParamStore::from_safetensors(&model_path(run_dir, step), &model);
     let final_store = load(last)?;
-    let key_freqs = analyzer.key_freqs(&final_store, rule);
+    let (key_freqs, key_freq_votes) = analyzer.choose_key_freqs(&final_store, rule);
     check_key_freqs(&key_freqs, analyzer.p)?;
     let views = analyzer.neuron_views(&final_store, VIEW_NEURONS);
     let rows = steps
@@ -82,6 +86,7 @@ pub fn analyze_run(run_dir: &Path, rule: &KeyFreqRule) -> Result<RunMeasures> {
         key_freqs,
         key_freq_rule: rule.describe(),
         key_freq_step: last,
+        key_freq_votes,
         phases: detect_phases(&rows),
         checkpoints: rows.len(),
         seconds: start.elapsed().as_secs_f64(),

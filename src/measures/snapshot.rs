@@ -6,7 +6,9 @@ use super::logits::{
     excluded_logits, key_direction_fve, restricted_logits, trig_fit, trig_part, Combine, Scores,
 };
 use super::matrix::Matrix;
-use super::neurons::{embed_key_freqs, neuron_freqs, neuron_views, Clusters, NeuronViews};
+use super::neurons::{
+    neuron_freqs, neuron_views, Clusters, KeyFreqVotes, NeuronViews, MIN_CLUSTER_SHARE,
+};
 use super::weights::{embed_component_norms, neuron_logit_map, w_l_component_norms};
 use crate::error::{GrokError, Result};
 use crate::models::{ParamStore, TransformerConfig};
@@ -14,9 +16,15 @@ use crate::tasks::{ModularDataset, Operation, Split};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The embedding rule's default threshold (fraction of the largest `W_E` Fourier norm).
+pub const DEFAULT_EMBED_THRESHOLD: f64 = 0.5;
+
 /// How the key frequencies are chosen.
 #[derive(Clone, Debug, PartialEq)]
 pub enum KeyFreqRule {
+    /// The default: neuron clusters ∪ embedding norms at this threshold
+    /// ([`KeyFreqVotes::consensus`]), the paper's analysis of a finished model.
+    Consensus(f64),
     /// The distinct argmax frequencies of the neurons (the reference code's rule).
     NeuronArgmax,
     /// Frequencies whose embedding Fourier norm is at least this fraction of the largest.
@@ -29,6 +37,10 @@ impl KeyFreqRule {
     /// One-line description, stored with the measures.
     pub fn describe(&self) -> String {
         match self {
+            Self::Consensus(t) => format!(
+                "consensus: frequencies with an FVE >= 0.85 neuron cluster of >= {MIN_CLUSTER_SHARE} x \
+                 the largest one's size, and those with W_E Fourier norm >= {t} x the largest"
+            ),
             Self::NeuronArgmax => {
                 "neuron_argmax: distinct argmax frequencies of the MLP neurons".into()
             }
@@ -177,17 +189,31 @@ impl Analyzer {
 
     /// Key frequencies of `store` by `rule` (1..=p/2, ascending).
     pub fn key_freqs(&self, store: &ParamStore, rule: &KeyFreqRule) -> Vec<usize> {
-        match rule {
+        self.choose_key_freqs(store, rule).0
+    }
+
+    /// Key frequencies of `store` by `rule`, with what every rule finds (the embedding rule at
+    /// `rule`'s threshold, else [`DEFAULT_EMBED_THRESHOLD`]).
+    pub fn choose_key_freqs(
+        &self,
+        store: &ParamStore,
+        rule: &KeyFreqRule,
+    ) -> (Vec<usize>, KeyFreqVotes) {
+        let threshold = match rule {
+            KeyFreqRule::Consensus(t) | KeyFreqRule::EmbedNorm(t) => *t,
+            _ => DEFAULT_EMBED_THRESHOLD,
+        };
+        let acts = run_all_inputs(&self.cfg, store, self.p);
+        let neurons = acts.mlp_post.map(|post| neuron_freqs(self.p, &post));
+        let embed = freq_norms(&self.embed_norms(store));
+        let votes = KeyFreqVotes::new(neurons.as_ref(), &embed, threshold);
+        let keys = match rule {
             KeyFreqRule::Fixed(k) => k.clone(),
-            KeyFreqRule::EmbedNorm(t) => embed_key_freqs(&freq_norms(&self.embed_norms(store)), *t),
-            KeyFreqRule::NeuronArgmax => {
-                let acts = run_all_inputs(&self.cfg, store, self.p);
-                match acts.mlp_post {
-                    Some(post) => neuron_freqs(self.p, &post).argmax_key_freqs(),
-                    None => Vec::new(),
-                }
-            }
-        }
+            KeyFreqRule::EmbedNorm(_) => votes.embed_norm.clone(),
+            KeyFreqRule::NeuronArgmax => votes.neuron_argmax.clone(),
+            KeyFreqRule::Consensus(_) => votes.consensus(),
+        };
+        (keys, votes)
     }
 
     /// Neuron pictures of `store` ([`NeuronViews`], up to `count` neurons); `None` without MLP.

@@ -1,6 +1,6 @@
 //! The transformer's hyper-parameters, mirroring TransformerLens' `HookedTransformerConfig`.
 
-use super::params::NamedTensors;
+use super::params::{NamedTensors, RawTensor};
 use crate::error::{GrokError, Result};
 use serde::{Deserialize, Serialize};
 
@@ -194,6 +194,33 @@ impl TransformerConfig {
         ));
         specs.push(ParamSpec::frozen("unembed.b_U", vec![self.d_vocab_out]));
         specs
+    }
+
+    /// TransformerLens' non-parameter state, so that a checkpoint loads with
+    /// `HookedTransformer(cfg).load_state_dict(sd, strict=True)`: per block `blocks.{l}.attn.mask`
+    /// (bool `[n_ctx, n_ctx]`, true on and below the diagonal: query i sees keys j ≤ i) and
+    /// `blocks.{l}.attn.IGNORE` (f32 scalar −inf, the masked score). groklab's readers skip both.
+    pub fn tl_buffers(&self) -> Vec<RawTensor> {
+        let t = self.n_ctx;
+        let mask: Vec<u8> = (0..t * t).map(|i| u8::from(i % t <= i / t)).collect();
+        (0..self.n_layers)
+            .flat_map(|l| {
+                [
+                    RawTensor {
+                        name: format!("blocks.{l}.attn.mask"),
+                        dtype: safetensors::Dtype::BOOL,
+                        shape: vec![t, t],
+                        bytes: mask.clone(),
+                    },
+                    RawTensor {
+                        name: format!("blocks.{l}.attn.IGNORE"),
+                        dtype: safetensors::Dtype::F32,
+                        shape: vec![],
+                        bytes: f32::NEG_INFINITY.to_le_bytes().to_vec(),
+                    },
+                ]
+            })
+            .collect()
     }
 
     /// Multiply-accumulate count ×2 (FLOPs) of one training step (forward + backward ≈ 3× forward)

@@ -11,7 +11,7 @@ mod transformer;
 
 pub use config::{Activation, Init, Normalization, ParamSpec, TransformerConfig};
 pub use params::{
-    encode_safetensors, read_safetensors, read_safetensors_metadata, NamedTensors, ParamEntry,
-    ParamStore,
+    encode_safetensors, is_tl_buffer, read_safetensors, read_safetensors_metadata, NamedTensors,
+    ParamEntry, ParamStore, RawTensor,
 };
 pub use transformer::{ForwardOutput, Transformer};

@@ -105,13 +105,19 @@ impl ParamStore {
     }
 
     /// Serialises every tensor (frozen biases included) as safetensors in `dtype` (F32 or F64),
-    /// with `metadata` in the header.
-    pub fn to_safetensors(&self, dtype: Dtype, metadata: HashMap<String, String>) -> Vec<u8> {
+    /// followed by `buffers` as they are (TransformerLens' non-parameter state such as
+    /// [`TransformerConfig::tl_buffers`]), with `metadata` in the header.
+    pub fn to_safetensors(
+        &self,
+        dtype: Dtype,
+        buffers: &[RawTensor],
+        metadata: HashMap<String, String>,
+    ) -> Vec<u8> {
         let named = self
             .entries
             .iter()
             .map(|e| (e.name.as_str(), &e.shape[..], &e.data[..]));
-        encode_safetensors(named, dtype, metadata)
+        encode_safetensors(named, dtype, buffers, metadata)
     }
 
     /// Loads a TransformerLens-layout safetensors file whose tensor names and shapes match the
@@ -174,10 +180,31 @@ fn drop_last_column(data: &[f64], cols: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Encodes `(name, shape, values)` triples as a safetensors buffer of `dtype` (F32 or F64).
+/// A tensor already in its stored form: any safetensors dtype, little-endian bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawTensor {
+    /// State-dict key.
+    pub name: String,
+    /// Stored dtype (e.g. `BOOL` for TransformerLens' attention mask).
+    pub dtype: Dtype,
+    /// Shape (`[]` for a scalar).
+    pub shape: Vec<usize>,
+    /// Row-major little-endian bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Whether `name` is one of TransformerLens' attention buffers (`blocks.{l}.attn.mask`,
+/// `blocks.{l}.attn.IGNORE`): written for strict loading, never read as a parameter.
+pub fn is_tl_buffer(name: &str) -> bool {
+    name.ends_with(".attn.mask") || name.ends_with(".attn.IGNORE")
+}
+
+/// Encodes `(name, shape, values)` triples as a safetensors buffer of `dtype` (F32 or F64), and
+/// `raw` tensors as they are.
 pub fn encode_safetensors<'a>(
     tensors: impl Iterator<Item = (&'a str, &'a [usize], &'a [f64])>,
     dtype: Dtype,
+    raw: &[RawTensor],
     metadata: HashMap<String, String>,
 ) -> Vec<u8> {
     let buffers: Vec<(&str, Vec<usize>, Vec<u8>)> = tensors
@@ -197,9 +224,16 @@ pub fn encode_safetensors<'a>(
     } else {
         Dtype::F32
     };
-    let views = buffers.iter().map(|(name, shape, bytes)| {
+    let views = (buffers
+        .iter()
+        .map(|(name, shape, bytes)| (*name, dtype, shape, bytes)))
+    .chain(
+        raw.iter()
+            .map(|r| (r.name.as_str(), r.dtype, &r.shape, &r.bytes)),
+    )
+    .map(|(name, dtype, shape, bytes)| {
         let view = TensorView::new(dtype, shape.clone(), bytes).expect("consistent tensor view");
-        (*name, view)
+        (name, view)
     });
     let meta = (!metadata.is_empty()).then_some(metadata);
     safetensors::serialize(views, meta).expect("safetensors serialisation of valid views")
@@ -209,8 +243,8 @@ pub fn encode_safetensors<'a>(
 pub type NamedTensors = HashMap<String, (Vec<usize>, Vec<f64>)>;
 
 /// Decodes every numeric tensor of a safetensors buffer (F64, F32, F16, BF16, I64) into
-/// `(shape, f64 values)`. Tensors of other dtypes — TransformerLens state dicts carry boolean
-/// attention masks — are skipped: no parameter has them.
+/// `(shape, f64 values)`. TransformerLens' attention buffers ([`is_tl_buffer`]) and tensors of
+/// other dtypes are skipped: no parameter has them.
 ///
 /// # Errors
 /// [`GrokError::Checkpoint`] when the buffer is not valid safetensors.
@@ -223,6 +257,9 @@ pub fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<NamedTensors> {
         .map_err(|e| bad(format!("not a valid safetensors file ({e})")))?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
+        if is_tl_buffer(&name) {
+            continue;
+        }
         let data = view.data();
         let values: Vec<f64> = match view.dtype() {
             Dtype::F64 => data

@@ -5,7 +5,8 @@
 use super::optim::AdamW;
 use crate::error::{GrokError, Result};
 use crate::models::{
-    encode_safetensors, read_safetensors, read_safetensors_metadata, ParamStore, TransformerConfig,
+    encode_safetensors, read_safetensors, read_safetensors_metadata, ParamStore, RawTensor,
+    TransformerConfig,
 };
 use safetensors::Dtype;
 use std::collections::HashMap;
@@ -61,8 +62,9 @@ pub fn list_steps(run_dir: &Path) -> Vec<u64> {
     steps
 }
 
-/// Saves the model (in `dtype`) and the optimiser state at `step`, then deletes the previous
-/// optimiser file (only the latest is needed to resume).
+/// Saves the model (in `dtype`, with the model's non-parameter `buffers`, e.g.
+/// [`TransformerConfig::tl_buffers`]) and the optimiser state at `step`, then deletes the
+/// previous optimiser file (only the latest is needed to resume).
 ///
 /// # Errors
 /// [`GrokError::Io`].
@@ -70,6 +72,7 @@ pub fn save(
     run_dir: &Path,
     step: u64,
     params: &ParamStore,
+    buffers: &[RawTensor],
     optim: &AdamW,
     dtype: Dtype,
     wall_s: f64,
@@ -82,7 +85,7 @@ pub fn save(
     ]);
     atomic_write(
         &model_path(run_dir, step),
-        &params.to_safetensors(dtype, meta),
+        &params.to_safetensors(dtype, buffers, meta),
     )?;
 
     let names: Vec<(String, String)> = params
@@ -106,7 +109,7 @@ pub fn save(
         ("step".to_string(), optim.step.to_string()),
         ("wall_s".to_string(), format!("{wall_s:e}")),
     ]);
-    let bytes = encode_safetensors(tensors.into_iter(), Dtype::F64, meta);
+    let bytes = encode_safetensors(tensors.into_iter(), Dtype::F64, &[], meta);
     atomic_write(&optim_path(run_dir, step), &bytes)?;
     for old in list_steps(run_dir).into_iter().filter(|&s| s < step) {
         let _ = std::fs::remove_file(optim_path(run_dir, old));

@@ -204,7 +204,9 @@ impl<'a> Run<'a> {
                 Precision::F32 => safetensors::Dtype::F32,
                 Precision::F64 => safetensors::Dtype::F64,
             };
-            checkpoint::save(&self.dir, step, &self.params, &self.optim, dtype, wall)?;
+            let buffers = self.model_cfg.tl_buffers();
+            let (dir, params, optim) = (&self.dir, &self.params, &self.optim);
+            checkpoint::save(dir, step, params, &buffers, optim, dtype, wall)?;
             self.last_ckpt = Some(step);
         }
         let r = if batch == n_train {

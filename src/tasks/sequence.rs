@@ -1,0 +1,146 @@
+//! Sequence tasks: generators of token sequences with targets at the positions a model is scored
+//! on, and the two data regimes every such task runs in.
+//!
+//! - `infinite`: batch `s` of training is a fresh sample from stream `s` of the task seed; the
+//!   test set is a fixed sample from its own stream.
+//! - `finite`: a fixed training set of `n_train` sequences, sampled once, and a held-out test
+//!   set with none of the training sequences in it (Nanda et al. 2023 §5: limited data + weight
+//!   decay turns a phase change into grokking).
+
+use super::batch::{stream_rng, SeqBatch};
+use crate::error::{GrokError, Result};
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashSet;
+
+/// Vocabulary and length of a sequence task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeqShape {
+    /// Input token ids are in `[0, d_vocab)`.
+    pub d_vocab: usize,
+    /// Target classes are in `[0, d_vocab_out)`.
+    pub d_vocab_out: usize,
+    /// Sequence length T.
+    pub n_ctx: usize,
+}
+
+/// A task that samples sequences: what the tokens mean, and which positions are scored.
+pub trait SequenceTask: Send + Sync {
+    /// Vocabulary sizes and sequence length.
+    fn shape(&self) -> SeqShape;
+
+    /// Appends one random sequence and its targets to `batch`.
+    fn sample_one(&self, rng: &mut ChaCha8Rng, batch: &mut SeqBatch);
+
+    /// `n` random sequences.
+    fn sample(&self, rng: &mut ChaCha8Rng, n: usize) -> SeqBatch {
+        let mut batch = SeqBatch::new(self.shape().n_ctx);
+        for _ in 0..n {
+            self.sample_one(rng, &mut batch);
+        }
+        batch
+    }
+}
+
+/// Stream of the test set (training batches use streams 0, 1, 2, … by step).
+const TEST_STREAM: u64 = u64::MAX;
+/// Stream of a finite run's fixed training set.
+const TRAIN_SET_STREAM: u64 = u64::MAX - 1;
+
+/// How a run draws its training data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Regime {
+    /// A fixed training set of this many sequences.
+    Finite {
+        /// Training sequences.
+        n_train: usize,
+    },
+    /// A fresh sample every step.
+    Infinite,
+}
+
+/// A sequence task's data for one run: the test set, and the training set or stream.
+pub struct SeqData {
+    task: Box<dyn SequenceTask>,
+    seed: u64,
+    /// The fixed training set (`finite`), `None` for `infinite`.
+    pub train: Option<SeqBatch>,
+    /// The fixed test set.
+    pub test: SeqBatch,
+}
+
+impl SeqData {
+    /// Draws the test set (`n_test` sequences) and, for `finite`, the training set from `seed`.
+    /// A finite training set never repeats a test sequence: candidates equal to one are drawn
+    /// again.
+    ///
+    /// # Errors
+    /// `task.n_train` of 0, or a training set that cannot avoid the test set (a task with too few
+    /// distinct sequences for the counts asked).
+    pub fn new(
+        task: Box<dyn SequenceTask>,
+        regime: Regime,
+        n_test: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        let test = task.sample(&mut stream_rng(seed, TEST_STREAM), n_test);
+        let train = match regime {
+            Regime::Infinite => None,
+            Regime::Finite { n_train: 0 } => {
+                return Err(GrokError::invalid("task.n_train", 0, "a positive integer"))
+            }
+            Regime::Finite { n_train } => {
+                let held: HashSet<&[i64]> = (0..test.len()).map(|i| test.tokens_of(i)).collect();
+                let mut rng = stream_rng(seed, TRAIN_SET_STREAM);
+                let mut train = SeqBatch::new(task.shape().n_ctx);
+                let mut tries = 0usize;
+                while train.len() < n_train {
+                    let mut one = SeqBatch::new(train.n_ctx);
+                    task.sample_one(&mut rng, &mut one);
+                    tries += 1;
+                    if tries > 100 * n_train + 1000 {
+                        return Err(GrokError::invalid(
+                            "task.n_train",
+                            n_train,
+                            "fewer sequences: most samples repeat a test sequence",
+                        ));
+                    }
+                    if !held.contains(one.tokens_of(0)) {
+                        train.push(one.tokens_of(0), one.targets_of(0));
+                    }
+                }
+                Some(train)
+            }
+        };
+        Ok(Self {
+            task,
+            seed,
+            train,
+            test,
+        })
+    }
+
+    /// The task.
+    pub fn task(&self) -> &dyn SequenceTask {
+        self.task.as_ref()
+    }
+
+    /// The training batch of `step` (`batch_size` sequences; 0 = the whole finite set): a fresh
+    /// sample from stream `step` (`infinite`), or the `step`-th slice of a per-epoch permutation of
+    /// the training set (`finite`).
+    pub fn train_batch(&self, step: u64, batch_size: usize) -> SeqBatch {
+        match &self.train {
+            None => self
+                .task
+                .sample(&mut stream_rng(self.seed, step), batch_size.max(1)),
+            Some(train) if batch_size == 0 || batch_size >= train.len() => train.clone(),
+            Some(train) => {
+                let per_epoch = train.len().div_ceil(batch_size) as u64;
+                let (epoch, k) = (step / per_epoch, (step % per_epoch) as usize);
+                let mut order: Vec<usize> = (0..train.len()).collect();
+                order.shuffle(&mut stream_rng(self.seed ^ 0x5eed, epoch));
+                train.select(&order[k * batch_size..((k + 1) * batch_size).min(train.len())])
+            }
+        }
+    }
+}
