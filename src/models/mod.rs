@@ -7,6 +7,7 @@ mod config;
 pub mod fused;
 pub mod linalg;
 mod params;
+mod sequence;
 mod transformer;
 
 pub use config::{Activation, Init, Normalization, ParamSpec, TransformerConfig};
@@ -14,4 +15,5 @@ pub use params::{
     encode_safetensors, is_tl_buffer, read_safetensors, read_safetensors_metadata, NamedTensors,
     ParamEntry, ParamStore, RawTensor,
 };
+pub use sequence::{Scored, SeqForward};
 pub use transformer::{ForwardOutput, Transformer};

@@ -21,12 +21,12 @@ const LN_EPS: f64 = 1e-5;
 
 /// A model bound to burn tensors for one forward (and backward) pass.
 pub struct Transformer {
-    cfg: TransformerConfig,
+    pub(super) cfg: TransformerConfig,
     leaves: Vec<Tensor<1>>,
     index: HashMap<String, usize>,
     /// Frozen tensors that are all zeros (the paper's absent biases): their adds are skipped.
     zero_frozen: HashSet<String>,
-    device: Device,
+    pub(super) device: Device,
 }
 
 /// What one forward pass returns, all at the last position.
@@ -96,7 +96,7 @@ impl Transformer {
     }
 
     /// `x + bias` (bias broadcast over rows as `[1, width]`), skipped for an all-zero frozen bias.
-    fn add_bias(&self, x: Tensor<2>, name: &str) -> Tensor<2> {
+    pub(super) fn add_bias(&self, x: Tensor<2>, name: &str) -> Tensor<2> {
         if self.zero_frozen.contains(name) {
             return x;
         }
@@ -105,14 +105,14 @@ impl Transformer {
     }
 
     /// The parameter `name` reshaped to `shape`.
-    fn w<const D: usize>(&self, name: &str, shape: [usize; D]) -> Tensor<D> {
+    pub(super) fn w<const D: usize>(&self, name: &str, shape: [usize; D]) -> Tensor<D> {
         self.leaves[self.index[name]].clone().reshape(shape)
     }
 
     /// A `[n_heads, a, b]` TransformerLens weight as the 2-D matrix a single matmul needs:
     /// `W_Q/W_K/W_V [H, d_model, d_head] → [d_model, H·d_head]`, `W_O [H, d_head, d_model] →
     /// [H·d_head, d_model]`.
-    fn heads_2d(&self, name: &str, out_major: bool) -> Tensor<2> {
+    pub(super) fn heads_2d(&self, name: &str, out_major: bool) -> Tensor<2> {
         let (h, d, dh) = (self.cfg.n_heads, self.cfg.d_model, self.cfg.d_head);
         if out_major {
             self.w(name, [h * dh, d])
@@ -137,7 +137,7 @@ impl Transformer {
             .collect()
     }
 
-    fn layer_norm(&self, x: Tensor<2>, prefix: &str) -> Tensor<2> {
+    pub(super) fn layer_norm(&self, x: Tensor<2>, prefix: &str) -> Tensor<2> {
         if self.cfg.normalization == Normalization::None {
             return x;
         }
@@ -263,7 +263,7 @@ impl Transformer {
     /// A `[1; D]` constant in the model's dtype, for broadcasting. Scalar ops would round the
     /// constant to f32 first (burn's nominal float element), costing ~1e-8 relative accuracy in
     /// f64 runs.
-    fn scalar<const D: usize>(&self, value: f64) -> Tensor<D> {
+    pub(super) fn scalar<const D: usize>(&self, value: f64) -> Tensor<D> {
         let dtype = self.leaves[0].dtype();
         Tensor::from_data(TensorData::new(vec![value], [1; D]), (&self.device, dtype))
     }

@@ -297,6 +297,32 @@ mod tests {
     }
 
     #[test]
+    fn s5_tasks_enumerate_the_group_table() {
+        let d = ModularDataset::new(Operation::S5Compose, 120, 0).unwrap();
+        assert_eq!(d.len(), 120 * 120);
+        for (r, &(x, y)) in d.pairs.iter().enumerate() {
+            // identity row and column; every row a permutation of the group (Latin square)
+            if x == 0 {
+                assert_eq!(d.labels[r], y as i64);
+            }
+            if y == 0 {
+                assert_eq!(d.labels[r], x as i64);
+            }
+            assert_eq!(&d.tokens[3 * r..3 * r + 3], &[x as i64, y as i64, 120]);
+        }
+        for x in 0..120 {
+            let mut row: Vec<i64> = d.labels[x * 120..(x + 1) * 120].to_vec();
+            row.sort_unstable();
+            assert_eq!(row, (0..120).collect::<Vec<i64>>());
+        }
+        let conj = ModularDataset::new(Operation::S5Conj, 120, 0).unwrap();
+        // x∘e∘x⁻¹ = e
+        assert!((0..120).all(|x| conj.labels[x * 120] == 0));
+        assert!(Operation::S5Aba.check_modulus(119).is_err());
+        assert!(!Operation::S5Compose.is_commutative());
+    }
+
+    #[test]
     fn primes() {
         let primes: Vec<u64> = (0..30).filter(|&n| is_prime(n)).collect();
         assert_eq!(primes, vec![2, 3, 5, 7, 11, 13, 17, 19, 23, 29]);

@@ -7,7 +7,7 @@ use crate::tasks::{ModularDataset, Operation, SplitMode};
 use serde::{Deserialize, Serialize};
 
 /// The embedded presets: `(name, one-line description, TOML)`.
-pub const PRESETS: [(&str, &str, &str); 2] = [
+pub const PRESETS: [(&str, &str, &str); 4] = [
     (
         "quick",
         "default: the paper's model family on (a+b) mod 59, 40% train, lr 3e-3: groks in about a minute on 2 cores",
@@ -17,6 +17,16 @@ pub const PRESETS: [(&str, &str, &str); 2] = [
         "nanda2023",
         "Nanda et al. 2023 exactly: (a+b) mod 113, 30% python split seed 0, AdamW wd 1, 40k full-batch epochs",
         include_str!("../../presets/nanda2023.toml"),
+    ),
+    (
+        "power2022_s5",
+        "Power et al. 2022: S5 composition x∘y, 50% of the 14,400 pairs, 2 layers x 128, 4 heads, AdamW wd 1, minibatch 512, 1e5 steps",
+        include_str!("../../presets/power2022_s5.toml"),
+    ),
+    (
+        "power2022_div",
+        "Power et al. 2022: x/y mod 97, 50% of the pairs, 2 layers x 128, 4 heads, AdamW wd 1, minibatch 512, 1e5 steps",
+        include_str!("../../presets/power2022_div.toml"),
     ),
 ];
 

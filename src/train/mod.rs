@@ -7,6 +7,7 @@ mod loss;
 mod metrics;
 mod optim;
 mod seeds;
+mod seq_step;
 mod step;
 mod trainer;
 
@@ -20,5 +21,8 @@ pub use loss::{accuracy, cross_entropy};
 pub use metrics::{MetricsLog, MetricsRow};
 pub use optim::{warmup_lr, AdamW};
 pub use seeds::{seed_configs, train_seeds};
+pub use seq_step::{seq_evaluate, seq_train};
 pub use step::{Step, StepResult};
-pub use trainer::{set_threads, tensors, train, RunData, RunSummary, TrainOptions};
+pub use trainer::{
+    flush_denormals, set_threads, tensors, train, RunData, RunSummary, TrainOptions,
+};
