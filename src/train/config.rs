@@ -1,13 +1,14 @@
 //! A run's configuration: TOML sections `[task]`, `[model]`, `[train]`, built from an embedded
 //! preset, an optional config file and `--set key=value` overrides.
 
+use super::task_config::{task_names, TaskConfig};
 use crate::error::{GrokError, Result};
 use crate::models::{Activation, Normalization, TransformerConfig};
 use crate::tasks::{ModularDataset, Operation, SplitMode};
 use serde::{Deserialize, Serialize};
 
 /// The embedded presets: `(name, one-line description, TOML)`.
-pub const PRESETS: [(&str, &str, &str); 4] = [
+pub const PRESETS: [(&str, &str, &str); 11] = [
     (
         "quick",
         "default: the paper's model family on (a+b) mod 59, 40% train, lr 3e-3: groks in about a minute on 2 cores",
@@ -27,6 +28,41 @@ pub const PRESETS: [(&str, &str, &str); 4] = [
         "power2022_div",
         "Power et al. 2022: x/y mod 97, 50% of the pairs, 2 layers x 128, 4 heads, AdamW wd 1, minibatch 512, 1e5 steps",
         include_str!("../../presets/power2022_div.toml"),
+    ),
+    (
+        "nanda_digit_add5_infinite",
+        "Nanda et al. 2023: 5-digit addition, a fresh batch of 128 every step, 1 layer: one phase change per answer digit",
+        include_str!("../../presets/nanda_digit_add5_infinite.toml"),
+    ),
+    (
+        "nanda_digit_add5_finite",
+        "Nanda et al. 2023: 5-digit addition from 700 fixed sums, weight decay 1: the phase changes become grokking",
+        include_str!("../../presets/nanda_digit_add5_finite.toml"),
+    ),
+    (
+        "nanda_induction_infinite",
+        "Nanda et al. 2023: repeated subsequences (vocab 128, 85 tokens, 16 x 3), 2-layer attention-only: induction heads in a phase change",
+        include_str!("../../presets/nanda_induction_infinite.toml"),
+    ),
+    (
+        "nanda_induction_finite",
+        "Nanda et al. 2023: repeated subsequences from 4 fixed batches (512 sequences), weight decay 1",
+        include_str!("../../presets/nanda_induction_finite.toml"),
+    ),
+    (
+        "nanda_skip_trigram_infinite",
+        "Nanda et al. 2023: max of 10 values among 30, 1-layer attention-only: skip trigrams",
+        include_str!("../../presets/nanda_skip_trigram_infinite.toml"),
+    ),
+    (
+        "nanda_skip_trigram_finite",
+        "Nanda et al. 2023: max of a sequence from 1,000 fixed sequences, weight decay 1",
+        include_str!("../../presets/nanda_skip_trigram_finite.toml"),
+    ),
+    (
+        "sparse_parity",
+        "Barak et al. 2022 / Prieto et al. 2025: parity of 3 of 43 bits, 1,000 training samples, weight decay 1 (transformer until the MLP lands)",
+        include_str!("../../presets/sparse_parity.toml"),
     ),
 ];
 
@@ -111,8 +147,10 @@ pub struct ModelSection {
     pub normalization: Normalization,
     /// No MLPs.
     pub attn_only: bool,
-    /// Output classes: `"p"` or `"p+1"`.
-    pub d_vocab_out: VocabOut,
+    /// Output classes of a binary-operation task: `"p"` or `"p+1"` (sequence tasks fix their
+    /// own and take no value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub d_vocab_out: Option<VocabOut>,
     /// Seed of the weight initialisation.
     pub init_seed: u64,
 }
@@ -156,8 +194,8 @@ pub struct TrainSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
-    /// Data.
-    pub task: TaskSection,
+    /// Data: a binary operation or a sequence task.
+    pub task: TaskConfig,
     /// Model.
     pub model: ModelSection,
     /// Training.
@@ -236,16 +274,37 @@ impl RunConfig {
     /// # Errors
     /// [`GrokError::InvalidValue`] naming the first offending field.
     pub fn validate(&self) -> Result<()> {
-        let op = Operation::parse(&self.task.name)?;
-        let p = self.task.p;
-        op.check_modulus(p)?;
-        let f = self.task.frac_train;
-        if !(f > 0.0 && f <= 1.0) {
-            return Err(GrokError::invalid(
-                "task.frac_train",
-                f,
-                "a number in (0, 1]",
-            ));
+        match &self.task {
+            TaskConfig::Modular(task) => {
+                let op = Operation::parse(&task.name)
+                    .map_err(|_| GrokError::invalid("task.name", &task.name, task_names()))?;
+                op.check_modulus(task.p)?;
+                let f = task.frac_train;
+                if !(f > 0.0 && f <= 1.0) {
+                    return Err(GrokError::invalid(
+                        "task.frac_train",
+                        f,
+                        "a number in (0, 1]",
+                    ));
+                }
+                if self.model.d_vocab_out.is_none() {
+                    return Err(GrokError::invalid(
+                        "model.d_vocab_out",
+                        "(missing)",
+                        "\"p\" or \"p+1\"",
+                    ));
+                }
+            }
+            TaskConfig::Sequence(task) => {
+                task.validate()?;
+                if let Some(v) = self.model.d_vocab_out {
+                    return Err(GrokError::invalid(
+                        "model.d_vocab_out",
+                        format!("{v:?}"),
+                        format!("no value: task `{}` fixes its classes", task.name),
+                    ));
+                }
+            }
         }
         self.transformer().validate()?;
         let t = &self.train;
@@ -284,27 +343,51 @@ impl RunConfig {
         Ok(())
     }
 
-    /// The operation (validated).
-    pub fn operation(&self) -> Operation {
-        Operation::parse(&self.task.name).expect("validated")
+    /// The binary-operation section, for what only that family has (split, analyze, fused step).
+    ///
+    /// # Errors
+    /// A sequence task, named in a one-line error with `what` needs.
+    pub fn modular(&self, what: &str) -> Result<&TaskSection> {
+        match &self.task {
+            TaskConfig::Modular(t) => Ok(t),
+            TaskConfig::Sequence(t) => Err(GrokError::invalid(
+                "task.name",
+                &t.name,
+                format!(
+                    "{} ({what} supports those only so far)",
+                    Operation::allowed_names()
+                ),
+            )),
+        }
     }
 
-    /// The transformer's shape for this task (d_vocab = p + 1, n_ctx = 3).
+    /// The transformer's shape for this task: d_vocab = p + 1 and n_ctx = 3 for a binary
+    /// operation, the task's own for a sequence task.
     pub fn transformer(&self) -> TransformerConfig {
         let m = &self.model;
-        let p = self.task.p as usize;
+        let (d_vocab, d_vocab_out, n_ctx) = match &self.task {
+            TaskConfig::Modular(t) => {
+                let p = t.p as usize;
+                let out = match m.d_vocab_out {
+                    Some(VocabOut::P) => p,
+                    _ => p + 1,
+                };
+                (p + 1, out, ModularDataset::N_CTX)
+            }
+            TaskConfig::Sequence(t) => {
+                let s = t.task().shape();
+                (s.d_vocab, s.d_vocab_out, s.n_ctx)
+            }
+        };
         TransformerConfig {
             n_layers: m.n_layers,
             n_heads: m.n_heads,
             d_model: m.d_model,
             d_head: m.d_head,
             d_mlp: m.d_mlp,
-            d_vocab: p + 1,
-            d_vocab_out: match m.d_vocab_out {
-                VocabOut::P => p,
-                VocabOut::PPlus1 => p + 1,
-            },
-            n_ctx: ModularDataset::N_CTX,
+            d_vocab,
+            d_vocab_out,
+            n_ctx,
             act_fn: m.act_fn,
             normalization: m.normalization,
             attn_only: m.attn_only,
@@ -392,8 +475,9 @@ mod tests {
     #[test]
     fn nanda2023_is_the_paper_recipe() {
         let c = RunConfig::build("nanda2023", None, &[]).unwrap();
+        let task = c.modular("test").unwrap();
         assert_eq!(
-            (c.task.p, c.task.frac_train, c.task.split),
+            (task.p, task.frac_train, task.split),
             (113, 0.3, SplitMode::Python)
         );
         assert_eq!(c.transformer(), TransformerConfig::nanda2023(113));

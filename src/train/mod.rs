@@ -1,5 +1,6 @@
 //! Training: configuration, the AdamW optimiser, the loss, checkpoints, metrics and the loop.
 
+mod batches;
 mod bench;
 mod checkpoint;
 mod config;
@@ -9,6 +10,7 @@ mod optim;
 mod seeds;
 mod seq_step;
 mod step;
+mod task_config;
 mod trainer;
 
 pub use bench::{bench_seeds, bench_train_step, peak_memory_mib, BenchReport, SeedsReport};
@@ -21,8 +23,9 @@ pub use loss::{accuracy, cross_entropy};
 pub use metrics::{MetricsLog, MetricsRow};
 pub use optim::{warmup_lr, AdamW};
 pub use seeds::{seed_configs, train_seeds};
-pub use seq_step::{seq_evaluate, seq_train};
+pub use seq_step::{seq_evaluate, seq_evaluate_positions, seq_train};
 pub use step::{Step, StepResult};
+pub use task_config::{task_names, RegimeName, SeqTaskSection, TaskConfig, SEQUENCE_TASKS};
 pub use trainer::{
     flush_denormals, set_threads, tensors, train, RunData, RunSummary, TrainOptions,
 };

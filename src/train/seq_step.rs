@@ -3,10 +3,11 @@
 
 use super::config::Precision;
 use super::loss::{accuracy, cross_entropy};
-use super::step::StepResult;
+use super::step::{Step, StepResult};
 use crate::models::{ParamStore, Scored, Transformer, TransformerConfig};
 use crate::tasks::{SeqBatch, IGNORE};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use rayon::prelude::*;
 
 /// The forward's scored positions for `batch` and, per logits row of that forward, the target:
 /// the common positions when every sequence scores the same ones (only those are computed),
@@ -97,3 +98,132 @@ pub fn seq_evaluate(
         acc,
     )
 }
+
+/// Per scored position of `batch` (the same positions in every sequence, else empty): mean loss
+/// (nats) and accuracy at that position, `(position, loss, accuracy)` ascending. For digit
+/// addition these are the per-answer-digit curves that show one phase change per digit.
+pub fn seq_evaluate_positions(
+    cfg: &TransformerConfig,
+    params: &ParamStore,
+    device: &Device,
+    batch: &SeqBatch,
+    compute: Precision,
+    loss_dtype: Precision,
+) -> Vec<(usize, f64, f64)> {
+    let Some(positions) = batch.common_positions() else {
+        return Vec::new();
+    };
+    if batch.is_empty() {
+        return Vec::new();
+    }
+    let model = Transformer::new(cfg, params, device, compute.dtype(), false);
+    let (logits, labels) = scored_logits(&model, batch, device);
+    let n = labels.dims()[0];
+    let logits = logits.cast(loss_dtype.dtype());
+    let picked = burn::tensor::activation::log_softmax(logits.clone(), 1)
+        .gather(1, labels.clone().reshape([n, 1]))
+        .reshape([n]);
+    let losses: Vec<f64> = picked.into_data().try_into_vec_as::<f64>().expect("float");
+    let hits: Vec<i64> = (logits.argmax(1).reshape([n]).equal(labels).int())
+        .into_data()
+        .try_into_vec_as::<i64>()
+        .expect("int");
+    let k = positions.len();
+    (positions.iter().enumerate())
+        .map(|(i, &pos)| {
+            let rows = (i..n).step_by(k);
+            let count = rows.len() as f64;
+            let loss = -rows.clone().map(|r| losses[r]).sum::<f64>() / count;
+            let acc = rows.map(|r| hits[r] as f64).sum::<f64>() / count;
+            (pos, loss, acc)
+        })
+        .collect()
+}
+
+impl Step<'_> {
+    /// [`seq_train`] on `batch`, its sequences cut into up to `threads` contiguous chunks run in
+    /// parallel, each chunk its own graph; the chunks' losses, accuracies and gradients are
+    /// combined weighted by their scored pairs, as the mean over all pairs decomposes.
+    pub fn train_seq(&self, batch: &SeqBatch) -> StepResult {
+        let parts = self.chunks(batch);
+        let results: Vec<(usize, StepResult)> = parts
+            .par_iter()
+            .map(|(n, part)| {
+                let r = seq_train(
+                    self.cfg,
+                    self.params,
+                    self.device,
+                    part,
+                    self.compute,
+                    self.loss_dtype,
+                );
+                (*n, r)
+            })
+            .collect();
+        let total: usize = results.iter().map(|(n, _)| n).sum();
+        let mut sum = StepResult {
+            loss: 0.0,
+            acc: 0.0,
+            grads: (self.params.entries.iter())
+                .map(|e| e.trainable.then(|| vec![0.0; e.data.len()]))
+                .collect(),
+        };
+        for (n, r) in results {
+            let w = n as f64 / total as f64;
+            sum.loss += w * r.loss;
+            sum.acc += w * r.acc;
+            for (s, g) in sum.grads.iter_mut().zip(r.grads) {
+                if let (Some(s), Some(g)) = (s.as_mut(), g) {
+                    s.iter_mut().zip(g).for_each(|(s, g)| *s += w * g);
+                }
+            }
+        }
+        sum
+    }
+
+    /// [`seq_evaluate`] on `batch` in parallel chunks (NaN for an empty batch).
+    pub fn evaluate_seq(&self, batch: &SeqBatch) -> (f64, f64) {
+        if batch.is_empty() {
+            return (f64::NAN, f64::NAN);
+        }
+        let parts = self.chunks(batch);
+        let results: Vec<(usize, (f64, f64))> = parts
+            .par_iter()
+            .map(|(n, part)| {
+                let r = seq_evaluate(
+                    self.cfg,
+                    self.params,
+                    self.device,
+                    part,
+                    self.compute,
+                    self.loss_dtype,
+                );
+                (*n, r)
+            })
+            .collect();
+        let total: usize = results.iter().map(|(n, _)| n).sum();
+        results.iter().fold((0.0, 0.0), |(l, a), (n, (rl, ra))| {
+            let w = *n as f64 / total as f64;
+            (l + w * rl, a + w * ra)
+        })
+    }
+
+    /// `batch` cut into up to `threads` contiguous chunks (at most [`EVAL_CHUNK`] sequences
+    /// each, bounding the attention patterns' memory), with each chunk's scored-pair count.
+    fn chunks(&self, batch: &SeqBatch) -> Vec<(usize, SeqBatch)> {
+        let n = batch.len();
+        let k = self.threads.max(n.div_ceil(EVAL_CHUNK)).min(n).max(1);
+        (0..k)
+            .map(|i| {
+                let rows: Vec<usize> = (i * n / k..(i + 1) * n / k).collect();
+                let part = batch.select(&rows);
+                let scored = part.targets.iter().filter(|&&t| t != IGNORE).count();
+                (scored, part)
+            })
+            .filter(|(scored, _)| *scored > 0)
+            .collect()
+    }
+}
+
+/// Most sequences one chunk of a sequence step holds.
+const EVAL_CHUNK: usize = 512;

@@ -1,5 +1,6 @@
 //! The training loop: one screen, top to bottom.
 
+use super::batches::Batches;
 use super::checkpoint::{self, atomic_write};
 use super::config::{Precision, RunConfig};
 use super::metrics::{MetricsLog, MetricsRow};
@@ -7,11 +8,9 @@ use super::optim::{warmup_lr, AdamW};
 use super::step::Step;
 use crate::error::{GrokError, Result};
 use crate::models::ParamStore;
-use crate::tasks::{split_indices, ModularDataset, Split};
+use crate::tasks::{split_indices, ModularDataset, Operation, Split};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -54,8 +53,9 @@ impl RunData {
     /// # Errors
     /// Invalid task fields.
     pub fn new(cfg: &RunConfig) -> Result<Self> {
-        let t = &cfg.task;
-        let dataset = ModularDataset::new(cfg.operation(), t.p, t.split_seed)?;
+        let t = cfg.modular("a split")?;
+        let op = Operation::parse(&t.name)?;
+        let dataset = ModularDataset::new(op, t.p, t.split_seed)?;
         let split = split_indices(
             &dataset,
             t.frac_train,
@@ -146,9 +146,7 @@ pub(crate) struct Run<'a> {
     cfg: &'a RunConfig,
     model_cfg: crate::models::TransformerConfig,
     dir: PathBuf,
-    data: RunData,
-    train_host: (Vec<i64>, Vec<i64>),
-    test_host: (Vec<i64>, Vec<i64>),
+    batches: Batches,
     params: ParamStore,
     optim: AdamW,
     log: MetricsLog,
@@ -168,7 +166,7 @@ impl<'a> Run<'a> {
         let t = &cfg.train;
         let model_cfg = cfg.transformer();
         let devices = (Device::flex().autodiff(), Device::flex());
-        let data = RunData::new(cfg)?;
+        let batches = Batches::new(cfg)?;
         let dir = opts.out.clone();
         let fresh_optim = |p: &ParamStore| AdamW::new(p, t.betas, t.eps, t.weight_decay);
         let (params, optim, start, log, wall0) = if opts.resume {
@@ -180,8 +178,9 @@ impl<'a> Run<'a> {
         } else {
             prepare_dir(&dir, opts.force)?;
             atomic_write(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
-            let split = serde_json::json!({"train": data.split.train, "test": data.split.test});
-            atomic_write(&dir.join("split.json"), split.to_string().as_bytes())?;
+            if let Some(split) = batches.split_json() {
+                atomic_write(&dir.join("split.json"), split.as_bytes())?;
+            }
             let params = ParamStore::init(&model_cfg, cfg.model.init_seed);
             let optim = fresh_optim(&params);
             (params, optim, 0, MetricsLog::default(), 0.0)
@@ -189,9 +188,7 @@ impl<'a> Run<'a> {
         Ok(Self {
             cfg,
             model_cfg,
-            train_host: data.dataset.gather(&data.split.train),
-            test_host: data.dataset.gather(&data.split.test),
-            data,
+            batches,
             last_ckpt: checkpoint::list_steps(&dir).last().copied(),
             dir,
             params,
@@ -215,12 +212,6 @@ impl<'a> Run<'a> {
     /// Checkpoints (on schedule), steps, logs (on schedule; returned) and updates, for `step`.
     pub(crate) fn advance(&mut self, step: u64) -> Result<Option<MetricsRow>> {
         let t = &self.cfg.train;
-        let n_train = self.data.split.train.len();
-        let batch = if t.batch_size == 0 {
-            n_train
-        } else {
-            t.batch_size.min(n_train)
-        };
         let wall = self.wall0 + self.clock.elapsed().as_secs_f64();
         if self.cfg.is_checkpoint_step(step) && !(self.resumed && step == self.start) {
             let dtype = match t.compute_dtype {
@@ -232,19 +223,7 @@ impl<'a> Run<'a> {
             checkpoint::save(dir, step, params, &buffers, optim, dtype, wall)?;
             self.last_ckpt = Some(step);
         }
-        let r = if batch == n_train {
-            self.step_fn(&self.devices.0)
-                .train_host(&self.train_host.0, &self.train_host.1)
-        } else {
-            let rows = minibatch_rows(
-                &self.data.split.train,
-                batch,
-                step,
-                self.cfg.task.split_seed,
-            );
-            let (tokens, labels) = self.data.dataset.gather(&rows);
-            self.step_fn(&self.devices.0).train_host(&tokens, &labels)
-        };
+        let (r, whole) = (self.batches).train(&self.step_fn(&self.devices.0), step, t.batch_size);
         if !r.loss.is_finite() {
             return Err(GrokError::NonFiniteLoss {
                 step,
@@ -258,16 +237,15 @@ impl<'a> Run<'a> {
         let mut logged = None;
         if step.is_multiple_of(t.log_every) || step == t.steps {
             let eval = self.step_fn(&self.devices.1);
-            let train_metrics = if batch == n_train {
+            let train_metrics = if whole {
                 (r.loss, r.acc)
             } else {
-                eval.evaluate_host(&self.train_host.0, &self.train_host.1)
+                self.batches.evaluate_train(&eval)
             };
-            let test_metrics = eval.evaluate_host(&self.test_host.0, &self.test_host.1);
-            let epoch = step as f64 * batch as f64 / n_train as f64;
-            let row = MetricsRow::new(
+            let test_metrics = self.batches.evaluate_test(&eval);
+            let mut row = MetricsRow::new(
                 step,
-                epoch,
+                self.batches.epoch(step, t.batch_size),
                 train_metrics,
                 test_metrics,
                 lr,
@@ -275,6 +253,7 @@ impl<'a> Run<'a> {
                 &self.params,
                 wall,
             );
+            row.set_per_position(&self.batches.evaluate_test_positions(&eval));
             self.log.push(row.clone(), &self.dir)?;
             logged = Some(row);
         }
@@ -303,18 +282,6 @@ impl<'a> Run<'a> {
                 .expect("the last step is always logged"),
         })
     }
-}
-
-/// Rows of the training set used at `step`: epoch `e` walks a permutation seeded by
-/// `(seed, e)`, so a resumed run sees the same batches without saved RNG state.
-fn minibatch_rows(train: &[usize], batch: usize, step: u64, seed: u64) -> Vec<usize> {
-    let per_epoch = train.len().div_ceil(batch) as u64;
-    let (epoch, k) = (step / per_epoch, (step % per_epoch) as usize);
-    let mut perm = train.to_vec();
-    let mut rng =
-        rand_chacha::ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9).wrapping_add(epoch));
-    perm.shuffle(&mut rng);
-    perm[k * batch..((k + 1) * batch).min(train.len())].to_vec()
 }
 
 fn prepare_dir(dir: &Path, force: bool) -> Result<()> {

@@ -1,0 +1,157 @@
+//! What a run trains and evaluates on, for either task family: a binary operation's split
+//! (full batch, or seeded minibatches per epoch) or a sequence task's data (a finite set or a
+//! fresh sample per step). The loop asks for the step's result and the evaluation metrics and
+//! knows neither family in detail.
+
+use super::config::RunConfig;
+use super::seq_step::seq_evaluate_positions;
+use super::step::{Step, StepResult};
+use super::task_config::TaskConfig;
+use super::trainer::RunData;
+use crate::error::Result;
+use crate::tasks::{SeqBatch, SeqData};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+/// A run's data, by family.
+pub(crate) enum Batches {
+    /// Binary operation: all examples, the split, and the two sides gathered once.
+    Modular {
+        data: RunData,
+        /// `[n_train, 3]` tokens and `[n_train]` labels.
+        train: (Vec<i64>, Vec<i64>),
+        /// `[n_test, 3]` tokens and `[n_test]` labels.
+        test: (Vec<i64>, Vec<i64>),
+        /// Seed of the minibatch order.
+        seed: u64,
+    },
+    /// Sequence task.
+    Sequence(SeqData),
+}
+
+impl Batches {
+    /// The data of `cfg`.
+    ///
+    /// # Errors
+    /// Invalid task fields; a finite set that cannot avoid the test set.
+    pub(crate) fn new(cfg: &RunConfig) -> Result<Self> {
+        Ok(match &cfg.task {
+            TaskConfig::Modular(t) => {
+                let data = RunData::new(cfg)?;
+                Batches::Modular {
+                    train: data.dataset.gather(&data.split.train),
+                    test: data.dataset.gather(&data.split.test),
+                    data,
+                    seed: t.split_seed,
+                }
+            }
+            TaskConfig::Sequence(t) => Batches::Sequence(t.data()?),
+        })
+    }
+
+    /// `split.json` of a binary operation (`{"train": [...], "test": [...]}`, row ids); `None`
+    /// for a sequence task, whose data the config's seed regenerates.
+    pub(crate) fn split_json(&self) -> Option<String> {
+        match self {
+            Batches::Modular { data, .. } => Some(
+                serde_json::json!({"train": data.split.train, "test": data.split.test}).to_string(),
+            ),
+            Batches::Sequence(_) => None,
+        }
+    }
+
+    /// Training examples of a fixed set (`None`: a fresh sample every step).
+    fn n_train(&self) -> Option<usize> {
+        match self {
+            Batches::Modular { data, .. } => Some(data.split.train.len()),
+            Batches::Sequence(d) => d.train.as_ref().map(SeqBatch::len),
+        }
+    }
+
+    /// Passes over the training set after `step` updates of `batch_size` (0: full batch); for a
+    /// fresh sample every step, the step.
+    pub(crate) fn epoch(&self, step: u64, batch_size: usize) -> f64 {
+        match self.n_train() {
+            Some(n) if batch_size != 0 && batch_size < n => {
+                step as f64 * batch_size as f64 / n as f64
+            }
+            _ => step as f64,
+        }
+    }
+
+    /// Forward and backward of `step`'s batch, and whether that batch is the whole training
+    /// distribution's estimate the metrics may report as train loss (the full set, or a fresh
+    /// sample).
+    pub(crate) fn train(&self, step_fn: &Step, step: u64, batch_size: usize) -> (StepResult, bool) {
+        match self {
+            Batches::Modular {
+                data, train, seed, ..
+            } => {
+                let n = train.1.len();
+                if batch_size == 0 || batch_size >= n {
+                    return (step_fn.train_host(&train.0, &train.1), true);
+                }
+                let rows = minibatch_rows(&data.split.train, batch_size, step, *seed);
+                let (tokens, labels) = data.dataset.gather(&rows);
+                (step_fn.train_host(&tokens, &labels), false)
+            }
+            Batches::Sequence(d) => {
+                let whole = d
+                    .train
+                    .as_ref()
+                    .is_none_or(|t| batch_size == 0 || batch_size >= t.len());
+                (step_fn.train_seq(&d.train_batch(step, batch_size)), whole)
+            }
+        }
+    }
+
+    /// Loss and accuracy on the whole training set (a sequence task's fresh sample has none:
+    /// NaN).
+    pub(crate) fn evaluate_train(&self, eval: &Step) -> (f64, f64) {
+        match self {
+            Batches::Modular { train, .. } => eval.evaluate_host(&train.0, &train.1),
+            Batches::Sequence(d) => match &d.train {
+                Some(t) => eval.evaluate_seq(t),
+                None => (f64::NAN, f64::NAN),
+            },
+        }
+    }
+
+    /// Per scored position of the test set, `(position, loss, accuracy)` (sequence tasks that
+    /// score several fixed positions; empty otherwise).
+    pub(crate) fn evaluate_test_positions(&self, eval: &Step) -> Vec<(usize, f64, f64)> {
+        match self {
+            Batches::Sequence(d) if d.test.common_positions().is_some_and(|p| p.len() > 1) => {
+                seq_evaluate_positions(
+                    eval.cfg,
+                    eval.params,
+                    eval.device,
+                    &d.test,
+                    eval.compute,
+                    eval.loss_dtype,
+                )
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Loss and accuracy on the test set.
+    pub(crate) fn evaluate_test(&self, eval: &Step) -> (f64, f64) {
+        match self {
+            Batches::Modular { test, .. } => eval.evaluate_host(&test.0, &test.1),
+            Batches::Sequence(d) => eval.evaluate_seq(&d.test),
+        }
+    }
+}
+
+/// Rows of the training set used at `step`: epoch `e` walks a permutation seeded by
+/// `(seed, e)`, so a resumed run sees the same batches without saved RNG state.
+fn minibatch_rows(train: &[usize], batch: usize, step: u64, seed: u64) -> Vec<usize> {
+    let per_epoch = train.len().div_ceil(batch) as u64;
+    let (epoch, k) = (step / per_epoch, (step % per_epoch) as usize);
+    let mut perm = train.to_vec();
+    let mut rng =
+        rand_chacha::ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9).wrapping_add(epoch));
+    perm.shuffle(&mut rng);
+    perm[k * batch..((k + 1) * batch).min(train.len())].to_vec()
+}
