@@ -8,6 +8,7 @@
 //! (rows a-major, `a·p + b`).
 
 pub mod activations;
+pub mod attention;
 mod bench;
 mod checkpoint;
 pub mod fourier;

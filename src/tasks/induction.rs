@@ -52,6 +52,10 @@ impl SequenceTask for RepeatSubsequence {
         }
     }
 
+    fn scores_induction(&self) -> bool {
+        true
+    }
+
     fn sample_one(&self, rng: &mut ChaCha8Rng, batch: &mut SeqBatch) {
         let v = self.d_vocab as i64;
         let sub: Vec<i64> = (0..self.sub_len).map(|_| rng.random_range(0..v)).collect();

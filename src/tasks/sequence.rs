@@ -32,6 +32,12 @@ pub trait SequenceTask: Send + Sync {
     /// Appends one random sequence and its targets to `batch`.
     fn sample_one(&self, rng: &mut ChaCha8Rng, batch: &mut SeqBatch);
 
+    /// Whether the induction-head scores apply (a copy's tokens are scored), so the training loop
+    /// logs them ([`crate::measures::attention`]).
+    fn scores_induction(&self) -> bool {
+        false
+    }
+
     /// `n` random sequences.
     fn sample(&self, rng: &mut ChaCha8Rng, n: usize) -> SeqBatch {
         let mut batch = SeqBatch::new(self.shape().n_ctx);

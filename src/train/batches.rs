@@ -9,7 +9,10 @@ use super::step::{Step, StepResult};
 use super::task_config::TaskConfig;
 use super::trainer::RunData;
 use crate::error::Result;
+use crate::measures::attention::{induction_score, previous_token_score};
+use crate::models::{Scored, Transformer};
 use crate::tasks::{SeqBatch, SeqData};
+use burn::tensor::{Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
@@ -117,22 +120,58 @@ impl Batches {
         }
     }
 
-    /// Per scored position of the test set, `(position, loss, accuracy)` (sequence tasks that
-    /// score several fixed positions; empty otherwise).
-    pub(crate) fn evaluate_test_positions(&self, eval: &Step) -> Vec<(usize, f64, f64)> {
-        match self {
-            Batches::Sequence(d) if d.test.common_positions().is_some_and(|p| p.len() > 1) => {
-                seq_evaluate_positions(
-                    eval.cfg,
-                    eval.params,
-                    eval.device,
-                    &d.test,
-                    eval.compute,
-                    eval.loss_dtype,
-                )
+    /// A sequence task's own metrics on the test set ([`super::MetricsRow::task_metrics`]): loss
+    /// and accuracy per scored position where every sequence scores the same several positions,
+    /// and per-head induction and previous-token scores on the first [`PROBE`] test sequences
+    /// where the task scores induction.
+    pub(crate) fn task_metrics(&self, eval: &Step) -> Vec<(String, f64)> {
+        let Batches::Sequence(d) = self else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if d.test.common_positions().is_some_and(|p| p.len() > 1) {
+            let (cfg, params, device) = (eval.cfg, eval.params, eval.device);
+            for (t, loss, acc) in
+                seq_evaluate_positions(cfg, params, device, &d.test, eval.compute, eval.loss_dtype)
+            {
+                out.push((format!("test_loss_at.{t}"), loss));
+                out.push((format!("test_acc_at.{t}"), acc));
             }
-            _ => Vec::new(),
         }
+        if d.task().scores_induction() {
+            let n = d.test.len().min(PROBE);
+            let probe = d.test.select(&(0..n).collect::<Vec<_>>());
+            let model = Transformer::new(
+                eval.cfg,
+                eval.params,
+                eval.device,
+                eval.compute.dtype(),
+                false,
+            );
+            let tokens = Tensor::<2, Int>::from_data(
+                TensorData::new(probe.tokens.clone(), [n, probe.n_ctx]),
+                eval.device,
+            );
+            let h = eval.cfg.n_heads;
+            for (l, pattern) in model
+                .forward_seq(tokens, &Scored::All)
+                .patterns
+                .into_iter()
+                .enumerate()
+            {
+                let p: Vec<f64> = pattern.into_data().try_into_vec_as::<f64>().expect("float");
+                let heads = (induction_score(&p, &probe, h).into_iter().enumerate())
+                    .map(|(i, s)| (format!("induction_score.{l}.{i}"), s))
+                    .chain(
+                        (previous_token_score(&p, n, h, probe.n_ctx)
+                            .into_iter()
+                            .enumerate())
+                        .map(|(i, s)| (format!("prev_token_score.{l}.{i}"), s)),
+                    );
+                out.extend(heads);
+            }
+        }
+        out
     }
 
     /// Loss and accuracy on the test set.
@@ -143,6 +182,9 @@ impl Batches {
         }
     }
 }
+
+/// Test sequences the attention scores are measured on.
+const PROBE: usize = 64;
 
 /// Rows of the training set used at `step`: epoch `e` walks a permutation seeded by
 /// `(seed, e)`, so a resumed run sees the same batches without saved RNG state.

@@ -30,10 +30,12 @@ pub struct MetricsRow {
     pub sum_sq_weights: f64,
     /// Σ w² per parameter tensor, `(TransformerLens name, value)`.
     pub sum_sq: Vec<(String, f64)>,
-    /// Test loss and accuracy per scored position of a sequence task that scores several fixed
-    /// positions (`test_loss_at.<t>`, `test_acc_at.<t>`; for digit addition, per answer digit),
-    /// sorted by key; empty otherwise.
-    pub per_position: Vec<(String, f64)>,
+    /// A sequence task's own metrics, sorted by key; empty for binary operations:
+    /// - `test_loss_at.<t>`, `test_acc_at.<t>`: test loss and accuracy at scored position t, for
+    ///   tasks that score several fixed positions (digit addition: one per answer digit);
+    /// - `induction_score.<l>.<h>`, `prev_token_score.<l>.<h>`: per head of block l
+    ///   ([`crate::measures::attention`]), for the induction task.
+    pub task_metrics: Vec<(String, f64)>,
     /// Seconds of training so far (excluded from determinism checks).
     pub wall_s: f64,
 }
@@ -48,6 +50,14 @@ const SCALARS: [&str; 9] = [
     "lr",
     "grad_norm",
     "sum_sq_weights",
+];
+
+/// Key prefixes of [`MetricsRow::task_metrics`].
+const TASK_METRICS: [&str; 4] = [
+    "test_loss_at.",
+    "test_acc_at.",
+    "induction_score.",
+    "prev_token_score.",
 ];
 
 impl MetricsRow {
@@ -77,23 +87,15 @@ impl MetricsRow {
             grad_norm: grad_sq.sqrt(),
             sum_sq_weights: sum_sq.iter().map(|(_, v)| v).sum(),
             sum_sq,
-            per_position: Vec::new(),
+            task_metrics: Vec::new(),
             wall_s,
         }
     }
 
-    /// Sets [`MetricsRow::per_position`] from `(position, loss, accuracy)` triples.
-    pub fn set_per_position(&mut self, values: &[(usize, f64, f64)]) {
-        let mut v: Vec<(String, f64)> = (values.iter())
-            .flat_map(|&(t, loss, acc)| {
-                [
-                    (format!("test_loss_at.{t}"), loss),
-                    (format!("test_acc_at.{t}"), acc),
-                ]
-            })
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        self.per_position = v;
+    /// Sets [`MetricsRow::task_metrics`] (sorted here, as a reloaded row's are).
+    pub fn set_task_metrics(&mut self, mut values: Vec<(String, f64)>) {
+        values.sort_by(|a, b| a.0.cmp(&b.0));
+        self.task_metrics = values;
     }
 
     fn scalars(&self) -> [f64; 9] {
@@ -119,7 +121,7 @@ impl MetricsRow {
         for (name, v) in &self.sum_sq {
             m.insert(format!("sum_sq.{name}"), json_number(*v));
         }
-        for (key, v) in &self.per_position {
+        for (key, v) in &self.task_metrics {
             m.insert(key.clone(), json_number(*v));
         }
         m.insert("wall_s".into(), json_number(self.wall_s));
@@ -143,8 +145,8 @@ impl MetricsRow {
                 .iter()
                 .filter_map(|(k, v)| Some((k.strip_prefix("sum_sq.")?.to_string(), v.as_f64()?)))
                 .collect(),
-            per_position: (m.iter())
-                .filter(|(k, _)| k.starts_with("test_loss_at.") || k.starts_with("test_acc_at."))
+            task_metrics: (m.iter())
+                .filter(|(k, _)| TASK_METRICS.iter().any(|p| k.starts_with(p)))
                 .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(f64::NAN)))
                 .collect(),
             wall_s: f("wall_s")?,
@@ -214,7 +216,7 @@ impl MetricsLog {
         if let Some(first) = self.rows.first() {
             let mut header: Vec<String> = SCALARS.iter().map(|s| s.to_string()).collect();
             header.extend(first.sum_sq.iter().map(|(n, _)| format!("sum_sq.{n}")));
-            header.extend(first.per_position.iter().map(|(k, _)| k.clone()));
+            header.extend(first.task_metrics.iter().map(|(k, _)| k.clone()));
             header.push("wall_s".into());
             csv.push_str(&header.join(","));
             csv.push('\n');
@@ -225,7 +227,7 @@ impl MetricsLog {
             let mut cells: Vec<String> = row.scalars().iter().map(|v| format!("{v}")).collect();
             cells[0] = row.step.to_string();
             cells.extend(row.sum_sq.iter().map(|(_, v)| format!("{v}")));
-            cells.extend(row.per_position.iter().map(|(_, v)| format!("{v}")));
+            cells.extend(row.task_metrics.iter().map(|(_, v)| format!("{v}")));
             cells.push(format!("{:.3}", row.wall_s));
             csv.push_str(&cells.join(","));
             csv.push('\n');

@@ -253,7 +253,7 @@ impl<'a> Run<'a> {
                 &self.params,
                 wall,
             );
-            row.set_per_position(&self.batches.evaluate_test_positions(&eval));
+            row.set_task_metrics(self.batches.task_metrics(&eval));
             self.log.push(row.clone(), &self.dir)?;
             logged = Some(row);
         }
