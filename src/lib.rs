@@ -2,7 +2,8 @@
 //!
 //! The pipeline reads top to bottom: [`tasks`] (data and splits) → [`models`] (the
 //! TransformerLens-layout transformer on burn) → [`train`] (AdamW, checkpoints, metrics, the
-//! training loop) → [`measures`] (progress measures of checkpoints) → [`report`] (plots, HTML).
+//! training loop) → [`measures`] (progress measures of checkpoints) → [`report`] (plots, HTML),
+//! with [`rundir`] (the run directory's layout, atomic writes, the metrics log) below them all.
 
 #![warn(missing_docs)]
 
@@ -10,6 +11,7 @@ pub mod error;
 pub mod measures;
 pub mod models;
 pub mod report;
+pub mod rundir;
 pub mod tasks;
 pub mod train;
 

@@ -305,7 +305,7 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 measures::load_measures(&run_dir)?
             };
-            report::plot_run(&run_dir, &train::MetricsLog::load(&run_dir)?.rows)?;
+            report::plot_run(&run_dir, &groklab::rundir::MetricsLog::load(&run_dir)?.rows)?;
             report::plot_measures(&run_dir, &rows, &analysis, views.as_ref())?;
             let path = report::write_report(&run_dir, &rows, &analysis)?;
             println!("report written to {}", path.display());
@@ -318,7 +318,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Plot { run_dir } => {
-            let log = train::MetricsLog::load(&run_dir)?;
+            let log = groklab::rundir::MetricsLog::load(&run_dir)?;
             groklab::report::plot_run(&run_dir, &log.rows)?;
             println!("plots written to {}", run_dir.join("plots").display());
             Ok(())

@@ -4,7 +4,8 @@
 //! works: every parameter, the frozen zero biases, and the `attn.mask` / `attn.IGNORE` buffers.
 
 use groklab::models::{Activation, Normalization, ParamStore, TransformerConfig};
-use groklab::train::{model_path, save, AdamW};
+use groklab::rundir::model_path;
+use groklab::train::{save, AdamW};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -4,7 +4,8 @@ use super::run::analyze_run;
 use super::snapshot::KeyFreqRule;
 use crate::error::{GrokError, Result};
 use crate::models::ParamStore;
-use crate::train::{atomic_write, model_path, RunConfig};
+use crate::rundir::{atomic_write, model_path};
+use crate::train::RunConfig;
 use std::collections::HashMap;
 
 /// Seconds `analyze` takes over `checkpoints` checkpoints of the `nanda2023` model (randomly
@@ -16,7 +17,7 @@ use std::collections::HashMap;
 pub fn bench_analyze(checkpoints: usize) -> Result<f64> {
     let cfg = RunConfig::build("nanda2023", None, &[])?;
     let dir = std::env::temp_dir().join(format!("groklab-bench-analyze-{}", std::process::id()));
-    let ckpts = crate::train::model_path(&dir, 0);
+    let ckpts = model_path(&dir, 0);
     let ckpts = ckpts
         .parent()
         .expect("checkpoint files live in a directory");

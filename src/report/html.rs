@@ -7,7 +7,7 @@
 
 use crate::error::{GrokError, Result};
 use crate::measures::{Measures, RunAnalysis};
-use crate::train::atomic_write;
+use crate::rundir::atomic_write;
 use base64::Engine;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};

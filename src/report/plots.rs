@@ -2,7 +2,7 @@
 
 use super::charts::Chart;
 use crate::error::{GrokError, Result};
-use crate::train::MetricsRow;
+use crate::rundir::MetricsRow;
 use plotters::prelude::{BLACK, BLUE, RED};
 use std::path::Path;
 

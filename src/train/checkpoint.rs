@@ -8,59 +8,10 @@ use crate::models::{
     encode_safetensors, read_safetensors, read_safetensors_metadata, ParamStore, RawTensor,
     TransformerConfig,
 };
+use crate::rundir::{atomic_write, checkpoint_dir, list_steps, model_path, optim_path};
 use safetensors::Dtype;
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-
-/// Writes `bytes` to `path` via a temporary file in the same directory and a rename, so a reader
-/// (or a killed run) sees either the old file or the whole new one.
-///
-/// # Errors
-/// [`GrokError::Io`] naming the path.
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    let io = |e| GrokError::io(path, e);
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
-}
-
-/// The checkpoint directory of a run.
-pub fn checkpoint_dir(run_dir: &Path) -> PathBuf {
-    run_dir.join("checkpoints")
-}
-
-/// Path of the model checkpoint at `step`.
-pub fn model_path(run_dir: &Path, step: u64) -> PathBuf {
-    checkpoint_dir(run_dir).join(format!("step_{step:06}.safetensors"))
-}
-
-fn optim_path(run_dir: &Path, step: u64) -> PathBuf {
-    checkpoint_dir(run_dir).join(format!("step_{step:06}.optim.safetensors"))
-}
-
-/// Steps of every model checkpoint in the run, ascending.
-pub fn list_steps(run_dir: &Path) -> Vec<u64> {
-    let mut steps: Vec<u64> = std::fs::read_dir(checkpoint_dir(run_dir))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            name.strip_prefix("step_")?
-                .strip_suffix(".safetensors")?
-                .parse()
-                .ok()
-        })
-        .collect();
-    steps.sort_unstable();
-    steps
-}
+use std::path::Path;
 
 /// Saves the model (in `dtype`, with the model's non-parameter `buffers`, e.g.
 /// [`TransformerConfig::tl_buffers`]) and the optimiser state at `step`, then deletes the

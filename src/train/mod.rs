@@ -5,7 +5,6 @@ mod bench;
 mod checkpoint;
 mod config;
 mod loss;
-mod metrics;
 mod optim;
 mod seeds;
 mod seq_step;
@@ -14,13 +13,12 @@ mod task_config;
 mod trainer;
 
 pub use bench::{bench_seeds, bench_train_step, peak_memory_mib, BenchReport, SeedsReport};
-pub use checkpoint::{atomic_write, list_steps, load_latest, model_path, save, Resumed};
+pub use checkpoint::{load_latest, save, Resumed};
 pub use config::{
     preset_names, Engine, ModelSection, Precision, RunConfig, TaskSection, TrainSection, VocabOut,
     PRESETS,
 };
 pub use loss::{accuracy, cross_entropy};
-pub use metrics::{MetricsLog, MetricsRow};
 pub use optim::{warmup_lr, AdamW};
 pub use seeds::{seed_configs, train_seeds};
 pub use seq_step::{seq_evaluate, seq_evaluate_positions, seq_train};

@@ -1,18 +1,18 @@
 //! The training loop: one screen, top to bottom.
 
 use super::batches::Batches;
-use super::checkpoint::{self, atomic_write};
+use super::checkpoint;
 use super::config::{Precision, RunConfig};
-use super::metrics::{MetricsLog, MetricsRow};
 use super::optim::{warmup_lr, AdamW};
 use super::step::Step;
 use crate::error::{GrokError, Result};
 use crate::models::ParamStore;
+use crate::rundir::{atomic_write, prepare_dir, MetricsLog, MetricsRow};
 use crate::tasks::{split_indices, ModularDataset, Operation, Split};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Where a run goes and how to treat an existing directory.
@@ -189,7 +189,7 @@ impl<'a> Run<'a> {
             cfg,
             model_cfg,
             batches,
-            last_ckpt: checkpoint::list_steps(&dir).last().copied(),
+            last_ckpt: crate::rundir::list_steps(&dir).last().copied(),
             dir,
             params,
             optim,
@@ -229,7 +229,9 @@ impl<'a> Run<'a> {
                 step,
                 value: r.loss,
                 last_checkpoint: self.last_ckpt.map_or("none".into(), |s| {
-                    checkpoint::model_path(&self.dir, s).display().to_string()
+                    crate::rundir::model_path(&self.dir, s)
+                        .display()
+                        .to_string()
                 }),
             });
         }
@@ -248,9 +250,8 @@ impl<'a> Run<'a> {
                 self.batches.epoch(step, t.batch_size),
                 train_metrics,
                 test_metrics,
-                lr,
-                &r.grads,
-                &self.params,
+                (lr, grad_norm(&r.grads)),
+                self.params.sum_squares(),
                 wall,
             );
             row.set_task_metrics(self.batches.task_metrics(&eval));
@@ -284,17 +285,15 @@ impl<'a> Run<'a> {
     }
 }
 
-fn prepare_dir(dir: &Path, force: bool) -> Result<()> {
-    let non_empty = std::fs::read_dir(dir)
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false);
-    if non_empty {
-        if !force {
-            return Err(GrokError::OutputExists(dir.to_path_buf()));
-        }
-        std::fs::remove_dir_all(dir).map_err(|e| GrokError::io(dir, e))?;
-    }
-    std::fs::create_dir_all(dir).map_err(|e| GrokError::io(dir, e))
+/// Global L2 norm of a gradient (flat per tensor, `None` for frozen ones).
+fn grad_norm(grads: &[Option<Vec<f64>>]) -> f64 {
+    grads
+        .iter()
+        .flatten()
+        .flatten()
+        .map(|g| g * g)
+        .sum::<f64>()
+        .sqrt()
 }
 
 fn progress_bar(start: u64, steps: u64) -> ProgressBar {

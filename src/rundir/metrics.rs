@@ -1,9 +1,8 @@
 //! Metrics logged during training: `metrics.jsonl` and `metrics.csv`, one row per log step,
 //! both rewritten atomically after every row.
 
-use super::checkpoint::atomic_write;
+use super::atomic_write;
 use crate::error::{GrokError, Result};
-use crate::models::ParamStore;
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -61,21 +60,18 @@ const TASK_METRICS: [&str; 4] = [
 ];
 
 impl MetricsRow {
-    /// The row for the model `params` after `step` updates: `(loss, accuracy)` on each side, the
-    /// learning rate of this step's update, and the gradient (flat per tensor) it will use.
-    #[allow(clippy::too_many_arguments)]
+    /// The row of the model after `step` updates: `(loss, accuracy)` on each side, the learning
+    /// rate of this step's update, the global norm of the gradient it will use, and Σ w² per
+    /// tensor.
     pub fn new(
         step: u64,
         epoch: f64,
         (train_loss, train_acc): (f64, f64),
         (test_loss, test_acc): (f64, f64),
-        lr: f64,
-        grads: &[Option<Vec<f64>>],
-        params: &ParamStore,
+        (lr, grad_norm): (f64, f64),
+        sum_sq: Vec<(String, f64)>,
         wall_s: f64,
     ) -> Self {
-        let sum_sq = params.sum_squares();
-        let grad_sq: f64 = grads.iter().flatten().flatten().map(|g| g * g).sum();
         Self {
             step,
             epoch,
@@ -84,7 +80,7 @@ impl MetricsRow {
             test_loss,
             test_acc,
             lr,
-            grad_norm: grad_sq.sqrt(),
+            grad_norm,
             sum_sq_weights: sum_sq.iter().map(|(_, v)| v).sum(),
             sum_sq,
             task_metrics: Vec::new(),
