@@ -207,6 +207,15 @@ fn run(cli: Cli) -> Result<()> {
                 at(s.test_99_step),
                 s.last.wall_s,
             );
+            for (curve, pc) in &s.phase_changes {
+                println!(
+                    "phase change of {curve}: onset step {}, steepest {}, end {}",
+                    pc.onset,
+                    pc.steepest,
+                    pc.end
+                        .map_or("not before the last step".into(), |e| e.to_string())
+                );
+            }
             Ok(())
         }
         Command::Analyze {

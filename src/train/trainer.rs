@@ -6,6 +6,7 @@ use super::config::{Precision, RunConfig};
 use super::optim::{warmup_lr, AdamW};
 use super::step::Step;
 use crate::error::{GrokError, Result};
+use crate::measures::phases::{detect_phase_change, PhaseChange};
 use crate::models::ParamStore;
 use crate::rundir::{atomic_write, prepare_dir, MetricsLog, MetricsRow};
 use crate::tasks::{split_indices, ModularDataset, Operation, Split};
@@ -37,6 +38,9 @@ pub struct RunSummary {
     pub train_99_step: Option<u64>,
     /// First logged step with test accuracy ≥ 99%.
     pub test_99_step: Option<u64>,
+    /// The phase change ([`detect_phase_change`]) of the test loss and, for sequence tasks that
+    /// score several fixed positions, of each position's test loss (`test_loss_at.<t>`).
+    pub phase_changes: Vec<(String, PhaseChange)>,
 }
 
 /// A task's examples and their train/test split.
@@ -274,7 +278,27 @@ impl<'a> Run<'a> {
         }
         let rows = &self.log.rows;
         let first = |f: fn(&MetricsRow) -> f64| rows.iter().find(|r| f(r) >= 0.99).map(|r| r.step);
+        let steps: Vec<u64> = rows.iter().map(|r| r.step).collect();
+        let curve = |key: &str| -> Vec<f64> {
+            (rows.iter())
+                .map(|r| match key {
+                    "test_loss" => r.test_loss,
+                    _ => (r.task_metrics.iter())
+                        .find(|(k, _)| k == key)
+                        .map_or(f64::NAN, |(_, v)| *v),
+                })
+                .collect()
+        };
+        let keys = std::iter::once("test_loss".to_string()).chain(
+            (rows.last().into_iter())
+                .flat_map(|r| r.task_metrics.iter().map(|(k, _)| k.clone()))
+                .filter(|k| k.starts_with("test_loss_at.")),
+        );
+        let phase_changes = keys
+            .filter_map(|k| Some((k.clone(), detect_phase_change(&steps, &curve(&k))?)))
+            .collect();
         Ok(RunSummary {
+            phase_changes,
             train_99_step: first(|r| r.train_acc),
             test_99_step: first(|r| r.test_acc),
             last: rows
