@@ -16,7 +16,16 @@ the paper's code.
 Prints one line: threads, timed steps, median / min / max ms per step (milliseconds of wall
 time for zero_grad + forward + loss + backward + optimiser and scheduler step).
 
+With `--model induction` or `--model digit_add` it times instead the general path's two sequence
+models with the settings of groklab's presets `nanda_induction_infinite` (2-layer
+attention-only, d_model 48, 4 heads of 12, vocabulary 128, 128 sequences of 85 tokens, loss on
+the 30 tokens per sequence a copy predicts) and `nanda_digit_add5_infinite` (1 layer, d_model
+128, 4 heads of 32, d_mlp 512, vocabulary 12 in and 10 out, 128 sequences of 18 tokens, loss on
+the 6 answer digits): a TransformerLens-style model on whole sequences (causal mask, f64
+log_softmax at the scored positions), AdamW (lr 1e-3, betas (0.9, 0.98), weight decay 1 / 0.1).
+
 usage: python3 scripts/bench_pytorch.py [--threads N] [--steps N] [--warmup N] [--last-position]
+                                        [--model paper|induction|digit_add]
 """
 import argparse
 import math
@@ -76,6 +85,99 @@ def full_loss(model, tokens, labels, last_only=False):
     return -log_probs.gather(-1, labels[:, None])[:, 0].mean()
 
 
+class SeqTransformer(nn.Module):
+    """TransformerLens' HookedTransformer without LayerNorm: W_E [d_vocab, d_model], W_Q/W_K/W_V
+    [n_heads, d_model, d_head], W_O [n_heads, d_head, d_model], biases, causal attention scaled
+    by 1/sqrt(d_head), optional ReLU MLP, W_U [d_model, d_vocab_out]."""
+
+    def __init__(self, n_layers, d_model, n_heads, d_head, d_mlp, d_vocab, d_vocab_out, n_ctx):
+        super().__init__()
+        r = lambda *s: nn.Parameter(torch.randn(*s) / math.sqrt(d_model))
+        z = lambda *s: nn.Parameter(torch.zeros(*s))
+        self.W_E, self.W_pos = r(d_vocab, d_model), r(n_ctx, d_model)
+        self.blocks = nn.ModuleList()
+        for _ in range(n_layers):
+            b = nn.Module()
+            b.W_Q, b.W_K, b.W_V = (r(n_heads, d_model, d_head) for _ in range(3))
+            b.b_Q, b.b_K, b.b_V = (z(n_heads, d_head) for _ in range(3))
+            b.W_O, b.b_O = r(n_heads, d_head, d_model), z(d_model)
+            if d_mlp:
+                b.W_in, b.b_in = r(d_model, d_mlp), z(d_mlp)
+                b.W_out, b.b_out = r(d_mlp, d_model), z(d_model)
+            self.blocks.append(b)
+        self.W_U, self.b_U = r(d_model, d_vocab_out), z(d_vocab_out)
+        self.register_buffer("mask", torch.tril(torch.ones(n_ctx, n_ctx, dtype=torch.bool)))
+        self.d_head, self.d_mlp = d_head, d_mlp
+
+    def forward(self, tokens):  # (B, T) -> (B, T, d_vocab_out)
+        t = tokens.shape[1]
+        x = self.W_E[tokens] + self.W_pos[:t]
+        for b in self.blocks:
+            q = torch.einsum("btd,hde->bhte", x, b.W_Q) + b.b_Q[None, :, None]
+            k = torch.einsum("btd,hde->bhte", x, b.W_K) + b.b_K[None, :, None]
+            v = torch.einsum("btd,hde->bhte", x, b.W_V) + b.b_V[None, :, None]
+            scores = q @ k.transpose(-1, -2) / math.sqrt(self.d_head)
+            scores = scores.masked_fill(~self.mask[:t, :t], float("-inf"))
+            z = torch.softmax(scores, dim=-1) @ v  # (B, H, T, d_head)
+            x = x + torch.einsum("bhte,hed->btd", z, b.W_O) + b.b_O
+            if self.d_mlp:
+                x = x + torch.relu(x @ b.W_in + b.b_in) @ b.W_out + b.b_out
+        return x @ self.W_U + self.b_U
+
+
+def sequence_batch(model_name, gen):
+    """tokens (B, T) and targets (B, T) with -1 where unscored, as groklab's generators make them."""
+    if model_name == "digit_add":
+        a = torch.randint(0, 10, (128, 5), generator=gen)
+        b = torch.randint(0, 10, (128, 5), generator=gen)
+        sums = (a * 10 ** torch.arange(4, -1, -1)).sum(1) + (b * 10 ** torch.arange(4, -1, -1)).sum(1)
+        s = torch.stack([(sums // 10 ** k) % 10 for k in range(5, -1, -1)], 1)
+        tokens = torch.cat([a, torch.full((128, 1), 10), b, torch.full((128, 1), 11), s], 1)
+        targets = torch.full_like(tokens, -1)
+        targets[:, 11:17] = s
+        return tokens, targets
+    tokens = torch.randint(0, 128, (128, 85), generator=gen)
+    targets = torch.full_like(tokens, -1)
+    for i in range(128):
+        sub = torch.randint(0, 128, (16,), generator=gen)
+        for c, start in enumerate((0, 30, 60)):  # fixed layout: the cost does not depend on it
+            tokens[i, start : start + 16] = sub
+            if c:
+                targets[i, start : start + 15] = sub[1:]
+    return tokens, targets
+
+
+def sequence_main(args):
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    if args.model == "induction":
+        model = SeqTransformer(2, 48, 4, 12, 0, 128, 128, 85)
+        wd = 1.0
+    else:
+        model = SeqTransformer(1, 128, 4, 32, 512, 12, 10, 18)
+        wd = 0.1
+    tokens, targets = sequence_batch(args.model, gen)
+    scored = targets >= 0
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=wd, betas=(0.9, 0.98))
+    times = []
+    for i in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        logits = model(tokens)[scored].to(torch.float64)
+        loss = -logits.log_softmax(-1).gather(-1, targets[scored][:, None]).mean()
+        loss.backward()
+        opt.step()
+        if i >= args.warmup:
+            times.append(1e3 * (time.perf_counter() - t0))
+    print(
+        f"pytorch {torch.__version__} threads {args.threads} {args.model}: 128 sequences of "
+        f"{tokens.shape[1]} tokens, {int(scored.sum())} scored, steps {args.steps}: median "
+        f"{statistics.median(times):.1f} ms (min {min(times):.1f}, max {max(times):.1f}), "
+        f"final loss {loss.item():.4f}"
+    )
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -86,7 +188,10 @@ def main():
         action="store_true",
         help="compute the query, MLP and unembedding at the last position only (what the loss reads)",
     )
+    ap.add_argument("--model", choices=["paper", "induction", "digit_add"], default="paper")
     args = ap.parse_args()
+    if args.model != "paper":
+        return sequence_main(args)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 

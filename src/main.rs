@@ -364,9 +364,9 @@ const GEMM_GFLOPS_2_CORES: f64 = 2.0 * 105.0;
 
 /// `groklab bench --all`: prints every benchmark of the suite.
 fn bench_suite(steps: usize) -> Result<()> {
-    let step_line = |name: &str, overrides: &[&str]| -> Result<()> {
+    let step_line = |name: &str, preset: &str, overrides: &[&str]| -> Result<()> {
         let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-        let cfg = RunConfig::build("nanda2023", None, &overrides)?;
+        let cfg = RunConfig::build(preset, None, &overrides)?;
         let r = train::bench_train_step(&cfg, steps)?;
         println!(
             "{name:<34} {:>5} rows {:>7.1} ms/step  {:>6.2} GFLOP nominal ({:.2} executed)  {:>6.1} GFLOP/s effective  {:>5.1}% of gemm 2x105  [{}]",
@@ -381,10 +381,24 @@ fn bench_suite(steps: usize) -> Result<()> {
         Ok(())
     };
     println!("training step (2 threads, f32 compute, f64 loss; median of {steps} steps)");
-    step_line("nanda2023", &[])?;
-    step_line("nanda2023, burn engine", &["train.engine=burn"])?;
+    step_line("nanda2023", "nanda2023", &[])?;
+    step_line(
+        "nanda2023, burn engine",
+        "nanda2023",
+        &["train.engine=burn"],
+    )?;
     let two_layer = ["model.n_layers=2", "train.batch_size=512"];
-    step_line("2-layer nanda2023, minibatch 512", &two_layer)?;
+    step_line("2-layer nanda2023, minibatch 512", "nanda2023", &two_layer)?;
+    step_line(
+        "induction (2L attn-only, 128 x 85)",
+        "nanda_induction_infinite",
+        &[],
+    )?;
+    step_line(
+        "5-digit addition (1L, 128 x 18)",
+        "nanda_digit_add5_infinite",
+        &[],
+    )?;
     println!("batched seeds (seed-steps/s: one after another vs side by side)");
     for (name, overrides) in [
         ("nanda2023", &[][..]),

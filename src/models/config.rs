@@ -243,6 +243,29 @@ impl TransformerConfig {
     }
 }
 
+impl TransformerConfig {
+    /// FLOPs (2 × multiply-accumulates, forward + backward ≈ 3× forward) of one training step of
+    /// [`super::Transformer::forward_seq`] on `rows` sequences of n_ctx tokens scoring `scored`
+    /// positions each (on average): every block but the last at every position (projections,
+    /// `q·kᵀ` and `pattern·v`, MLP), the last block's keys and values at every position and the
+    /// rest, with the unembedding, at the scored ones.
+    pub fn seq_train_step_flops(&self, rows: usize, scored: f64) -> f64 {
+        let (d, hd, m, t) = (
+            self.d_model as f64,
+            (self.n_heads * self.d_head) as f64,
+            self.d_mlp as f64,
+            self.n_ctx as f64,
+        );
+        let mlp = if self.attn_only { 0.0 } else { 2.0 * d * m };
+        // per query row: its projection q, scores over ≤ t keys and the weighted sum of values
+        let per_query = d * hd + 2.0 * t * hd + hd * d + mlp;
+        let full_layer = t * (2.0 * d * hd + per_query);
+        let last_layer = t * 2.0 * d * hd + scored * (per_query + d * self.d_vocab_out as f64);
+        let fwd = 2.0 * rows as f64 * ((self.n_layers - 1) as f64 * full_layer + last_layer);
+        3.0 * fwd
+    }
+}
+
 /// How a parameter is initialised.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Init {

@@ -82,6 +82,33 @@ impl Batches {
         }
     }
 
+    /// Rows of step 0's batch of `batch_size` and, for a sequence task, the positions each
+    /// sequence scores on average (`None` for a binary operation, scored at its last position).
+    pub(crate) fn shape_of_step0(&self, batch_size: usize) -> (usize, Option<f64>) {
+        match self {
+            Batches::Modular { train, .. } => {
+                let n = train.1.len();
+                (
+                    if batch_size == 0 {
+                        n
+                    } else {
+                        batch_size.min(n)
+                    },
+                    None,
+                )
+            }
+            Batches::Sequence(d) => {
+                let b = d.train_batch(0, batch_size);
+                let scored = b
+                    .targets
+                    .iter()
+                    .filter(|&&t| t != crate::tasks::IGNORE)
+                    .count();
+                (b.len(), Some(scored as f64 / b.len() as f64))
+            }
+        }
+    }
+
     /// Forward and backward of `step`'s batch, and whether that batch is the whole training
     /// distribution's estimate the metrics may report as train loss (the full set, or a fresh
     /// sample).

@@ -1,10 +1,11 @@
 //! Benchmarks (`groklab bench`, `groklab bench --all`). Figures are printed, never asserted.
 
+use super::batches::Batches;
 use super::config::RunConfig;
 use super::optim::{warmup_lr, AdamW};
 use super::seeds::seed_configs;
 use super::step::Step;
-use super::trainer::{set_threads, RunData};
+use super::trainer::set_threads;
 use crate::error::Result;
 use crate::models::{fused, ParamStore};
 use burn::tensor::Device;
@@ -14,7 +15,7 @@ use std::time::Instant;
 /// Timing of one configuration's training step.
 #[derive(Clone, Debug)]
 pub struct BenchReport {
-    /// Training rows per step.
+    /// Training rows per step (sequences, for a sequence task).
     pub rows: usize,
     /// Milliseconds per step (forward, backward, AdamW), median of the timed steps.
     pub ms_per_step: f64,
@@ -50,32 +51,17 @@ impl Stepper {
         }
     }
 
-    fn advance(
-        &mut self,
-        cfg: &RunConfig,
-        device: &Device,
-        batch: &(Vec<i64>, Vec<i64>),
-        threads: usize,
-    ) {
+    /// One update on the run's step-0 batch (the same batch every time).
+    fn advance(&mut self, cfg: &RunConfig, device: &Device, batches: &Batches, threads: usize) {
         let t = &cfg.train;
         let model_cfg = cfg.transformer();
         let mut step = Step::for_run(&model_cfg, &self.params, device, t);
         step.threads = threads;
-        let r = step.train_host(&batch.0, &batch.1);
+        let (r, _) = batches.train(&step, 0, t.batch_size);
         let lr = warmup_lr(t.lr, self.step, t.warmup_steps);
         self.optim.update(&mut self.params, &r.grads, lr);
         self.step += 1;
     }
-}
-
-/// The batch a bench step sees: the full training set, or its first `batch_size` rows.
-fn bench_batch(cfg: &RunConfig) -> Result<(Vec<i64>, Vec<i64>)> {
-    let data = RunData::new(cfg)?;
-    let n = match cfg.train.batch_size {
-        0 => data.split.train.len(),
-        b => b.min(data.split.train.len()),
-    };
-    Ok(data.dataset.gather(&data.split.train[..n]))
 }
 
 /// Times `steps` training steps of `cfg` (full batch, or one minibatch of `train.batch_size`
@@ -88,20 +74,23 @@ pub fn bench_train_step(cfg: &RunConfig, steps: usize) -> Result<BenchReport> {
     set_threads(t.threads);
     let model_cfg = cfg.transformer();
     let device = Device::flex().autodiff();
-    let batch = bench_batch(cfg)?;
+    let batches = Batches::new(cfg)?;
     let mut run = Stepper::new(cfg);
     let mut times = Vec::new();
     for i in 0..steps + 2 {
         let clock = Instant::now();
-        run.advance(cfg, &device, &batch, t.threads);
+        run.advance(cfg, &device, &batches, t.threads);
         if i >= 2 {
             times.push(clock.elapsed().as_secs_f64());
         }
     }
     times.sort_by(f64::total_cmp);
     let secs = times[times.len() / 2];
-    let rows = batch.1.len();
-    let flops = model_cfg.train_step_flops(rows);
+    let (rows, flops) = match batches.shape_of_step0(t.batch_size) {
+        // binary operation: rows, each scored at its last position
+        (rows, None) => (rows, model_cfg.train_step_flops(rows)),
+        (rows, Some(scored)) => (rows, model_cfg.seq_train_step_flops(rows, scored)),
+    };
     let fused = Step::for_run(&model_cfg, &run.params, &device, t).uses_fused();
     Ok(BenchReport {
         rows,
@@ -137,7 +126,7 @@ pub struct SeedsReport {
 pub fn bench_seeds(cfg: &RunConfig, seeds: usize, steps: usize) -> Result<SeedsReport> {
     set_threads(cfg.train.threads);
     let device = Device::flex().autodiff();
-    let batch = bench_batch(cfg)?;
+    let batch = Batches::new(cfg)?;
     let configs = seed_configs(cfg, seeds);
     let clock = Instant::now();
     for c in &configs {
