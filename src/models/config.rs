@@ -291,7 +291,8 @@ pub struct ParamSpec {
 }
 
 impl ParamSpec {
-    fn new(name: &str, shape: Vec<usize>, init: Init) -> Self {
+    /// A trained tensor.
+    pub fn new(name: &str, shape: Vec<usize>, init: Init) -> Self {
         Self {
             name: name.to_string(),
             shape,
@@ -300,7 +301,8 @@ impl ParamSpec {
         }
     }
 
-    fn frozen(name: &str, shape: Vec<usize>) -> Self {
+    /// A frozen all-zero tensor (a bias the model lacks, kept so the state dict is complete).
+    pub fn frozen(name: &str, shape: Vec<usize>) -> Self {
         Self {
             name: name.to_string(),
             shape,

@@ -6,6 +6,7 @@
 mod config;
 pub mod fused;
 pub mod linalg;
+pub mod mlp;
 mod params;
 mod sequence;
 mod transformer;

@@ -31,9 +31,14 @@ pub struct ParamStore {
 impl ParamStore {
     /// Draws a fresh initialisation from `seed` (ChaCha8; specs in order, row-major).
     pub fn init(cfg: &TransformerConfig, seed: u64) -> Self {
+        Self::init_specs(cfg.param_specs(), seed)
+    }
+
+    /// Draws a fresh initialisation of any model's `specs` from `seed` (ChaCha8; specs in
+    /// order, row-major).
+    pub fn init_specs(specs: Vec<ParamSpec>, seed: u64) -> Self {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let entries = cfg
-            .param_specs()
+        let entries = specs
             .into_iter()
             .map(
                 |ParamSpec {
