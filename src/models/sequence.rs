@@ -79,8 +79,10 @@ impl Transformer {
             let heads = |m: Tensor<2>, rows: usize| m.reshape([b, rows, h, dh]).swap_dims(1, 2); // (B, H, rows, dh)
             let k = heads(project(normed.clone(), "K"), t);
             let v = heads(project(normed.clone(), "V"), t);
-            let q = heads(project(at_queries(normed), "Q"), tq);
-            let scores = q.matmul(k.swap_dims(2, 3)) * self.scalar::<4>(1.0 / (dh as f64).sqrt()); // (B, H, Tq, Tk)
+            // the 1/√d_head scale goes on the queries: T× fewer elements than the scores
+            let q = project(at_queries(normed), "Q") * self.scalar::<2>(1.0 / (dh as f64).sqrt());
+            let q = heads(q, tq);
+            let scores = q.matmul(k.swap_dims(2, 3)); // (B, H, Tq, Tk)
             let scores = scores.mask_fill(self.future_mask(&query_pos, t, b, h), f64::NEG_INFINITY);
             let pattern = softmax(scores, 3);
             let z = pattern
