@@ -13,9 +13,9 @@
 //! (PyTorch's default Linear init has variance 1/(3·fan_in)); biases 0.
 
 use super::config::{Activation, Init, ParamSpec};
-use super::params::ParamStore;
+use super::params::{leaf_gradients, upload, ParamStore};
 use burn::tensor::activation::{gelu, relu};
-use burn::tensor::{DType, Device, Gradients, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Gradients, Int, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -124,21 +124,7 @@ impl Mlp {
         dtype: DType,
         track_grads: bool,
     ) -> Self {
-        let mut index = HashMap::new();
-        let leaves = (store.entries.iter().enumerate())
-            .map(|(i, e)| {
-                index.insert(e.name.clone(), i);
-                let t = Tensor::<1>::from_data(
-                    TensorData::new(e.data.clone(), [e.data.len()]),
-                    (device, dtype),
-                );
-                if track_grads && e.trainable {
-                    t.require_grad()
-                } else {
-                    t
-                }
-            })
-            .collect();
+        let (leaves, index) = upload(store, device, dtype, track_grads);
         Self {
             cfg: cfg.clone(),
             leaves,
@@ -200,14 +186,6 @@ impl Mlp {
 
     /// Gradients of every tensor, `None` for frozen ones, flattened in store order (f64).
     pub fn gradients(&self, grads: &Gradients) -> Vec<Option<Vec<f64>>> {
-        (self.leaves.iter())
-            .map(|leaf| {
-                leaf.grad(grads).map(|g| {
-                    g.into_data()
-                        .try_into_vec_as::<f64>()
-                        .expect("float gradient")
-                })
-            })
-            .collect()
+        leaf_gradients(&self.leaves, grads)
     }
 }

@@ -178,6 +178,49 @@ impl ParamStore {
     }
 }
 
+/// A store on a burn device: one rank-1 tensor per entry (store order) and the index of each
+/// name. With `track_grads`, trainable entries are leaves that receive gradients (the device
+/// must have autodiff enabled).
+pub(crate) fn upload(
+    store: &ParamStore,
+    device: &burn::tensor::Device,
+    dtype: burn::tensor::DType,
+    track_grads: bool,
+) -> (Vec<burn::tensor::Tensor<1>>, HashMap<String, usize>) {
+    use burn::tensor::{Tensor, TensorData};
+    let index = (store.entries.iter().enumerate())
+        .map(|(i, e)| (e.name.clone(), i))
+        .collect();
+    let leaves = (store.entries.iter())
+        .map(|e| {
+            let data = TensorData::new(e.data.clone(), [e.data.len()]);
+            let t = Tensor::<1>::from_data(data, (device, dtype));
+            if track_grads && e.trainable {
+                t.require_grad()
+            } else {
+                t
+            }
+        })
+        .collect();
+    (leaves, index)
+}
+
+/// The gradient of every leaf of [`upload`], flattened (f64), `None` for untracked ones.
+pub(crate) fn leaf_gradients(
+    leaves: &[burn::tensor::Tensor<1>],
+    grads: &burn::tensor::Gradients,
+) -> Vec<Option<Vec<f64>>> {
+    (leaves.iter())
+        .map(|leaf| {
+            (leaf.grad(grads)).map(|g| {
+                g.into_data()
+                    .try_into_vec_as::<f64>()
+                    .expect("float gradient")
+            })
+        })
+        .collect()
+}
+
 fn drop_last_column(data: &[f64], cols: usize) -> Vec<f64> {
     data.chunks(cols)
         .flat_map(|row| &row[..cols - 1])

@@ -10,7 +10,7 @@
 //! `n_ctx × d_vocab` table of such pairs and gathered per example.
 
 use super::config::{Activation, Normalization, TransformerConfig};
-use super::params::ParamStore;
+use super::params::{leaf_gradients, upload, ParamStore};
 use burn::tensor::activation::{gelu, relu, softmax};
 use burn::tensor::Gradients;
 use burn::tensor::{Bool, DType, Device, Int, Tensor, TensorData};
@@ -64,24 +64,7 @@ impl Transformer {
         dtype: DType,
         track_grads: bool,
     ) -> Self {
-        let mut index = HashMap::new();
-        let leaves = store
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                index.insert(e.name.clone(), i);
-                let t = Tensor::<1>::from_data(
-                    TensorData::new(e.data.clone(), [e.data.len()]),
-                    (device, dtype),
-                );
-                if track_grads && e.trainable {
-                    t.require_grad()
-                } else {
-                    t
-                }
-            })
-            .collect();
+        let (leaves, index) = upload(store, device, dtype, track_grads);
         let zero_frozen = (store.entries.iter())
             .filter(|e| !e.trainable && e.data.iter().all(|&x| x == 0.0))
             .map(|e| e.name.clone())
@@ -125,16 +108,7 @@ impl Transformer {
 
     /// Gradients of every tensor, `None` for frozen ones, flattened in store order (f64).
     pub fn gradients(&self, grads: &Gradients) -> Vec<Option<Vec<f64>>> {
-        self.leaves
-            .iter()
-            .map(|leaf| {
-                leaf.grad(grads).map(|g| {
-                    g.into_data()
-                        .try_into_vec_as::<f64>()
-                        .expect("float gradient")
-                })
-            })
-            .collect()
+        leaf_gradients(&self.leaves, grads)
     }
 
     pub(super) fn layer_norm(&self, x: Tensor<2>, prefix: &str) -> Tensor<2> {

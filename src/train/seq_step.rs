@@ -145,40 +145,16 @@ impl Step<'_> {
     /// parallel, each chunk its own graph; the chunks' losses, accuracies and gradients are
     /// combined weighted by their scored pairs, as the mean over all pairs decomposes.
     pub fn train_seq(&self, batch: &SeqBatch) -> StepResult {
-        let parts = self.chunks(batch);
-        let results: Vec<(usize, StepResult)> = parts
-            .par_iter()
+        let (cfg, params, device) = (self.cfg, self.params, self.device);
+        let results = (self.chunks(batch).par_iter())
             .map(|(n, part)| {
-                let r = seq_train(
-                    self.cfg,
-                    self.params,
-                    self.device,
-                    part,
-                    self.compute,
-                    self.loss_dtype,
-                );
-                (*n, r)
+                (
+                    *n,
+                    seq_train(cfg, params, device, part, self.compute, self.loss_dtype),
+                )
             })
             .collect();
-        let total: usize = results.iter().map(|(n, _)| n).sum();
-        let mut sum = StepResult {
-            loss: 0.0,
-            acc: 0.0,
-            grads: (self.params.entries.iter())
-                .map(|e| e.trainable.then(|| vec![0.0; e.data.len()]))
-                .collect(),
-        };
-        for (n, r) in results {
-            let w = n as f64 / total as f64;
-            sum.loss += w * r.loss;
-            sum.acc += w * r.acc;
-            for (s, g) in sum.grads.iter_mut().zip(r.grads) {
-                if let (Some(s), Some(g)) = (s.as_mut(), g) {
-                    s.iter_mut().zip(g).for_each(|(s, g)| *s += w * g);
-                }
-            }
-        }
-        sum
+        StepResult::combine(self.params, results)
     }
 
     /// [`seq_evaluate`] on `batch` in parallel chunks (NaN for an empty batch).
@@ -186,18 +162,10 @@ impl Step<'_> {
         if batch.is_empty() {
             return (f64::NAN, f64::NAN);
         }
-        let parts = self.chunks(batch);
-        let results: Vec<(usize, (f64, f64))> = parts
-            .par_iter()
+        let (cfg, params, device) = (self.cfg, self.params, self.device);
+        let results: Vec<(usize, (f64, f64))> = (self.chunks(batch).par_iter())
             .map(|(n, part)| {
-                let r = seq_evaluate(
-                    self.cfg,
-                    self.params,
-                    self.device,
-                    part,
-                    self.compute,
-                    self.loss_dtype,
-                );
+                let r = seq_evaluate(cfg, params, device, part, self.compute, self.loss_dtype);
                 (*n, r)
             })
             .collect();

@@ -39,6 +39,33 @@ pub struct StepResult {
     pub grads: Vec<Option<Vec<f64>>>,
 }
 
+impl StepResult {
+    /// The result over the union of chunks, each `(n_i, result_i)` with `n_i` its scored
+    /// examples: `L = Σ_i (n_i/n)·L_i`, likewise for accuracy and gradients (the mean over all
+    /// examples decomposes so). Gradients are laid out as `params`.
+    pub fn combine(params: &ParamStore, results: Vec<(usize, StepResult)>) -> Self {
+        let total: usize = results.iter().map(|(n, _)| n).sum();
+        let mut sum = StepResult {
+            loss: 0.0,
+            acc: 0.0,
+            grads: (params.entries.iter())
+                .map(|e| e.trainable.then(|| vec![0.0; e.data.len()]))
+                .collect(),
+        };
+        for (n, r) in results {
+            let w = n as f64 / total as f64;
+            sum.loss += w * r.loss;
+            sum.acc += w * r.acc;
+            for (s, g) in sum.grads.iter_mut().zip(r.grads) {
+                if let (Some(s), Some(g)) = (s.as_mut(), g) {
+                    s.iter_mut().zip(g).for_each(|(s, g)| *s += w * g);
+                }
+            }
+        }
+        sum
+    }
+}
+
 impl<'a> Step<'a> {
     /// The step of a run: its precisions come from `[train]`.
     pub fn for_run(
@@ -148,24 +175,7 @@ impl<'a> Step<'a> {
                 (hi - lo, self.train_one_graph(part))
             })
             .collect();
-        let mut total = StepResult {
-            loss: 0.0,
-            acc: 0.0,
-            grads: (self.params.entries.iter())
-                .map(|e| e.trainable.then(|| vec![0.0; e.data.len()]))
-                .collect(),
-        };
-        for (n, r) in results {
-            let w = n as f64 / rows as f64;
-            total.loss += w * r.loss;
-            total.acc += w * r.acc;
-            for (sum, g) in total.grads.iter_mut().zip(r.grads) {
-                if let (Some(sum), Some(g)) = (sum.as_mut(), g) {
-                    sum.iter_mut().zip(g).for_each(|(s, g)| *s += w * g);
-                }
-            }
-        }
-        total
+        StepResult::combine(self.params, results)
     }
 
     fn model(&self, track_grads: bool) -> Transformer {
