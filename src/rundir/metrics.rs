@@ -232,3 +232,55 @@ impl MetricsLog {
         atomic_write(&run_dir.join("metrics.csv"), csv.as_bytes())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log read back (as `train --resume` does) is written again byte for byte. 239/2089 is
+    /// the quick preset's test accuracy at step 50, which serde_json's default float parser
+    /// reads one ulp off (0.1144088080421254).
+    #[test]
+    fn a_reloaded_log_is_rewritten_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let tricky = [
+            239.0 / 2089.0,
+            0.1 + 0.2,
+            1.0 / 3.0,
+            2.0f64.sqrt() * 1e-300,
+            9.107e-8,
+        ];
+        let mut log = MetricsLog::default();
+        for (i, &x) in tricky.iter().enumerate() {
+            let mut row = MetricsRow::new(
+                10 * i as u64,
+                i as f64 / 7.0,
+                (x, 1.0 - x),
+                (x * 3.0, x / 3.0),
+                (1e-3 * x, x.sqrt()),
+                vec![("embed.W_E".into(), x * 1e3)],
+                x * 11.0,
+            );
+            row.set_task_metrics(vec![("test_loss_at.11".into(), x / 7.0)]);
+            log.rows.push(row);
+        }
+        log.write(dir.path()).unwrap();
+        let first = std::fs::read(dir.path().join("metrics.jsonl")).unwrap();
+        let first_csv = std::fs::read(dir.path().join("metrics.csv")).unwrap();
+        let reloaded = MetricsLog::load(dir.path()).unwrap();
+        assert_eq!(reloaded.rows, log.rows);
+        assert_eq!(
+            reloaded.rows[0].train_loss.to_bits(),
+            (239.0f64 / 2089.0).to_bits()
+        );
+        reloaded.write(dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("metrics.jsonl")).unwrap(),
+            first
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("metrics.csv")).unwrap(),
+            first_csv
+        );
+    }
+}
