@@ -42,6 +42,7 @@ pub fn load_run(run_dir: &Path) -> Result<(RunConfig, RunData)> {
     let path = run_dir.join("config.toml");
     let text = std::fs::read_to_string(&path).map_err(|e| GrokError::io(&path, e))?;
     let cfg = RunConfig::from_toml(&text)?;
+    cfg.modular("analyze")?;
     let data = RunData::new(&cfg)?;
     Ok((cfg, data))
 }

@@ -1,12 +1,14 @@
 //! PNG and SVG plots of a run's metrics: loss on a log scale, accuracy, sum of squared weights.
 
-use super::charts::Chart;
+use super::charts::{Chart, Series};
 use crate::error::{GrokError, Result};
 use crate::rundir::MetricsRow;
-use plotters::prelude::{BLACK, BLUE, RED};
+use plotters::prelude::{Color, Palette, Palette99, RGBColor, BLACK, BLUE, RED};
 use std::path::Path;
 
-/// Draws `plots/{loss,accuracy,weights}.{png,svg}` in `run_dir` from the metrics rows.
+/// Draws `plots/{loss,accuracy,weights}.{png,svg}` in `run_dir` from the metrics rows, and for
+/// sequence tasks `test_loss_at` (test loss per scored position, e.g. per answer digit) and
+/// `induction_score` (per head) where the rows have them.
 ///
 /// # Errors
 /// [`GrokError::Io`] when the directory or a file cannot be written.
@@ -49,5 +51,52 @@ pub fn plot_run(run_dir: &Path, rows: &[MetricsRow]) -> Result<()> {
         false,
         vec![("total".into(), BLACK, col(|r| r.sum_sq_weights))],
     )
-    .save(&dir, "weights", "Sum of squared weights")
+    .save(&dir, "weights", "Sum of squared weights")?;
+    for (prefix, name, title, y_label, log_y) in [
+        (
+            "test_loss_at.",
+            "test_loss_at",
+            "Test loss per scored position",
+            "cross-entropy (nats, log scale)",
+            true,
+        ),
+        (
+            "induction_score.",
+            "induction_score",
+            "Induction score per head (layer.head)",
+            "attention to the token after an earlier occurrence",
+            false,
+        ),
+    ] {
+        let series = task_series(rows, prefix);
+        if !series.is_empty() {
+            lines(y_label, log_y, series).save(&dir, name, title)?;
+        }
+    }
+    Ok(())
+}
+
+/// One line per task metric whose key starts with `prefix` (labelled by the rest of the key), in
+/// the order of the last row's keys.
+fn task_series(rows: &[MetricsRow], prefix: &str) -> Vec<Series> {
+    let Some(last) = rows.last() else {
+        return Vec::new();
+    };
+    let keys: Vec<&String> = (last.task_metrics.iter())
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with(prefix))
+        .collect();
+    (keys.iter().enumerate())
+        .map(|(i, key)| {
+            let points = (rows.iter())
+                .filter_map(|r| {
+                    let v = r.task_metrics.iter().find(|(k, _)| k == *key)?.1;
+                    v.is_finite().then_some((r.step as f64, v))
+                })
+                .collect();
+            let label = key[prefix.len()..].to_string();
+            let c = Palette99::pick(i).to_rgba();
+            (label, RGBColor(c.0, c.1, c.2), points)
+        })
+        .collect()
 }
