@@ -164,7 +164,7 @@ fn run(cli: Cli) -> Result<()> {
                         |s: Option<u64>| s.map_or("never".to_string(), |s| format!("step {s}"));
                     println!(
                         "seed_{i} (init_seed {}): test acc {:.1}% | test acc >= 99% at {} | {:.1} s",
-                        cfg.model.init_seed + i as u64,
+                        cfg.model.init_seed() + i as u64,
                         100.0 * s.last.test_acc,
                         at(s.test_99_step),
                         s.last.wall_s

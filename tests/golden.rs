@@ -2,7 +2,7 @@
 //! updates of the Nanda et al. architecture at p = 23, in f64 (1e-9 relative) and f32 (1e-4).
 
 use burn::tensor::{Device, Int, Tensor};
-use groklab::models::{read_safetensors, ParamStore, Transformer, TransformerConfig};
+use groklab::models::{read_safetensors, ModelSpec, ParamStore, Transformer, TransformerConfig};
 use groklab::tasks::{ModularDataset, Operation};
 use groklab::train::{tensors, warmup_lr, AdamW, Engine, Precision, Step};
 use std::collections::HashMap;
@@ -96,6 +96,7 @@ fn check_forward(precision: Precision, tol: f64) {
 fn check_training(precision: Precision, engine: Engine, tol: f64) {
     let Some((g, json)) = golden() else { return };
     let cfg = config();
+    let model = ModelSpec::Transformer(cfg.clone());
     let device = Device::flex().autodiff();
     let train_idx: Vec<usize> = g["train_idx"].1.iter().map(|&x| x as usize).collect();
     let mut store = store_from(&g, "init.");
@@ -108,7 +109,7 @@ fn check_training(precision: Precision, engine: Engine, tol: f64) {
         .collect();
     for (step, expected_loss) in losses.iter().enumerate() {
         let step_fn = Step {
-            cfg: &cfg,
+            model: &model,
             params: &store,
             device: &device,
             compute: precision,
@@ -199,8 +200,9 @@ fn chunked_step_equals_single_graph_f64() {
     let rows: Vec<usize> = (0..data.len()).collect();
     let batch = tensors(&data, &rows, &device);
     let store = ParamStore::init(&cfg, 5);
+    let model = ModelSpec::Transformer(cfg.clone());
     let step_fn = Step {
-        cfg: &cfg,
+        model: &model,
         params: &store,
         device: &device,
         compute: Precision::F64,

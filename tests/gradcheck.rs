@@ -3,7 +3,9 @@
 //! attention-only model.
 
 use burn::tensor::{Device, Int, Tensor};
-use groklab::models::{Activation, Normalization, ParamStore, Transformer, TransformerConfig};
+use groklab::models::{
+    Activation, ModelSpec, Normalization, ParamStore, Transformer, TransformerConfig,
+};
 use groklab::tasks::{ModularDataset, Operation};
 use groklab::train::{cross_entropy, tensors, Engine, Precision, Step};
 
@@ -33,8 +35,9 @@ fn check(cfg: TransformerConfig, engine: Engine) {
             .for_each(|(i, x)| *x += 0.05 * ((i % 5) as f64 - 2.0));
     }
     let device = Device::flex().autodiff();
+    let model = ModelSpec::Transformer(cfg.clone());
     let step = Step {
-        cfg: &cfg,
+        model: &model,
         params: &store,
         device: &device,
         compute: Precision::F64,

@@ -6,7 +6,8 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use groklab::models::{
-    read_safetensors, Activation, Normalization, ParamStore, Scored, Transformer, TransformerConfig,
+    read_safetensors, Activation, ModelSpec, Normalization, ParamStore, Scored, Transformer,
+    TransformerConfig,
 };
 use groklab::tasks::{SeqBatch, IGNORE};
 use groklab::train::{seq_evaluate, seq_train, AdamW, Precision};
@@ -98,6 +99,7 @@ fn check_model(name: &str) {
     let Some((g, json)) = golden() else { return };
     let spec = &json["models"][name];
     let cfg = config(spec);
+    let net = ModelSpec::Transformer(cfg.clone());
     let data = batch(&g, name, cfg.n_ctx);
     let init = store(&g, &cfg, &format!("{name}.init."));
 
@@ -145,7 +147,7 @@ fn check_model(name: &str) {
     let mut optim = AdamW::new(&params, [0.9, 0.98], 1e-8, 0.1);
     for (step, want) in losses.iter().enumerate() {
         let r = seq_train(
-            &cfg,
+            &net,
             &params,
             &autodiff,
             &data,
@@ -159,7 +161,7 @@ fn check_model(name: &str) {
         );
         if step == 0 {
             let (eval_loss, _) = seq_evaluate(
-                &cfg,
+                &net,
                 &params,
                 &device,
                 &data,
@@ -201,6 +203,7 @@ fn pre_ln_gelu_two_layer_matches_pytorch() {
 /// every tensor, on tiny 2-layer models (attention-only; pre-LN GELU with MLPs), with targets at
 /// positions that vary between sequences.
 fn gradcheck(cfg: TransformerConfig) {
+    let net = ModelSpec::Transformer(cfg.clone());
     let mut params = ParamStore::init(&cfg, 3);
     for e in &mut params.entries {
         e.trainable = true;
@@ -230,9 +233,9 @@ fn gradcheck(cfg: TransformerConfig) {
     assert_eq!(data.common_positions(), None);
     let device = Device::flex();
     let loss =
-        |p: &ParamStore| seq_evaluate(&cfg, p, &device, &data, Precision::F64, Precision::F64).0;
+        |p: &ParamStore| seq_evaluate(&net, p, &device, &data, Precision::F64, Precision::F64).0;
     let r = seq_train(
-        &cfg,
+        &net,
         &params,
         &device.clone().autodiff(),
         &data,

@@ -66,7 +66,13 @@ const VIEW_NEURONS: usize = 4;
 pub fn analyze_run(run_dir: &Path, rule: &KeyFreqRule) -> Result<RunMeasures> {
     let start = Instant::now();
     let (cfg, RunData { dataset, split }) = load_run(run_dir)?;
-    let model = cfg.transformer();
+    let model = (cfg.transformer()).ok_or_else(|| {
+        GrokError::invalid(
+            "model.arch",
+            "mlp",
+            "transformer (analyze supports it only so far)",
+        )
+    })?;
     let steps = list_steps(run_dir);
     let Some(&last) = steps.last() else {
         return Err(GrokError::Checkpoint {

@@ -98,6 +98,19 @@ impl MlpConfig {
     }
 }
 
+impl MlpConfig {
+    /// FLOPs (2 × multiply-accumulates, forward + backward ≈ 3× forward) of one training step on
+    /// `rows` examples: the embedding gather-sum is not counted, every hidden and the output
+    /// product is.
+    pub fn train_step_flops(&self, rows: usize) -> f64 {
+        let widths: Vec<f64> = (self.d_hidden.iter().map(|&w| w as f64))
+            .chain(std::iter::once(self.d_vocab_out as f64))
+            .collect();
+        let macs: f64 = widths.windows(2).map(|w| w[0] * w[1]).sum();
+        3.0 * 2.0 * rows as f64 * macs
+    }
+}
+
 /// What one MLP forward pass returns.
 pub struct MlpForward {
     /// `[batch, d_vocab_out]` logits.

@@ -69,8 +69,12 @@ impl ParamStore {
 
     /// Every tensor at zero: the layout of `cfg`, for loading weights or shaping optimiser state.
     pub fn zeros(cfg: &TransformerConfig) -> Self {
-        let entries = cfg
-            .param_specs()
+        Self::zeros_specs(cfg.param_specs())
+    }
+
+    /// Every tensor of `specs` at zero.
+    pub fn zeros_specs(specs: Vec<ParamSpec>) -> Self {
+        let entries = specs
             .into_iter()
             .map(|spec| ParamEntry {
                 data: vec![0.0; spec.shape.iter().product()],
@@ -132,11 +136,19 @@ impl ParamStore {
     /// # Errors
     /// [`GrokError::Checkpoint`] for unreadable files, missing tensors and shape mismatches.
     pub fn from_safetensors(path: &Path, cfg: &TransformerConfig) -> Result<Self> {
+        Self::from_safetensors_specs(path, cfg.param_specs())
+    }
+
+    /// As [`ParamStore::from_safetensors`] for any model's `specs`.
+    ///
+    /// # Errors
+    /// [`GrokError::Checkpoint`] for unreadable files, missing tensors and shape mismatches.
+    pub fn from_safetensors_specs(path: &Path, specs: Vec<ParamSpec>) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| GrokError::Checkpoint {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-        Self::from_tensors(path, &read_safetensors(path, &bytes)?, cfg)
+        Self::from_tensors_specs(path, &read_safetensors(path, &bytes)?, specs)
     }
 
     /// As [`ParamStore::from_safetensors`] over tensors already read from `path` (named in errors).
@@ -148,11 +160,23 @@ impl ParamStore {
         tensors: &NamedTensors,
         cfg: &TransformerConfig,
     ) -> Result<Self> {
+        Self::from_tensors_specs(path, tensors, cfg.param_specs())
+    }
+
+    /// As [`ParamStore::from_tensors`] for any model's `specs`.
+    ///
+    /// # Errors
+    /// [`GrokError::Checkpoint`] for missing tensors and shape mismatches.
+    pub fn from_tensors_specs(
+        path: &Path,
+        tensors: &NamedTensors,
+        specs: Vec<ParamSpec>,
+    ) -> Result<Self> {
         let bad = |reason: String| GrokError::Checkpoint {
             path: path.to_path_buf(),
             reason,
         };
-        let mut store = Self::zeros(cfg);
+        let mut store = Self::zeros_specs(specs);
         for entry in &mut store.entries {
             let Some((shape, data)) = tensors.get(&entry.name) else {
                 if entry.trainable {

@@ -157,29 +157,29 @@ impl Batches {
         };
         let mut out = Vec::new();
         if d.test.common_positions().is_some_and(|p| p.len() > 1) {
-            let (cfg, params, device) = (eval.cfg, eval.params, eval.device);
-            for (t, loss, acc) in
-                seq_evaluate_positions(cfg, params, device, &d.test, eval.compute, eval.loss_dtype)
-            {
+            let (model, params, device) = (eval.model, eval.params, eval.device);
+            for (t, loss, acc) in seq_evaluate_positions(
+                model,
+                params,
+                device,
+                &d.test,
+                eval.compute,
+                eval.loss_dtype,
+            ) {
                 out.push((format!("test_loss_at.{t}"), loss));
                 out.push((format!("test_acc_at.{t}"), acc));
             }
         }
-        if d.task().scores_induction() {
+        if let (true, Some(cfg)) = (d.task().scores_induction(), eval.model.transformer()) {
             let n = d.test.len().min(PROBE);
             let probe = d.test.select(&(0..n).collect::<Vec<_>>());
-            let model = Transformer::new(
-                eval.cfg,
-                eval.params,
-                eval.device,
-                eval.compute.dtype(),
-                false,
-            );
+            let model =
+                Transformer::new(cfg, eval.params, eval.device, eval.compute.dtype(), false);
             let tokens = Tensor::<2, Int>::from_data(
                 TensorData::new(probe.tokens.clone(), [n, probe.n_ctx]),
                 eval.device,
             );
-            let h = eval.cfg.n_heads;
+            let h = cfg.n_heads;
             for (l, pattern) in model
                 .forward_seq(tokens, &Scored::All)
                 .patterns

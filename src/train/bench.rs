@@ -7,7 +7,7 @@ use super::seeds::seed_configs;
 use super::step::Step;
 use super::trainer::set_threads;
 use crate::error::Result;
-use crate::models::{fused, ParamStore};
+use crate::models::{fused, ModelSpec, ParamStore};
 use burn::tensor::Device;
 use rayon::prelude::*;
 use std::time::Instant;
@@ -42,7 +42,7 @@ struct Stepper {
 impl Stepper {
     fn new(cfg: &RunConfig) -> Self {
         let t = &cfg.train;
-        let params = ParamStore::init(&cfg.transformer(), cfg.model.init_seed);
+        let params = ParamStore::init_specs(cfg.model_spec().param_specs(), cfg.model.init_seed());
         let optim = AdamW::new(&params, t.betas, t.eps, t.weight_decay);
         Self {
             params,
@@ -54,8 +54,8 @@ impl Stepper {
     /// One update on the run's step-0 batch (the same batch every time).
     fn advance(&mut self, cfg: &RunConfig, device: &Device, batches: &Batches, threads: usize) {
         let t = &cfg.train;
-        let model_cfg = cfg.transformer();
-        let mut step = Step::for_run(&model_cfg, &self.params, device, t);
+        let model = cfg.model_spec();
+        let mut step = Step::for_run(&model, &self.params, device, t);
         step.threads = threads;
         let (r, _) = batches.train(&step, 0, t.batch_size);
         let lr = warmup_lr(t.lr, self.step, t.warmup_steps);
@@ -72,7 +72,7 @@ impl Stepper {
 pub fn bench_train_step(cfg: &RunConfig, steps: usize) -> Result<BenchReport> {
     let t = &cfg.train;
     set_threads(t.threads);
-    let model_cfg = cfg.transformer();
+    let model = cfg.model_spec();
     let device = Device::flex().autodiff();
     let batches = Batches::new(cfg)?;
     let mut run = Stepper::new(cfg);
@@ -86,25 +86,32 @@ pub fn bench_train_step(cfg: &RunConfig, steps: usize) -> Result<BenchReport> {
     }
     times.sort_by(f64::total_cmp);
     let secs = times[times.len() / 2];
-    let (rows, flops) = match batches.shape_of_step0(t.batch_size) {
-        // binary operation: rows, each scored at its last position
-        (rows, None) => (rows, model_cfg.train_step_flops(rows)),
-        (rows, Some(scored)) => (rows, model_cfg.seq_train_step_flops(rows, scored)),
-    };
-    let fused = Step::for_run(&model_cfg, &run.params, &device, t).uses_fused();
+    let (rows, scored) = batches.shape_of_step0(t.batch_size);
+    let flops = step_flops(&model, rows, scored);
+    let fused = Step::for_run(&model, &run.params, &device, t).uses_fused();
     Ok(BenchReport {
         rows,
         ms_per_step: secs * 1e3,
         flops,
         gflops: flops / secs / 1e9,
         executed_flops: if fused {
-            fused::step_flops(&model_cfg, rows)
+            fused::step_flops(model.transformer().expect("fused is a transformer"), rows)
         } else {
             flops
         },
         threads: t.threads,
         fused,
     })
+}
+
+/// Nominal FLOPs of one step on `rows` examples (`scored`: positions per sequence of a sequence
+/// task; `None`: a binary operation scored at its last position).
+fn step_flops(model: &ModelSpec, rows: usize, scored: Option<f64>) -> f64 {
+    match (model, scored) {
+        (ModelSpec::Transformer(c), None) => c.train_step_flops(rows),
+        (ModelSpec::Transformer(c), Some(s)) => c.seq_train_step_flops(rows, s),
+        (ModelSpec::Mlp(c), _) => c.train_step_flops(rows),
+    }
 }
 
 /// Seed-steps per second of `seeds` runs trained one after another (each step on all threads)

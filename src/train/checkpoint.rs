@@ -5,8 +5,8 @@
 use super::optim::AdamW;
 use crate::error::{GrokError, Result};
 use crate::models::{
-    encode_safetensors, read_safetensors, read_safetensors_metadata, ParamStore, RawTensor,
-    TransformerConfig,
+    encode_safetensors, read_safetensors, read_safetensors_metadata, ModelSpec, ParamStore,
+    RawTensor,
 };
 use crate::rundir::{atomic_write, checkpoint_dir, list_steps, model_path, optim_path};
 use safetensors::Dtype;
@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// Saves the model (in `dtype`, with the model's non-parameter `buffers`, e.g.
-/// [`TransformerConfig::tl_buffers`]) and the optimiser state at `step`, then deletes the
+/// [`ModelSpec::buffers`]) and the optimiser state at `step`, then deletes the
 /// previous optimiser file (only the latest is needed to resume).
 ///
 /// # Errors
@@ -84,7 +84,7 @@ pub struct Resumed {
 ///
 /// # Errors
 /// [`GrokError::Checkpoint`] when there is none, or it is corrupt or does not match `cfg`.
-pub fn load_latest(run_dir: &Path, cfg: &TransformerConfig, template: &AdamW) -> Result<Resumed> {
+pub fn load_latest(run_dir: &Path, model: &ModelSpec, template: &AdamW) -> Result<Resumed> {
     let step = list_steps(run_dir)
         .into_iter()
         .rev()
@@ -93,7 +93,8 @@ pub fn load_latest(run_dir: &Path, cfg: &TransformerConfig, template: &AdamW) ->
             path: checkpoint_dir(run_dir),
             reason: "no checkpoint with optimiser state to resume from".into(),
         })?;
-    let params = ParamStore::from_safetensors(&model_path(run_dir, step), cfg)?;
+    let params =
+        ParamStore::from_safetensors_specs(&model_path(run_dir, step), model.param_specs())?;
     let path = optim_path(run_dir, step);
     let bytes = std::fs::read(&path).map_err(|e| GrokError::Checkpoint {
         path: path.clone(),

@@ -3,12 +3,13 @@
 
 use super::task_config::{task_names, TaskConfig};
 use crate::error::{GrokError, Result};
-use crate::models::{Activation, Normalization, TransformerConfig};
+use crate::models::mlp::{Combine, MlpConfig};
+use crate::models::{Activation, ModelSpec, Normalization, TransformerConfig};
 use crate::tasks::{ModularDataset, Operation, SplitMode};
 use serde::{Deserialize, Serialize};
 
 /// The embedded presets: `(name, one-line description, TOML)`.
-pub const PRESETS: [(&str, &str, &str); 11] = [
+pub const PRESETS: [(&str, &str, &str); 12] = [
     (
         "quick",
         "default: the paper's model family on (a+b) mod 59, 40% train, lr 3e-3: groks in about a minute on 2 cores",
@@ -61,8 +62,13 @@ pub const PRESETS: [(&str, &str, &str); 11] = [
     ),
     (
         "sparse_parity",
-        "Barak et al. 2022 / Prieto et al. 2025: parity of 3 of 43 bits, 1,000 training samples, weight decay 1 (transformer until the MLP lands)",
+        "Barak et al. 2022 / Prieto et al. 2025: parity of 3 of 43 bits, 1,000 training samples, their MLP (2 x 200, no biases), weight decay 1",
         include_str!("../../presets/sparse_parity.toml"),
+    ),
+    (
+        "mlp_modadd",
+        "Liu et al. 2022: an MLP on one-hot(a) + one-hot(b), (a+b) mod 59, 40% train, 2 x 200, wd 1: groks",
+        include_str!("../../presets/mlp_modadd.toml"),
     ),
 ];
 
@@ -155,6 +161,86 @@ pub struct ModelSection {
     pub init_seed: u64,
 }
 
+/// `[model]` with `arch = "mlp"`: the MLP over one-hot inputs ([`crate::models::mlp`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlpSection {
+    /// `"mlp"`.
+    pub arch: String,
+    /// Widths of the hidden layers, e.g. `[200, 200]`.
+    pub d_hidden: Vec<usize>,
+    /// Non-linearity.
+    pub act_fn: Activation,
+    /// Inputs summed (`sum`, one shared embedding) or concatenated (`concat`).
+    pub combine: Combine,
+    /// Trained biases (else frozen zeros).
+    pub biases: bool,
+    /// Output classes of a binary-operation task: `"p"` or `"p+1"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub d_vocab_out: Option<VocabOut>,
+    /// Seed of the weight initialisation.
+    pub init_seed: u64,
+}
+
+/// `[model]`: the transformer (no `arch` key, or `arch = "transformer"`) or the MLP
+/// (`arch = "mlp"`), each with its own keys.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ModelConfig {
+    /// TransformerLens-layout transformer.
+    Transformer(ModelSection),
+    /// MLP.
+    Mlp(MlpSection),
+}
+
+impl<'de> Deserialize<'de> for ModelConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut value = toml::Value::deserialize(d)?;
+        match value.get("arch").and_then(toml::Value::as_str) {
+            Some("mlp") => MlpSection::deserialize(value)
+                .map(ModelConfig::Mlp)
+                .map_err(D::Error::custom),
+            None | Some("transformer") => {
+                if let Some(t) = value.as_table_mut() {
+                    t.remove("arch");
+                }
+                ModelSection::deserialize(value)
+                    .map(ModelConfig::Transformer)
+                    .map_err(D::Error::custom)
+            }
+            Some(other) => Err(D::Error::custom(format!(
+                "invalid value for `model.arch`: {other} (allowed: transformer|mlp)"
+            ))),
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Seed of the weight initialisation.
+    pub fn init_seed(&self) -> u64 {
+        match self {
+            ModelConfig::Transformer(m) => m.init_seed,
+            ModelConfig::Mlp(m) => m.init_seed,
+        }
+    }
+
+    /// Sets the seed of the weight initialisation.
+    pub fn set_init_seed(&mut self, seed: u64) {
+        match self {
+            ModelConfig::Transformer(m) => m.init_seed = seed,
+            ModelConfig::Mlp(m) => m.init_seed = seed,
+        }
+    }
+
+    fn d_vocab_out(&self) -> Option<VocabOut> {
+        match self {
+            ModelConfig::Transformer(m) => m.d_vocab_out,
+            ModelConfig::Mlp(m) => m.d_vocab_out,
+        }
+    }
+}
+
 /// `[train]`: optimiser, schedule, precision, logging.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -196,8 +282,8 @@ pub struct TrainSection {
 pub struct RunConfig {
     /// Data: a binary operation or a sequence task.
     pub task: TaskConfig,
-    /// Model.
-    pub model: ModelSection,
+    /// Model: the transformer or the MLP.
+    pub model: ModelConfig,
     /// Training.
     pub train: TrainSection,
 }
@@ -287,7 +373,7 @@ impl RunConfig {
                         "a number in (0, 1]",
                     ));
                 }
-                if self.model.d_vocab_out.is_none() {
+                if self.model.d_vocab_out().is_none() {
                     return Err(GrokError::invalid(
                         "model.d_vocab_out",
                         "(missing)",
@@ -297,7 +383,7 @@ impl RunConfig {
             }
             TaskConfig::Sequence(task) => {
                 task.validate()?;
-                if let Some(v) = self.model.d_vocab_out {
+                if let Some(v) = self.model.d_vocab_out() {
                     return Err(GrokError::invalid(
                         "model.d_vocab_out",
                         format!("{v:?}"),
@@ -306,7 +392,31 @@ impl RunConfig {
                 }
             }
         }
-        self.transformer().validate()?;
+        match &self.model {
+            ModelConfig::Transformer(_) => self.transformer().expect("a transformer").validate()?,
+            ModelConfig::Mlp(m) => {
+                if m.d_hidden.is_empty() || m.d_hidden.contains(&0) {
+                    return Err(GrokError::invalid(
+                        "model.d_hidden",
+                        format!("{:?}", m.d_hidden),
+                        "one or more positive widths, e.g. [200, 200]",
+                    ));
+                }
+                // one prediction per example: a task scored at one position
+                if let TaskConfig::Sequence(t) = &self.task {
+                    if !matches!(t.name.as_str(), "max_element" | "sparse_parity") {
+                        return Err(GrokError::invalid(
+                            "model.arch",
+                            "mlp",
+                            format!(
+                                "transformer (task `{}` is scored at several positions)",
+                                t.name
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
         let t = &self.train;
         let positive = [("train.lr", t.lr), ("train.eps", t.eps)];
         for (name, v) in positive {
@@ -361,14 +471,13 @@ impl RunConfig {
         }
     }
 
-    /// The transformer's shape for this task: d_vocab = p + 1 and n_ctx = 3 for a binary
-    /// operation, the task's own for a sequence task.
-    pub fn transformer(&self) -> TransformerConfig {
-        let m = &self.model;
-        let (d_vocab, d_vocab_out, n_ctx) = match &self.task {
+    /// Vocabulary in and out, and sequence length, of this task (d_vocab = p + 1, n_ctx = 3 and
+    /// p or p + 1 classes for a binary operation).
+    fn task_shape(&self) -> (usize, usize, usize) {
+        match &self.task {
             TaskConfig::Modular(t) => {
                 let p = t.p as usize;
-                let out = match m.d_vocab_out {
+                let out = match self.model.d_vocab_out() {
                     Some(VocabOut::P) => p,
                     _ => p + 1,
                 };
@@ -378,8 +487,16 @@ impl RunConfig {
                 let s = t.task().shape();
                 (s.d_vocab, s.d_vocab_out, s.n_ctx)
             }
+        }
+    }
+
+    /// The transformer's shape for this task; `None` for an MLP run.
+    pub fn transformer(&self) -> Option<TransformerConfig> {
+        let ModelConfig::Transformer(m) = &self.model else {
+            return None;
         };
-        TransformerConfig {
+        let (d_vocab, d_vocab_out, n_ctx) = self.task_shape();
+        Some(TransformerConfig {
             n_layers: m.n_layers,
             n_heads: m.n_heads,
             d_model: m.d_model,
@@ -391,6 +508,28 @@ impl RunConfig {
             act_fn: m.act_fn,
             normalization: m.normalization,
             attn_only: m.attn_only,
+        })
+    }
+
+    /// The model of this run, shaped for its task. The MLP reads every position but the last
+    /// (`[a, b, =]` → a, b; sparse parity's bits; max-of-sequence's values with START).
+    pub fn model_spec(&self) -> ModelSpec {
+        match &self.model {
+            ModelConfig::Transformer(_) => {
+                ModelSpec::Transformer(self.transformer().expect("a transformer"))
+            }
+            ModelConfig::Mlp(m) => {
+                let (d_vocab, d_vocab_out, n_ctx) = self.task_shape();
+                ModelSpec::Mlp(MlpConfig {
+                    d_vocab,
+                    n_inputs: n_ctx - 1,
+                    d_hidden: m.d_hidden.clone(),
+                    d_vocab_out,
+                    act_fn: m.act_fn,
+                    combine: m.combine,
+                    biases: m.biases,
+                })
+            }
         }
     }
 
@@ -480,7 +619,7 @@ mod tests {
             (task.p, task.frac_train, task.split),
             (113, 0.3, SplitMode::Python)
         );
-        assert_eq!(c.transformer(), TransformerConfig::nanda2023(113));
+        assert_eq!(c.transformer(), Some(TransformerConfig::nanda2023(113)));
         let t = &c.train;
         assert_eq!(
             (t.lr, t.weight_decay, t.betas, t.eps),
@@ -502,7 +641,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.train.lr, 0.01);
-        assert_eq!(c.model.act_fn, Activation::Gelu);
+        let ModelConfig::Transformer(m) = &c.model else {
+            panic!("a transformer")
+        };
+        assert_eq!(m.act_fn, Activation::Gelu);
         assert_eq!(c.train.betas, [0.9, 0.99]);
     }
 

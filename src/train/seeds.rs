@@ -17,7 +17,7 @@ pub fn seed_configs(cfg: &RunConfig, seeds: usize) -> Vec<RunConfig> {
     (0..seeds as u64)
         .map(|i| {
             let mut c = cfg.clone();
-            c.model.init_seed = cfg.model.init_seed + i;
+            c.model.set_init_seed(cfg.model.init_seed() + i);
             c
         })
         .collect()

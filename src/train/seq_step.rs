@@ -4,7 +4,7 @@
 use super::config::Precision;
 use super::loss::{accuracy, cross_entropy};
 use super::step::{Step, StepResult};
-use crate::models::{ParamStore, Scored, Transformer, TransformerConfig};
+use crate::models::{ModelSpec, Net, ParamStore, Scored};
 use crate::tasks::{SeqBatch, IGNORE};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rayon::prelude::*;
@@ -25,17 +25,13 @@ fn scoring(batch: &SeqBatch) -> (Scored, Vec<i64>) {
 }
 
 /// Logits `[N, d_vocab_out]` and targets `[N]` of the N scored pairs of `batch`.
-fn scored_logits(
-    model: &Transformer,
-    batch: &SeqBatch,
-    device: &Device,
-) -> (Tensor<2>, Tensor<1, Int>) {
+fn scored_logits(model: &Net, batch: &SeqBatch, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
     let (scored, targets) = scoring(batch);
     let tokens = Tensor::<2, Int>::from_data(
         TensorData::new(batch.tokens.clone(), [batch.len(), batch.n_ctx]),
         device,
     );
-    let logits = model.forward_seq(tokens, &scored).logits;
+    let logits = model.logits_scored(tokens, &scored);
     let keep: Vec<i64> = (0..targets.len() as i64)
         .filter(|&r| targets[r as usize] != IGNORE)
         .collect();
@@ -59,14 +55,14 @@ fn scored_logits(
 /// frozen ones) of `params` on `batch`. `device` must have autodiff; the forward runs in
 /// `compute`, the log-softmax in `loss_dtype`.
 pub fn seq_train(
-    cfg: &TransformerConfig,
+    model: &ModelSpec,
     params: &ParamStore,
     device: &Device,
     batch: &SeqBatch,
     compute: Precision,
     loss_dtype: Precision,
 ) -> StepResult {
-    let model = Transformer::new(cfg, params, device, compute.dtype(), true);
+    let model = model.bind(params, device, compute.dtype(), true);
     let (logits, labels) = scored_logits(&model, batch, device);
     let acc = accuracy(logits.clone(), labels.clone());
     let loss = cross_entropy(logits, labels, loss_dtype);
@@ -80,7 +76,7 @@ pub fn seq_train(
 
 /// Loss and accuracy of `params` on `batch` without gradients (NaN for an empty batch).
 pub fn seq_evaluate(
-    cfg: &TransformerConfig,
+    model: &ModelSpec,
     params: &ParamStore,
     device: &Device,
     batch: &SeqBatch,
@@ -90,7 +86,7 @@ pub fn seq_evaluate(
     if batch.is_empty() {
         return (f64::NAN, f64::NAN);
     }
-    let model = Transformer::new(cfg, params, device, compute.dtype(), false);
+    let model = model.bind(params, device, compute.dtype(), false);
     let (logits, labels) = scored_logits(&model, batch, device);
     let acc = accuracy(logits.clone(), labels.clone());
     (
@@ -103,7 +99,7 @@ pub fn seq_evaluate(
 /// (nats) and accuracy at that position, `(position, loss, accuracy)` ascending. For digit
 /// addition these are the per-answer-digit curves that show one phase change per digit.
 pub fn seq_evaluate_positions(
-    cfg: &TransformerConfig,
+    model: &ModelSpec,
     params: &ParamStore,
     device: &Device,
     batch: &SeqBatch,
@@ -116,7 +112,7 @@ pub fn seq_evaluate_positions(
     if batch.is_empty() {
         return Vec::new();
     }
-    let model = Transformer::new(cfg, params, device, compute.dtype(), false);
+    let model = model.bind(params, device, compute.dtype(), false);
     let (logits, labels) = scored_logits(&model, batch, device);
     let n = labels.dims()[0];
     let logits = logits.cast(loss_dtype.dtype());
@@ -145,12 +141,12 @@ impl Step<'_> {
     /// parallel, each chunk its own graph; the chunks' losses, accuracies and gradients are
     /// combined weighted by their scored pairs, as the mean over all pairs decomposes.
     pub fn train_seq(&self, batch: &SeqBatch) -> StepResult {
-        let (cfg, params, device) = (self.cfg, self.params, self.device);
+        let (model, params, device) = (self.model, self.params, self.device);
         let results = (self.chunks(batch).par_iter())
             .map(|(n, part)| {
                 (
                     *n,
-                    seq_train(cfg, params, device, part, self.compute, self.loss_dtype),
+                    seq_train(model, params, device, part, self.compute, self.loss_dtype),
                 )
             })
             .collect();
@@ -162,10 +158,10 @@ impl Step<'_> {
         if batch.is_empty() {
             return (f64::NAN, f64::NAN);
         }
-        let (cfg, params, device) = (self.cfg, self.params, self.device);
+        let (model, params, device) = (self.model, self.params, self.device);
         let results: Vec<(usize, (f64, f64))> = (self.chunks(batch).par_iter())
             .map(|(n, part)| {
-                let r = seq_evaluate(cfg, params, device, part, self.compute, self.loss_dtype);
+                let r = seq_evaluate(model, params, device, part, self.compute, self.loss_dtype);
                 (*n, r)
             })
             .collect();

@@ -2,7 +2,7 @@
 
 use super::config::{Engine, Precision, TrainSection};
 use super::loss::{accuracy, cross_entropy};
-use crate::models::{fused, ParamStore, Transformer, TransformerConfig};
+use crate::models::{fused, ModelSpec, Net, ParamStore, TransformerConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
@@ -12,8 +12,8 @@ const MIN_CHUNK_ROWS: usize = 512;
 /// What a step needs besides its batch: the model, its weights, where and at which precision.
 #[derive(Clone, Copy)]
 pub struct Step<'a> {
-    /// Model shape.
-    pub cfg: &'a TransformerConfig,
+    /// The model.
+    pub model: &'a ModelSpec,
     /// Weights.
     pub params: &'a ParamStore,
     /// Device (with autodiff enabled for [`Step::train`]).
@@ -69,13 +69,13 @@ impl StepResult {
 impl<'a> Step<'a> {
     /// The step of a run: its precisions come from `[train]`.
     pub fn for_run(
-        cfg: &'a TransformerConfig,
+        model: &'a ModelSpec,
         params: &'a ParamStore,
         device: &'a Device,
         train: &TrainSection,
     ) -> Self {
         Self {
-            cfg,
+            model,
             params,
             device,
             compute: train.compute_dtype,
@@ -88,7 +88,14 @@ impl<'a> Step<'a> {
     /// Whether the fused step ([`crate::models::fused`]) runs this step: engine `auto`, an
     /// architecture it covers, and a loss it computes the same way (f64 log-softmax).
     pub fn uses_fused(&self) -> bool {
-        self.engine == Engine::Auto && fused::applies(self.cfg) && self.loss_dtype == Precision::F64
+        self.fused_cfg().is_some()
+    }
+
+    /// The transformer's config where the fused step runs.
+    fn fused_cfg(&self) -> Option<&'a TransformerConfig> {
+        let cfg = self.model.transformer()?;
+        (self.engine == Engine::Auto && fused::applies(cfg) && self.loss_dtype == Precision::F64)
+            .then_some(cfg)
     }
 
     fn chunks_for(&self, rows: usize) -> usize {
@@ -96,17 +103,11 @@ impl<'a> Step<'a> {
     }
 
     fn fused(&self, tokens: &[i64], labels: &[i64], backward: bool) -> Option<fused::FusedResult> {
-        if !self.uses_fused() {
-            return None;
-        }
+        let cfg = self.fused_cfg()?;
         let chunks = self.chunks_for(labels.len());
         match self.compute {
-            Precision::F32 => {
-                fused::run::<f32>(self.cfg, self.params, tokens, labels, chunks, backward)
-            }
-            Precision::F64 => {
-                fused::run::<f64>(self.cfg, self.params, tokens, labels, chunks, backward)
-            }
+            Precision::F32 => fused::run::<f32>(cfg, self.params, tokens, labels, chunks, backward),
+            Precision::F64 => fused::run::<f64>(cfg, self.params, tokens, labels, chunks, backward),
         }
     }
 
@@ -178,14 +179,15 @@ impl<'a> Step<'a> {
         StepResult::combine(self.params, results)
     }
 
-    fn model(&self, track_grads: bool) -> Transformer {
+    fn model(&self, track_grads: bool) -> Net {
         let dtype = self.compute.dtype();
-        Transformer::new(self.cfg, self.params, self.device, dtype, track_grads)
+        self.model
+            .bind(self.params, self.device, dtype, track_grads)
     }
 
     fn train_one_graph(&self, batch: (Tensor<2, Int>, Tensor<1, Int>)) -> StepResult {
         let model = self.model(true);
-        let logits = model.forward(batch.0).logits;
+        let logits = model.logits_last(batch.0);
         let acc = accuracy(logits.clone(), batch.1.clone());
         let loss = cross_entropy(logits, batch.1, self.loss_dtype);
         let grads = model.gradients(&loss.backward());
@@ -199,7 +201,7 @@ impl<'a> Step<'a> {
             return (f64::NAN, f64::NAN);
         }
         let model = self.model(false);
-        let logits = model.forward(data.0.clone()).logits;
+        let logits = model.logits_last(data.0.clone());
         let acc = accuracy(logits.clone(), data.1.clone());
         let loss = cross_entropy(logits, data.1.clone(), self.loss_dtype).into_scalar::<f64>();
         (loss, acc)

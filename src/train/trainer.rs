@@ -7,7 +7,7 @@ use super::optim::{warmup_lr, AdamW};
 use super::step::Step;
 use crate::error::{GrokError, Result};
 use crate::measures::phases::{detect_phase_change, PhaseChange};
-use crate::models::ParamStore;
+use crate::models::{ModelSpec, ParamStore};
 use crate::rundir::{atomic_write, prepare_dir, MetricsLog, MetricsRow};
 use crate::tasks::{split_indices, ModularDataset, Operation, Split};
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -148,7 +148,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<RunSummary> {
 /// [`super::seeds::train_seeds`] (several runs side by side, one thread each) advance.
 pub(crate) struct Run<'a> {
     cfg: &'a RunConfig,
-    model_cfg: crate::models::TransformerConfig,
+    model: ModelSpec,
     dir: PathBuf,
     batches: Batches,
     params: ParamStore,
@@ -168,14 +168,14 @@ impl<'a> Run<'a> {
     /// Prepares (or, with `opts.resume`, reloads) the run directory; steps use `threads` chunks.
     pub(crate) fn open(cfg: &'a RunConfig, opts: &TrainOptions, threads: usize) -> Result<Self> {
         let t = &cfg.train;
-        let model_cfg = cfg.transformer();
+        let model = cfg.model_spec();
         let devices = (Device::flex().autodiff(), Device::flex());
         let batches = Batches::new(cfg)?;
         let dir = opts.out.clone();
         let fresh_optim = |p: &ParamStore| AdamW::new(p, t.betas, t.eps, t.weight_decay);
         let (params, optim, start, log, wall0) = if opts.resume {
-            let template = fresh_optim(&ParamStore::zeros(&model_cfg));
-            let r = checkpoint::load_latest(&dir, &model_cfg, &template)?;
+            let template = fresh_optim(&ParamStore::zeros_specs(model.param_specs()));
+            let r = checkpoint::load_latest(&dir, &model, &template)?;
             let mut log = MetricsLog::load(&dir)?;
             log.rows.retain(|row| row.step < r.step);
             (r.params, r.optim, r.step, log, r.wall_s)
@@ -185,13 +185,13 @@ impl<'a> Run<'a> {
             if let Some(split) = batches.split_json() {
                 atomic_write(&dir.join("split.json"), split.as_bytes())?;
             }
-            let params = ParamStore::init(&model_cfg, cfg.model.init_seed);
+            let params = ParamStore::init_specs(model.param_specs(), cfg.model.init_seed());
             let optim = fresh_optim(&params);
             (params, optim, 0, MetricsLog::default(), 0.0)
         };
         Ok(Self {
             cfg,
-            model_cfg,
+            model,
             batches,
             last_ckpt: crate::rundir::list_steps(&dir).last().copied(),
             dir,
@@ -208,7 +208,7 @@ impl<'a> Run<'a> {
     }
 
     fn step_fn<'s>(&'s self, device: &'s Device) -> Step<'s> {
-        let mut s = Step::for_run(&self.model_cfg, &self.params, device, &self.cfg.train);
+        let mut s = Step::for_run(&self.model, &self.params, device, &self.cfg.train);
         s.threads = self.threads;
         s
     }
@@ -222,7 +222,7 @@ impl<'a> Run<'a> {
                 Precision::F32 => safetensors::Dtype::F32,
                 Precision::F64 => safetensors::Dtype::F64,
             };
-            let buffers = self.model_cfg.tl_buffers();
+            let buffers = self.model.buffers();
             let (dir, params, optim) = (&self.dir, &self.params, &self.optim);
             checkpoint::save(dir, step, params, &buffers, optim, dtype, wall)?;
             self.last_ckpt = Some(step);
