@@ -193,21 +193,29 @@ pub enum ModelConfig {
     Mlp(MlpSection),
 }
 
+/// Separates the key path inside a section from the message, in errors of the sections that pick
+/// their family by a key ([`ModelConfig`], [`TaskConfig`]).
+pub(crate) const SECTION_PATH: char = '\u{1f}';
+
+/// Deserializes one family's section, keeping the path of a bad key for the error message.
+pub(crate) fn section<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+    value: toml::Value,
+) -> std::result::Result<T, E> {
+    serde_path_to_error::deserialize(value)
+        .map_err(|e| E::custom(format!("{}{SECTION_PATH}{}", e.path(), e.inner())))
+}
+
 impl<'de> Deserialize<'de> for ModelConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error;
         let mut value = toml::Value::deserialize(d)?;
         match value.get("arch").and_then(toml::Value::as_str) {
-            Some("mlp") => MlpSection::deserialize(value)
-                .map(ModelConfig::Mlp)
-                .map_err(D::Error::custom),
+            Some("mlp") => section(value).map(ModelConfig::Mlp),
             None | Some("transformer") => {
                 if let Some(t) = value.as_table_mut() {
                     t.remove("arch");
                 }
-                ModelSection::deserialize(value)
-                    .map(ModelConfig::Transformer)
-                    .map_err(D::Error::custom)
+                section(value).map(ModelConfig::Transformer)
             }
             Some(other) => Err(D::Error::custom(format!(
                 "invalid value for `model.arch`: {other} (allowed: transformer|mlp)"
@@ -343,8 +351,14 @@ impl RunConfig {
     fn from_table(table: toml::Table) -> Result<Self> {
         let cfg: RunConfig =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-                let path = e.path().to_string();
-                GrokError::Config(format!("`{path}`: {}", one_line(&e.inner().to_string())))
+                let mut path = e.path().to_string();
+                let mut msg = e.inner().to_string();
+                // a section read by its family's own deserializer names the key inside it
+                if let Some((inner, rest)) = msg.split_once(SECTION_PATH) {
+                    path = format!("{path}.{inner}");
+                    msg = rest.to_string();
+                }
+                GrokError::Config(format!("`{path}`: {}", one_line(&msg)))
             })?;
         cfg.validate()?;
         Ok(cfg)

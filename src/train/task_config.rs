@@ -3,7 +3,7 @@
 //! `repeat_subsequence`, `max_element`, `sparse_parity`; [`SeqTaskSection`]). `task.name` picks
 //! the family, and each family's section accepts only its own keys.
 
-use super::config::TaskSection;
+use super::config::{section, TaskSection};
 use crate::error::{GrokError, Result};
 use crate::tasks::{
     DigitAdd, MaxElement, Operation, Regime, RepeatSubsequence, SeqData, SequenceTask, SparseParity,
@@ -240,13 +240,9 @@ impl<'de> Deserialize<'de> for TaskConfig {
             .ok_or_else(|| D::Error::custom("missing `name`"))?
             .to_string();
         if SEQUENCE_TASKS.contains(&name.as_str()) {
-            SeqTaskSection::deserialize(value)
-                .map(TaskConfig::Sequence)
-                .map_err(D::Error::custom)
+            section(value).map(TaskConfig::Sequence)
         } else {
-            TaskSection::deserialize(value)
-                .map(TaskConfig::Modular)
-                .map_err(D::Error::custom)
+            section(value).map(TaskConfig::Modular)
         }
     }
 }
