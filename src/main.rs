@@ -277,6 +277,21 @@ fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             let run_dir = run_dir.expect("clap requires RUN_DIR without --checkpoint");
+            if is_mlp_run(&run_dir) {
+                let (step, m) = measures::mlp_fourier::analyze_mlp_run(&run_dir, embed_threshold)?;
+                let v = &m.key_freq_votes;
+                println!(
+                    "MLP at step {step}: key frequencies {:?} (consensus; neuron clusters {:?}, W_E norms {:?}, neuron argmax {:?}); cluster sizes {:?}, {} neurons in none",
+                    v.consensus(),
+                    v.neuron_clusters,
+                    v.embed_norm,
+                    v.neuron_argmax,
+                    m.clusters.sizes,
+                    m.clusters.none
+                );
+                println!("wrote {}", run_dir.join("analysis.json").display());
+                return Ok(());
+            }
             let (rows, analysis, views) = measures::analyze_run(&run_dir, &rule)?;
             println!(
                 "{} checkpoints measured in {:.1} s; key frequencies {:?} ({}, step {})",
@@ -424,6 +439,15 @@ fn bench_suite(steps: usize) -> Result<()> {
     );
     println!("peak memory: {:.0} MiB", train::peak_memory_mib());
     Ok(())
+}
+
+/// Whether `run_dir`'s config trains the MLP (an unreadable config is left to the analysis to
+/// report).
+fn is_mlp_run(run_dir: &Path) -> bool {
+    std::fs::read_to_string(run_dir.join("config.toml"))
+        .ok()
+        .and_then(|t| RunConfig::from_toml(&t).ok())
+        .is_some_and(|c| matches!(c.model, train::ModelConfig::Mlp(_)))
 }
 
 /// The preset, with the `--config` file (if any) and the `--set` overrides merged over it.

@@ -14,6 +14,7 @@ mod checkpoint;
 pub mod fourier;
 pub mod logits;
 pub mod matrix;
+pub mod mlp_fourier;
 pub mod neurons;
 pub mod phases;
 mod run;

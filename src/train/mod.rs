@@ -15,8 +15,8 @@ mod trainer;
 pub use bench::{bench_seeds, bench_train_step, peak_memory_mib, BenchReport, SeedsReport};
 pub use checkpoint::{load_latest, save, Resumed};
 pub use config::{
-    preset_names, Engine, ModelSection, Precision, RunConfig, TaskSection, TrainSection, VocabOut,
-    PRESETS,
+    preset_names, Engine, MlpSection, ModelConfig, ModelSection, Precision, RunConfig, TaskSection,
+    TrainSection, VocabOut, PRESETS,
 };
 pub use loss::{accuracy, cross_entropy};
 pub use optim::{warmup_lr, AdamW};
