@@ -61,6 +61,13 @@ pub fn plot_run(run_dir: &Path, rows: &[MetricsRow]) -> Result<()> {
             true,
         ),
         (
+            "test_loss_class.",
+            "test_loss_class",
+            "Test loss per class",
+            "cross-entropy (nats, log scale)",
+            true,
+        ),
+        (
             "induction_score.",
             "induction_score",
             "Induction score per head (layer.head)",

@@ -32,6 +32,7 @@ pub struct MetricsRow {
     /// A sequence task's own metrics, sorted by key; empty for binary operations:
     /// - `test_loss_at.<t>`, `test_acc_at.<t>`: test loss and accuracy at scored position t, for
     ///   tasks that score several fixed positions (digit addition: one per answer digit);
+    /// - `test_loss_class.<c>`, `test_acc_class.<c>`: per target class, for max of a sequence;
     /// - `induction_score.<l>.<h>`, `prev_token_score.<l>.<h>`: per head of block l
     ///   ([`crate::measures::attention`]), for the induction task.
     pub task_metrics: Vec<(String, f64)>,
@@ -52,9 +53,11 @@ const SCALARS: [&str; 9] = [
 ];
 
 /// Key prefixes of [`MetricsRow::task_metrics`].
-const TASK_METRICS: [&str; 4] = [
+const TASK_METRICS: [&str; 6] = [
     "test_loss_at.",
     "test_acc_at.",
+    "test_loss_class.",
+    "test_acc_class.",
     "induction_score.",
     "prev_token_score.",
 ];

@@ -41,6 +41,10 @@ impl SequenceTask for MaxElement {
         }
     }
 
+    fn scores_per_class(&self) -> bool {
+        true
+    }
+
     fn sample_one(&self, rng: &mut ChaCha8Rng, batch: &mut SeqBatch) {
         let v = self.n_values as i64;
         let xs: Vec<i64> = loop {

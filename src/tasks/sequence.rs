@@ -38,6 +38,12 @@ pub trait SequenceTask: Send + Sync {
         false
     }
 
+    /// Whether the loss per target class is a curve worth logging (max of a sequence: the skip
+    /// trigram of each value forms on its own).
+    fn scores_per_class(&self) -> bool {
+        false
+    }
+
     /// `n` random sequences.
     fn sample(&self, rng: &mut ChaCha8Rng, n: usize) -> SeqBatch {
         let mut batch = SeqBatch::new(self.shape().n_ctx);

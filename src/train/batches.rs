@@ -4,7 +4,7 @@
 //! knows neither family in detail.
 
 use super::config::RunConfig;
-use super::seq_step::seq_evaluate_positions;
+use super::seq_step::{group_pairs, seq_evaluate_pairs};
 use super::step::{Step, StepResult};
 use super::task_config::TaskConfig;
 use super::trainer::RunData;
@@ -149,25 +149,36 @@ impl Batches {
 
     /// A sequence task's own metrics on the test set ([`super::MetricsRow::task_metrics`]): loss
     /// and accuracy per scored position where every sequence scores the same several positions,
-    /// and per-head induction and previous-token scores on the first [`PROBE`] test sequences
+    /// per target class where the task asks for it, and per-head induction and previous-token scores on the first [`PROBE`] test sequences
     /// where the task scores induction.
     pub(crate) fn task_metrics(&self, eval: &Step) -> Vec<(String, f64)> {
         let Batches::Sequence(d) = self else {
             return Vec::new();
         };
         let mut out = Vec::new();
-        if d.test.common_positions().is_some_and(|p| p.len() > 1) {
+        let by_position = d.test.common_positions().is_some_and(|p| p.len() > 1);
+        let by_class = d.task().scores_per_class();
+        if by_position || by_class {
             let (model, params, device) = (eval.model, eval.params, eval.device);
-            for (t, loss, acc) in seq_evaluate_positions(
+            let pairs = seq_evaluate_pairs(
                 model,
                 params,
                 device,
                 &d.test,
                 eval.compute,
                 eval.loss_dtype,
-            ) {
-                out.push((format!("test_loss_at.{t}"), loss));
-                out.push((format!("test_acc_at.{t}"), acc));
+            );
+            if by_position {
+                for (t, loss, acc) in group_pairs(&pairs, |p| p.position as i64) {
+                    out.push((format!("test_loss_at.{t}"), loss));
+                    out.push((format!("test_acc_at.{t}"), acc));
+                }
+            }
+            if by_class {
+                for (c, loss, acc) in group_pairs(&pairs, |p| p.target) {
+                    out.push((format!("test_loss_class.{c}"), loss));
+                    out.push((format!("test_acc_class.{c}"), acc));
+                }
             }
         }
         if let (true, Some(cfg)) = (d.task().scores_induction(), eval.model.transformer()) {

@@ -21,7 +21,7 @@ pub use config::{
 pub use loss::{accuracy, cross_entropy};
 pub use optim::{warmup_lr, AdamW};
 pub use seeds::{seed_configs, train_seeds};
-pub use seq_step::{seq_evaluate, seq_evaluate_positions, seq_train};
+pub use seq_step::{group_pairs, seq_evaluate, seq_evaluate_pairs, seq_train, ScoredPair};
 pub use step::{Step, StepResult};
 pub use task_config::{task_names, RegimeName, SeqTaskSection, TaskConfig, SEQUENCE_TASKS};
 pub use trainer::{

@@ -26,7 +26,21 @@ fn scoring(batch: &SeqBatch) -> (Scored, Vec<i64>) {
 
 /// Logits `[N, d_vocab_out]` and targets `[N]` of the N scored pairs of `batch`.
 fn scored_logits(model: &Net, batch: &SeqBatch, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
+    let (logits, labels, _) = scored_logits_at(model, batch, device);
+    (logits, labels)
+}
+
+/// As [`scored_logits`], with the position of each of the N pairs.
+fn scored_logits_at(
+    model: &Net,
+    batch: &SeqBatch,
+    device: &Device,
+) -> (Tensor<2>, Tensor<1, Int>, Vec<usize>) {
     let (scored, targets) = scoring(batch);
+    let position_of = |r: usize| match &scored {
+        Scored::All => r % batch.n_ctx,
+        Scored::Positions(p) => p[r % p.len()],
+    };
     let tokens = Tensor::<2, Int>::from_data(
         TensorData::new(batch.tokens.clone(), [batch.len(), batch.n_ctx]),
         device,
@@ -36,6 +50,7 @@ fn scored_logits(model: &Net, batch: &SeqBatch, device: &Device) -> (Tensor<2>, 
         .filter(|&r| targets[r as usize] != IGNORE)
         .collect();
     let labels: Vec<i64> = keep.iter().map(|&r| targets[r as usize]).collect();
+    let positions: Vec<usize> = keep.iter().map(|&r| position_of(r as usize)).collect();
     let n = keep.len();
     let logits = if n == targets.len() {
         logits
@@ -48,6 +63,7 @@ fn scored_logits(model: &Net, batch: &SeqBatch, device: &Device) -> (Tensor<2>, 
     (
         logits,
         Tensor::from_data(TensorData::new(labels, [n]), device),
+        positions,
     )
 }
 
@@ -95,26 +111,40 @@ pub fn seq_evaluate(
     )
 }
 
-/// Per scored position of `batch` (the same positions in every sequence, else empty): mean loss
-/// (nats) and accuracy at that position, `(position, loss, accuracy)` ascending. For digit
-/// addition these are the per-answer-digit curves that show one phase change per digit.
-pub fn seq_evaluate_positions(
+/// One scored (sequence, position) pair of an evaluation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScoredPair {
+    /// Position in the sequence.
+    pub position: usize,
+    /// The target class.
+    pub target: i64,
+    /// Cross-entropy (nats).
+    pub loss: f64,
+    /// Whether the arg-max logit is the target.
+    pub correct: bool,
+}
+
+/// Every scored pair of `batch` with its loss and correctness, batch-major (no gradients): the
+/// rows the per-position and per-class curves group.
+pub fn seq_evaluate_pairs(
     model: &ModelSpec,
     params: &ParamStore,
     device: &Device,
     batch: &SeqBatch,
     compute: Precision,
     loss_dtype: Precision,
-) -> Vec<(usize, f64, f64)> {
-    let Some(positions) = batch.common_positions() else {
-        return Vec::new();
-    };
+) -> Vec<ScoredPair> {
     if batch.is_empty() {
         return Vec::new();
     }
     let model = model.bind(params, device, compute.dtype(), false);
-    let (logits, labels) = scored_logits(&model, batch, device);
+    let (logits, labels, positions) = scored_logits_at(&model, batch, device);
     let n = labels.dims()[0];
+    let targets: Vec<i64> = labels
+        .clone()
+        .into_data()
+        .try_into_vec_as::<i64>()
+        .expect("int");
     let logits = logits.cast(loss_dtype.dtype());
     let picked = burn::tensor::activation::log_softmax(logits.clone(), 1)
         .gather(1, labels.clone().reshape([n, 1]))
@@ -124,15 +154,27 @@ pub fn seq_evaluate_positions(
         .into_data()
         .try_into_vec_as::<i64>()
         .expect("int");
-    let k = positions.len();
-    (positions.iter().enumerate())
-        .map(|(i, &pos)| {
-            let rows = (i..n).step_by(k);
-            let count = rows.len() as f64;
-            let loss = -rows.clone().map(|r| losses[r]).sum::<f64>() / count;
-            let acc = rows.map(|r| hits[r] as f64).sum::<f64>() / count;
-            (pos, loss, acc)
+    (0..n)
+        .map(|r| ScoredPair {
+            position: positions[r],
+            target: targets[r],
+            loss: -losses[r],
+            correct: hits[r] == 1,
         })
+        .collect()
+}
+
+/// Mean loss and accuracy of `pairs` grouped by `key`, `(key, loss, accuracy)` ascending.
+pub fn group_pairs(pairs: &[ScoredPair], key: impl Fn(&ScoredPair) -> i64) -> Vec<(i64, f64, f64)> {
+    let mut groups: std::collections::BTreeMap<i64, (f64, f64, f64)> = Default::default();
+    for p in pairs {
+        let g = groups.entry(key(p)).or_default();
+        g.0 += p.loss;
+        g.1 += f64::from(u8::from(p.correct));
+        g.2 += 1.0;
+    }
+    (groups.into_iter())
+        .map(|(k, (loss, hits, n))| (k, loss / n, hits / n))
         .collect()
 }
 
@@ -191,3 +233,32 @@ impl Step<'_> {
 
 /// Most sequences one chunk of a sequence step holds.
 const EVAL_CHUNK: usize = 512;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_group_into_means_per_key() {
+        let pair = |position, target, loss, correct| ScoredPair {
+            position,
+            target,
+            loss,
+            correct,
+        };
+        let pairs = [
+            pair(3, 7, 1.0, true),
+            pair(4, 7, 3.0, false),
+            pair(3, 2, 0.5, true),
+            pair(3, 7, 2.0, false),
+        ];
+        assert_eq!(
+            group_pairs(&pairs, |p| p.position as i64),
+            vec![(3, 3.5 / 3.0, 2.0 / 3.0), (4, 3.0, 0.0)]
+        );
+        assert_eq!(
+            group_pairs(&pairs, |p| p.target),
+            vec![(2, 0.5, 1.0), (7, 2.0, 1.0 / 3.0)]
+        );
+    }
+}
