@@ -111,6 +111,10 @@ fn bad_sequence_task_keys_get_one_line_errors() {
         &train(&run, &["--set", "task.n_digits=0"]),
         &["task.n_digits", "positive"],
     );
+    assert_error(
+        &train(&run, &["--set", "train.batch_size=0"]),
+        &["train.batch_size", "infinite"],
+    );
     let out = groklab(&[
         "train",
         "--preset",

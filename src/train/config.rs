@@ -1,7 +1,7 @@
 //! A run's configuration: TOML sections `[task]`, `[model]`, `[train]`, built from an embedded
 //! preset, an optional config file and `--set key=value` overrides.
 
-use super::task_config::{task_names, TaskConfig};
+use super::task_config::{task_names, RegimeName, TaskConfig};
 use crate::error::{GrokError, Result};
 use crate::models::mlp::{Combine, MlpConfig};
 use crate::models::{Activation, ModelSpec, Normalization, TransformerConfig};
@@ -397,6 +397,13 @@ impl RunConfig {
             }
             TaskConfig::Sequence(task) => {
                 task.validate()?;
+                if task.regime == RegimeName::Infinite && self.train.batch_size == 0 {
+                    return Err(GrokError::invalid(
+                        "train.batch_size",
+                        0,
+                        "a positive integer (regime `infinite` samples a batch every step)",
+                    ));
+                }
                 if let Some(v) = self.model.d_vocab_out() {
                     return Err(GrokError::invalid(
                         "model.d_vocab_out",
