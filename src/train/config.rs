@@ -42,7 +42,7 @@ pub const PRESETS: [(&str, &str, &str); 12] = [
     ),
     (
         "nanda_induction_infinite",
-        "Nanda et al. 2023: repeated subsequences (vocab 128, 85 tokens, 16 x 3), 2-layer attention-only: induction heads in a phase change",
+        "Nanda et al. 2023: repeated subsequences (vocab 128, 85 tokens, 16 x 3), 2-layer attention-only, wd 0.01: induction heads in a phase change",
         include_str!("../../presets/nanda_induction_infinite.toml"),
     ),
     (
