@@ -85,6 +85,17 @@ def full_loss(model, tokens, labels, last_only=False):
     return -log_probs.gather(-1, labels[:, None])[:, 0].mean()
 
 
+def time_steps(step, warmup, steps):
+    """Runs `step` warmup + steps times; returns the last `steps` wall times (ms) and the last loss."""
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        loss = step()
+        if i >= warmup:
+            times.append(1e3 * (time.perf_counter() - t0))
+    return times, loss
+
+
 class SeqTransformer(nn.Module):
     """TransformerLens' HookedTransformer without LayerNorm: W_E [d_vocab, d_model], W_Q/W_K/W_V
     [n_heads, d_model, d_head], W_O [n_heads, d_head, d_model], biases, causal attention scaled
@@ -160,16 +171,16 @@ def sequence_main(args):
     tokens, targets = sequence_batch(args.model, gen)
     scored = targets >= 0
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=wd, betas=(0.9, 0.98))
-    times = []
-    for i in range(args.warmup + args.steps):
-        t0 = time.perf_counter()
+
+    def step():
         opt.zero_grad()
         logits = model(tokens)[scored].to(torch.float64)
         loss = -logits.log_softmax(-1).gather(-1, targets[scored][:, None]).mean()
         loss.backward()
         opt.step()
-        if i >= args.warmup:
-            times.append(1e3 * (time.perf_counter() - t0))
+        return loss
+
+    times, loss = time_steps(step, args.warmup, args.steps)
     print(
         f"pytorch {torch.__version__} threads {args.threads} {args.model}: 128 sequences of "
         f"{tokens.shape[1]} tokens, {int(scored.sum())} scored, steps {args.steps}: median "
@@ -206,16 +217,16 @@ def main():
     model = Transformer()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(step / 10, 1))
-    times = []
-    for i in range(args.warmup + args.steps):
-        t0 = time.perf_counter()
+
+    def step():
         opt.zero_grad()
         loss = full_loss(model, tokens, labels, args.last_position)
         loss.backward()
         opt.step()
         sched.step()
-        if i >= args.warmup:
-            times.append(1e3 * (time.perf_counter() - t0))
+        return loss
+
+    times, loss = time_steps(step, args.warmup, args.steps)
     print(
         f"pytorch {torch.__version__} threads {args.threads} rows {len(train)} "
         f"{'last position' if args.last_position else 'paper step'} "

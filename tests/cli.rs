@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{assert_error, groklab, train, TINY};
+use common::{assert_error, groklab, lines_without_wall_time, train, TINY};
 
 fn bad_config(extra: &[&str], needles: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
@@ -133,20 +133,6 @@ fn corrupt_or_missing_checkpoint_is_reported_on_resume() {
         .output()
         .unwrap();
     assert_error(&r, &["config.toml", "cannot resume"]);
-}
-
-/// The lines of `metrics.jsonl` as written, each with its `"wall_s":…` field cut out of the text
-/// (the only field that differs between two runs); no re-parsing, so a changed last bit shows.
-fn lines_without_wall_time(run: &Path) -> Vec<String> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let at = l.find("\"wall_s\":").expect("every row logs wall_s");
-            let end = l[at..].find([',', '}']).unwrap() + at;
-            format!("{}{}", &l[..at], &l[end..])
-        })
-        .collect()
 }
 
 #[test]

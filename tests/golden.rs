@@ -1,24 +1,20 @@
 //! Parity with PyTorch (`../shared/golden/train_step_p23.*`): forward, gradients and 25 AdamW
 //! updates of the Nanda et al. architecture at p = 23, in f64 (1e-9 relative) and f32 (1e-4).
 
+mod common;
+
+use common::{rel_err, to_vec};
+
 use burn::tensor::{Device, Int, Tensor};
 use groklab::models::{read_safetensors, ModelSpec, ParamStore, Transformer, TransformerConfig};
 use groklab::tasks::{ModularDataset, Operation};
 use groklab::train::{tensors, warmup_lr, AdamW, Engine, Precision, Step};
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 type Tensors = HashMap<String, (Vec<usize>, Vec<f64>)>;
 
 fn golden() -> Option<(Tensors, serde_json::Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden");
-    if !dir.exists() {
-        eprintln!(
-            "SKIPPED: {} is absent (PyTorch fixtures live beside the repo)",
-            dir.display()
-        );
-        return None;
-    }
+    let dir = common::golden_dir()?;
     let path = dir.join("train_step_p23.safetensors");
     let bytes = std::fs::read(&path).unwrap();
     let tensors = read_safetensors(&path, &bytes).unwrap();
@@ -52,20 +48,6 @@ fn store_from(tensors: &Tensors, prefix: &str) -> ParamStore {
         }
     }
     store
-}
-
-/// max |a − b| / max |b|.
-fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-300);
-    a.iter()
-        .zip(b)
-        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
-        / scale
-}
-
-fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f64> {
-    t.into_data().try_into_vec_as::<f64>().unwrap()
 }
 
 fn batch(rows: &[usize], device: &Device) -> (Tensor<2, Int>, Tensor<1, Int>) {

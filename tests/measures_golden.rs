@@ -2,6 +2,8 @@
 //! (`../shared/golden/nanda_f32loss_final.*`, values from an independent f64 numpy
 //! implementation) reproduced to 4 significant digits or better.
 
+mod common;
+
 use groklab::measures::{Analyzer, KeyFreqRule, Measures, DEFAULT_EMBED_THRESHOLD};
 use groklab::models::{read_safetensors, Activation, ParamStore, TransformerConfig};
 use groklab::tasks::{ModularDataset, Operation};
@@ -10,14 +12,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 
 fn golden() -> Option<(PathBuf, Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden");
-    if !dir.exists() {
-        eprintln!(
-            "SKIPPED: {} is absent (fixtures live beside the repo)",
-            dir.display()
-        );
-        return None;
-    }
+    let dir = common::golden_dir()?;
     let json = std::fs::read_to_string(dir.join("nanda_f32loss_final.json")).unwrap();
     Some((
         dir.join("nanda_f32loss_final.safetensors"),

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::groklab;
+use common::{groklab, lines_without_wall_time, resume_to};
 use std::path::Path;
 
 fn train(out: &Path, steps: &str) -> std::process::Output {
@@ -27,13 +27,6 @@ fn train(out: &Path, steps: &str) -> std::process::Output {
     ])
     .output()
     .unwrap()
-}
-
-fn lines(run: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    text.lines()
-        .map(|l| l[..l.find("\"wall_s\"").unwrap()].to_string())
-        .collect()
 }
 
 #[test]
@@ -66,18 +59,11 @@ fn mlp_trains_resumes_and_is_analyzed() {
 
     let part = dir.path().join("part");
     assert!(train(&part, "60").status.success());
-    let r = groklab(&[
-        "train",
-        "--no-plots",
-        "--resume",
-        part.to_str().unwrap(),
-        "--set",
-        "train.steps=120",
-    ])
-    .output()
-    .unwrap();
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    assert_eq!(lines(&part), lines(&whole));
+    resume_to(&part, 120);
+    assert_eq!(
+        lines_without_wall_time(&part),
+        lines_without_wall_time(&whole)
+    );
 
     let out = groklab(&["analyze", whole.to_str().unwrap()])
         .output()

@@ -4,6 +4,10 @@
 //! addition: logits and attention patterns at init, the loss on the scored positions and its
 //! gradient, and 10 AdamW updates. Plus finite-difference checks of the same path.
 
+mod common;
+
+use common::{rel_err, to_vec};
+
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use groklab::models::{
     read_safetensors, Activation, ModelSpec, Normalization, ParamStore, Scored, Transformer,
@@ -13,19 +17,11 @@ use groklab::tasks::{SeqBatch, IGNORE};
 use groklab::train::{seq_evaluate, seq_train, AdamW, Precision};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 type Tensors = HashMap<String, (Vec<usize>, Vec<f64>)>;
 
 fn golden() -> Option<(Tensors, Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden");
-    if !dir.exists() {
-        eprintln!(
-            "SKIPPED: {} is absent (fixtures live beside the repo)",
-            dir.display()
-        );
-        return None;
-    }
+    let dir = common::golden_dir()?;
     let path = dir.join("seq_models.safetensors");
     let tensors = read_safetensors(&path, &std::fs::read(&path).unwrap()).unwrap();
     let json = std::fs::read_to_string(dir.join("seq_models.json")).unwrap();
@@ -80,19 +76,6 @@ fn batch(g: &Tensors, model: &str, n_ctx: usize) -> SeqBatch {
         tokens: as_i64("tokens"),
         targets: as_i64("targets"),
     }
-}
-
-fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(1e-300f64, |m, x| m.max(x.abs()));
-    a.iter()
-        .zip(b)
-        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
-        / scale
-}
-
-fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f64> {
-    t.into_data().try_into_vec_as::<f64>().unwrap()
 }
 
 fn check_model(name: &str) {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_error, groklab};
+use common::{assert_error, groklab, lines_without_wall_time, resume_to};
 use std::path::Path;
 
 const TINY_DIGITS: [&str; 16] = [
@@ -37,17 +37,6 @@ fn train(out: &Path, extra: &[&str]) -> std::process::Output {
     args.extend(TINY_DIGITS);
     args.extend(extra);
     groklab(&args).output().unwrap()
-}
-
-fn lines(run: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    text.lines()
-        .map(|l| {
-            let at = l.find("\"wall_s\":").unwrap();
-            let end = l[at..].find([',', '}']).unwrap() + at;
-            format!("{}{}", &l[..at], &l[end..])
-        })
-        .collect()
 }
 
 #[test]
@@ -84,19 +73,12 @@ fn digit_addition_logs_each_answer_digit_and_resumes_exactly() {
 
     let part = dir.path().join("part");
     assert!(train(&part, &["--set", "train.steps=30"]).status.success());
-    let r = groklab(&[
-        "train",
-        "--no-plots",
-        "--resume",
-        part.to_str().unwrap(),
-        "--set",
-        "train.steps=60",
-    ])
-    .output()
-    .unwrap();
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    resume_to(&part, 60);
     // the resumed config says 60 steps; the data stream and the metrics are the same
-    assert_eq!(lines(&part), lines(&whole));
+    assert_eq!(
+        lines_without_wall_time(&part),
+        lines_without_wall_time(&whole)
+    );
 }
 
 #[test]

@@ -3,24 +3,17 @@
 //! `HookedTransformer(cfg).state_dict()` for three configs), so `load_state_dict(sd, strict=True)`
 //! works: every parameter, the frozen zero biases, and the `attn.mask` / `attn.IGNORE` buffers.
 
+mod common;
+
 use groklab::models::{Activation, Normalization, ParamStore, TransformerConfig};
 use groklab::rundir::model_path;
 use groklab::train::{save, AdamW};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 fn golden() -> Option<Value> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden/tl_state_dict_keys.json");
-    if !path.exists() {
-        eprintln!(
-            "SKIPPED: {} is absent (fixtures live beside the repo)",
-            path.display()
-        );
-        return None;
-    }
+    let path = common::golden_dir()?.join("tl_state_dict_keys.json");
     Some(serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap())
 }
 

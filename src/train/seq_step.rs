@@ -67,6 +67,19 @@ fn scored_logits_at(
     )
 }
 
+/// Mean cross-entropy over the scored pairs of `batch` (log-softmax in `loss_dtype`, shape `[1]`)
+/// and accuracy.
+fn loss_and_accuracy(
+    net: &Net,
+    batch: &SeqBatch,
+    device: &Device,
+    loss_dtype: Precision,
+) -> (Tensor<1>, f64) {
+    let (logits, labels) = scored_logits(net, batch, device);
+    let acc = accuracy(logits.clone(), labels.clone());
+    (cross_entropy(logits, labels, loss_dtype), acc)
+}
+
 /// Loss (nats, mean over scored pairs), accuracy and gradients (flat per store entry, `None` for
 /// frozen ones) of `params` on `batch`. `device` must have autodiff; the forward runs in
 /// `compute`, the log-softmax in `loss_dtype`.
@@ -78,11 +91,9 @@ pub fn seq_train(
     compute: Precision,
     loss_dtype: Precision,
 ) -> StepResult {
-    let model = model.bind(params, device, compute.dtype(), true);
-    let (logits, labels) = scored_logits(&model, batch, device);
-    let acc = accuracy(logits.clone(), labels.clone());
-    let loss = cross_entropy(logits, labels, loss_dtype);
-    let grads = model.gradients(&loss.backward());
+    let net = model.bind(params, device, compute.dtype(), true);
+    let (loss, acc) = loss_and_accuracy(&net, batch, device, loss_dtype);
+    let grads = net.gradients(&loss.backward());
     StepResult {
         loss: loss.into_scalar::<f64>(),
         acc,
@@ -102,13 +113,9 @@ pub fn seq_evaluate(
     if batch.is_empty() {
         return (f64::NAN, f64::NAN);
     }
-    let model = model.bind(params, device, compute.dtype(), false);
-    let (logits, labels) = scored_logits(&model, batch, device);
-    let acc = accuracy(logits.clone(), labels.clone());
-    (
-        cross_entropy(logits, labels, loss_dtype).into_scalar::<f64>(),
-        acc,
-    )
+    let net = model.bind(params, device, compute.dtype(), false);
+    let (loss, acc) = loss_and_accuracy(&net, batch, device, loss_dtype);
+    (loss.into_scalar::<f64>(), acc)
 }
 
 /// One scored (sequence, position) pair of an evaluation.

@@ -2,7 +2,7 @@
 //! error check.
 #![allow(dead_code)] // each test crate uses its own subset
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// `--set` overrides for a tiny model on (a + b) mod 23, checkpoints every 50 steps.
@@ -46,4 +46,66 @@ pub fn assert_error(out: &Output, needles: &[&str]) {
     for n in needles {
         assert!(stderr.contains(n), "`{n}` missing from: {stderr}");
     }
+}
+
+/// `../shared/golden` beside the repository, or `None` (saying the test skips) when absent.
+pub fn golden_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden");
+    if dir.exists() {
+        return Some(dir);
+    }
+    eprintln!(
+        "SKIPPED: {} is absent (the fixtures live beside the repo)",
+        dir.display()
+    );
+    None
+}
+
+/// `groklab train --resume RUN --set train.steps=STEPS`, asserting success.
+pub fn resume_to(run: &Path, steps: u64) {
+    let steps = format!("train.steps={steps}");
+    let out = groklab(&[
+        "train",
+        "--no-plots",
+        "--resume",
+        run.to_str().unwrap(),
+        "--set",
+        &steps,
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The lines of `metrics.jsonl` as written, each with its `"wall_s":…` field cut out of the text
+/// (the only field that differs between two runs); no re-parsing, so a changed last bit shows.
+pub fn lines_without_wall_time(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let at = l.find("\"wall_s\":").expect("every row logs wall_s");
+            let end = l[at..].find([',', '}']).unwrap() + at;
+            format!("{}{}", &l[..at], &l[end..])
+        })
+        .collect()
+}
+
+/// max |a − b| / max |b|: the relative error of `a` against the reference `b`.
+pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-300);
+    a.iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
+/// A tensor's values as f64.
+pub fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f64> {
+    t.into_data().try_into_vec_as::<f64>().unwrap()
 }
