@@ -2,7 +2,8 @@
 //! TransformerLens (`../shared/golden/seq_models.*`, float64): a 2-layer attention-only model with
 //! every bias non-zero on an induction-style batch and a 2-layer pre-LN GELU model on 2-digit
 //! addition: logits and attention patterns at init, the loss on the scored positions and its
-//! gradient, and 10 AdamW updates. Plus finite-difference checks of the same path.
+//! gradient, and 10 AdamW updates, on the burn graph and on the fused sequence pass
+//! (`models::fused_seq`, engine `auto`). Plus finite-difference checks of both.
 
 mod common;
 
@@ -14,7 +15,7 @@ use groklab::models::{
     TransformerConfig,
 };
 use groklab::tasks::{SeqBatch, IGNORE};
-use groklab::train::{seq_evaluate, seq_train, AdamW, Precision};
+use groklab::train::{AdamW, Engine, Precision, Step};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -78,7 +79,26 @@ fn batch(g: &Tensors, model: &str, n_ctx: usize) -> SeqBatch {
     }
 }
 
-fn check_model(name: &str) {
+/// The step the checks run: the burn graph, or the fused sequence pass (`engine = auto`), on
+/// 2 threads (so the fused pass sums two chunks).
+fn stepper<'a>(
+    net: &'a ModelSpec,
+    params: &'a ParamStore,
+    device: &'a Device,
+    engine: Engine,
+) -> Step<'a> {
+    Step {
+        model: net,
+        params,
+        device,
+        compute: Precision::F64,
+        loss_dtype: Precision::F64,
+        engine,
+        threads: 2,
+    }
+}
+
+fn check_model(name: &str, engine: Engine) {
     let Some((g, json)) = golden() else { return };
     let spec = &json["models"][name];
     let cfg = config(spec);
@@ -129,13 +149,10 @@ fn check_model(name: &str) {
     let mut params = init.clone();
     let mut optim = AdamW::new(&params, [0.9, 0.98], 1e-8, 0.1);
     for (step, want) in losses.iter().enumerate() {
-        let r = seq_train(
-            &net,
-            &params,
-            &autodiff,
-            &data,
-            Precision::F64,
-            Precision::F64,
+        let r = stepper(&net, &params, &autodiff, engine).train_seq(&data);
+        assert_eq!(
+            stepper(&net, &params, &autodiff, engine).uses_fused_seq(),
+            engine == Engine::Auto
         );
         assert!(
             (r.loss - want).abs() < 1e-10 * want,
@@ -143,14 +160,7 @@ fn check_model(name: &str) {
             r.loss
         );
         if step == 0 {
-            let (eval_loss, _) = seq_evaluate(
-                &net,
-                &params,
-                &device,
-                &data,
-                Precision::F64,
-                Precision::F64,
-            );
+            let (eval_loss, _) = stepper(&net, &params, &device, engine).evaluate_seq(&data);
             assert!((eval_loss - r.loss).abs() < 1e-12 * r.loss);
             for (e, grad) in params.entries.iter().zip(&r.grads) {
                 // b_K's gradient is zero in exact arithmetic (a constant added to every score
@@ -174,18 +184,28 @@ fn check_model(name: &str) {
 
 #[test]
 fn attention_only_two_layer_matches_pytorch() {
-    check_model("attn_only_2l");
+    check_model("attn_only_2l", Engine::Burn);
 }
 
 #[test]
 fn pre_ln_gelu_two_layer_matches_pytorch() {
-    check_model("ln_mlp_2l");
+    check_model("ln_mlp_2l", Engine::Burn);
+}
+
+#[test]
+fn fused_attention_only_two_layer_matches_pytorch() {
+    check_model("attn_only_2l", Engine::Auto);
+}
+
+#[test]
+fn fused_pre_ln_gelu_two_layer_matches_pytorch() {
+    check_model("ln_mlp_2l", Engine::Auto);
 }
 
 /// Central differences of the masked-position loss against autodiff for every coordinate of
 /// every tensor, on tiny 2-layer models (attention-only; pre-LN GELU with MLPs), with targets at
 /// positions that vary between sequences.
-fn gradcheck(cfg: TransformerConfig) {
+fn gradcheck(cfg: TransformerConfig, engine: Engine) {
     let net = ModelSpec::Transformer(cfg.clone());
     let mut params = ParamStore::init(&cfg, 3);
     for e in &mut params.entries {
@@ -215,16 +235,9 @@ fn gradcheck(cfg: TransformerConfig) {
     }
     assert_eq!(data.common_positions(), None);
     let device = Device::flex();
-    let loss =
-        |p: &ParamStore| seq_evaluate(&net, p, &device, &data, Precision::F64, Precision::F64).0;
-    let r = seq_train(
-        &net,
-        &params,
-        &device.clone().autodiff(),
-        &data,
-        Precision::F64,
-        Precision::F64,
-    );
+    let loss = |p: &ParamStore| stepper(&net, p, &device, engine).evaluate_seq(&data).0;
+    let autodiff = device.clone().autodiff();
+    let r = stepper(&net, &params, &autodiff, engine).train_seq(&data);
     let h = 1e-5;
     for i in 0..params.entries.len() {
         let grad = r.grads[i].clone().unwrap();
@@ -262,16 +275,22 @@ fn tiny() -> TransformerConfig {
     }
 }
 
-#[test]
-fn attention_only_sequence_gradients_match_finite_differences() {
-    gradcheck(TransformerConfig {
+fn attention_only() -> TransformerConfig {
+    TransformerConfig {
         attn_only: true,
         normalization: Normalization::None,
         ..tiny()
-    });
+    }
+}
+
+#[test]
+fn attention_only_sequence_gradients_match_finite_differences() {
+    gradcheck(attention_only(), Engine::Burn);
+    gradcheck(attention_only(), Engine::Auto);
 }
 
 #[test]
 fn pre_ln_gelu_sequence_gradients_match_finite_differences() {
-    gradcheck(tiny());
+    gradcheck(tiny(), Engine::Burn);
+    gradcheck(tiny(), Engine::Auto);
 }

@@ -201,3 +201,30 @@ pub fn dot<T: Real>(x: &[T], y: &[T]) -> T {
     let tail = xb.iter().zip(yb).fold(T::zero(), |s, (&a, &b)| s + a * b);
     acc.iter().fold(tail, |s, &a| s + a)
 }
+
+/// A TransformerLens `[H, D, Dh]` weight (`W_Q`, `W_K`, `W_V`) as `[D, H·Dh]`, the heads side by
+/// side, so one product projects every head.
+pub fn heads_side_by_side<T: Real>(w: &[T], h: usize, d: usize, dh: usize) -> Vec<T> {
+    let mut out = vec![T::zero(); d * h * dh];
+    for hh in 0..h {
+        for i in 0..d {
+            for j in 0..dh {
+                out[i * h * dh + hh * dh + j] = w[(hh * d + i) * dh + j];
+            }
+        }
+    }
+    out
+}
+
+/// `[D, H·Dh]` → `[H, D, Dh]` in f64: the inverse of [`heads_side_by_side`], for gradients.
+pub fn heads_stacked<T: Real>(w: &[T], h: usize, d: usize, dh: usize) -> Vec<f64> {
+    let mut out = vec![0.0; d * h * dh];
+    for hh in 0..h {
+        for i in 0..d {
+            for j in 0..dh {
+                out[(hh * d + i) * dh + j] = w[i * h * dh + hh * dh + j].f64();
+            }
+        }
+    }
+    out
+}

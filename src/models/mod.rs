@@ -5,6 +5,7 @@
 
 mod config;
 pub mod fused;
+pub mod fused_seq;
 pub mod linalg;
 pub mod mlp;
 mod params;

@@ -1,10 +1,10 @@
 //! One forward + backward pass of the sequence transformer on a [`SeqBatch`]: mean cross-entropy
 //! over the (sequence, position) pairs whose target is not [`IGNORE`] (nanoGPT's ignore index).
 
-use super::config::Precision;
+use super::config::{Engine, Precision};
 use super::loss::{accuracy, cross_entropy};
 use super::step::{Step, StepResult};
-use crate::models::{ModelSpec, Net, ParamStore, Scored};
+use crate::models::{fused_seq, ModelSpec, Net, ParamStore, Scored};
 use crate::tasks::{SeqBatch, IGNORE};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rayon::prelude::*;
@@ -186,10 +186,50 @@ pub fn group_pairs(pairs: &[ScoredPair], key: impl Fn(&ScoredPair) -> i64) -> Ve
 }
 
 impl Step<'_> {
+    /// Whether [`Step::train_seq`] and [`Step::evaluate_seq`] run the fused sequence pass
+    /// ([`fused_seq`]): engine `auto`, a transformer, and an f64 loss (the pass's log-softmax).
+    pub fn uses_fused_seq(&self) -> bool {
+        self.engine == Engine::Auto
+            && self.loss_dtype == Precision::F64
+            && self.model.transformer().is_some()
+    }
+
+    /// The fused sequence pass on `batch` in one chunk per thread, where it applies.
+    fn fused_seq(&self, batch: &SeqBatch, backward: bool) -> Option<fused_seq::SeqResult> {
+        let cfg = self.model.transformer().filter(|_| self.uses_fused_seq())?;
+        let (scored, targets) = scoring(batch);
+        let positions = match scored {
+            Scored::All => (0..batch.n_ctx).collect(),
+            Scored::Positions(p) => p,
+        };
+        let input = fused_seq::SeqInput {
+            tokens: &batch.tokens,
+            t: batch.n_ctx,
+            positions: &positions,
+            targets: &targets,
+            ignore: IGNORE,
+        };
+        let chunks = self.threads.max(batch.len().div_ceil(EVAL_CHUNK));
+        Some(match self.compute {
+            Precision::F32 => fused_seq::run::<f32>(cfg, self.params, &input, chunks, backward),
+            Precision::F64 => fused_seq::run::<f64>(cfg, self.params, &input, chunks, backward),
+        })
+    }
+
+    /// Forward and backward on `batch`: the fused sequence pass where
+    /// [`Step::uses_fused_seq`], else [`seq_train`] per chunk (below).
+    ///
     /// [`seq_train`] on `batch`, its sequences cut into up to `threads` contiguous chunks run in
     /// parallel, each chunk its own graph; the chunks' losses, accuracies and gradients are
     /// combined weighted by their scored pairs, as the mean over all pairs decomposes.
     pub fn train_seq(&self, batch: &SeqBatch) -> StepResult {
+        if let Some(r) = self.fused_seq(batch, true) {
+            return StepResult {
+                loss: r.loss,
+                acc: r.acc,
+                grads: r.grads.expect("backward was requested"),
+            };
+        }
         let (model, params, device) = (self.model, self.params, self.device);
         let results = (self.chunks(batch).par_iter())
             .map(|(n, part)| {
@@ -206,6 +246,9 @@ impl Step<'_> {
     pub fn evaluate_seq(&self, batch: &SeqBatch) -> (f64, f64) {
         if batch.is_empty() {
             return (f64::NAN, f64::NAN);
+        }
+        if let Some(r) = self.fused_seq(batch, false) {
+            return (r.loss, r.acc);
         }
         let (model, params, device) = (self.model, self.params, self.device);
         let results: Vec<(usize, (f64, f64))> = (self.chunks(batch).par_iter())

@@ -21,6 +21,7 @@ mod table;
 
 use super::{Activation, Normalization, ParamStore, TransformerConfig};
 pub use crate::models::linalg::Real;
+use crate::models::linalg::{heads_side_by_side, heads_stacked};
 pub use kernels::{log_sum_exp, Kernel};
 use rayon::prelude::*;
 pub use rows::RowsForward;
@@ -85,32 +86,6 @@ pub struct Weights<T> {
     b_out: Vec<T>,
     w_u: Vec<T>,
     b_u: Vec<T>,
-}
-
-/// `[H, D, Dh]` → `[D, H·Dh]`.
-fn heads_side_by_side<T: Real>(w: &[T], h: usize, d: usize, dh: usize) -> Vec<T> {
-    let mut out = vec![T::zero(); d * h * dh];
-    for hh in 0..h {
-        for i in 0..d {
-            for j in 0..dh {
-                out[i * h * dh + hh * dh + j] = w[(hh * d + i) * dh + j];
-            }
-        }
-    }
-    out
-}
-
-/// `[D, H·Dh]` → `[H, D, Dh]` (f64, for the gradient).
-fn heads_stacked<T: Real>(w: &[T], h: usize, d: usize, dh: usize) -> Vec<f64> {
-    let mut out = vec![0.0; d * h * dh];
-    for hh in 0..h {
-        for i in 0..d {
-            for j in 0..dh {
-                out[(hh * d + i) * dh + j] = w[i * h * dh + hh * dh + j].f64();
-            }
-        }
-    }
-    out
 }
 
 impl<T: Real> Weights<T> {

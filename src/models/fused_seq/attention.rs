@@ -1,0 +1,388 @@
+//! Causal attention of every head of every sequence, forward beside backward, on row-major
+//! `[B·rows, H·Dh]` buffers (head h in columns `h·Dh..(h+1)·Dh`).
+//!
+//! Per (sequence, head), with queries already scaled by 1/√Dh (Vaswani et al. 2017, eq. 1):
+//! `S = Q·Kᵀ` over the keys up to the last query's position, `P = softmax(S + causal mask)`
+//! row-wise, `Z = P·V`. Each softmax row exponentiates only its unmasked keys, with a
+//! vectorised `exp` for f32 ([`SoftmaxExp`]); masked entries of `P` are exact zeros, so the
+//! products over the padded columns add nothing. Backward (the softmax Jacobian):
+//! `∂P = ∂Z·Vᵀ`, `∂V = Pᵀ·∂Z`, `∂S = P ⊙ (∂P − rowsum(P ⊙ ∂P))`, `∂Q = ∂S·K`, `∂K = ∂Sᵀ·Q`.
+
+use crate::models::linalg::Real;
+
+/// `exp` over a slice in place, per float type: f32 runs a branch-free polynomial the compiler
+/// vectorises (AVX2 + FMA where the CPU has them); f64 calls `f64::exp`.
+pub trait SoftmaxExp: Real {
+    /// `x ← exp(x)` for every entry.
+    fn exp_in_place(x: &mut [Self]);
+}
+
+impl SoftmaxExp for f64 {
+    fn exp_in_place(x: &mut [f64]) {
+        x.iter_mut().for_each(|v| *v = v.exp());
+    }
+}
+
+impl SoftmaxExp for f32 {
+    fn exp_in_place(x: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: AVX2 and FMA were detected on this CPU.
+            return unsafe { exp_avx2(x) };
+        }
+        x.iter_mut().for_each(|v| *v = exp_f32(*v));
+    }
+}
+
+/// The same loop compiled for AVX2 + FMA (8 lanes).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_avx2(x: &mut [f32]) {
+    x.iter_mut().for_each(|v| *v = exp_f32(*v));
+}
+
+/// `exp(x)` in f32 within 2 ulp for x in [−87, 88] (Cephes `expf`: x = n·ln 2 + r with
+/// |r| ≤ ln 2 / 2, a degree-6 polynomial for e^r, 2ⁿ built in the exponent bits); inputs are
+/// clamped to that range (below it the result is ≈ 1.6e-38 instead of a subnormal or 0).
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // adding and subtracting 1.5·2²³ rounds to the nearest integer without a branch or a call
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
+    // the integer n sits in the low bits of `shifted`: 2ⁿ's exponent field without a conversion
+    let n_int = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5.000_000_1e-1;
+    let e = p * r * r + r + 1.0;
+    e * f32::from_bits(n_int.wrapping_add(127) << 23)
+}
+
+/// Shapes of one attention call: `b` sequences of `t` positions, `h` heads of width `dh`, and
+/// the query positions (ascending; every position for all but the last block).
+#[derive(Clone, Copy)]
+pub struct Dims<'a> {
+    pub b: usize,
+    pub t: usize,
+    pub h: usize,
+    pub dh: usize,
+    pub queries: &'a [usize],
+}
+
+impl Dims<'_> {
+    fn tq(&self) -> usize {
+        self.queries.len()
+    }
+    /// Keys any query reads: up to the last query's position.
+    fn keys(&self) -> usize {
+        self.queries.last().map_or(0, |&q| q + 1)
+    }
+    fn offset(&self, s: usize, hh: usize, per_seq: usize) -> usize {
+        s * per_seq * self.h * self.dh + hh * self.dh
+    }
+}
+
+/// Vector width of the attention loops: keys are processed in blocks of `L`, each head's
+/// transposed keys and values and each pattern row padded with zeros to a multiple of `L`, so
+/// every loop runs whole blocks (8 f32 = one AVX2 register).
+const L: usize = 8;
+
+/// `n` rounded up to a multiple of [`L`].
+fn padded(n: usize) -> usize {
+    n.div_ceil(L) * L
+}
+
+/// Forward: returns `z` `[B·Tq, H·Dh]` and the pattern `[B, H, Tq, Tp]` (rows padded with
+/// zeros to `Tp` = T rounded up to a multiple of 8; `blocks.{l}.attn.hook_pattern` in its first
+/// T columns) from `q` `[B·Tq, H·Dh]` (scaled) and `k`, `v` `[B·T, H·Dh]`.
+pub fn forward<T: SoftmaxExp>(q: &[T], k: &[T], v: &[T], dims: Dims) -> (Vec<T>, Vec<T>) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: AVX2 and FMA were detected on this CPU.
+        return unsafe { forward_avx2(q, k, v, dims) };
+    }
+    forward_impl(q, k, v, dims)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn forward_avx2<T: SoftmaxExp>(q: &[T], k: &[T], v: &[T], dims: Dims) -> (Vec<T>, Vec<T>) {
+    forward_impl(q, k, v, dims)
+}
+
+/// Head `hh` of sequence `s`'s first `n` rows of `x` `[B·rows, H·Dh]` (from element `at`),
+/// transposed into `out` `[Dh, np]` (`np` ≥ n; the columns past n stay as they are): each
+/// feature's values over positions are contiguous, so the loops over keys run along rows.
+#[inline(always)]
+fn transpose_head<T: Real>(out: &mut [T], x: &[T], at: usize, hd: usize, dh: usize, n: usize) {
+    let np = out.len() / dh;
+    for j in 0..n {
+        let row = &x[at + j * hd..][..dh];
+        for e in 0..dh {
+            out[e * np + j] = row[e];
+        }
+    }
+}
+
+/// The inverse of [`transpose_head`]: `x[at + j·hd + e] = t[e·np + j]` for j < n.
+#[inline(always)]
+fn untranspose_head<T: Real>(x: &mut [T], t: &[T], at: usize, hd: usize, dh: usize, n: usize) {
+    let np = t.len() / dh;
+    for j in 0..n {
+        let row = &mut x[at + j * hd..][..dh];
+        for e in 0..dh {
+            row[e] = t[e * np + j];
+        }
+    }
+}
+
+/// A block of [`L`] entries as an array: fixed-length loops over it vectorise.
+#[inline(always)]
+fn lanes<T>(x: &[T]) -> &[T; L] {
+    x.try_into().expect("L lanes")
+}
+
+/// `out[..m] = Σ_e c[e]·rows[e][..m]` for `rows` `[c.len(), np]`, m a multiple of [`L`]:
+/// each output block accumulates in registers.
+#[inline(always)]
+fn combine_rows<T: Real>(out: &mut [T], c: &[T], rows: &[T], np: usize) {
+    for (jb, o) in out.chunks_exact_mut(L).enumerate() {
+        let mut acc = [T::zero(); L];
+        for (e, &ce) in c.iter().enumerate() {
+            let r = lanes(&rows[e * np + jb * L..][..L]);
+            for l in 0..L {
+                acc[l] = ce.mul_add(r[l], acc[l]);
+            }
+        }
+        o.copy_from_slice(&acc);
+    }
+}
+
+/// `out[e] = x[..m] · rows[e][..m]` for every row e of `rows` `[out.len(), np]`, m = x.len()
+/// a multiple of [`L`].
+#[inline(always)]
+fn dot_rows<T: Real>(out: &mut [T], x: &[T], rows: &[T], np: usize) {
+    for (e, o) in out.iter_mut().enumerate() {
+        let mut acc = [T::zero(); L];
+        for (xb, rb) in x.chunks_exact(L).zip(rows[e * np..].chunks_exact(L)) {
+            let (xb, rb) = (lanes(xb), lanes(rb));
+            for l in 0..L {
+                acc[l] = xb[l].mul_add(rb[l], acc[l]);
+            }
+        }
+        *o = acc.iter().fold(T::zero(), |a, &b| a + b);
+    }
+}
+
+/// `rows[e][..m] += c[e]·x[..m]` for every row e of `rows` `[c.len(), np]`, m = x.len() a
+/// multiple of [`L`].
+#[inline(always)]
+fn scatter_rows<T: Real>(rows: &mut [T], c: &[T], x: &[T], np: usize) {
+    for (e, &ce) in c.iter().enumerate() {
+        for (rb, xb) in rows[e * np..].chunks_exact_mut(L).zip(x.chunks_exact(L)) {
+            let (rb, xb): (&mut [T; L], _) = (rb.try_into().expect("L lanes"), lanes(xb));
+            let mut acc = *rb;
+            for l in 0..L {
+                acc[l] = ce.mul_add(xb[l], acc[l]);
+            }
+            *rb = acc;
+        }
+    }
+}
+
+#[inline(always)]
+fn forward_impl<T: SoftmaxExp>(q: &[T], k: &[T], v: &[T], dims: Dims) -> (Vec<T>, Vec<T>) {
+    let Dims {
+        b,
+        t,
+        h,
+        dh,
+        queries,
+    } = dims;
+    let (tq, kn, hd, tp) = (dims.tq(), dims.keys(), h * dh, padded(t));
+    let kp = padded(kn);
+    let mut z = vec![T::zero(); b * tq * hd];
+    let mut pattern = vec![T::zero(); b * h * tq * tp];
+    let (mut kt, mut vt) = (vec![T::zero(); dh * kp], vec![T::zero(); dh * kp]);
+    for s in 0..b {
+        for hh in 0..h {
+            transpose_head(&mut kt, k, dims.offset(s, hh, t), hd, dh, kn);
+            transpose_head(&mut vt, v, dims.offset(s, hh, t), hd, dh, kn);
+            let p = &mut pattern[(s * h + hh) * tq * tp..][..tq * tp];
+            for (i, (row, &qp)) in p.chunks_exact_mut(tp).zip(queries).enumerate() {
+                let (n, at) = (qp + 1, dims.offset(s, hh, tq) + i * hd);
+                let n8 = padded(n);
+                // S[i, :n] = Σ_e q[i, e]·Kᵀ[e, :n], then the masked softmax
+                combine_rows(&mut row[..n8], &q[at..at + dh], &kt, kp);
+                softmax_prefix(row, n);
+                // Z[i, e] = P[i, :n]·Vᵀ[e, :n]
+                dot_rows(&mut z[at..at + dh], &row[..n8], &vt, kp);
+            }
+        }
+    }
+    (z, pattern)
+}
+
+/// `Σ_l f(x_l, y_l)` over blocks of [`L`] (x.len() a multiple of L), one partial sum per lane.
+#[inline(always)]
+fn sum_lanes<T: Real>(x: &[T], y: &[T], f: impl Fn(T, T) -> T) -> T {
+    let mut acc = [T::zero(); L];
+    for (xb, yb) in x.chunks_exact(L).zip(y.chunks_exact(L)) {
+        let (xb, yb) = (lanes(xb), lanes(yb));
+        for l in 0..L {
+            acc[l] = acc[l] + f(xb[l], yb[l]);
+        }
+    }
+    acc.iter().fold(T::zero(), |a, &b| a + b)
+}
+
+/// `row[..n] ← softmax(row[..n])`, `row[n..] ← 0` (the causal mask); `row` holds at least n
+/// rounded up to a multiple of [`L`] entries.
+#[inline(always)]
+fn softmax_prefix<T: SoftmaxExp>(row: &mut [T], n: usize) {
+    let n8 = padded(n);
+    row[n..n8].fill(T::neg_infinity());
+    let mut max = [T::neg_infinity(); L];
+    for b in row[..n8].chunks_exact(L) {
+        let b = lanes(b);
+        for l in 0..L {
+            max[l] = if b[l] > max[l] { b[l] } else { max[l] };
+        }
+    }
+    let max = max.iter().copied().fold(T::neg_infinity(), T::max);
+    row[..n8].iter_mut().for_each(|x| *x = *x - max);
+    T::exp_in_place(&mut row[..n8]);
+    row[n..].fill(T::zero());
+    let inv = sum_lanes(&row[..n8], &row[..n8], |x, _| x).recip();
+    row[..n8].iter_mut().for_each(|x| *x = *x * inv);
+}
+
+/// Backward: `(∂q, ∂k, ∂v)` (shaped as `q`, `k`, `v`; ∂q with respect to the scaled queries)
+/// from `dz` `[B·Tq, H·Dh]` and the forward's tensors (`pattern` as [`forward`] returns it).
+pub fn backward<T: Real>(
+    dz: &[T],
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    pattern: &[T],
+    dims: Dims,
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        // SAFETY: AVX2 and FMA were detected on this CPU.
+        return unsafe { backward_avx2(dz, q, k, v, pattern, dims) };
+    }
+    backward_impl(dz, q, k, v, pattern, dims)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn backward_avx2<T: Real>(
+    dz: &[T],
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    pattern: &[T],
+    dims: Dims,
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    backward_impl(dz, q, k, v, pattern, dims)
+}
+
+#[inline(always)]
+fn backward_impl<T: Real>(
+    dz: &[T],
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    pattern: &[T],
+    dims: Dims,
+) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let Dims {
+        b,
+        t,
+        h,
+        dh,
+        queries,
+    } = dims;
+    let (tq, kn, hd, tp) = (dims.tq(), dims.keys(), h * dh, padded(t));
+    let kp = padded(kn);
+    let (mut dq, mut dk, mut dv) = (
+        vec![T::zero(); b * tq * hd],
+        vec![T::zero(); b * t * hd],
+        vec![T::zero(); b * t * hd],
+    );
+    let (mut kt, mut vt) = (vec![T::zero(); dh * kp], vec![T::zero(); dh * kp]);
+    let (mut dkt, mut dvt) = (vec![T::zero(); dh * kp], vec![T::zero(); dh * kp]);
+    let mut ds = vec![T::zero(); kp];
+    for s in 0..b {
+        for hh in 0..h {
+            transpose_head(&mut kt, k, dims.offset(s, hh, t), hd, dh, kn);
+            transpose_head(&mut vt, v, dims.offset(s, hh, t), hd, dh, kn);
+            dkt.fill(T::zero());
+            dvt.fill(T::zero());
+            let p = &pattern[(s * h + hh) * tq * tp..][..tq * tp];
+            for (i, (pr, &qp)) in p.chunks_exact(tp).zip(queries).enumerate() {
+                let (n, at) = (qp + 1, dims.offset(s, hh, tq) + i * hd);
+                let n8 = padded(n);
+                let (pr, dzi, qi) = (&pr[..n8], &dz[at..at + dh], &q[at..at + dh]);
+                // ∂P[i] = Σ_e ∂Z[i, e]·Vᵀ[e];  ∂Vᵀ[e] += ∂Z[i, e]·P[i]
+                let d = &mut ds[..n8];
+                combine_rows(d, dzi, &vt, kp);
+                scatter_rows(&mut dvt, dzi, pr, kp);
+                // ∂S = P ⊙ (∂P − P·∂P): zero past n, where P is
+                let pd = sum_lanes(pr, d, |x, y| x * y);
+                d.iter_mut().zip(pr).for_each(|(x, &y)| *x = y * (*x - pd));
+                // ∂Q[i, e] = ∂S[i]·Kᵀ[e];  ∂Kᵀ[e] += Q[i, e]·∂S[i]
+                dot_rows(&mut dq[at..at + dh], d, &kt, kp);
+                scatter_rows(&mut dkt, qi, d, kp);
+            }
+            untranspose_head(&mut dk, &dkt, dims.offset(s, hh, t), hd, dh, kn);
+            untranspose_head(&mut dv, &dvt, dims.offset(s, hh, t), hd, dh, kn);
+        }
+    }
+    (dq, dk, dv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_f32_is_within_2_ulp_of_the_rounded_exp() {
+        let mut worst = 0u32;
+        for i in 0..=200_000 {
+            let x = -87.0 + 175.0 * i as f32 / 200_000.0;
+            let (got, want) = (exp_f32(x), (x as f64).exp() as f32);
+            worst = worst.max(got.to_bits().abs_diff(want.to_bits()));
+        }
+        assert!(worst <= 2, "worst error {worst} ulp");
+        let mut xs: Vec<f32> = (0..37).map(|i| -30.0 + 0.77 * i as f32).collect();
+        let want: Vec<f32> = xs.iter().map(|&x| exp_f32(x)).collect();
+        f32::exp_in_place(&mut xs);
+        for (g, w) in xs.iter().zip(&want) {
+            assert!(g.to_bits().abs_diff(w.to_bits()) <= 1, "{g} vs {w}");
+        }
+        assert_eq!(exp_f32(0.0), 1.0);
+    }
+
+    #[test]
+    fn softmax_rows_sum_to_one_and_mask_the_future() {
+        let mut row = vec![0.3f32, -1.0, 2.0, 0.5, 9.0, 1.0, 1.0, 1.0];
+        softmax_prefix(&mut row, 3);
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert_eq!(&row[3..], &[0.0; 5]);
+        let mut flat = vec![-2.0f32; 8];
+        softmax_prefix(&mut flat, 4);
+        assert!(flat[..4].iter().all(|&p| (p - 0.25).abs() < 1e-7));
+        assert_eq!(&flat[4..], &[0.0; 4]);
+    }
+}
