@@ -4,7 +4,7 @@
 //! knows neither family in detail.
 
 use super::config::RunConfig;
-use super::seq_step::{group_pairs, seq_evaluate_pairs};
+use super::seq_step::group_pairs;
 use super::step::{Step, StepResult};
 use super::task_config::TaskConfig;
 use super::trainer::RunData;
@@ -159,15 +159,7 @@ impl Batches {
         let by_position = d.test.common_positions().is_some_and(|p| p.len() > 1);
         let by_class = d.task().scores_per_class();
         if by_position || by_class {
-            let (model, params, device) = (eval.model, eval.params, eval.device);
-            let pairs = seq_evaluate_pairs(
-                model,
-                params,
-                device,
-                &d.test,
-                eval.compute,
-                eval.loss_dtype,
-            );
+            let pairs = eval.evaluate_seq_pairs(&d.test);
             if by_position {
                 for (t, loss, acc) in group_pairs(&pairs, |p| p.position as i64) {
                     out.push((format!("test_loss_at.{t}"), loss));

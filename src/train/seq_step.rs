@@ -242,6 +242,33 @@ impl Step<'_> {
         StepResult::combine(self.params, results)
     }
 
+    /// Every scored pair of `batch` with its loss and correctness, batch-major: the fused
+    /// sequence pass where [`Step::uses_fused_seq`] (so the pairs average to
+    /// [`Step::evaluate_seq`]'s loss), else [`seq_evaluate_pairs`].
+    pub fn evaluate_seq_pairs(&self, batch: &SeqBatch) -> Vec<ScoredPair> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let Some(r) = self.fused_seq(batch, false) else {
+            let (model, params, device) = (self.model, self.params, self.device);
+            return seq_evaluate_pairs(model, params, device, batch, self.compute, self.loss_dtype);
+        };
+        let (scored, targets) = scoring(batch);
+        let position_of = |row: usize| match &scored {
+            Scored::All => row % batch.n_ctx,
+            Scored::Positions(p) => p[row % p.len()],
+        };
+        let kept = (targets.iter().enumerate()).filter(|(_, &y)| y != IGNORE);
+        (kept.zip(r.pairs))
+            .map(|((row, &target), (loss, correct))| ScoredPair {
+                position: position_of(row),
+                target,
+                loss,
+                correct,
+            })
+            .collect()
+    }
+
     /// [`seq_evaluate`] on `batch` in parallel chunks (NaN for an empty batch).
     pub fn evaluate_seq(&self, batch: &SeqBatch) -> (f64, f64) {
         if batch.is_empty() {

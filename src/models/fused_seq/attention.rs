@@ -62,7 +62,7 @@ pub fn exp_f32(x: f32) -> f32 {
     let p = p * r + 8.333_452e-3;
     let p = p * r + 4.166_579_6e-2;
     let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 5.000_000_1e-1;
+    let p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
     e * f32::from_bits(n_int.wrapping_add(127) << 23)
 }
@@ -101,8 +101,16 @@ fn padded(n: usize) -> usize {
     n.div_ceil(L) * L
 }
 
+/// Keys per tile of the score loops (4 blocks); key rows and pattern rows are padded to it.
+const TILE: usize = 4 * L;
+
+/// `n` rounded up to a multiple of [`TILE`].
+fn tiled(n: usize) -> usize {
+    n.div_ceil(TILE) * TILE
+}
+
 /// Forward: returns `z` `[B·Tq, H·Dh]` and the pattern `[B, H, Tq, Tp]` (rows padded with
-/// zeros to `Tp` = T rounded up to a multiple of 8; `blocks.{l}.attn.hook_pattern` in its first
+/// zeros to `Tp` = T rounded up to a multiple of [`TILE`]; `blocks.{l}.attn.hook_pattern` in its first
 /// T columns) from `q` `[B·Tq, H·Dh]` (scaled) and `k`, `v` `[B·T, H·Dh]`.
 pub fn forward<T: SoftmaxExp>(q: &[T], k: &[T], v: &[T], dims: Dims) -> (Vec<T>, Vec<T>) {
     #[cfg(target_arch = "x86_64")]
@@ -151,48 +159,119 @@ fn lanes<T>(x: &[T]) -> &[T; L] {
     x.try_into().expect("L lanes")
 }
 
-/// `out[..m] = Σ_e c[e]·rows[e][..m]` for `rows` `[c.len(), np]`, m a multiple of [`L`]:
-/// each output block accumulates in registers.
+/// `out[r][..m] = Σ_e c[r][e]·rows[e][..m]` for R output rows at once, `rows` `[Dh, np]`, m a
+/// multiple of [`TILE`]: each tile keeps 4·R blocks in registers (4·R independent FMA chains)
+/// and reads each block of `rows` once for all R outputs.
 #[inline(always)]
-fn combine_rows<T: Real>(out: &mut [T], c: &[T], rows: &[T], np: usize) {
-    for (jb, o) in out.chunks_exact_mut(L).enumerate() {
-        let mut acc = [T::zero(); L];
-        for (e, &ce) in c.iter().enumerate() {
-            let r = lanes(&rows[e * np + jb * L..][..L]);
-            for l in 0..L {
-                acc[l] = ce.mul_add(r[l], acc[l]);
+fn combine_rows<T: Real, const R: usize>(
+    mut out: [&mut [T]; R],
+    c: [&[T]; R],
+    rows: &[T],
+    np: usize,
+) {
+    const U: usize = TILE / L;
+    let m = out[0].len();
+    for tile in 0..m / TILE {
+        let mut acc = [[[T::zero(); L]; U]; R];
+        for e in 0..c[0].len() {
+            let r = &rows[e * np + tile * TILE..][..TILE];
+            for (ar, cr) in acc.iter_mut().zip(&c) {
+                let ce = cr[e];
+                for (u, a) in ar.iter_mut().enumerate() {
+                    let r = lanes(&r[u * L..(u + 1) * L]);
+                    for l in 0..L {
+                        a[l] = ce.mul_add(r[l], a[l]);
+                    }
+                }
             }
         }
-        o.copy_from_slice(&acc);
+        for (o, a) in out.iter_mut().zip(&acc) {
+            o[tile * TILE..(tile + 1) * TILE].copy_from_slice(a.as_flattened());
+        }
     }
 }
 
-/// `out[e] = x[..m] · rows[e][..m]` for every row e of `rows` `[out.len(), np]`, m = x.len()
-/// a multiple of [`L`].
+/// `out[..dh] = Σ_j x[j]·rows[j][..dh]` for `rows` `[x.len(), dp]` (dp = dh rounded up to a
+/// multiple of [`L`], padded with zeros): the whole output row stays in registers.
 #[inline(always)]
-fn dot_rows<T: Real>(out: &mut [T], x: &[T], rows: &[T], np: usize) {
-    for (e, o) in out.iter_mut().enumerate() {
-        let mut acc = [T::zero(); L];
-        for (xb, rb) in x.chunks_exact(L).zip(rows[e * np..].chunks_exact(L)) {
-            let (xb, rb) = (lanes(xb), lanes(rb));
-            for l in 0..L {
-                acc[l] = xb[l].mul_add(rb[l], acc[l]);
+fn combine_cols<T: Real>(out: &mut [T], x: &[T], rows: &[T], dp: usize) {
+    match dp / L {
+        1 => combine_cols_n::<T, 1, 8>(out, x, rows),
+        2 => combine_cols_n::<T, 2, 4>(out, x, rows),
+        3 => combine_cols_n::<T, 3, 2>(out, x, rows),
+        4 => combine_cols_n::<T, 4, 2>(out, x, rows),
+        _ => {
+            let mut acc = vec![T::zero(); dp];
+            for (j, &xj) in x.iter().enumerate() {
+                let r = &rows[j * dp..(j + 1) * dp];
+                (acc.iter_mut().zip(r)).for_each(|(a, &r)| *a = xj.mul_add(r, *a));
             }
+            let dh = out.len();
+            out.copy_from_slice(&acc[..dh]);
         }
-        *o = acc.iter().fold(T::zero(), |a, &b| a + b);
     }
 }
 
-/// `rows[e][..m] += c[e]·x[..m]` for every row e of `rows` `[c.len(), np]`, m = x.len() a
-/// multiple of [`L`].
+/// [`combine_cols`] for dp = B·L, with J independent accumulator sets (rows j, j + 1, …, taken
+/// J at a time) so consecutive FMAs do not wait on each other.
 #[inline(always)]
-fn scatter_rows<T: Real>(rows: &mut [T], c: &[T], x: &[T], np: usize) {
-    for (e, &ce) in c.iter().enumerate() {
-        for (rb, xb) in rows[e * np..].chunks_exact_mut(L).zip(x.chunks_exact(L)) {
-            let (rb, xb): (&mut [T; L], _) = (rb.try_into().expect("L lanes"), lanes(xb));
+fn combine_cols_n<T: Real, const B: usize, const J: usize>(out: &mut [T], x: &[T], rows: &[T]) {
+    let mut acc = [[[T::zero(); L]; B]; J];
+    let whole = x.len() - x.len() % J;
+    for (j0, xs) in x[..whole].chunks_exact(J).enumerate() {
+        let r = &rows[j0 * J * B * L..][..J * B * L];
+        for (jj, (&xj, aj)) in xs.iter().zip(acc.iter_mut()).enumerate() {
+            for (u, a) in aj.iter_mut().enumerate() {
+                let r = lanes(&r[(jj * B + u) * L..][..L]);
+                for l in 0..L {
+                    a[l] = xj.mul_add(r[l], a[l]);
+                }
+            }
+        }
+    }
+    for (j, &xj) in x.iter().enumerate().skip(whole) {
+        for (u, a) in acc[0].iter_mut().enumerate() {
+            let r = lanes(&rows[(j * B + u) * L..][..L]);
+            for l in 0..L {
+                a[l] = xj.mul_add(r[l], a[l]);
+            }
+        }
+    }
+    let mut sum = acc[0];
+    for aj in &acc[1..] {
+        for (s, a) in sum.iter_mut().zip(aj) {
+            (s.iter_mut().zip(a)).for_each(|(s, &a)| *s += a);
+        }
+    }
+    let dh = out.len();
+    out.copy_from_slice(&sum.as_flattened()[..dh]);
+}
+
+/// Head rows `[n, Dh]` of `x` (from element `at`, row stride `hd`) into `out` `[np, dp]`, each
+/// row padded with zeros to dp.
+#[inline(always)]
+fn pad_head<T: Real>(out: &mut [T], x: &[T], at: usize, hd: usize, dh: usize, n: usize) {
+    let dp = padded(dh);
+    for j in 0..n {
+        out[j * dp..j * dp + dh].copy_from_slice(&x[at + j * hd..][..dh]);
+    }
+}
+
+/// `rows[e][..m] += Σ_r c[r][e]·x[r][..m]` for every row e of `rows` `[Dh, np]`, m = x[r].len()
+/// a multiple of [`L`]: each block of `rows` is loaded and stored once for all R inputs.
+#[inline(always)]
+fn scatter_rows<T: Real, const R: usize>(rows: &mut [T], c: [&[T]; R], x: [&[T]; R], np: usize) {
+    let m = x[0].len();
+    for e in 0..c[0].len() {
+        let ce: [T; R] = std::array::from_fn(|r| c[r][e]);
+        for (jb, rb) in rows[e * np..][..m].chunks_exact_mut(L).enumerate() {
+            let rb: &mut [T; L] = rb.try_into().expect("L lanes");
             let mut acc = *rb;
-            for l in 0..L {
-                acc[l] = ce.mul_add(xb[l], acc[l]);
+            for r in 0..R {
+                let xb = lanes(&x[r][jb * L..(jb + 1) * L]);
+                for l in 0..L {
+                    acc[l] = ce[r].mul_add(xb[l], acc[l]);
+                }
             }
             *rb = acc;
         }
@@ -208,24 +287,37 @@ fn forward_impl<T: SoftmaxExp>(q: &[T], k: &[T], v: &[T], dims: Dims) -> (Vec<T>
         dh,
         queries,
     } = dims;
-    let (tq, kn, hd, tp) = (dims.tq(), dims.keys(), h * dh, padded(t));
-    let kp = padded(kn);
+    let (tq, kn, hd, tp) = (dims.tq(), dims.keys(), h * dh, tiled(t));
+    let kp = tiled(kn);
     let mut z = vec![T::zero(); b * tq * hd];
     let mut pattern = vec![T::zero(); b * h * tq * tp];
-    let (mut kt, mut vt) = (vec![T::zero(); dh * kp], vec![T::zero(); dh * kp]);
+    let dp = padded(dh);
+    let (mut kt, mut vp) = (vec![T::zero(); dh * kp], vec![T::zero(); kp * dp]);
     for s in 0..b {
         for hh in 0..h {
             transpose_head(&mut kt, k, dims.offset(s, hh, t), hd, dh, kn);
-            transpose_head(&mut vt, v, dims.offset(s, hh, t), hd, dh, kn);
+            pad_head(&mut vp, v, dims.offset(s, hh, t), hd, dh, kn);
             let p = &mut pattern[(s * h + hh) * tq * tp..][..tq * tp];
+            let base = dims.offset(s, hh, tq);
+            // S[i, :n] = Σ_e q[i, e]·Kᵀ[e, :n] for two queries at a time (sharing each Kᵀ load)
+            for (pair, rows) in p.chunks_mut(2 * tp).enumerate() {
+                let (i, at) = (2 * pair, base + 2 * pair * hd);
+                let m = tiled(queries[(i + 1).min(tq - 1)] + 1);
+                match rows.split_at_mut_checked(tp) {
+                    Some((a, b)) if !b.is_empty() => combine_rows(
+                        [&mut a[..m], &mut b[..m]],
+                        [&q[at..at + dh], &q[at + hd..at + hd + dh]],
+                        &kt,
+                        kp,
+                    ),
+                    _ => combine_rows([&mut rows[..m]], [&q[at..at + dh]], &kt, kp),
+                }
+            }
             for (i, (row, &qp)) in p.chunks_exact_mut(tp).zip(queries).enumerate() {
-                let (n, at) = (qp + 1, dims.offset(s, hh, tq) + i * hd);
-                let n8 = padded(n);
-                // S[i, :n] = Σ_e q[i, e]·Kᵀ[e, :n], then the masked softmax
-                combine_rows(&mut row[..n8], &q[at..at + dh], &kt, kp);
+                let (n, at) = (qp + 1, base + i * hd);
                 softmax_prefix(row, n);
-                // Z[i, e] = P[i, :n]·Vᵀ[e, :n]
-                dot_rows(&mut z[at..at + dh], &row[..n8], &vt, kp);
+                // Z[i] = Σ_j P[i, j]·V[j]
+                combine_cols(&mut z[at..at + dh], &row[..n], &vp, dp);
             }
         }
     }
@@ -239,7 +331,7 @@ fn sum_lanes<T: Real>(x: &[T], y: &[T], f: impl Fn(T, T) -> T) -> T {
     for (xb, yb) in x.chunks_exact(L).zip(y.chunks_exact(L)) {
         let (xb, yb) = (lanes(xb), lanes(yb));
         for l in 0..L {
-            acc[l] = acc[l] + f(xb[l], yb[l]);
+            acc[l] += f(xb[l], yb[l]);
         }
     }
     acc.iter().fold(T::zero(), |a, &b| a + b)
@@ -313,37 +405,63 @@ fn backward_impl<T: Real>(
         dh,
         queries,
     } = dims;
-    let (tq, kn, hd, tp) = (dims.tq(), dims.keys(), h * dh, padded(t));
-    let kp = padded(kn);
+    let (tq, kn, hd, tp) = (dims.tq(), dims.keys(), h * dh, tiled(t));
+    let kp = tiled(kn);
     let (mut dq, mut dk, mut dv) = (
         vec![T::zero(); b * tq * hd],
         vec![T::zero(); b * t * hd],
         vec![T::zero(); b * t * hd],
     );
+    let dp = padded(dh);
     let (mut kt, mut vt) = (vec![T::zero(); dh * kp], vec![T::zero(); dh * kp]);
+    let mut kpad = vec![T::zero(); kp * dp];
     let (mut dkt, mut dvt) = (vec![T::zero(); dh * kp], vec![T::zero(); dh * kp]);
-    let mut ds = vec![T::zero(); kp];
+    let mut ds = vec![T::zero(); 2 * kp];
     for s in 0..b {
         for hh in 0..h {
             transpose_head(&mut kt, k, dims.offset(s, hh, t), hd, dh, kn);
             transpose_head(&mut vt, v, dims.offset(s, hh, t), hd, dh, kn);
+            pad_head(&mut kpad, k, dims.offset(s, hh, t), hd, dh, kn);
             dkt.fill(T::zero());
             dvt.fill(T::zero());
             let p = &pattern[(s * h + hh) * tq * tp..][..tq * tp];
-            for (i, (pr, &qp)) in p.chunks_exact(tp).zip(queries).enumerate() {
-                let (n, at) = (qp + 1, dims.offset(s, hh, tq) + i * hd);
-                let n8 = padded(n);
-                let (pr, dzi, qi) = (&pr[..n8], &dz[at..at + dh], &q[at..at + dh]);
-                // ∂P[i] = Σ_e ∂Z[i, e]·Vᵀ[e];  ∂Vᵀ[e] += ∂Z[i, e]·P[i]
-                let d = &mut ds[..n8];
-                combine_rows(d, dzi, &vt, kp);
-                scatter_rows(&mut dvt, dzi, pr, kp);
+            let base = dims.offset(s, hh, tq);
+            // two query rows at a time: each Kᵀ, Vᵀ, ∂Kᵀ, ∂Vᵀ block is read (and written) once
+            // for both
+            for (pair, prs) in p.chunks(2 * tp).enumerate() {
+                let i = 2 * pair;
+                let r = prs.len() / tp;
+                let n: [usize; 2] = std::array::from_fn(|j| queries[(i + j).min(tq - 1)] + 1);
+                let m = tiled(n[1]);
+                let at: [usize; 2] = std::array::from_fn(|j| base + (i + j).min(tq - 1) * hd);
+                let dzi: [&[T]; 2] = at.map(|a| &dz[a..a + dh]);
+                let (da, db) = ds.split_at_mut(kp);
+                // ∂P[i] = Σ_e ∂Z[i, e]·Vᵀ[e]
+                if r == 2 {
+                    combine_rows([&mut da[..m], &mut db[..m]], dzi, &vt, kp);
+                } else {
+                    combine_rows([&mut da[..m]], [dzi[0]], &vt, kp);
+                }
                 // ∂S = P ⊙ (∂P − P·∂P): zero past n, where P is
-                let pd = sum_lanes(pr, d, |x, y| x * y);
-                d.iter_mut().zip(pr).for_each(|(x, &y)| *x = y * (*x - pd));
-                // ∂Q[i, e] = ∂S[i]·Kᵀ[e];  ∂Kᵀ[e] += Q[i, e]·∂S[i]
-                dot_rows(&mut dq[at..at + dh], d, &kt, kp);
-                scatter_rows(&mut dkt, qi, d, kp);
+                let n8 = padded(n[r - 1]);
+                let prs: [&[T]; 2] = std::array::from_fn(|j| &prs[(j % r) * tp..][..n8]);
+                for (d, pr) in [&mut da[..n8], &mut db[..n8]].into_iter().zip(prs).take(r) {
+                    let pd = sum_lanes(pr, d, |x, y| x * y);
+                    d.iter_mut().zip(pr).for_each(|(x, &y)| *x = y * (*x - pd));
+                }
+                let qi: [&[T]; 2] = at.map(|a| &q[a..a + dh]);
+                let (da, db) = (&da[..n8], &db[..n8]);
+                // ∂Vᵀ[e] += ∂Z[i, e]·P[i];  ∂Kᵀ[e] += Q[i, e]·∂S[i];  ∂Q[i] = Σ_j ∂S[i, j]·K[j]
+                if r == 2 {
+                    scatter_rows(&mut dvt, dzi, prs, kp);
+                    scatter_rows(&mut dkt, qi, [da, db], kp);
+                } else {
+                    scatter_rows(&mut dvt, [dzi[0]], [prs[0]], kp);
+                    scatter_rows(&mut dkt, [qi[0]], [da], kp);
+                }
+                for (j, d) in [da, db].into_iter().enumerate().take(r) {
+                    combine_cols(&mut dq[at[j]..at[j] + dh], &d[..n[j]], &kpad, dp);
+                }
             }
             untranspose_head(&mut dk, &dkt, dims.offset(s, hh, t), hd, dh, kn);
             untranspose_head(&mut dv, &dvt, dims.offset(s, hh, t), hd, dh, kn);

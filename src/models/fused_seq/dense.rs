@@ -1,7 +1,7 @@
 //! The position-wise pieces of the sequence step, forward beside backward: matrix products on
-//! row-major buffers, LayerNorm, the MLP activation, and gathering the query rows.
+//! row-major buffers (the `gemm` crate's AVX-512 kernels where the CPU has them), LayerNorm, the MLP activation, and gathering the query rows.
 
-use crate::models::linalg::{matmul_into, Real, View};
+use crate::models::linalg::{matmul_into_shaped as matmul_into, Real, View};
 use crate::models::Activation;
 
 /// LayerNorm epsilon (TransformerLens default, as the burn model).

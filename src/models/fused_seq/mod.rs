@@ -194,6 +194,9 @@ pub struct SeqResult {
     pub acc: f64,
     /// Scored pairs.
     pub n: usize,
+    /// Per scored pair (targets that are not `ignore`, in row order): its loss (nats) and
+    /// whether the arg-max logit is the target.
+    pub pairs: Vec<(f64, bool)>,
     /// Gradients, absent for a forward-only pass.
     pub grads: Option<Vec<Option<Vec<f64>>>>,
 }
@@ -231,6 +234,7 @@ pub fn run<T: Kernel + SoftmaxExp>(
         .collect();
     let loss = parts.iter().map(|c| c.loss_sum).sum::<f64>() / n as f64;
     let acc = parts.iter().map(|c| c.correct).sum::<usize>() as f64 / n as f64;
+    let pairs = parts.iter().flat_map(|c| c.pairs.iter().copied()).collect();
     let grads = backward.then(|| {
         let mut it = parts.into_iter().filter_map(|c| c.grads);
         let mut g = it.next().unwrap_or_else(|| SeqWeights::zeros(cfg));
@@ -253,6 +257,7 @@ pub fn run<T: Kernel + SoftmaxExp>(
         loss,
         acc,
         n,
+        pairs,
         grads,
     }
 }

@@ -14,6 +14,8 @@ use crate::models::fused::Kernel;
 pub struct ChunkResult<T> {
     pub loss_sum: f64,
     pub correct: usize,
+    /// Per scored pair, in row order: its loss (nats) and whether the arg-max is the target.
+    pub pairs: Vec<(f64, bool)>,
     pub grads: Option<SeqWeights<T>>,
 }
 
@@ -31,9 +33,13 @@ struct BlockCache<T> {
     v: Vec<T>,
     pattern: Vec<T>,
     z: Vec<T>,
-    /// MLP: `ln2(x)` `[B·Tq, D]`, its cache, pre- and post-activation `[B·Tq, M]`.
-    mlp: Option<(Vec<T>, Option<LnCache<T>>, Vec<T>, Vec<T>)>,
+    /// The MLP's tensors, for blocks that have one.
+    mlp: Option<MlpCache<T>>,
 }
+
+/// What an MLP sublayer's backward reads: `ln2(x)` `[B·Tq, D]` and its LayerNorm cache, the
+/// pre- and post-activation `[B·Tq, M]`.
+type MlpCache<T> = (Vec<T>, Option<LnCache<T>>, Vec<T>, Vec<T>);
 
 /// `x·w + b` per row (`x` `[r, k]`, `w` `[k, n]`).
 fn affine<T: Kernel>(x: &[T], w: &[T], b: &[T], r: usize) -> Vec<T> {
@@ -147,6 +153,7 @@ pub fn run<T: Kernel + SoftmaxExp>(
     let vo = c.d_vocab_out;
     let mut exps = vec![0.0; vo];
     let (mut loss_sum, mut correct) = (0.0, 0);
+    let mut pairs = Vec::with_capacity(input.targets.len());
     for (row, &y) in logits.chunks_exact_mut(vo).zip(input.targets) {
         if y == input.ignore {
             row.fill(T::zero());
@@ -155,11 +162,13 @@ pub fn run<T: Kernel + SoftmaxExp>(
         let (loss, argmax) = T::cross_entropy(row, y as usize, inv_n, backward, &mut exps);
         loss_sum += loss;
         correct += usize::from(argmax == y as usize);
+        pairs.push((loss, argmax == y as usize));
     }
     if !backward {
         return ChunkResult {
             loss_sum,
             correct,
+            pairs,
             grads: None,
         };
     }
@@ -220,6 +229,7 @@ pub fn run<T: Kernel + SoftmaxExp>(
     ChunkResult {
         loss_sum,
         correct,
+        pairs,
         grads: Some(g),
     }
 }
