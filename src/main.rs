@@ -207,7 +207,15 @@ fn run(cli: Cli) -> Result<()> {
                 at(s.test_99_step),
                 s.last.wall_s,
             );
-            for (curve, pc) in &s.phase_changes {
+            let (classes, curves): (Vec<_>, Vec<_>) = (s.phase_changes.iter())
+                .partition(|(curve, _)| curve.starts_with("test_loss_class."));
+            if !classes.is_empty() {
+                println!(
+                    "phase changes in {} per-class test losses (listed by groklab analyze)",
+                    classes.len()
+                );
+            }
+            for (curve, pc) in curves {
                 println!(
                     "phase change of {curve}: onset step {}, steepest {}, end {}",
                     pc.onset,
@@ -277,6 +285,16 @@ fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             let run_dir = run_dir.expect("clap requires RUN_DIR without --checkpoint");
+            if measures::sequence_run::is_sequence_run(&run_dir) {
+                let (_, a) = measures::sequence_run::analyze_sequence_run(&run_dir)?;
+                println!(
+                    "{} checkpoints measured in {:.1} s",
+                    a.checkpoints, a.seconds
+                );
+                a.summary_lines().iter().for_each(|l| println!("{l}"));
+                println!("wrote {}", run_dir.join("measures.jsonl").display());
+                return Ok(());
+            }
             if is_mlp_run(&run_dir) {
                 let (step, m) = measures::mlp_fourier::analyze_mlp_run(&run_dir, embed_threshold)?;
                 let v = &m.key_freq_votes;
@@ -320,6 +338,20 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Report { run_dir, reanalyze } => {
+            if measures::sequence_run::is_sequence_run(&run_dir) {
+                use measures::sequence_run::{analyze_sequence_run, load_sequence_analysis};
+                let analysis = if reanalyze || !run_dir.join("measures.jsonl").exists() {
+                    println!("measuring every checkpoint of {} first", run_dir.display());
+                    analyze_sequence_run(&run_dir)?.1
+                } else {
+                    load_sequence_analysis(&run_dir)?
+                };
+                let log = groklab::rundir::MetricsLog::load(&run_dir)?;
+                report::plot_run(&run_dir, &log.rows)?;
+                let path = report::write_sequence_report(&run_dir, log.rows.last(), &analysis)?;
+                println!("report written to {}", path.display());
+                return Ok(());
+            }
             let (rows, analysis, views) = if reanalyze || !run_dir.join("measures.jsonl").exists() {
                 println!("measuring every checkpoint of {} first", run_dir.display());
                 measures::analyze_run(

@@ -120,3 +120,73 @@ fn bad_sequence_task_keys_get_one_line_errors() {
     .unwrap();
     assert_error(&out, &["task.name", "digit_add"]);
 }
+
+/// `analyze` re-evaluates every checkpoint of a sequence run: each row equals the metrics the run
+/// logged at that step (the same weights, evaluated again on one thread), and `analysis.json`
+/// holds the run's phase changes; `report` writes a page with the per-digit curve.
+#[test]
+fn analyze_and_report_measure_every_checkpoint_of_a_sequence_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = train(&run, &["--set", "train.steps=60"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = groklab(&["analyze", run.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("4 checkpoints measured"), "{stdout}");
+    let read = |name: &str| -> Vec<serde_json::Value> {
+        (std::fs::read_to_string(run.join(name)).unwrap().lines())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (measured, logged) = (read("measures.jsonl"), read("metrics.jsonl"));
+    let steps: Vec<u64> = measured
+        .iter()
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [0, 20, 40, 60]);
+    for row in &measured {
+        let log = (logged.iter())
+            .find(|l| l["step"] == row["step"])
+            .expect("a checkpoint step is logged");
+        for key in [
+            "test_loss",
+            "test_loss_at.5",
+            "test_loss_at.7",
+            "test_acc_at.6",
+        ] {
+            let (m, l) = (row[key].as_f64().unwrap(), log[key].as_f64().unwrap());
+            assert!((m - l).abs() <= 1e-9 * l.max(1.0), "{key}: {m} vs {l}");
+        }
+    }
+    let analysis: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("analysis.json")).unwrap()).unwrap();
+    assert_eq!(analysis["checkpoints"], 4);
+    assert!(
+        analysis["phases"].is_null(),
+        "no memorisation phases without a training set"
+    );
+    assert!(run.join("measures.csv").exists());
+
+    let out = groklab(&["report", run.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(html.contains("Test loss per scored position") && html.contains("<svg"));
+    assert!(html.contains("memorised (train accuracy"));
+}

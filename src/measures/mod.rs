@@ -18,6 +18,7 @@ pub mod mlp_fourier;
 pub mod neurons;
 pub mod phases;
 mod run;
+pub mod sequence_run;
 mod snapshot;
 pub mod weights;
 

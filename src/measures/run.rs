@@ -99,7 +99,7 @@ pub fn analyze_run(run_dir: &Path, rule: &KeyFreqRule) -> Result<RunMeasures> {
         checkpoints: rows.len(),
         seconds: start.elapsed().as_secs_f64(),
     };
-    write_measures(run_dir, &rows)?;
+    write_rows(run_dir, &rows)?;
     let json = serde_json::to_string_pretty(&analysis).expect("analysis serialises");
     atomic_write(&run_dir.join("analysis.json"), json.as_bytes())?;
     let json = serde_json::to_string(&views).expect("views serialise");
@@ -146,10 +146,10 @@ pub fn load_measures(run_dir: &Path) -> Result<RunMeasures> {
     Ok((rows, analysis, views))
 }
 
-/// Writes `measures.jsonl` (one [`Measures`] per line) and `measures.csv` (the same, flattened
-/// to dotted columns such as `embed_freq_norms.14` or `mean_attention.2.0`; the per-neuron
-/// frequencies stay in the JSONL only).
-fn write_measures(run_dir: &Path, rows: &[Measures]) -> Result<()> {
+/// Writes `measures.jsonl` (one row per line) and `measures.csv` (the same, flattened to dotted
+/// columns such as `embed_freq_norms.14` or `mean_attention.2.0`; the per-neuron frequencies
+/// stay in the JSONL only).
+pub(super) fn write_rows<R: Serialize>(run_dir: &Path, rows: &[R]) -> Result<()> {
     let mut jsonl = String::new();
     let mut flat_rows = Vec::new();
     for row in rows {

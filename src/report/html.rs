@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 const SCRIPT: &str = include_str!("report.js");
-const STYLE: &str = include_str!("report.css");
+pub(super) const STYLE: &str = include_str!("report.css");
 
 /// The charts inlined in the page, from `plots/` (training) and `plots/measures/` (analysis):
 /// line charts as SVG, heatmaps (thousands of cells) as PNG.
@@ -72,7 +72,7 @@ fn checkpoint_data(m: &Measures) -> Value {
     })
 }
 
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -80,7 +80,7 @@ fn escape(text: &str) -> String {
 
 /// A plot inlined: `<stem>.svg` markup without its XML prolog, or `<stem>.png` as a data URI
 /// when `png`; a note when the file is missing.
-fn inline_plot(stem: &Path, png: bool) -> String {
+pub(super) fn inline_plot(stem: &Path, png: bool) -> String {
     let missing = |p: &Path| format!("<p class=\"missing\">{} was not drawn</p>", p.display());
     if png {
         let path = stem.with_extension("png");

@@ -4,9 +4,11 @@ pub mod charts;
 mod html;
 mod measure_plots;
 mod plots;
+mod sequence_html;
 mod table;
 
 pub use html::write_report;
 pub use measure_plots::plot_measures;
 pub use plots::plot_run;
+pub use sequence_html::write_sequence_report;
 pub use table::measures_table;

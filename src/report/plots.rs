@@ -7,8 +7,9 @@ use plotters::prelude::{Color, Palette, Palette99, RGBColor, BLACK, BLUE, RED};
 use std::path::Path;
 
 /// Draws `plots/{loss,accuracy,weights}.{png,svg}` in `run_dir` from the metrics rows, and for
-/// sequence tasks `test_loss_at` (test loss per scored position, e.g. per answer digit) and
-/// `induction_score` (per head) where the rows have them.
+/// sequence tasks `test_loss_at` (test loss per scored position, e.g. per answer digit),
+/// `test_loss_class`, `induction_score` and `prev_token_score` (per head) where the rows have
+/// them.
 ///
 /// # Errors
 /// [`GrokError::Io`] when the directory or a file cannot be written.
@@ -72,6 +73,13 @@ pub fn plot_run(run_dir: &Path, rows: &[MetricsRow]) -> Result<()> {
             "induction_score",
             "Induction score per head (layer.head)",
             "attention to the token after an earlier occurrence",
+            false,
+        ),
+        (
+            "prev_token_score.",
+            "prev_token_score",
+            "Previous-token score per head (layer.head)",
+            "attention to the previous position",
             false,
         ),
     ] {

@@ -227,3 +227,27 @@ fn minibatch_rows(train: &[usize], batch: usize, step: u64, seed: u64) -> Vec<us
     perm.shuffle(&mut rng);
     perm[k * batch..((k + 1) * batch).min(train.len())].to_vec()
 }
+
+/// The test metrics a run logs — `test_loss`, `test_acc` and the task's own
+/// ([`Batches::task_metrics`]) — of the weights `params` of the run config `cfg`, evaluated on
+/// the calling thread as the run evaluates (its engine and precisions).
+///
+/// # Errors
+/// Invalid task fields of `cfg`.
+pub fn checkpoint_test_metrics(
+    cfg: &RunConfig,
+    params: &crate::models::ParamStore,
+) -> Result<Vec<(String, f64)>> {
+    let batches = Batches::new(cfg)?;
+    let model = cfg.model_spec();
+    let device = burn::tensor::Device::flex();
+    let mut eval = Step::for_run(&model, params, &device, &cfg.train);
+    eval.threads = 1;
+    let (loss, acc) = batches.evaluate_test(&eval);
+    let mut out = vec![
+        ("test_loss".to_string(), loss),
+        ("test_acc".to_string(), acc),
+    ];
+    out.extend(batches.task_metrics(&eval));
+    Ok(out)
+}

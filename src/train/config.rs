@@ -96,8 +96,9 @@ impl Precision {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Engine {
-    /// The fused hand-written step where it applies (1 layer, no LayerNorm, ReLU, f64 loss or
-    /// f64 compute), the burn graph otherwise.
+    /// A fused hand-written step where one applies with an f64 loss: `models::fused` for the
+    /// 1-layer LayerNorm-free ReLU model on `[a, b, =]`, `models::fused_seq` for the
+    /// transformer on sequence tasks; the burn graph otherwise.
     #[default]
     Auto,
     /// Always the burn graph (the reference).

@@ -12,6 +12,7 @@ mod step;
 mod task_config;
 mod trainer;
 
+pub use batches::checkpoint_test_metrics;
 pub use bench::{bench_seeds, bench_train_step, peak_memory_mib, BenchReport, SeedsReport};
 pub use checkpoint::{load_latest, save, Resumed};
 pub use config::{

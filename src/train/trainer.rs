@@ -38,8 +38,8 @@ pub struct RunSummary {
     pub train_99_step: Option<u64>,
     /// First logged step with test accuracy ≥ 99%.
     pub test_99_step: Option<u64>,
-    /// The phase change ([`detect_phase_change`]) of the test loss and, for sequence tasks that
-    /// score several fixed positions, of each position's test loss (`test_loss_at.<t>`).
+    /// The phase change ([`detect_phase_change`]) of the test loss and, for sequence tasks, of
+    /// each scored position's (`test_loss_at.<t>`) and each class's (`test_loss_class.<c>`).
     pub phase_changes: Vec<(String, PhaseChange)>,
 }
 
@@ -276,7 +276,15 @@ impl<'a> Run<'a> {
         if plots {
             crate::report::plot_run(&self.dir, &self.log.rows)?;
         }
-        let rows = &self.log.rows;
+        Ok(RunSummary::of_rows(&self.log.rows).expect("the last step is always logged"))
+    }
+}
+
+impl RunSummary {
+    /// The summary of a run's metrics rows (step order; `None` when there are none): the first
+    /// steps at 99% accuracy, and the phase change of the test loss and of each per-position
+    /// (`test_loss_at.<t>`) and per-class (`test_loss_class.<c>`) test loss curve.
+    pub fn of_rows(rows: &[MetricsRow]) -> Option<Self> {
         let first = |f: fn(&MetricsRow) -> f64| rows.iter().find(|r| f(r) >= 0.99).map(|r| r.step);
         let steps: Vec<u64> = rows.iter().map(|r| r.step).collect();
         let curve = |key: &str| -> Vec<f64> {
@@ -292,19 +300,16 @@ impl<'a> Run<'a> {
         let keys = std::iter::once("test_loss".to_string()).chain(
             (rows.last().into_iter())
                 .flat_map(|r| r.task_metrics.iter().map(|(k, _)| k.clone()))
-                .filter(|k| k.starts_with("test_loss_at.")),
+                .filter(|k| k.starts_with("test_loss_at.") || k.starts_with("test_loss_class.")),
         );
         let phase_changes = keys
             .filter_map(|k| Some((k.clone(), detect_phase_change(&steps, &curve(&k))?)))
             .collect();
-        Ok(RunSummary {
+        Some(RunSummary {
             phase_changes,
             train_99_step: first(|r| r.train_acc),
             test_99_step: first(|r| r.test_acc),
-            last: rows
-                .last()
-                .cloned()
-                .expect("the last step is always logged"),
+            last: rows.last()?.clone(),
         })
     }
 }

@@ -78,6 +78,16 @@ pub struct Dims<'a> {
     pub queries: &'a [usize],
 }
 
+/// Derived sizes: `tq` queries, `kn` keys read (up to the last query), `hd` = H·Dh, `tp` the
+/// pattern's padded row length, `kp` the padded key count of the per-head buffers.
+struct Sizes {
+    tq: usize,
+    kn: usize,
+    hd: usize,
+    tp: usize,
+    kp: usize,
+}
+
 impl Dims<'_> {
     fn tq(&self) -> usize {
         self.queries.len()
@@ -86,6 +96,17 @@ impl Dims<'_> {
     fn keys(&self) -> usize {
         self.queries.last().map_or(0, |&q| q + 1)
     }
+    fn sizes(&self) -> Sizes {
+        let (tq, kn) = (self.tq(), self.keys());
+        Sizes {
+            tq,
+            kn,
+            hd: self.h * self.dh,
+            tp: tiled(self.t),
+            kp: tiled(kn),
+        }
+    }
+
     fn offset(&self, s: usize, hh: usize, per_seq: usize) -> usize {
         s * per_seq * self.h * self.dh + hh * self.dh
     }
@@ -287,8 +308,7 @@ fn forward_impl<T: SoftmaxExp>(q: &[T], k: &[T], v: &[T], dims: Dims) -> (Vec<T>
         dh,
         queries,
     } = dims;
-    let (tq, kn, hd, tp) = (dims.tq(), dims.keys(), h * dh, tiled(t));
-    let kp = tiled(kn);
+    let Sizes { tq, kn, hd, tp, kp } = dims.sizes();
     let mut z = vec![T::zero(); b * tq * hd];
     let mut pattern = vec![T::zero(); b * h * tq * tp];
     let dp = padded(dh);
@@ -405,8 +425,7 @@ fn backward_impl<T: Real>(
         dh,
         queries,
     } = dims;
-    let (tq, kn, hd, tp) = (dims.tq(), dims.keys(), h * dh, tiled(t));
-    let kp = tiled(kn);
+    let Sizes { tq, kn, hd, tp, kp } = dims.sizes();
     let (mut dq, mut dk, mut dv) = (
         vec![T::zero(); b * tq * hd],
         vec![T::zero(); b * t * hd],

@@ -15,7 +15,7 @@ mod attention;
 mod dense;
 mod pass;
 
-pub use attention::{exp_f32, SoftmaxExp};
+pub use attention::SoftmaxExp;
 
 use super::fused::Kernel;
 use super::linalg::{heads_side_by_side, heads_stacked};
