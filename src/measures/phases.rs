@@ -9,7 +9,9 @@
 //! - **onset**: walking back from the steepest checkpoint, the first of the unbroken run of
 //!   checkpoints whose rate is ≥ r*/2;
 //! - **end**: the first checkpoint after the steepest whose rate is < r*/20 (the loss is flat
-//!   again).
+//!   again);
+//! - a fall that does not at least halve the loss from onset to end is not a phase change (the
+//!   jitter of a flat or rising curve).
 //!
 //! [`detect_phase_change`] measures falls of the loss itself (nats per step): a phase change is a
 //! large fall, and on a noisy curve the log of a small loss jitters by more per step than the
@@ -31,6 +33,8 @@ use serde::{Deserialize, Serialize};
 const PLATEAU: f64 = 1.0 / 20.0;
 /// Fraction of the steepest fall at which the test loss counts as falling.
 const FALLING: f64 = 0.5;
+/// The least factor by which a phase change lowers the loss from its onset to its end.
+const MIN_FALL: f64 = 2.0;
 
 /// Detected boundaries (steps); `None` where a curve never shows the feature.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -102,11 +106,17 @@ fn phase_change_at(rates: &[Option<f64>], from: usize) -> Option<(usize, usize, 
 }
 
 /// The phase change of a falling curve (`loss` at `steps`, ascending), with rates in loss units
-/// per step over at least 1% of the run; `None` when the curve never falls.
+/// per step over at least 1% of the run; `None` when the curve never falls, or when its
+/// steepest fall does not at least halve the loss between onset and end (or the last step):
+/// the jitter of a flat or rising curve.
 pub fn detect_phase_change(steps: &[u64], loss: &[f64]) -> Option<PhaseChange> {
     let last = *steps.last()?;
     let rates = linear_fall_rates(steps, loss, (last / 100).max(1));
     let (onset, top, end) = phase_change_at(&rates, 0)?;
+    let after = loss[end.unwrap_or(steps.len() - 1)];
+    if !(after <= loss[onset] / MIN_FALL) {
+        return None;
+    }
     Some(PhaseChange {
         onset: steps[onset],
         steepest: steps[top],
@@ -184,8 +194,12 @@ mod tests {
         assert!((5900..=6000).contains(&pc.steepest), "{pc:?}");
         assert!((5300..=5600).contains(&pc.onset), "{pc:?}");
         assert!((7100..=7500).contains(&pc.end.unwrap()), "{pc:?}");
-        // a flat curve has none
+        // a flat curve has none, nor a rising one with a 1% dip (the induction run at wd 1)
         assert_eq!(detect_phase_change(&steps, &vec![1.0; steps.len()]), None);
+        let rising: Vec<f64> = (steps.iter())
+            .map(|&s| 5.0 + s as f64 / 5000.0 - if s == 6000 { 0.06 } else { 0.0 })
+            .collect();
+        assert_eq!(detect_phase_change(&steps, &rising), None);
     }
 
     /// The quick preset's shape: the test loss peaks as memorisation ends and falls back part of

@@ -2,7 +2,7 @@
 
 use super::config::{Engine, Precision, TrainSection};
 use super::loss::{accuracy, cross_entropy};
-use crate::models::{fused, ModelSpec, Net, ParamStore, TransformerConfig};
+use crate::models::{fused, fused_seq, ModelSpec, Net, ParamStore, TransformerConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
@@ -119,29 +119,60 @@ impl<'a> Step<'a> {
         )
     }
 
+    /// The fused sequence pass ([`fused_seq`]) on `[a, b, =]` rows, scoring the last position,
+    /// where [`Step::uses_fused_seq`] (any other transformer: several layers, LayerNorm, GELU).
+    fn fused_rows(&self, tokens: &[i64], labels: &[i64], backward: bool) -> Option<StepResult> {
+        let cfg = self.model.transformer().filter(|_| self.uses_fused_seq())?;
+        let t = tokens.len() / labels.len().max(1);
+        let input = fused_seq::SeqInput {
+            tokens,
+            t,
+            positions: &[t - 1],
+            targets: labels,
+            ignore: -1,
+        };
+        let chunks = self.threads.min(labels.len().div_ceil(64)).max(1);
+        let r = match self.compute {
+            Precision::F32 => fused_seq::run::<f32>(cfg, self.params, &input, chunks, backward),
+            Precision::F64 => fused_seq::run::<f64>(cfg, self.params, &input, chunks, backward),
+        };
+        Some(StepResult {
+            loss: r.loss,
+            acc: r.acc,
+            grads: r.grads.unwrap_or_default(),
+        })
+    }
+
     /// Forward and backward on host data (`tokens` `[B, 3]` row-major, `labels` `[B]`): the
-    /// fused step where [`Step::uses_fused`], else [`Step::train`] on the step's device.
+    /// fused step where [`Step::uses_fused`], else the fused sequence pass where
+    /// [`Step::uses_fused_seq`], else [`Step::train`] on the step's device.
     pub fn train_host(&self, tokens: &[i64], labels: &[i64]) -> StepResult {
-        match self.fused(tokens, labels, true) {
-            Some(r) => StepResult {
+        if let Some(r) = self.fused(tokens, labels, true) {
+            return StepResult {
                 loss: r.loss,
                 acc: r.acc,
                 grads: r.grads.expect("backward was requested"),
-            },
-            None => self.train(self.upload(tokens, labels)),
+            };
         }
+        if let Some(r) = self.fused_rows(tokens, labels, true) {
+            return r;
+        }
+        self.train(self.upload(tokens, labels))
     }
 
-    /// Loss and accuracy on host data without gradients (NaN for an empty set); fused where
-    /// [`Step::uses_fused`].
+    /// Loss and accuracy on host data without gradients (NaN for an empty set); fused as in
+    /// [`Step::train_host`].
     pub fn evaluate_host(&self, tokens: &[i64], labels: &[i64]) -> (f64, f64) {
         if labels.is_empty() {
             return (f64::NAN, f64::NAN);
         }
-        match self.fused(tokens, labels, false) {
-            Some(r) => (r.loss, r.acc),
-            None => self.evaluate(&self.upload(tokens, labels)),
+        if let Some(r) = self.fused(tokens, labels, false) {
+            return (r.loss, r.acc);
         }
+        if let Some(r) = self.fused_rows(tokens, labels, false) {
+            return (r.loss, r.acc);
+        }
+        self.evaluate(&self.upload(tokens, labels))
     }
 
     /// Forward and backward on `batch` (`tokens` `[B, 3]`, `labels` `[B]`, on the step's device).
