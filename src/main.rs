@@ -423,7 +423,11 @@ fn bench_suite(steps: usize) -> Result<()> {
             r.executed_flops / 1e9,
             r.gflops,
             100.0 * r.gflops / GEMM_GFLOPS_2_CORES,
-            if r.fused { "fused" } else { "burn" },
+            match (r.fused, r.fused_seq) {
+                (true, _) => "fused",
+                (_, true) => "fused_seq",
+                _ => "burn",
+            },
         );
         Ok(())
     };
@@ -442,9 +446,19 @@ fn bench_suite(steps: usize) -> Result<()> {
         &[],
     )?;
     step_line(
+        "induction, burn engine",
+        "nanda_induction_infinite",
+        &["train.engine=burn"],
+    )?;
+    step_line(
         "5-digit addition (1L, 128 x 18)",
         "nanda_digit_add5_infinite",
         &[],
+    )?;
+    step_line(
+        "5-digit addition, burn engine",
+        "nanda_digit_add5_infinite",
+        &["train.engine=burn"],
     )?;
     println!("batched seeds (seed-steps/s: one after another vs side by side)");
     for (name, overrides) in [

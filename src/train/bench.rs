@@ -30,6 +30,8 @@ pub struct BenchReport {
     pub threads: usize,
     /// Whether the fused step ran.
     pub fused: bool,
+    /// Whether the fused sequence pass ([`crate::models::fused_seq`]) ran.
+    pub fused_seq: bool,
 }
 
 /// One run's weights and optimiser, stepping on a fixed batch.
@@ -88,7 +90,11 @@ pub fn bench_train_step(cfg: &RunConfig, steps: usize) -> Result<BenchReport> {
     let secs = times[times.len() / 2];
     let (rows, scored) = batches.shape_of_step0(t.batch_size);
     let flops = step_flops(&model, rows, scored);
-    let fused = Step::for_run(&model, &run.params, &device, t).uses_fused();
+    let probe = Step::for_run(&model, &run.params, &device, t);
+    let (fused, fused_seq) = (
+        probe.uses_fused(),
+        !probe.uses_fused() && probe.uses_fused_seq(),
+    );
     Ok(BenchReport {
         rows,
         ms_per_step: secs * 1e3,
@@ -101,6 +107,7 @@ pub fn bench_train_step(cfg: &RunConfig, steps: usize) -> Result<BenchReport> {
         },
         threads: t.threads,
         fused,
+        fused_seq,
     })
 }
 
