@@ -114,7 +114,7 @@ pub fn detect_phase_change(steps: &[u64], loss: &[f64]) -> Option<PhaseChange> {
     let rates = linear_fall_rates(steps, loss, (last / 100).max(1));
     let (onset, top, end) = phase_change_at(&rates, 0)?;
     let after = loss[end.unwrap_or(steps.len() - 1)];
-    if !(after <= loss[onset] / MIN_FALL) {
+    if after.is_nan() || after > loss[onset] / MIN_FALL {
         return None;
     }
     Some(PhaseChange {
