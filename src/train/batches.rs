@@ -147,19 +147,27 @@ impl Batches {
         }
     }
 
-    /// A sequence task's own metrics on the test set ([`super::MetricsRow::task_metrics`]): loss
-    /// and accuracy per scored position where every sequence scores the same several positions,
-    /// per target class where the task asks for it, and per-head induction and previous-token scores on the first [`PROBE`] test sequences
-    /// where the task scores induction.
-    pub(crate) fn task_metrics(&self, eval: &Step) -> Vec<(String, f64)> {
+    /// Loss and accuracy on the test set, and a sequence task's own metrics on it
+    /// ([`super::MetricsRow::task_metrics`]): loss and accuracy per scored position where every
+    /// sequence scores the same several positions, per target class where the task asks for it,
+    /// and per-head induction and previous-token scores on the first [`PROBE`] test sequences
+    /// where the task scores induction. Where per-pair metrics are asked for, one pass gives them
+    /// and the overall loss and accuracy (their means over the pairs).
+    pub(crate) fn test_metrics(&self, eval: &Step) -> ((f64, f64), Vec<(String, f64)>) {
         let Batches::Sequence(d) = self else {
-            return Vec::new();
+            return (self.evaluate_test(eval), Vec::new());
         };
         let mut out = Vec::new();
         let by_position = d.test.common_positions().is_some_and(|p| p.len() > 1);
         let by_class = d.task().scores_per_class();
+        let mut overall = None;
         if by_position || by_class {
             let pairs = eval.evaluate_seq_pairs(&d.test);
+            let n = pairs.len() as f64;
+            overall = Some((
+                pairs.iter().map(|p| p.loss).sum::<f64>() / n,
+                pairs.iter().filter(|p| p.correct).count() as f64 / n,
+            ));
             if by_position {
                 for (t, loss, acc) in group_pairs(&pairs, |p| p.position as i64) {
                     out.push((format!("test_loss_at.{t}"), loss));
@@ -201,7 +209,7 @@ impl Batches {
                 out.extend(heads);
             }
         }
-        out
+        (overall.unwrap_or_else(|| eval.evaluate_seq(&d.test)), out)
     }
 
     /// Loss and accuracy on the test set.
@@ -229,7 +237,7 @@ fn minibatch_rows(train: &[usize], batch: usize, step: u64, seed: u64) -> Vec<us
 }
 
 /// The test metrics a run logs — `test_loss`, `test_acc` and the task's own
-/// ([`Batches::task_metrics`]) — of the weights `params` of the run config `cfg`, evaluated on
+/// ([`Batches::test_metrics`]) — of the weights `params` of the run config `cfg`, evaluated on
 /// the calling thread as the run evaluates (its engine and precisions).
 ///
 /// # Errors
@@ -243,11 +251,11 @@ pub fn checkpoint_test_metrics(
     let device = burn::tensor::Device::flex();
     let mut eval = Step::for_run(&model, params, &device, &cfg.train);
     eval.threads = 1;
-    let (loss, acc) = batches.evaluate_test(&eval);
+    let ((loss, acc), task) = batches.test_metrics(&eval);
     let mut out = vec![
         ("test_loss".to_string(), loss),
         ("test_acc".to_string(), acc),
     ];
-    out.extend(batches.task_metrics(&eval));
+    out.extend(task);
     Ok(out)
 }

@@ -248,7 +248,7 @@ impl<'a> Run<'a> {
             } else {
                 self.batches.evaluate_train(&eval)
             };
-            let test_metrics = self.batches.evaluate_test(&eval);
+            let (test_metrics, task_metrics) = self.batches.test_metrics(&eval);
             let mut row = MetricsRow::new(
                 step,
                 self.batches.epoch(step, t.batch_size),
@@ -258,7 +258,7 @@ impl<'a> Run<'a> {
                 self.params.sum_squares(),
                 wall,
             );
-            row.set_task_metrics(self.batches.task_metrics(&eval));
+            row.set_task_metrics(task_metrics);
             self.log.push(row.clone(), &self.dir)?;
             logged = Some(row);
         }
