@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_error, groklab, lines_without_wall_time, resume_to};
+use common::{assert_error, assert_success, groklab, lines_without_wall_time, resume_to};
 use std::path::Path;
 
 const TINY_DIGITS: [&str; 16] = [
@@ -129,19 +129,11 @@ fn analyze_and_report_measure_every_checkpoint_of_a_sequence_run() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let out = train(&run, &["--set", "train.steps=60"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let out = groklab(&["analyze", run.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("4 checkpoints measured"), "{stdout}");
     let read = |name: &str| -> Vec<serde_json::Value> {
@@ -181,11 +173,7 @@ fn analyze_and_report_measure_every_checkpoint_of_a_sequence_run() {
     let out = groklab(&["report", run.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let html = std::fs::read_to_string(run.join("report.html")).unwrap();
     assert!(html.contains("Test loss per scored position") && html.contains("<svg"));
     assert!(html.contains("memorised (train accuracy"));

@@ -61,6 +61,15 @@ pub fn golden_dir() -> Option<PathBuf> {
     None
 }
 
+/// Asserts that a `groklab` command succeeded, showing its stderr otherwise.
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `groklab train --resume RUN --set train.steps=STEPS`, asserting success.
 pub fn resume_to(run: &Path, steps: u64) {
     let steps = format!("train.steps={steps}");
