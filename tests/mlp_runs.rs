@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{groklab, lines_without_wall_time, resume_to};
+use common::{assert_success, groklab, lines_without_wall_time, resume_to};
 use std::path::Path;
 
 fn train(out: &Path, steps: &str) -> std::process::Output {
@@ -34,11 +34,7 @@ fn mlp_trains_resumes_and_is_analyzed() {
     let dir = tempfile::tempdir().unwrap();
     let whole = dir.path().join("whole");
     let out = train(&whole, "120");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     // the checkpoint holds the MLP's tensors, no transformer buffers
     let ckpt = std::fs::read(whole.join("checkpoints/step_000120.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&ckpt).unwrap();
@@ -68,11 +64,7 @@ fn mlp_trains_resumes_and_is_analyzed() {
     let out = groklab(&["analyze", whole.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let a: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(whole.join("analysis.json")).unwrap())
             .unwrap();
