@@ -137,15 +137,69 @@ fn corrupt_or_missing_checkpoint_is_reported_on_resume() {
 
 #[test]
 fn killed_and_resumed_run_matches_uninterrupted_run() {
+    killed_and_resumed_matches(&[]);
+}
+
+/// SGD with Nesterov momentum, Grokfast MA, a cosine schedule with a jump, clipping, decay toward
+/// the initial weights and sampling with replacement all carry state or draw per step: a
+/// resumed run still equals the unbroken one.
+#[test]
+fn resume_is_exact_with_sgd_grokfast_ma_and_schedules() {
+    killed_and_resumed_matches(&[
+        "--set",
+        "train.optimizer=sgd",
+        "--set",
+        "train.lr=0.1",
+        "--set",
+        "train.momentum=0.9",
+        "--set",
+        "train.nesterov=true",
+        "--set",
+        "train.weight_decay=1e-3",
+        "--set",
+        "train.decay_to=init",
+        "--set",
+        "train.grokfast=ma",
+        "--set",
+        "train.grokfast_window=20",
+        "--set",
+        "train.schedule=cosine",
+        "--set",
+        "train.lr_jumps=[[700, 2.0]]",
+        "--set",
+        "train.clip_grad_norm=1.0",
+        "--set",
+        "train.sampling=with_replacement",
+    ]);
+}
+
+/// Grokfast EMA, ⊥Grad and the norm constraint over AdamW with a StableMax loss (the burn graph).
+#[test]
+fn resume_is_exact_with_grokfast_ema_orthograd_and_stablemax() {
+    killed_and_resumed_matches(&[
+        "--set",
+        "train.grokfast=ema",
+        "--set",
+        "train.orthograd=true",
+        "--set",
+        "train.constrain_norm=1.0",
+        "--set",
+        "train.loss_fn=stablemax",
+    ]);
+}
+
+fn killed_and_resumed_matches(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let steps = ["--set", "train.steps=1500", "--set", "train.batch_size=64"];
+    let mut steps = vec!["--set", "train.steps=1500", "--set", "train.batch_size=64"];
+    steps.extend(extra);
     let whole = dir.path().join("whole");
-    assert!(train(&whole, &steps).status.success());
+    let r = train(&whole, &steps);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
 
     let killed = dir.path().join("killed");
     let mut args = vec!["train", "--no-plots", "--out", killed.to_str().unwrap()];
     args.extend(TINY);
-    args.extend(steps);
+    args.extend(&steps);
     let mut child = groklab(&args)
         .stdout(std::process::Stdio::null())
         .spawn()

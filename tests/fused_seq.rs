@@ -73,6 +73,7 @@ fn check(cfg: TransformerConfig, data: &SeqBatch, compute: Precision, tol: f64) 
         device: &device,
         compute,
         loss_dtype: Precision::F64,
+        loss_fn: groklab::train::LossFn::Softmax,
         engine,
         threads: 2,
     };

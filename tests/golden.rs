@@ -8,7 +8,7 @@ use common::{rel_err, to_vec};
 use burn::tensor::{Device, Int, Tensor};
 use groklab::models::{read_safetensors, ModelSpec, ParamStore, Transformer, TransformerConfig};
 use groklab::tasks::{ModularDataset, Operation};
-use groklab::train::{tensors, warmup_lr, AdamW, Engine, Precision, Step};
+use groklab::train::{tensors, warmup_lr, Engine, Optimizer, Precision, Step};
 use std::collections::HashMap;
 
 type Tensors = HashMap<String, (Vec<usize>, Vec<f64>)>;
@@ -82,7 +82,7 @@ fn check_training(precision: Precision, engine: Engine, tol: f64) {
     let device = Device::flex().autodiff();
     let train_idx: Vec<usize> = g["train_idx"].1.iter().map(|&x| x as usize).collect();
     let mut store = store_from(&g, "init.");
-    let mut optim = AdamW::new(&store, [0.9, 0.98], 1e-8, 1.0);
+    let mut optim = Optimizer::adamw(&store, [0.9, 0.98], 1e-8, 1.0);
     let losses: Vec<f64> = json["losses_before_each_update"]
         .as_array()
         .unwrap()
@@ -96,6 +96,7 @@ fn check_training(precision: Precision, engine: Engine, tol: f64) {
             device: &device,
             compute: precision,
             loss_dtype: Precision::F64,
+            loss_fn: groklab::train::LossFn::Softmax,
             engine,
             threads: 2,
         };
@@ -189,6 +190,7 @@ fn chunked_step_equals_single_graph_f64() {
         device: &device,
         compute: Precision::F64,
         loss_dtype: Precision::F64,
+        loss_fn: groklab::train::LossFn::Softmax,
         engine: Engine::Burn,
         threads: 1,
     };

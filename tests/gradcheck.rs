@@ -42,6 +42,7 @@ fn check(cfg: TransformerConfig, engine: Engine) {
         device: &device,
         compute: Precision::F64,
         loss_dtype: Precision::F64,
+        loss_fn: groklab::train::LossFn::Softmax,
         engine,
         threads: 2,
     };

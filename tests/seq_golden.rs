@@ -15,7 +15,7 @@ use groklab::models::{
     TransformerConfig,
 };
 use groklab::tasks::{SeqBatch, IGNORE};
-use groklab::train::{AdamW, Engine, Precision, Step};
+use groklab::train::{Engine, Optimizer, Precision, Step};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -93,6 +93,7 @@ fn stepper<'a>(
         device,
         compute: Precision::F64,
         loss_dtype: Precision::F64,
+        loss_fn: groklab::train::LossFn::Softmax,
         engine,
         threads: 2,
     }
@@ -147,7 +148,7 @@ fn check_model(name: &str, engine: Engine) {
         .map(|v| v.as_f64().unwrap())
         .collect();
     let mut params = init.clone();
-    let mut optim = AdamW::new(&params, [0.9, 0.98], 1e-8, 0.1);
+    let mut optim = Optimizer::adamw(&params, [0.9, 0.98], 1e-8, 0.1);
     for (step, want) in losses.iter().enumerate() {
         let r = stepper(&net, &params, &autodiff, engine).train_seq(&data);
         assert_eq!(

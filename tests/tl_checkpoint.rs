@@ -7,7 +7,7 @@ mod common;
 
 use groklab::models::{Activation, Normalization, ParamStore, TransformerConfig};
 use groklab::rundir::model_path;
-use groklab::train::{save, AdamW};
+use groklab::train::{save, Optimizer};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -59,8 +59,18 @@ fn checkpoints_hold_exactly_the_transformer_lens_state_dict() {
         let cfg = config(&entry["config"]);
         let store = ParamStore::init(&cfg, 7);
         let run = dir.path().join(name);
-        let optim = AdamW::new(&store, [0.9, 0.98], 1e-8, 1.0);
-        save(&run, 0, &store, &cfg.tl_buffers(), &optim, Dtype::F32, 0.0).unwrap();
+        let optim = Optimizer::adamw(&store, [0.9, 0.98], 1e-8, 1.0);
+        save(
+            &run,
+            0,
+            &store,
+            &cfg.tl_buffers(),
+            &optim,
+            Dtype::F32,
+            0.0,
+            &[],
+        )
+        .unwrap();
         let bytes = std::fs::read(model_path(&run, 0)).unwrap();
         let st = SafeTensors::deserialize(&bytes).unwrap();
 

@@ -29,7 +29,9 @@ pub struct MetricsRow {
     pub sum_sq_weights: f64,
     /// Σ w² per parameter tensor, `(TransformerLens name, value)`.
     pub sum_sq: Vec<(String, f64)>,
-    /// A sequence task's own metrics, sorted by key; empty for binary operations:
+    /// Further metrics, sorted by key. Every run's numerics
+    /// ([`crate::train::LogitStats`]): `slingshots` (so far), `softmax_collapse` and
+    /// `logit_scale` on the training set, `last_layer_norm`. A sequence task's own:
     /// - `test_loss_at.<t>`, `test_acc_at.<t>`: test loss and accuracy at scored position t, for
     ///   tasks that score several fixed positions (digit addition: one per answer digit);
     /// - `test_loss_class.<c>`, `test_acc_class.<c>`: per target class, for max of a sequence;
@@ -53,7 +55,11 @@ const SCALARS: [&str; 9] = [
 ];
 
 /// Key prefixes of [`MetricsRow::task_metrics`].
-const TASK_METRICS: [&str; 6] = [
+const TASK_METRICS: [&str; 10] = [
+    "slingshots",
+    "softmax_collapse",
+    "logit_scale",
+    "last_layer_norm",
     "test_loss_at.",
     "test_acc_at.",
     "test_loss_class.",

@@ -155,4 +155,18 @@ impl SeqData {
             }
         }
     }
+
+    /// `batch_size` sequences of the fixed training set drawn uniformly with replacement for
+    /// `step` (seeded by `(seed, step)`); a fresh sample where there is no fixed set.
+    pub fn train_batch_with_replacement(&self, step: u64, batch_size: usize) -> SeqBatch {
+        use rand::Rng;
+        let Some(train) = &self.train else {
+            return self.train_batch(step, batch_size);
+        };
+        let mut rng = stream_rng(self.seed ^ 0x7e91_ace5, step);
+        let rows: Vec<usize> = (0..batch_size.max(1))
+            .map(|_| rng.random_range(0..train.len()))
+            .collect();
+        train.select(&rows)
+    }
 }

@@ -3,7 +3,8 @@
 //! fresh sample per step). The loop asks for the step's result and the evaluation metrics and
 //! knows neither family in detail.
 
-use super::config::RunConfig;
+use super::config::{RunConfig, Sampling};
+use super::numerics::{logit_stats, LogitStats};
 use super::seq_step::group_pairs;
 use super::step::{Step, StepResult};
 use super::task_config::TaskConfig;
@@ -112,26 +113,41 @@ impl Batches {
     /// Forward and backward of `step`'s batch, and whether that batch is the whole training
     /// distribution's estimate the metrics may report as train loss (the full set, or a fresh
     /// sample).
-    pub(crate) fn train(&self, step_fn: &Step, step: u64, batch_size: usize) -> (StepResult, bool) {
+    pub(crate) fn train(
+        &self,
+        step_fn: &Step,
+        step: u64,
+        batch_size: usize,
+        sampling: Sampling,
+    ) -> (StepResult, bool) {
+        let replace = sampling == Sampling::WithReplacement;
         match self {
             Batches::Modular {
                 data, train, seed, ..
             } => {
                 let n = train.1.len();
-                if batch_size == 0 || batch_size >= n {
+                if batch_size == 0 || (batch_size >= n && !replace) {
                     return (step_fn.train_host(&train.0, &train.1), true);
                 }
-                let rows = minibatch_rows(&data.split.train, batch_size, step, *seed);
+                let rows = if replace {
+                    rows_with_replacement(&data.split.train, batch_size, step, *seed)
+                } else {
+                    minibatch_rows(&data.split.train, batch_size, step, *seed)
+                };
                 let (tokens, labels) = data.dataset.gather(&rows);
                 (step_fn.train_host(&tokens, &labels), false)
             }
-            Batches::Sequence(d) => {
-                let whole = d
-                    .train
-                    .as_ref()
-                    .is_none_or(|t| batch_size == 0 || batch_size >= t.len());
-                (step_fn.train_seq(&d.train_batch(step, batch_size)), whole)
-            }
+            Batches::Sequence(d) => match (&d.train, replace && batch_size != 0) {
+                (Some(_), true) => (
+                    step_fn.train_seq(&d.train_batch_with_replacement(step, batch_size)),
+                    false,
+                ),
+                _ => {
+                    let whole =
+                        (d.train.as_ref()).is_none_or(|t| batch_size == 0 || batch_size >= t.len());
+                    (step_fn.train_seq(&d.train_batch(step, batch_size)), whole)
+                }
+            },
         }
     }
 
@@ -212,6 +228,20 @@ impl Batches {
         (overall.unwrap_or_else(|| eval.evaluate_seq(&d.test)), out)
     }
 
+    /// Softmax collapse and logit scale on the fixed training set (`None` for a fresh sample
+    /// every step).
+    pub(crate) fn train_logit_stats(&self, eval: &Step) -> Option<LogitStats> {
+        match self {
+            Batches::Modular { train, .. } => {
+                Some(logit_stats(&eval.logits_host(&train.0, &train.1), &train.1))
+            }
+            Batches::Sequence(d) => {
+                let (logits, labels) = eval.logits_seq(d.train.as_ref()?);
+                Some(logit_stats(&logits, &labels))
+            }
+        }
+    }
+
     /// Loss and accuracy on the test set.
     pub(crate) fn evaluate_test(&self, eval: &Step) -> (f64, f64) {
         match self {
@@ -234,6 +264,16 @@ fn minibatch_rows(train: &[usize], batch: usize, step: u64, seed: u64) -> Vec<us
         rand_chacha::ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9e37_79b9).wrapping_add(epoch));
     perm.shuffle(&mut rng);
     perm[k * batch..((k + 1) * batch).min(train.len())].to_vec()
+}
+
+/// `batch` rows of `train` drawn uniformly with replacement for `step`, from a stream seeded by
+/// `(seed, step)` (so a resumed run draws the same).
+fn rows_with_replacement(train: &[usize], batch: usize, step: u64, seed: u64) -> Vec<usize> {
+    use rand::Rng;
+    let mut rng = crate::tasks::stream_rng(seed ^ 0x7e91_ace5, step);
+    (0..batch)
+        .map(|_| train[rng.random_range(0..train.len())])
+        .collect()
 }
 
 /// The test metrics a run logs — `test_loss`, `test_acc` and the task's own

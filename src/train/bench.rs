@@ -2,7 +2,7 @@
 
 use super::batches::Batches;
 use super::config::RunConfig;
-use super::optim::{warmup_lr, AdamW};
+use super::optim::Optimizer;
 use super::seeds::seed_configs;
 use super::step::Step;
 use super::trainer::set_threads;
@@ -37,7 +37,7 @@ pub struct BenchReport {
 /// One run's weights and optimiser, stepping on a fixed batch.
 struct Stepper {
     params: ParamStore,
-    optim: AdamW,
+    optim: Optimizer,
     step: u64,
 }
 
@@ -45,7 +45,7 @@ impl Stepper {
     fn new(cfg: &RunConfig) -> Self {
         let t = &cfg.train;
         let params = ParamStore::init_specs(cfg.model_spec().param_specs(), cfg.model.init_seed());
-        let optim = AdamW::new(&params, t.betas, t.eps, t.weight_decay);
+        let optim = Optimizer::for_run(&params, t, &params);
         Self {
             params,
             optim,
@@ -59,9 +59,9 @@ impl Stepper {
         let model = cfg.model_spec();
         let mut step = Step::for_run(&model, &self.params, device, t);
         step.threads = threads;
-        let (r, _) = batches.train(&step, 0, t.batch_size);
-        let lr = warmup_lr(t.lr, self.step, t.warmup_steps);
-        self.optim.update(&mut self.params, &r.grads, lr);
+        let (r, _) = batches.train(&step, 0, t.batch_size, t.sampling);
+        let lr = t.schedule().lr_at(self.step);
+        self.optim.step(&mut self.params, r.grads, lr);
         self.step += 1;
     }
 }

@@ -1,8 +1,10 @@
 //! Checkpoints: `checkpoints/step_XXXXXX.safetensors` (TransformerLens names and layouts, every
-//! bias included) and, for the latest one only, `step_XXXXXX.optim.safetensors` (Adam moments in
-//! f64, step, wall time). Every file is written atomically (temp file + rename).
+//! bias included) and, for the latest one only, `step_XXXXXX.optim.safetensors` (the optimiser's
+//! state in f64: Adam moments or SGD momentum buffers, Grokfast's EMA or window; step, wall
+//! time). Every file is written atomically (temp file + rename).
 
-use super::optim::AdamW;
+use super::grad_filter::Grads;
+use super::optim::Optimizer;
 use crate::error::{GrokError, Result};
 use crate::models::{
     encode_safetensors, read_safetensors, read_safetensors_metadata, ModelSpec, ParamStore,
@@ -14,19 +16,22 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// Saves the model (in `dtype`, with the model's non-parameter `buffers`, e.g.
-/// [`ModelSpec::buffers`]) and the optimiser state at `step`, then deletes the
-/// previous optimiser file (only the latest is needed to resume).
+/// [`ModelSpec::buffers`]) and the optimiser state at `step` (with the loop's own state as
+/// `extra` metadata, returned in [`Resumed::meta`]), then deletes the previous optimiser file
+/// (only the latest is needed to resume).
 ///
 /// # Errors
 /// [`GrokError::Io`].
+#[allow(clippy::too_many_arguments)] // each is a separate part of the file; none derives from another
 pub fn save(
     run_dir: &Path,
     step: u64,
     params: &ParamStore,
     buffers: &[RawTensor],
-    optim: &AdamW,
+    optim: &Optimizer,
     dtype: Dtype,
     wall_s: f64,
+    extra: &[(String, String)],
 ) -> Result<()> {
     let dir = checkpoint_dir(run_dir);
     std::fs::create_dir_all(&dir).map_err(|e| GrokError::io(&dir, e))?;
@@ -39,28 +44,17 @@ pub fn save(
         &params.to_safetensors(dtype, buffers, meta),
     )?;
 
-    let names: Vec<(String, String)> = params
-        .entries
+    let tensors = state_tensors(params, optim);
+    let tensors = tensors
         .iter()
-        .map(|e| {
-            (
-                format!("exp_avg.{}", e.name),
-                format!("exp_avg_sq.{}", e.name),
-            )
-        })
-        .collect();
-    let mut tensors = Vec::new();
-    for (i, e) in params.entries.iter().enumerate() {
-        if e.trainable {
-            tensors.push((names[i].0.as_str(), &e.shape[..], &optim.exp_avg[i][..]));
-            tensors.push((names[i].1.as_str(), &e.shape[..], &optim.exp_avg_sq[i][..]));
-        }
-    }
-    let meta = HashMap::from([
+        .map(|(name, shape, data)| (name.as_str(), &shape[..], &data[..]));
+    let mut meta = HashMap::from([
         ("step".to_string(), optim.step.to_string()),
+        ("grokfast_seen".to_string(), optim.grokfast.seen.to_string()),
         ("wall_s".to_string(), format!("{wall_s:e}")),
     ]);
-    let bytes = encode_safetensors(tensors.into_iter(), Dtype::F64, &[], meta);
+    meta.extend(extra.iter().cloned());
+    let bytes = encode_safetensors(tensors, Dtype::F64, &[], meta);
     atomic_write(&optim_path(run_dir, step), &bytes)?;
     for old in list_steps(run_dir).into_iter().filter(|&s| s < step) {
         let _ = std::fs::remove_file(optim_path(run_dir, old));
@@ -75,16 +69,18 @@ pub struct Resumed {
     /// Model weights.
     pub params: ParamStore,
     /// Optimiser state.
-    pub optim: AdamW,
+    pub optim: Optimizer,
     /// Wall-clock seconds the run had used.
     pub wall_s: f64,
+    /// The optimiser file's metadata (the `extra` of [`save`] among it).
+    pub meta: HashMap<String, String>,
 }
 
 /// Loads the latest checkpoint that has an optimiser state.
 ///
 /// # Errors
 /// [`GrokError::Checkpoint`] when there is none, or it is corrupt or does not match `cfg`.
-pub fn load_latest(run_dir: &Path, model: &ModelSpec, template: &AdamW) -> Result<Resumed> {
+pub fn load_latest(run_dir: &Path, model: &ModelSpec, template: &Optimizer) -> Result<Resumed> {
     let step = list_steps(run_dir)
         .into_iter()
         .rev()
@@ -115,25 +111,54 @@ pub fn load_latest(run_dir: &Path, model: &ModelSpec, template: &AdamW) -> Resul
         .get("wall_s")
         .and_then(|s| s.parse().ok())
         .unwrap_or(0.0);
-    for (i, e) in params.entries.iter().enumerate() {
-        if !e.trainable {
-            continue;
+    optim.grokfast.seen = meta
+        .get("grokfast_seen")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut fetch = |name: &str, e: &crate::models::ParamEntry| -> Result<Vec<f64>> {
+        let (shape, data) = tensors
+            .get(name)
+            .ok_or_else(|| bad(format!("missing tensor `{name}`")))?;
+        if *shape != e.shape {
+            return Err(bad(format!(
+                "tensor `{name}` has shape {shape:?}, expected {:?}",
+                e.shape
+            )));
         }
+        Ok(data.clone())
+    };
+    for (i, e) in params.entries.iter().enumerate() {
         for (prefix, slot) in [
             ("exp_avg", &mut optim.exp_avg[i]),
             ("exp_avg_sq", &mut optim.exp_avg_sq[i]),
         ] {
-            let name = format!("{prefix}.{}", e.name);
-            let (shape, data) = tensors
-                .get(&name)
-                .ok_or_else(|| bad(format!("missing tensor `{name}`")))?;
-            if *shape != e.shape {
-                return Err(bad(format!(
-                    "tensor `{name}` has shape {shape:?}, expected {:?}",
-                    e.shape
-                )));
+            if !slot.is_empty() {
+                *slot = fetch(&format!("{prefix}.{}", e.name), e)?;
             }
-            *slot = data.clone();
+        }
+    }
+    // Grokfast: the EMA (or the window's sum) and the window, as many as were saved.
+    let g = &mut optim.grokfast;
+    let seen = g.seen;
+    let read_grads =
+        |prefix: &str,
+         fetch: &mut dyn FnMut(&str, &crate::models::ParamEntry) -> Result<Vec<f64>>|
+         -> Result<Grads> {
+            (params.entries.iter())
+                .map(|e| {
+                    e.trainable
+                        .then(|| fetch(&format!("{prefix}.{}", e.name), e))
+                        .transpose()
+                })
+                .collect()
+        };
+    if seen > 0 && g.kind != super::grad_filter::GrokfastKind::None {
+        g.slow = read_grads("grokfast.slow", &mut fetch)?;
+        if g.kind == super::grad_filter::GrokfastKind::Ma {
+            let kept = (seen as usize).min(g.window);
+            g.history = (0..kept)
+                .map(|k| read_grads(&format!("grokfast.history.{k}"), &mut fetch))
+                .collect::<Result<_>>()?;
         }
     }
     Ok(Resumed {
@@ -141,5 +166,28 @@ pub fn load_latest(run_dir: &Path, model: &ModelSpec, template: &AdamW) -> Resul
         params,
         optim,
         wall_s,
+        meta,
     })
+}
+
+/// The optimiser's state as named f64 tensors: `exp_avg.<param>`, `exp_avg_sq.<param>` (where
+/// the rule keeps them), `grokfast.slow.<param>` and `grokfast.history.<k>.<param>`.
+fn state_tensors(params: &ParamStore, optim: &Optimizer) -> Vec<(String, Vec<usize>, Vec<f64>)> {
+    let mut out = Vec::new();
+    let mut push = |prefix: &str, state: &[Vec<f64>]| {
+        for (e, v) in params.entries.iter().zip(state) {
+            if e.trainable && !v.is_empty() {
+                out.push((format!("{prefix}.{}", e.name), e.shape.clone(), v.clone()));
+            }
+        }
+    };
+    push("exp_avg", &optim.exp_avg);
+    push("exp_avg_sq", &optim.exp_avg_sq);
+    let flat =
+        |g: &Grads| -> Vec<Vec<f64>> { g.iter().map(|v| v.clone().unwrap_or_default()).collect() };
+    push("grokfast.slow", &flat(&optim.grokfast.slow));
+    for (k, h) in optim.grokfast.history.iter().enumerate() {
+        push(&format!("grokfast.history.{k}"), &flat(h));
+    }
+    out
 }

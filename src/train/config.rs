@@ -1,6 +1,10 @@
 //! A run's configuration: TOML sections `[task]`, `[model]`, `[train]`, built from an embedded
 //! preset, an optional config file and `--set key=value` overrides.
 
+use super::grad_filter::GrokfastKind;
+use super::loss::LossFn;
+use super::optim::{DecayTarget, OptimizerKind};
+use super::schedule::{Schedule, ScheduleKind};
 use super::task_config::{task_names, RegimeName, TaskConfig};
 use crate::error::{GrokError, Result};
 use crate::models::mlp::{Combine, MlpConfig};
@@ -9,7 +13,7 @@ use crate::tasks::{ModularDataset, Operation, SplitMode};
 use serde::{Deserialize, Serialize};
 
 /// The embedded presets: `(name, one-line description, TOML)`.
-pub const PRESETS: [(&str, &str, &str); 12] = [
+pub const PRESETS: [(&str, &str, &str); 25] = [
     (
         "quick",
         "default: the paper's model family on (a+b) mod 59, 40% train, lr 3e-3: groks in about a minute on 2 cores",
@@ -69,6 +73,71 @@ pub const PRESETS: [(&str, &str, &str); 12] = [
         "mlp_modadd",
         "Liu et al. 2022: an MLP on one-hot(a) + one-hot(b), (a+b) mod 59, 40% train, 2 x 200, wd 1: groks",
         include_str!("../../presets/mlp_modadd.toml"),
+    ),
+    (
+        "lr_jump_x10",
+        "seed 001 thread: (x+y) mod 97, 50%, Power et al.'s 2 x 128 model; lr x10 from step 1,000 (train accuracy fell to test, never converged)",
+        include_str!("../../presets/lr_jump_x10.toml"),
+    ),
+    (
+        "lr_jump_x50",
+        "seed 001 thread: as lr_jump_x10 with lr x50 from step 1,000 (train and test in tandem, faster than default)",
+        include_str!("../../presets/lr_jump_x50.toml"),
+    ),
+    (
+        "div_lr5_from_start",
+        "seed 001 thread: x/y mod 97, 50%, lr 5e-3 from the start (worked very well)",
+        include_str!("../../presets/div_lr5_from_start.toml"),
+    ),
+    (
+        "div_lr5_at_grok",
+        "seed 001 thread: x/y mod 97, 50%, lr x5 from step 1,000, as grokking starts (destroyed progress)",
+        include_str!("../../presets/div_lr5_at_grok.toml"),
+    ),
+    (
+        "s5_lr_jump",
+        "seed 001 thread: S5, 50%, lr x5 from step 5,000 (raising lr never helped on S5)",
+        include_str!("../../presets/s5_lr_jump.toml"),
+    ),
+    (
+        "sgd_vs_adam",
+        "SGD (lr 0.3, momentum 0.9, L2 1e-3) on quick's task and model; Adam is --preset quick (Power et al. 2022, Fig. 4)",
+        include_str!("../../presets/sgd_vs_adam.toml"),
+    ),
+    (
+        "f32_slingshot",
+        "Nanda et al. 2023's recipe with a float32 loss: repeated slingshots the f64 run lacks",
+        include_str!("../../presets/f32_slingshot.toml"),
+    ),
+    (
+        "wd_0.1",
+        "quick with weight decay 0.1 instead of 1: slower grokking (Power et al. 2022, Fig. 4)",
+        include_str!("../../presets/wd_0.1.toml"),
+    ),
+    (
+        "grokfast_ema",
+        "Lee et al. 2024: x*y mod 97, 50%, 2 x 128, Adam wd 0, Grokfast EMA (alpha 0.98, lambda 2)",
+        include_str!("../../presets/grokfast_ema.toml"),
+    ),
+    (
+        "grokfast_ma",
+        "Lee et al. 2024: x*y mod 97, 50%, 2 x 128, Adam wd 0, Grokfast MA (w 100, lambda 5)",
+        include_str!("../../presets/grokfast_ma.toml"),
+    ),
+    (
+        "stablemax_no_wd",
+        "Prieto et al. 2025: their MLP on (a+b) mod 113, 40%, lr 0.01, wd 0, StableMax loss: groks without weight decay",
+        include_str!("../../presets/stablemax_no_wd.toml"),
+    ),
+    (
+        "orthograd",
+        "Prieto et al. 2025: the stablemax_no_wd setting with softmax and orthogonal gradients (perp-AdamW), wd 0",
+        include_str!("../../presets/orthograd.toml"),
+    ),
+    (
+        "omnigrok_constrained",
+        "Liu et al. 2022 (Omnigrok): mlp_modadd without weight decay, weights held at their initial norm",
+        include_str!("../../presets/omnigrok_constrained.toml"),
     ),
 ];
 
@@ -283,6 +352,166 @@ pub struct TrainSection {
     /// Step implementation: `auto` (fused where it applies) or `burn`.
     #[serde(default)]
     pub engine: Engine,
+    /// Update rule: `adamw`, `adam` (coupled L2) or `sgd`.
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
+    /// SGD momentum μ in [0, 1) (0: none).
+    #[serde(default)]
+    pub momentum: f64,
+    /// SGD Nesterov momentum (needs `momentum` > 0).
+    #[serde(default)]
+    pub nesterov: bool,
+    /// Weight decay pulls toward `zero` or toward the initial weights (`init`).
+    #[serde(default)]
+    pub decay_to: DecayTarget,
+    /// Shape after warm-up: `constant`, `cosine` or `linear` (to 0 at `steps`).
+    #[serde(default)]
+    pub schedule: ScheduleKind,
+    /// Learning-rate multipliers `[[from_step, factor], ...]`: lr × factor from that step on.
+    #[serde(default)]
+    pub lr_jumps: Vec<(u64, f64)>,
+    /// Global-norm gradient clipping threshold (0: none).
+    #[serde(default)]
+    pub clip_grad_norm: f64,
+    /// Minibatches `without_replacement` (a fresh permutation per epoch) or
+    /// `with_replacement` (each batch drawn independently).
+    #[serde(default)]
+    pub sampling: Sampling,
+    /// Class probabilities of the loss: `softmax` or `stablemax`.
+    #[serde(default)]
+    pub loss_fn: LossFn,
+    /// Grokfast gradient filter: `none`, `ema` or `ma`.
+    #[serde(default)]
+    pub grokfast: GrokfastKind,
+    /// Grokfast EMA momentum α in [0, 1).
+    #[serde(default = "default_grokfast_alpha")]
+    pub grokfast_alpha: f64,
+    /// Grokfast amplification λ (the paper's: 2 for EMA, 5 for MA).
+    #[serde(default = "default_grokfast_lambda")]
+    pub grokfast_lambda: f64,
+    /// Grokfast MA window w.
+    #[serde(default = "default_grokfast_window")]
+    pub grokfast_window: usize,
+    /// ⊥Grad: step along the gradient's component orthogonal to each weight tensor.
+    #[serde(default)]
+    pub orthograd: bool,
+    /// Omnigrok: after every update, rescale the weights to this multiple of their initial
+    /// total L2 norm (0: unconstrained).
+    #[serde(default)]
+    pub constrain_norm: f64,
+}
+
+fn default_grokfast_alpha() -> f64 {
+    0.98
+}
+
+fn default_grokfast_lambda() -> f64 {
+    2.0
+}
+
+fn default_grokfast_window() -> usize {
+    100
+}
+
+/// How minibatches are drawn from a fixed training set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampling {
+    /// Each epoch walks a fresh permutation (PyTorch `DataLoader(shuffle=True)`).
+    #[default]
+    WithoutReplacement,
+    /// Each batch is `batch_size` rows drawn uniformly with replacement.
+    WithReplacement,
+}
+
+impl TrainSection {
+    /// Keys of `[train]` that presets may leave out (they have defaults).
+    pub const OPTIONAL_KEYS: [&'static str; 16] = [
+        "engine",
+        "optimizer",
+        "momentum",
+        "nesterov",
+        "decay_to",
+        "schedule",
+        "lr_jumps",
+        "clip_grad_norm",
+        "sampling",
+        "loss_fn",
+        "grokfast",
+        "grokfast_alpha",
+        "grokfast_lambda",
+        "grokfast_window",
+        "orthograd",
+        "constrain_norm",
+    ];
+
+    /// Checks the optimiser, schedule and gradient-filter keys.
+    ///
+    /// # Errors
+    /// [`GrokError::InvalidValue`] naming the first offending field.
+    fn validate_dynamics(&self) -> Result<()> {
+        let non_negative = [
+            ("train.clip_grad_norm", self.clip_grad_norm),
+            ("train.constrain_norm", self.constrain_norm),
+            ("train.grokfast_lambda", self.grokfast_lambda),
+        ];
+        for (name, v) in non_negative {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(GrokError::invalid(name, v, "a number >= 0 (0 disables)"));
+            }
+        }
+        for (name, v) in [
+            ("train.momentum", self.momentum),
+            ("train.grokfast_alpha", self.grokfast_alpha),
+        ] {
+            if !(0.0..1.0).contains(&v) {
+                return Err(GrokError::invalid(name, v, "a number in [0, 1)"));
+            }
+        }
+        let sgd = self.optimizer == OptimizerKind::Sgd;
+        if self.momentum != 0.0 && !sgd {
+            return Err(GrokError::invalid(
+                "train.momentum",
+                self.momentum,
+                "0 unless train.optimizer = \"sgd\" (Adam's momentum is train.betas)",
+            ));
+        }
+        if self.nesterov && !(sgd && self.momentum > 0.0) {
+            return Err(GrokError::invalid(
+                "train.nesterov",
+                true,
+                "false unless train.optimizer = \"sgd\" with train.momentum > 0",
+            ));
+        }
+        if self.grokfast_window == 0 {
+            return Err(GrokError::invalid(
+                "train.grokfast_window",
+                0,
+                "a positive integer",
+            ));
+        }
+        for (i, (_, k)) in self.lr_jumps.iter().enumerate() {
+            if !(*k > 0.0 && k.is_finite()) {
+                return Err(GrokError::invalid(
+                    &format!("train.lr_jumps[{i}]"),
+                    k,
+                    "[from_step, factor] with a positive factor",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The learning-rate schedule of these settings.
+    pub fn schedule(&self) -> Schedule {
+        Schedule {
+            lr: self.lr,
+            warmup_steps: self.warmup_steps,
+            steps: self.steps,
+            kind: self.schedule,
+            jumps: self.lr_jumps.clone(),
+        }
+    }
 }
 
 /// A whole run's configuration, as written to `config.toml` in the run directory.
@@ -472,7 +701,7 @@ impl RunConfig {
                 return Err(GrokError::invalid(name, v, "a positive integer"));
             }
         }
-        Ok(())
+        t.validate_dynamics()
     }
 
     /// The binary-operation section, for what only that family has (split, analyze, fused step).
@@ -590,7 +819,13 @@ fn all_keys(table: &toml::Table) -> Vec<String> {
 }
 
 fn unknown_key(key: &str, table: &toml::Table) -> GrokError {
-    GrokError::invalid("config key", key, all_keys(table).join("|"))
+    let mut keys = all_keys(table);
+    for k in TrainSection::OPTIONAL_KEYS.map(|k| format!("train.{k}")) {
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    GrokError::invalid("config key", key, keys.join("|"))
 }
 
 fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
@@ -605,7 +840,16 @@ fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()>
             *slot = value;
             Ok(())
         }
-        None => Err(unknown_key(key, table)),
+        None => match key.strip_prefix("train.") {
+            Some(field) if TrainSection::OPTIONAL_KEYS.contains(&field) => {
+                let train = table.get_mut("train").and_then(|s| s.as_table_mut());
+                train
+                    .ok_or_else(|| unknown_key(key, &toml::Table::new()))?
+                    .insert(field.to_string(), value);
+                Ok(())
+            }
+            _ => Err(unknown_key(key, table)),
+        },
     }
 }
 

@@ -1,11 +1,14 @@
-//! Training: configuration, the AdamW optimiser, the loss, checkpoints, metrics and the loop.
+//! Training: configuration, the optimisers and gradient filters, the schedules, the loss, checkpoints, metrics and the loop.
 
 mod batches;
 mod bench;
 mod checkpoint;
 mod config;
+mod grad_filter;
 mod loss;
+mod numerics;
 mod optim;
+mod schedule;
 mod seeds;
 mod seq_step;
 mod step;
@@ -16,11 +19,21 @@ pub use batches::checkpoint_test_metrics;
 pub use bench::{bench_seeds, bench_train_step, peak_memory_mib, BenchReport, SeedsReport};
 pub use checkpoint::{load_latest, save, Resumed};
 pub use config::{
-    preset_names, Engine, MlpSection, ModelConfig, ModelSection, Precision, RunConfig, TaskSection,
-    TrainSection, VocabOut, PRESETS,
+    preset_names, Engine, MlpSection, ModelConfig, ModelSection, Precision, RunConfig, Sampling,
+    TaskSection, TrainSection, VocabOut, PRESETS,
 };
-pub use loss::{accuracy, cross_entropy};
-pub use optim::{warmup_lr, AdamW};
+pub use grad_filter::{
+    clip_global_norm, global_norm, orthogonalize, rescale_to_norm, trainable_norm, Grads, Grokfast,
+    GrokfastKind,
+};
+pub use loss::{
+    accuracy, classification_loss, cross_entropy, log_probs, stablemax_cross_entropy, LossFn,
+};
+pub use numerics::{
+    last_layer_norm, logit_stats, LogitStats, Slingshots, SLINGSHOT_RISE, SLINGSHOT_WINDOW,
+};
+pub use optim::{DecayTarget, Optimizer, OptimizerKind};
+pub use schedule::{warmup_lr, Schedule, ScheduleKind};
 pub use seeds::{seed_configs, train_seeds};
 pub use seq_step::{group_pairs, seq_evaluate, seq_evaluate_pairs, seq_train, ScoredPair};
 pub use step::{Step, StepResult};

@@ -1,106 +1,354 @@
-//! AdamW with PyTorch semantics, and the paper's linear warm-up.
+//! Optimisers with PyTorch semantics: AdamW, Adam with coupled L2, SGD (momentum, Nesterov);
+//! weight decay toward zero or toward the initial weights.
 
+use super::config::TrainSection;
+use super::grad_filter::{self, Grads, Grokfast};
 use crate::models::ParamStore;
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
-/// Learning rate at `step` (0-based update index): `lr · min(step / warmup, 1)`
-/// (Nanda et al. 2023, `LambdaLR(lambda s: min(s/10, 1))`), so update 0 has lr 0.
-pub fn warmup_lr(lr: f64, step: u64, warmup: u64) -> f64 {
-    if warmup == 0 {
-        lr
-    } else {
-        lr * (step as f64 / warmup as f64).min(1.0)
-    }
+/// Which update rule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    /// `torch.optim.AdamW`: decoupled weight decay (Loshchilov & Hutter 2019).
+    #[default]
+    Adamw,
+    /// `torch.optim.Adam`: weight decay as an L2 term added to the gradient.
+    Adam,
+    /// `torch.optim.SGD`: L2 weight decay, optional momentum (dampening 0) and Nesterov.
+    Sgd,
 }
 
-/// AdamW (Loshchilov & Hutter 2019) exactly as `torch.optim.AdamW` (single-tensor path):
+/// Where weight decay pulls the weights.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecayTarget {
+    /// Toward 0 (PyTorch).
+    #[default]
+    Zero,
+    /// Toward the initial weights θ₀: every `θ` in the decay term becomes `θ − θ₀`.
+    Init,
+}
+
+/// An optimiser's hyper-parameters and state, one flat f64 vector per store entry (empty for
+/// frozen tensors and for state a rule does not keep).
+///
+/// Per element, with `d` = `θ` (decay to zero) or `θ − θ₀` (decay to init), `λ` the weight
+/// decay and `t` the update count after increment:
 ///
 /// ```text
-/// t ← t + 1
-/// θ ← θ·(1 − lr·λ)                          decoupled weight decay
-/// m ← m + (1 − β₁)(g − m)                    (torch's lerp)
-/// v ← β₂·v + (1 − β₂)·g²
-/// θ ← θ − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)
+/// AdamW:  θ ← θ − lr·λ·d;  m ← m + (1−β₁)(g − m);  v ← β₂v + (1−β₂)g²
+///         θ ← θ − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)
+/// Adam:   g ← g + λ·d, then as AdamW without its decay line
+/// SGD:    g ← g + λ·d;  b ← g (t = 1) else μb + g;  g ← g + μb (Nesterov) else b;  θ ← θ − lr·g
 /// ```
-///
-/// Moments are kept in f64 for every trainable tensor (empty for frozen ones).
 #[derive(Clone, Debug, PartialEq)]
-pub struct AdamW {
-    /// (β₁, β₂).
+pub struct Optimizer {
+    /// Update rule.
+    pub kind: OptimizerKind,
+    /// Adam (β₁, β₂).
     pub betas: [f64; 2],
-    /// ε added to the bias-corrected √v.
+    /// Adam ε added to the bias-corrected √v.
     pub eps: f64,
-    /// Decoupled weight decay λ.
+    /// Weight decay λ (decoupled for AdamW, L2 for Adam and SGD).
     pub weight_decay: f64,
+    /// SGD momentum μ (0: none).
+    pub momentum: f64,
+    /// SGD Nesterov momentum.
+    pub nesterov: bool,
+    /// θ₀ for decay toward the initial weights (`None`: toward zero); not checkpointed, the
+    /// run regenerates it from its init seed.
+    pub anchor: Option<Vec<Vec<f64>>>,
     /// Updates taken so far (PyTorch's `state['step']`).
     pub step: u64,
-    /// First moments, one flat vector per store entry.
+    /// Adam first moments, or SGD momentum buffers.
     pub exp_avg: Vec<Vec<f64>>,
-    /// Second moments, one flat vector per store entry.
+    /// Adam second moments (empty for SGD).
     pub exp_avg_sq: Vec<Vec<f64>>,
+    /// Grokfast's filter and its state (applied first by [`Optimizer::step`]).
+    pub grokfast: Grokfast,
+    /// ⊥Grad (applied second).
+    pub orthograd: bool,
+    /// Global-norm clipping threshold (applied third; 0: none).
+    pub clip_grad_norm: f64,
+    /// Omnigrok: the joint L2 norm the weights are rescaled to after every update.
+    pub constrain_norm: Option<f64>,
 }
 
-impl AdamW {
-    /// Zero moments for every trainable tensor of `store`.
-    pub fn new(store: &ParamStore, betas: [f64; 2], eps: f64, weight_decay: f64) -> Self {
-        let zeros: Vec<Vec<f64>> = store
-            .entries
-            .iter()
-            .map(|e| {
-                if e.trainable {
-                    vec![0.0; e.data.len()]
-                } else {
-                    Vec::new()
-                }
-            })
-            .collect();
+impl Optimizer {
+    /// AdamW with zero moments for every trainable tensor of `store`.
+    pub fn adamw(store: &ParamStore, betas: [f64; 2], eps: f64, weight_decay: f64) -> Self {
+        let zeros = state(store, true);
         Self {
+            kind: OptimizerKind::Adamw,
             betas,
             eps,
             weight_decay,
+            momentum: 0.0,
+            nesterov: false,
+            anchor: None,
             step: 0,
             exp_avg: zeros.clone(),
             exp_avg_sq: zeros,
+            grokfast: Grokfast::default(),
+            orthograd: false,
+            clip_grad_norm: 0.0,
+            constrain_norm: None,
         }
+    }
+
+    /// The optimiser `[train]` asks for, fresh, over `store`; `init` are the initial weights
+    /// (the anchor of `decay_to = "init"`).
+    pub fn for_run(store: &ParamStore, t: &TrainSection, init: &ParamStore) -> Self {
+        let adam = t.optimizer != OptimizerKind::Sgd;
+        let anchor = (t.decay_to == DecayTarget::Init)
+            .then(|| init.entries.iter().map(|e| e.data.clone()).collect());
+        Self {
+            kind: t.optimizer,
+            momentum: t.momentum,
+            nesterov: t.nesterov,
+            anchor,
+            exp_avg: state(store, adam || t.momentum != 0.0),
+            exp_avg_sq: state(store, adam),
+            grokfast: Grokfast {
+                kind: t.grokfast,
+                alpha: t.grokfast_alpha,
+                lambda: t.grokfast_lambda,
+                window: t.grokfast_window,
+                ..Grokfast::default()
+            },
+            orthograd: t.orthograd,
+            clip_grad_norm: t.clip_grad_norm,
+            constrain_norm: (t.constrain_norm > 0.0)
+                .then(|| t.constrain_norm * grad_filter::trainable_norm(init)),
+            ..Self::adamw(store, t.betas, t.eps, t.weight_decay)
+        }
+    }
+
+    /// A whole step from the raw gradient: Grokfast, ⊥Grad, clipping, the update rule at `lr`,
+    /// then the norm constraint. Returns the global gradient norm before clipping (after the
+    /// filters).
+    pub fn step(&mut self, store: &mut ParamStore, mut grads: Grads, lr: f64) -> f64 {
+        self.grokfast.apply(&mut grads);
+        if self.orthograd {
+            grad_filter::orthogonalize(&mut grads, store);
+        }
+        let norm = if self.clip_grad_norm > 0.0 {
+            grad_filter::clip_global_norm(&mut grads, self.clip_grad_norm)
+        } else {
+            grad_filter::global_norm(&grads)
+        };
+        self.update(store, &grads, lr);
+        if let Some(target) = self.constrain_norm {
+            grad_filter::rescale_to_norm(store, target);
+        }
+        norm
     }
 
     /// One update of every trainable tensor with its gradient (`grads[i]` flat, store order).
     pub fn update(&mut self, store: &mut ParamStore, grads: &[Option<Vec<f64>>], lr: f64) {
         self.step += 1;
-        let [b1, b2] = self.betas;
-        let bc1 = 1.0 - b1.powi(self.step as i32);
-        let bc2_sqrt = (1.0 - b2.powi(self.step as i32)).sqrt();
-        let step_size = lr / bc1;
-        let (decay, eps) = (1.0 - lr * self.weight_decay, self.eps);
+        let t = self.step;
+        let rule = Rule {
+            kind: self.kind,
+            betas: self.betas,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            momentum: self.momentum,
+            nesterov: self.nesterov,
+        };
+        let anchors: Vec<Option<&Vec<f64>>> = match &self.anchor {
+            Some(a) => a.iter().map(Some).collect(),
+            None => vec![None; store.entries.len()],
+        };
         // One tensor per rayon task: the arithmetic per element is the same, so the result is
         // independent of the thread count.
         (store.entries.par_iter_mut())
             .zip(self.exp_avg.par_iter_mut())
             .zip(self.exp_avg_sq.par_iter_mut())
-            .zip(grads.par_iter())
-            .for_each(|(((entry, m), v), g)| {
+            .zip(grads.par_iter().zip(anchors.into_par_iter()))
+            .for_each(|(((entry, m), v), (g, anchor))| {
                 let (Some(g), true) = (g, entry.trainable) else {
                     return;
                 };
-                for (((w, &g), m), v) in entry.data.iter_mut().zip(g).zip(m).zip(v) {
-                    *w *= decay;
-                    *m += (1.0 - b1) * (g - *m);
-                    *v = *v * b2 + (1.0 - b2) * g * g;
-                    *w -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
-                }
+                rule.update_tensor(&mut entry.data, g, m, v, anchor.map(|a| &a[..]), lr, t);
             });
     }
+}
+
+/// An optimiser's hyper-parameters, copied into each tensor's task.
+#[derive(Clone, Copy)]
+struct Rule {
+    kind: OptimizerKind,
+    betas: [f64; 2],
+    eps: f64,
+    weight_decay: f64,
+    momentum: f64,
+    nesterov: bool,
+}
+
+impl Rule {
+    #[allow(clippy::too_many_arguments)]
+    fn update_tensor(
+        &self,
+        w: &mut [f64],
+        g: &[f64],
+        m: &mut [f64],
+        v: &mut [f64],
+        anchor: Option<&[f64]>,
+        lr: f64,
+        t: u64,
+    ) {
+        let wd = self.weight_decay;
+        let decay_term = |i: usize, w: f64| anchor.map_or(w, |a| w - a[i]);
+        match self.kind {
+            OptimizerKind::Adamw | OptimizerKind::Adam => {
+                let [b1, b2] = self.betas;
+                let bc1 = 1.0 - b1.powi(t as i32);
+                let bc2_sqrt = (1.0 - b2.powi(t as i32)).sqrt();
+                let step_size = lr / bc1;
+                let decoupled = self.kind == OptimizerKind::Adamw;
+                for i in 0..w.len() {
+                    let mut gi = g[i];
+                    if decoupled {
+                        match anchor {
+                            None => w[i] *= 1.0 - lr * wd,
+                            Some(a) => w[i] -= lr * wd * (w[i] - a[i]),
+                        }
+                    } else if wd != 0.0 {
+                        gi += wd * decay_term(i, w[i]);
+                    }
+                    m[i] += (1.0 - b1) * (gi - m[i]);
+                    v[i] = v[i] * b2 + (1.0 - b2) * gi * gi;
+                    w[i] -= step_size * m[i] / (v[i].sqrt() / bc2_sqrt + self.eps);
+                }
+            }
+            OptimizerKind::Sgd => {
+                let mu = self.momentum;
+                for i in 0..w.len() {
+                    let mut gi = g[i];
+                    if wd != 0.0 {
+                        gi += wd * decay_term(i, w[i]);
+                    }
+                    if mu != 0.0 {
+                        m[i] = if t == 1 { gi } else { mu * m[i] + gi };
+                        gi = if self.nesterov { gi + mu * m[i] } else { m[i] };
+                    }
+                    w[i] -= lr * gi;
+                }
+            }
+        }
+    }
+}
+
+/// Zero state per trainable tensor where `keep`, else empty vectors.
+fn state(store: &ParamStore, keep: bool) -> Vec<Vec<f64>> {
+    (store.entries.iter())
+        .map(|e| {
+            if e.trainable && keep {
+                vec![0.0; e.data.len()]
+            } else {
+                Vec::new()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::{ParamEntry, ParamStore};
 
+    /// One trainable tensor `[w0, w1]`.
+    fn store(w: [f64; 2]) -> ParamStore {
+        ParamStore {
+            entries: vec![ParamEntry {
+                name: "w".into(),
+                shape: vec![2],
+                data: w.to_vec(),
+                trainable: true,
+            }],
+        }
+    }
+
+    fn optim(kind: OptimizerKind, wd: f64, momentum: f64, nesterov: bool) -> Optimizer {
+        let s = store([0.0; 2]);
+        let mut o = Optimizer::adamw(&s, [0.9, 0.99], 1e-8, wd);
+        o.kind = kind;
+        o.momentum = momentum;
+        o.nesterov = nesterov;
+        if kind == OptimizerKind::Sgd {
+            o.exp_avg_sq = vec![Vec::new()];
+        }
+        o
+    }
+
+    fn run(o: &mut Optimizer, w: [f64; 2], grads: &[[f64; 2]], lr: f64) -> Vec<f64> {
+        let mut s = store(w);
+        for g in grads {
+            o.update(&mut s, &[Some(g.to_vec())], lr);
+        }
+        s.entries[0].data.clone()
+    }
+
+    fn assert_close(got: &[f64], want: &[f64]) {
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-14, "got {got:?}, want {want:?}");
+        }
+    }
+
+    /// torch.optim.SGD(lr=0.1, momentum=0.9, weight_decay=0.01): buf₁ = g₁ + λw₀, then
+    /// buf₂ = 0.9·buf₁ + (g₂ + λw₁); by hand for w₀ = 1.
     #[test]
-    fn warmup_starts_at_zero_and_saturates() {
-        assert_eq!(warmup_lr(1e-3, 0, 10), 0.0);
-        assert!((warmup_lr(1e-3, 5, 10) - 5e-4).abs() < 1e-18);
-        assert_eq!(warmup_lr(1e-3, 10, 10), 1e-3);
-        assert_eq!(warmup_lr(1e-3, 1000, 10), 1e-3);
+    fn sgd_momentum_matches_hand_computed_steps() {
+        let mut o = optim(OptimizerKind::Sgd, 0.01, 0.9, false);
+        let got = run(&mut o, [1.0, -2.0], &[[0.5, 0.0], [0.2, 1.0]], 0.1);
+        // first element: d₁ = 0.5 + 0.01 = 0.51, w₁ = 1 − 0.051 = 0.949;
+        // d₂ = 0.2 + 0.00949 = 0.20949, buf₂ = 0.9·0.51 + 0.20949 = 0.66849, w₂ = 0.882151
+        // second: d₁ = −0.02, w₁ = −1.998; d₂ = 1 − 0.01998 = 0.98002, buf₂ = −0.018 + 0.98002
+        // = 0.96202, w₂ = −1.998 − 0.096202 = −2.094202
+        assert_close(&got, &[0.882151, -2.094202]);
+    }
+
+    /// Nesterov: the step uses g + μ·buf.
+    #[test]
+    fn sgd_nesterov_matches_hand_computed_steps() {
+        let mut o = optim(OptimizerKind::Sgd, 0.0, 0.5, true);
+        let got = run(&mut o, [1.0, 0.0], &[[1.0, 2.0], [1.0, -2.0]], 0.1);
+        // step 1: buf = g = 1, step = 1 + 0.5·1 = 1.5, w = 0.85;
+        // step 2: buf = 0.5 + 1 = 1.5, step = 1 + 0.75 = 1.75, w = 0.675
+        // second: buf = 2, step 3, w = −0.3; buf = 1 − 2 = −1, step = −2.5, w = −0.05
+        assert_close(&got, &[0.675, -0.05]);
+    }
+
+    /// Adam with coupled L2: the first step of Adam moves each weight by lr·sign(g + λw)
+    /// (m̂ = g', v̂ = g'², up to ε); the second by hand.
+    #[test]
+    fn adam_l2_matches_hand_computed_steps() {
+        let mut o = optim(OptimizerKind::Adam, 0.5, 0.0, false);
+        o.eps = 0.0;
+        let got = run(&mut o, [1.0, -1.0], &[[-0.2, 0.1]], 0.01);
+        // g' = −0.2 + 0.5 = 0.3 > 0 → w = 0.99;  g' = 0.1 − 0.5 = −0.4 → w = −0.99
+        assert_close(&got, &[0.99, -0.99]);
+        let got = run(&mut o, [0.99, -0.99], &[[0.0, 0.0]], 0.01);
+        // t = 2, zero gradient: g' = λw = ±0.495; m and v by their recursions
+        let (b1, b2) = (0.9f64, 0.99f64);
+        let step = |g1: f64, g2: f64, w: f64| {
+            let m = (1.0 - b1) * g1 * b1 + (1.0 - b1) * g2;
+            let v = (1.0 - b2) * g1 * g1 * b2 + (1.0 - b2) * g2 * g2;
+            w - 0.01 / (1.0 - b1 * b1) * m / (v.sqrt() / (1.0 - b2 * b2).sqrt())
+        };
+        assert_close(&got, &[step(0.3, 0.495, 0.99), step(-0.4, -0.495, -0.99)]);
+    }
+
+    /// AdamW decaying toward θ₀: weights at θ₀ with a zero gradient stay put; away from it,
+    /// the decay moves them by lr·λ·(θ − θ₀).
+    #[test]
+    fn decay_toward_init_pulls_to_the_anchor() {
+        let mut o = optim(OptimizerKind::Adamw, 0.1, 0.0, false);
+        o.anchor = Some(vec![vec![1.0, 2.0]]);
+        let got = run(&mut o, [1.0, 3.0], &[[0.0, 0.0]], 0.5);
+        assert_close(&got, &[1.0, 3.0 - 0.5 * 0.1 * 1.0]);
     }
 }

@@ -2,7 +2,7 @@
 //! over the (sequence, position) pairs whose target is not [`IGNORE`] (nanoGPT's ignore index).
 
 use super::config::{Engine, Precision};
-use super::loss::{accuracy, cross_entropy};
+use super::loss::{accuracy, classification_loss, log_probs, LossFn};
 use super::step::{Step, StepResult};
 use crate::models::{fused_seq, ModelSpec, Net, ParamStore, Scored};
 use crate::tasks::{SeqBatch, IGNORE};
@@ -67,32 +67,32 @@ fn scored_logits_at(
     )
 }
 
-/// Mean cross-entropy over the scored pairs of `batch` (log-softmax in `loss_dtype`, shape `[1]`)
-/// and accuracy.
+/// Mean cross-entropy over the scored pairs of `batch` (`loss`: the precision and probability
+/// map of the loss, shape `[1]`) and accuracy.
 fn loss_and_accuracy(
     net: &Net,
     batch: &SeqBatch,
     device: &Device,
-    loss_dtype: Precision,
+    loss: (Precision, LossFn),
 ) -> (Tensor<1>, f64) {
     let (logits, labels) = scored_logits(net, batch, device);
     let acc = accuracy(logits.clone(), labels.clone());
-    (cross_entropy(logits, labels, loss_dtype), acc)
+    (classification_loss(logits, labels, loss.0, loss.1), acc)
 }
 
 /// Loss (nats, mean over scored pairs), accuracy and gradients (flat per store entry, `None` for
 /// frozen ones) of `params` on `batch`. `device` must have autodiff; the forward runs in
-/// `compute`, the log-softmax in `loss_dtype`.
+/// `compute`, the loss in `loss.0` with `loss.1`'s probabilities.
 pub fn seq_train(
     model: &ModelSpec,
     params: &ParamStore,
     device: &Device,
     batch: &SeqBatch,
     compute: Precision,
-    loss_dtype: Precision,
+    loss: (Precision, LossFn),
 ) -> StepResult {
     let net = model.bind(params, device, compute.dtype(), true);
-    let (loss, acc) = loss_and_accuracy(&net, batch, device, loss_dtype);
+    let (loss, acc) = loss_and_accuracy(&net, batch, device, loss);
     let grads = net.gradients(&loss.backward());
     StepResult {
         loss: loss.into_scalar::<f64>(),
@@ -108,13 +108,13 @@ pub fn seq_evaluate(
     device: &Device,
     batch: &SeqBatch,
     compute: Precision,
-    loss_dtype: Precision,
+    loss: (Precision, LossFn),
 ) -> (f64, f64) {
     if batch.is_empty() {
         return (f64::NAN, f64::NAN);
     }
     let net = model.bind(params, device, compute.dtype(), false);
-    let (loss, acc) = loss_and_accuracy(&net, batch, device, loss_dtype);
+    let (loss, acc) = loss_and_accuracy(&net, batch, device, loss);
     (loss.into_scalar::<f64>(), acc)
 }
 
@@ -139,7 +139,7 @@ pub fn seq_evaluate_pairs(
     device: &Device,
     batch: &SeqBatch,
     compute: Precision,
-    loss_dtype: Precision,
+    loss: (Precision, LossFn),
 ) -> Vec<ScoredPair> {
     if batch.is_empty() {
         return Vec::new();
@@ -152,8 +152,7 @@ pub fn seq_evaluate_pairs(
         .into_data()
         .try_into_vec_as::<i64>()
         .expect("int");
-    let logits = logits.cast(loss_dtype.dtype());
-    let picked = burn::tensor::activation::log_softmax(logits.clone(), 1)
+    let picked = log_probs(logits.clone(), loss.0, loss.1)
         .gather(1, labels.clone().reshape([n, 1]))
         .reshape([n]);
     let losses: Vec<f64> = picked.into_data().try_into_vec_as::<f64>().expect("float");
@@ -191,7 +190,21 @@ impl Step<'_> {
     pub fn uses_fused_seq(&self) -> bool {
         self.engine == Engine::Auto
             && self.loss_dtype == Precision::F64
+            && self.loss_fn == LossFn::Softmax
             && self.model.transformer().is_some()
+    }
+
+    /// Logits `[pairs, classes]` (f32, row-major) and targets `[pairs]` of `batch`'s scored
+    /// pairs on the burn graph, for the numerics the loop logs.
+    pub fn logits_seq(&self, batch: &SeqBatch) -> (Vec<f32>, Vec<i64>) {
+        let net = self
+            .model
+            .bind(self.params, self.device, self.compute.dtype(), false);
+        let (logits, labels) = scored_logits(&net, batch, self.device);
+        (
+            logits.into_data().try_into_vec_as::<f32>().expect("float"),
+            labels.into_data().try_into_vec_as::<i64>().expect("int"),
+        )
     }
 
     /// The fused sequence pass on `batch` in one chunk per thread, where it applies.
@@ -235,7 +248,14 @@ impl Step<'_> {
             .map(|(n, part)| {
                 (
                     *n,
-                    seq_train(model, params, device, part, self.compute, self.loss_dtype),
+                    seq_train(
+                        model,
+                        params,
+                        device,
+                        part,
+                        self.compute,
+                        (self.loss_dtype, self.loss_fn),
+                    ),
                 )
             })
             .collect();
@@ -251,7 +271,14 @@ impl Step<'_> {
         }
         let Some(r) = self.fused_seq(batch, false) else {
             let (model, params, device) = (self.model, self.params, self.device);
-            return seq_evaluate_pairs(model, params, device, batch, self.compute, self.loss_dtype);
+            return seq_evaluate_pairs(
+                model,
+                params,
+                device,
+                batch,
+                self.compute,
+                (self.loss_dtype, self.loss_fn),
+            );
         };
         let (scored, targets) = scoring(batch);
         let position_of = |row: usize| match &scored {
@@ -280,7 +307,14 @@ impl Step<'_> {
         let (model, params, device) = (self.model, self.params, self.device);
         let results: Vec<(usize, (f64, f64))> = (self.chunks(batch).par_iter())
             .map(|(n, part)| {
-                let r = seq_evaluate(model, params, device, part, self.compute, self.loss_dtype);
+                let r = seq_evaluate(
+                    model,
+                    params,
+                    device,
+                    part,
+                    self.compute,
+                    (self.loss_dtype, self.loss_fn),
+                );
                 (*n, r)
             })
             .collect();

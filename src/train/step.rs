@@ -1,7 +1,7 @@
 //! One training step (forward + backward) and one evaluation, data-parallel over CPU threads.
 
 use super::config::{Engine, Precision, TrainSection};
-use super::loss::{accuracy, cross_entropy};
+use super::loss::{accuracy, classification_loss, LossFn};
 use crate::models::{fused, fused_seq, ModelSpec, Net, ParamStore, TransformerConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rayon::prelude::*;
@@ -22,6 +22,8 @@ pub struct Step<'a> {
     pub compute: Precision,
     /// Precision of log-softmax and the loss.
     pub loss_dtype: Precision,
+    /// Class probabilities of the loss (the fused steps compute softmax only).
+    pub loss_fn: LossFn,
     /// Which implementation runs [`Step::train_host`] / [`Step::evaluate_host`].
     pub engine: Engine,
     /// Row chunks run in parallel at most (1 when several runs share the cores, as in
@@ -80,6 +82,7 @@ impl<'a> Step<'a> {
             device,
             compute: train.compute_dtype,
             loss_dtype: train.loss_dtype,
+            loss_fn: train.loss_fn,
             engine: train.engine,
             threads: train.threads,
         }
@@ -94,7 +97,10 @@ impl<'a> Step<'a> {
     /// The transformer's config where the fused step runs.
     fn fused_cfg(&self) -> Option<&'a TransformerConfig> {
         let cfg = self.model.transformer()?;
-        (self.engine == Engine::Auto && fused::applies(cfg) && self.loss_dtype == Precision::F64)
+        (self.engine == Engine::Auto
+            && fused::applies(cfg)
+            && self.loss_dtype == Precision::F64
+            && self.loss_fn == LossFn::Softmax)
             .then_some(cfg)
     }
 
@@ -220,10 +226,18 @@ impl<'a> Step<'a> {
         let model = self.model(true);
         let logits = model.logits_last(batch.0);
         let acc = accuracy(logits.clone(), batch.1.clone());
-        let loss = cross_entropy(logits, batch.1, self.loss_dtype);
+        let loss = classification_loss(logits, batch.1, self.loss_dtype, self.loss_fn);
         let grads = model.gradients(&loss.backward());
         let loss = loss.into_scalar::<f64>();
         StepResult { loss, acc, grads }
+    }
+
+    /// Logits `[B, classes]` (f32, row-major) of host rows (`tokens` `[B, 3]`) on the burn
+    /// graph, for the numerics the loop logs ([`super::numerics::logit_stats`]).
+    pub fn logits_host(&self, tokens: &[i64], labels: &[i64]) -> Vec<f32> {
+        let (x, _) = self.upload(tokens, labels);
+        let logits = self.model(false).logits_last(x);
+        logits.into_data().try_into_vec_as::<f32>().expect("float")
     }
 
     /// Loss and accuracy of `data` without gradients (NaN for an empty set).
@@ -234,7 +248,8 @@ impl<'a> Step<'a> {
         let model = self.model(false);
         let logits = model.logits_last(data.0.clone());
         let acc = accuracy(logits.clone(), data.1.clone());
-        let loss = cross_entropy(logits, data.1.clone(), self.loss_dtype).into_scalar::<f64>();
+        let loss = classification_loss(logits, data.1.clone(), self.loss_dtype, self.loss_fn)
+            .into_scalar::<f64>();
         (loss, acc)
     }
 }

@@ -3,7 +3,9 @@
 use super::batches::Batches;
 use super::checkpoint;
 use super::config::{Precision, RunConfig};
-use super::optim::{warmup_lr, AdamW};
+use super::grad_filter::global_norm;
+use super::numerics::{last_layer_norm, Slingshots};
+use super::optim::Optimizer;
 use super::step::Step;
 use crate::error::{GrokError, Result};
 use crate::measures::phases::{detect_phase_change, PhaseChange};
@@ -144,6 +146,9 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<RunSummary> {
     run.finish(opts.plots)
 }
 
+/// Checkpoint metadata key of the slingshot counter's state.
+const SLINGSHOT_META: &str = "slingshots";
+
 /// One run's state between steps: what the loop of [`train`] (one run on all threads) and
 /// [`super::seeds::train_seeds`] (several runs side by side, one thread each) advance.
 pub(crate) struct Run<'a> {
@@ -152,7 +157,7 @@ pub(crate) struct Run<'a> {
     dir: PathBuf,
     batches: Batches,
     params: ParamStore,
-    optim: AdamW,
+    optim: Optimizer,
     log: MetricsLog,
     /// First step this process runs.
     pub(crate) start: u64,
@@ -162,6 +167,7 @@ pub(crate) struct Run<'a> {
     last_ckpt: Option<u64>,
     threads: usize,
     devices: (Device, Device),
+    slingshots: Slingshots,
 }
 
 impl<'a> Run<'a> {
@@ -172,12 +178,18 @@ impl<'a> Run<'a> {
         let devices = (Device::flex().autodiff(), Device::flex());
         let batches = Batches::new(cfg)?;
         let dir = opts.out.clone();
-        let fresh_optim = |p: &ParamStore| AdamW::new(p, t.betas, t.eps, t.weight_decay);
+        // θ₀: the anchor of decay toward init and the reference of the norm constraint
+        let init = ParamStore::init_specs(model.param_specs(), cfg.model.init_seed());
+        let fresh_optim = |p: &ParamStore| Optimizer::for_run(p, t, &init);
+        let mut slingshots = Slingshots::default();
         let (params, optim, start, log, wall0) = if opts.resume {
             let template = fresh_optim(&ParamStore::zeros_specs(model.param_specs()));
             let r = checkpoint::load_latest(&dir, &model, &template)?;
             let mut log = MetricsLog::load(&dir)?;
             log.rows.retain(|row| row.step < r.step);
+            if let Some(s) = r.meta.get(SLINGSHOT_META) {
+                slingshots = Slingshots::from_meta(s).unwrap_or_default();
+            }
             (r.params, r.optim, r.step, log, r.wall_s)
         } else {
             prepare_dir(&dir, opts.force)?;
@@ -185,8 +197,8 @@ impl<'a> Run<'a> {
             if let Some(split) = batches.split_json() {
                 atomic_write(&dir.join("split.json"), split.as_bytes())?;
             }
-            let params = ParamStore::init_specs(model.param_specs(), cfg.model.init_seed());
-            let optim = fresh_optim(&params);
+            let optim = fresh_optim(&init);
+            let params = init.clone();
             (params, optim, 0, MetricsLog::default(), 0.0)
         };
         Ok(Self {
@@ -204,6 +216,7 @@ impl<'a> Run<'a> {
             clock: Instant::now(),
             threads,
             devices,
+            slingshots,
         })
     }
 
@@ -224,10 +237,16 @@ impl<'a> Run<'a> {
             };
             let buffers = self.model.buffers();
             let (dir, params, optim) = (&self.dir, &self.params, &self.optim);
-            checkpoint::save(dir, step, params, &buffers, optim, dtype, wall)?;
+            let extra = [(SLINGSHOT_META.to_string(), self.slingshots.to_meta())];
+            checkpoint::save(dir, step, params, &buffers, optim, dtype, wall, &extra)?;
             self.last_ckpt = Some(step);
         }
-        let (r, whole) = (self.batches).train(&self.step_fn(&self.devices.0), step, t.batch_size);
+        let (r, whole) = (self.batches).train(
+            &self.step_fn(&self.devices.0),
+            step,
+            t.batch_size,
+            t.sampling,
+        );
         if !r.loss.is_finite() {
             return Err(GrokError::NonFiniteLoss {
                 step,
@@ -239,7 +258,10 @@ impl<'a> Run<'a> {
                 }),
             });
         }
-        let lr = warmup_lr(t.lr, step, t.warmup_steps);
+        if self.slingshots.observe(r.loss) {
+            println!("slingshot at step {step}: train loss {:.3e}", r.loss);
+        }
+        let lr = t.schedule().lr_at(step);
         let mut logged = None;
         if step.is_multiple_of(t.log_every) || step == t.steps {
             let eval = self.step_fn(&self.devices.1);
@@ -254,21 +276,44 @@ impl<'a> Run<'a> {
                 self.batches.epoch(step, t.batch_size),
                 train_metrics,
                 test_metrics,
-                (lr, grad_norm(&r.grads)),
+                (lr, global_norm(&r.grads)),
                 self.params.sum_squares(),
                 wall,
             );
-            row.set_task_metrics(task_metrics);
+            row.set_task_metrics(
+                self.numerics(&eval)
+                    .into_iter()
+                    .chain(task_metrics)
+                    .collect(),
+            );
             self.log.push(row.clone(), &self.dir)?;
             logged = Some(row);
         }
         if step < t.steps {
-            self.optim.update(&mut self.params, &r.grads, lr);
+            self.optim.step(&mut self.params, r.grads, lr);
             if t.compute_dtype == Precision::F32 {
                 self.params.round_to_f32();
             }
         }
         Ok(logged)
+    }
+
+    /// The numerics of every logged row: slingshots so far, softmax collapse and logit scale
+    /// on the training set, the last layer's norm.
+    fn numerics(&self, eval: &Step) -> Vec<(String, f64)> {
+        let stats = self.batches.train_logit_stats(eval);
+        vec![
+            ("slingshots".into(), self.slingshots.count as f64),
+            (
+                "softmax_collapse".into(),
+                stats.map_or(f64::NAN, |s| s.softmax_collapse),
+            ),
+            (
+                "logit_scale".into(),
+                stats.map_or(f64::NAN, |s| s.logit_scale),
+            ),
+            ("last_layer_norm".into(), last_layer_norm(&self.params)),
+        ]
     }
 
     /// Draws the plots (optionally) and summarises the run.
@@ -312,17 +357,6 @@ impl RunSummary {
             last: rows.last()?.clone(),
         })
     }
-}
-
-/// Global L2 norm of a gradient (flat per tensor, `None` for frozen ones).
-fn grad_norm(grads: &[Option<Vec<f64>>]) -> f64 {
-    grads
-        .iter()
-        .flatten()
-        .flatten()
-        .map(|g| g * g)
-        .sum::<f64>()
-        .sqrt()
 }
 
 fn progress_bar(start: u64, steps: u64) -> ProgressBar {
