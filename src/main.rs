@@ -103,6 +103,19 @@ enum Command {
         #[arg(long)]
         reanalyze: bool,
     },
+    /// Overlay several runs' metrics, one chart per metric, each run labelled by the config keys
+    /// in which it differs; writes PNG/SVG charts and one self-contained compare.html.
+    Compare {
+        /// Run directories (a `train --seeds` directory stands for its seed_<i> runs).
+        #[arg(required = true)]
+        run_dirs: Vec<PathBuf>,
+        /// Metrics to draw, comma-separated `metrics.jsonl` keys.
+        #[arg(long, value_delimiter = ',', default_values_t = report::compare::DEFAULT_METRICS.map(String::from))]
+        metrics: Vec<String>,
+        /// Output directory.
+        #[arg(long, default_value = "runs/compare")]
+        out: PathBuf,
+    },
     /// List the presets.
     Presets,
     /// Draw the plots of a run from its metrics.jsonl.
@@ -367,9 +380,23 @@ fn run(cli: Cli) -> Result<()> {
             println!("report written to {}", path.display());
             Ok(())
         }
+        Command::Compare {
+            run_dirs,
+            metrics,
+            out,
+        } => {
+            let dirs = report::compare::expand_run_dirs(&run_dirs)?;
+            let runs = report::compare::load_runs(&dirs)?;
+            for r in &runs {
+                println!("{}: {}", r.dir.display(), r.label);
+            }
+            let page = report::compare::write_comparison(&runs, &metrics, &out)?;
+            println!("comparison written to {}", page.display());
+            Ok(())
+        }
         Command::Presets => {
             for (name, description, _) in train::PRESETS {
-                println!("{name:<10} {description}");
+                println!("{name:<22} {description}");
             }
             Ok(())
         }

@@ -307,3 +307,40 @@ fn batched_seeds_equal_single_runs() {
             .exists());
     }
 }
+
+/// `compare` overlays two runs that differ in one key: the legend names that key's two values
+/// and nothing else, every asked-for chart exists, and the page inlines them.
+#[test]
+fn compare_labels_runs_by_their_differing_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    assert!(train(&a, &["--set", "train.steps=30"]).status.success());
+    assert!(
+        train(&b, &["--set", "train.steps=30", "--set", "train.lr=0.01"])
+            .status
+            .success()
+    );
+    let out = dir.path().join("cmp");
+    let r = groklab(&[
+        "compare",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--metrics",
+        "test_acc,train_loss,softmax_collapse",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let page = std::fs::read_to_string(out.join("compare.html")).unwrap();
+    for chart in ["test_acc", "train_loss", "softmax_collapse"] {
+        assert!(out.join(format!("{chart}.png")).exists(), "{chart}.png");
+        assert!(
+            page.contains(&format!("<h2>{chart}</h2>")),
+            "{chart} section"
+        );
+    }
+    assert!(page.contains("train.lr=0.003") && page.contains("train.lr=0.01"));
+    assert!(!page.contains("train.steps="), "an equal key in the legend");
+}

@@ -1,6 +1,7 @@
 //! Reports: plots of a run's metrics and measures, the readable measures table, the HTML report.
 
 pub mod charts;
+pub mod compare;
 mod html;
 mod measure_plots;
 mod plots;

@@ -103,6 +103,19 @@ impl MetricsRow {
         self.task_metrics = values;
     }
 
+    /// The value of a metric by its `metrics.jsonl` key (`test_acc`, `sum_sq.embed.W_E`,
+    /// `slingshots`, `test_loss_at.5`, ...); `None` when the row has no such key.
+    pub fn get(&self, key: &str) -> Option<f64> {
+        if let Some(i) = SCALARS.iter().position(|k| *k == key) {
+            return Some(self.scalars()[i]);
+        }
+        let find = |list: &[(String, f64)], k: &str| list.iter().find(|(n, _)| n == k).map(|x| x.1);
+        match key.strip_prefix("sum_sq.") {
+            Some(name) => find(&self.sum_sq, name),
+            None => find(&self.task_metrics, key),
+        }
+    }
+
     fn scalars(&self) -> [f64; 9] {
         [
             self.step as f64,

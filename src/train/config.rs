@@ -101,7 +101,7 @@ pub const PRESETS: [(&str, &str, &str); 25] = [
     ),
     (
         "sgd_vs_adam",
-        "SGD (lr 0.3, momentum 0.9, L2 1e-3) on quick's task and model; Adam is --preset quick (Power et al. 2022, Fig. 4)",
+        "SGD (lr 0.1, momentum 0.9, L2 1e-3) on quick's task and model; Adam is --preset quick (Power et al. 2022, Fig. 4)",
         include_str!("../../presets/sgd_vs_adam.toml"),
     ),
     (

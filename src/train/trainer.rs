@@ -334,12 +334,7 @@ impl RunSummary {
         let steps: Vec<u64> = rows.iter().map(|r| r.step).collect();
         let curve = |key: &str| -> Vec<f64> {
             (rows.iter())
-                .map(|r| match key {
-                    "test_loss" => r.test_loss,
-                    _ => (r.task_metrics.iter())
-                        .find(|(k, _)| k == key)
-                        .map_or(f64::NAN, |(_, v)| *v),
-                })
+                .map(|r| r.get(key).unwrap_or(f64::NAN))
                 .collect()
         };
         let keys = std::iter::once("test_loss".to_string()).chain(
