@@ -116,6 +116,26 @@ enum Command {
         #[arg(long, default_value = "runs/compare")]
         out: PathBuf,
     },
+    /// The general-circuits test on a run's checkpoints: per MLP neuron, integrated gradients
+    /// of the correct logit, their medians' histogram and skewness, top-k against random-k
+    /// ablation, and the gradient's share in the key-frequency subspace; writes saliency.jsonl
+    /// and plots/saliency/, and adds a section to report.html.
+    Saliency {
+        /// Run directory (a 1-block transformer on a binary operation).
+        run_dir: PathBuf,
+        /// IG baseline and ablation value: zero or mean (each neuron's mean over training inputs).
+        #[arg(long, default_value = "zero")]
+        baseline: String,
+        /// IG interpolation points.
+        #[arg(long, default_value_t = 20)]
+        ig_steps: usize,
+        /// Measure every N-th checkpoint [default: at most 100 checkpoints].
+        #[arg(long)]
+        every: Option<usize>,
+        /// Threads [default: all cores].
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// List the presets.
     Presets,
     /// Draw the plots of a run from its metrics.jsonl.
@@ -392,6 +412,43 @@ fn run(cli: Cli) -> Result<()> {
             }
             let page = report::compare::write_comparison(&runs, &metrics, &out)?;
             println!("comparison written to {}", page.display());
+            Ok(())
+        }
+        Command::Saliency {
+            run_dir,
+            baseline,
+            ig_steps,
+            every,
+            threads,
+        } => {
+            train::set_threads(
+                threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            );
+            let opts = measures::saliency::SaliencyOptions {
+                baseline: parse_enum("--baseline", &baseline, "zero|mean")?,
+                steps: ig_steps,
+                ..Default::default()
+            };
+            let n = groklab::rundir::list_steps(&run_dir).len();
+            let every = every.unwrap_or(n.div_ceil(100).max(1));
+            let (rows, analysis) = measures::saliency_run::saliency_run(&run_dir, &opts, every)?;
+            for r in &rows {
+                let at = |k: usize| r.saliency.ablation.iter().find(|a| a.k == k);
+                let (top, random) = at(16).map_or((f64::NAN, f64::NAN), |a| {
+                    (a.top.train_loss, a.random.train_loss)
+                });
+                println!(
+                    "step {:>6}  skewness {:+.3}  nonzero medians {:.3}  key share {:.3}  train loss with top-16 / random-16 ablated {:.3e} / {:.3e}",
+                    r.saliency.step, r.saliency.skewness, r.saliency.nonzero_medians, r.key_share, top, random
+                );
+            }
+            let dir = report::plot_saliency(&run_dir, &rows, &analysis)?;
+            println!(
+                "wrote {} and plots in {}",
+                run_dir.join("saliency.jsonl").display(),
+                dir.display()
+            );
             Ok(())
         }
         Command::Presets => {

@@ -333,3 +333,57 @@ fn report_renders_and_its_slider_moves_in_headless_chromium() {
     // The explorer drew its views from the checkpoint data.
     assert!(dom.contains("id=\"view-embed\"") && dom.matches("class=\"bar").count() > 20);
 }
+
+/// `groklab saliency` on the tiny run: one row per checkpoint; with nothing ablated the loss is
+/// the measures' train loss; the full-batch key share lies in [0, 1]; ablating k random neurons
+/// changes nothing at k = 0 and the ks double up to d_mlp/2; the plots exist and the report
+/// gains its section.
+#[test]
+fn saliency_rows_agree_with_the_measures() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tiny_run(dir.path());
+    ok(groklab(&["analyze", run.to_str().unwrap()]));
+    let out = ok(groklab(&[
+        "saliency",
+        run.to_str().unwrap(),
+        "--threads",
+        "2",
+    ]));
+    assert!(out.contains("skewness"), "{out}");
+    let rows = json_lines(&run.join("saliency.jsonl"));
+    let measures = json_lines(&run.join("measures.jsonl"));
+    assert_eq!(rows.len(), measures.len());
+    for (r, m) in rows.iter().zip(&measures) {
+        assert_eq!(r["step"], m["step"]);
+        let ablation = r["ablation"].as_array().unwrap();
+        let ks: Vec<u64> = ablation.iter().map(|a| a["k"].as_u64().unwrap()).collect();
+        assert_eq!(ks, vec![0, 1, 2, 4, 8, 16, 32], "d_mlp = 64");
+        let none = &ablation[0];
+        let train_loss = m["loss_train"].as_f64().unwrap();
+        for side in ["top", "random"] {
+            let got = none[side]["train_loss"].as_f64().unwrap();
+            assert!(
+                (got - train_loss).abs() <= 1e-9 * train_loss.max(1.0),
+                "{got} vs {train_loss}"
+            );
+        }
+        assert_eq!(r["medians"].as_array().unwrap().len(), 64);
+        let share = r["key_share"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&share), "{share}");
+    }
+    for chart in [
+        "median_hist",
+        "skewness",
+        "ablation_train_loss",
+        "grad_share",
+        "example_share",
+    ] {
+        assert!(
+            run.join(format!("plots/saliency/{chart}.png")).exists(),
+            "{chart}"
+        );
+    }
+    ok(groklab(&["report", run.to_str().unwrap()]));
+    let page = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(page.contains("id=\"saliency\""));
+}

@@ -99,7 +99,7 @@ pub fn analyze_run(run_dir: &Path, rule: &KeyFreqRule) -> Result<RunMeasures> {
         checkpoints: rows.len(),
         seconds: start.elapsed().as_secs_f64(),
     };
-    write_rows(run_dir, &rows)?;
+    write_rows(run_dir, "measures", &rows, &["neuron_freq."])?;
     let json = serde_json::to_string_pretty(&analysis).expect("analysis serialises");
     atomic_write(&run_dir.join("analysis.json"), json.as_bytes())?;
     let json = serde_json::to_string(&views).expect("views serialise");
@@ -146,10 +146,15 @@ pub fn load_measures(run_dir: &Path) -> Result<RunMeasures> {
     Ok((rows, analysis, views))
 }
 
-/// Writes `measures.jsonl` (one row per line) and `measures.csv` (the same, flattened to dotted
-/// columns such as `embed_freq_norms.14` or `mean_attention.2.0`; the per-neuron frequencies
-/// stay in the JSONL only).
-pub(super) fn write_rows<R: Serialize>(run_dir: &Path, rows: &[R]) -> Result<()> {
+/// Writes `<stem>.jsonl` (one row per line) and `<stem>.csv` (the same, flattened to dotted
+/// columns such as `embed_freq_norms.14` or `mean_attention.2.0`; columns starting with one of
+/// `jsonl_only`, such as per-neuron values, stay in the JSONL only).
+pub(super) fn write_rows<R: Serialize>(
+    run_dir: &Path,
+    stem: &str,
+    rows: &[R],
+    jsonl_only: &[&str],
+) -> Result<()> {
     let mut jsonl = String::new();
     let mut flat_rows = Vec::new();
     for row in rows {
@@ -158,7 +163,7 @@ pub(super) fn write_rows<R: Serialize>(run_dir: &Path, rows: &[R]) -> Result<()>
         jsonl.push('\n');
         let mut flat = Map::new();
         flatten("", &value, &mut flat);
-        flat.retain(|k, _| !k.starts_with("neuron_freq."));
+        flat.retain(|k, _| !jsonl_only.iter().any(|p| k.starts_with(p)));
         flat_rows.push(flat);
     }
     // Columns: the union over rows (cluster frequencies come and go), `step` first.
@@ -183,8 +188,8 @@ pub(super) fn write_rows<R: Serialize>(run_dir: &Path, rows: &[R]) -> Result<()>
         csv.push_str(&cells.join(","));
         csv.push('\n');
     }
-    atomic_write(&run_dir.join("measures.jsonl"), jsonl.as_bytes())?;
-    atomic_write(&run_dir.join("measures.csv"), csv.as_bytes())
+    atomic_write(&run_dir.join(format!("{stem}.jsonl")), jsonl.as_bytes())?;
+    atomic_write(&run_dir.join(format!("{stem}.csv")), csv.as_bytes())
 }
 
 fn flatten(prefix: &str, value: &Value, out: &mut Map<String, Value>) {

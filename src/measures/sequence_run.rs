@@ -140,7 +140,7 @@ pub fn analyze_sequence_run(run_dir: &Path) -> Result<(Vec<Map<String, Value>>, 
         checkpoints: rows.len(),
         seconds: start.elapsed().as_secs_f64(),
     };
-    super::run::write_rows(run_dir, &rows)?;
+    super::run::write_rows(run_dir, "measures", &rows, &[])?;
     let json = serde_json::to_string_pretty(&analysis).expect("analysis serialises");
     atomic_write(&run_dir.join("analysis.json"), json.as_bytes())?;
     Ok((rows, analysis))

@@ -125,11 +125,16 @@ pub struct Analyzer {
     pub p: usize,
     /// `a + b` or `a − b` for the trig measures; `None` for other operations.
     pub combine: Option<Combine>,
-    labels: Vec<usize>,
-    all: Vec<usize>,
-    train: Vec<usize>,
-    test: Vec<usize>,
-    basis: Matrix,
+    /// `[p²]` label of each grid row `a·p + b` (`usize::MAX` where the task has no example).
+    pub(crate) labels: Vec<usize>,
+    /// Grid rows of every example.
+    pub(crate) all: Vec<usize>,
+    /// Grid rows of the training split.
+    pub(crate) train: Vec<usize>,
+    /// Grid rows of the test split.
+    pub(crate) test: Vec<usize>,
+    /// The `[p, p]` Fourier basis.
+    pub(crate) basis: Matrix,
 }
 
 impl Analyzer {

@@ -148,6 +148,21 @@ pub fn write_report(run_dir: &Path, rows: &[Measures], analysis: &RunAnalysis) -
             )
         })
         .collect();
+    // the general-circuits test, where `groklab saliency` has drawn it
+    let saliency: String = (super::saliency_plots::SALIENCY_CHARTS.iter())
+        .filter(|(file, _)| plots.join(file).with_extension("svg").exists())
+        .map(|(file, title)| {
+            format!(
+                "<figure><figcaption>{title}</figcaption>{}</figure>\n",
+                inline_plot(&plots.join(file), file.ends_with("median_hist"))
+            )
+        })
+        .collect();
+    let saliency = if saliency.is_empty() {
+        String::new()
+    } else {
+        format!("<section id=\"saliency\">\n<h2>Saliency and the gradient's circuits</h2>\n{saliency}</section>")
+    };
     let neurons: String = (0..4)
         .map(|i| plots.join(format!("measures/final_neuron_{i}")))
         .chain([plots.join("measures/final_neuron_spectrum")])
@@ -192,6 +207,7 @@ pub fn write_report(run_dir: &Path, rows: &[Measures], analysis: &RunAnalysis) -
 <h2>Over training</h2>
 {curves}
 </section>
+{saliency}
 <section id="neurons">
 <h2>Final checkpoint: neurons</h2>
 {neurons}

@@ -5,11 +5,13 @@ pub mod compare;
 mod html;
 mod measure_plots;
 mod plots;
+pub mod saliency_plots;
 mod sequence_html;
 mod table;
 
 pub use html::write_report;
 pub use measure_plots::plot_measures;
 pub use plots::plot_run;
+pub use saliency_plots::plot_saliency;
 pub use sequence_html::write_sequence_report;
 pub use table::measures_table;

@@ -1,0 +1,275 @@
+//! Which circuit the gradient feeds (seed 001's third proposal, REFERENCES.md §4): the training
+//! loss's gradient at a checkpoint split into the key-frequency subspace (the final checkpoint's
+//! key frequencies, as the measures use) and its complement, per weight.
+//!
+//! The subspace of each weight, with `B_K` `[2|K|, p]` the cos/sin rows of the Fourier basis at
+//! the key frequencies:
+//! - `embed.W_E` `[d_vocab, d_model]`: the token axis of the p residue rows, `B_K`;
+//! - `unembed.W_U` `[d_model, d_vocab_out]` and `W_L = W_out W_U` `[d_mlp, p]`: the class axis of
+//!   the p residue columns, `B_K` (W_L's gradient is the change `G_out W_U + W_out G_U` the step
+//!   makes to it, to first order);
+//! - `blocks.0.mlp.W_in` `[d_model, d_mlp]` and `W_out` `[d_mlp, d_model]`: the residual axis,
+//!   the span `Q` of the final embedding's key-frequency directions `B_K W_E[:p]`.
+//!
+//! A weight's *share* is ‖projection‖² / ‖gradient‖²; `chance` is the share a random direction
+//! would have (subspace dimension over axis length).
+
+use super::matrix::Matrix;
+use crate::models::{ParamStore, TransformerConfig};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The subspaces of one run: the key-frequency rows and the residual directions.
+pub struct KeySubspace {
+    /// `[2|K|, p]` cos/sin rows of the Fourier basis at the key frequencies (orthonormal).
+    pub b_k: Matrix,
+    /// `[r, d_model]` orthonormal basis of the span of the final checkpoint's `B_K W_E[:p]`.
+    pub q: Matrix,
+}
+
+impl KeySubspace {
+    /// The subspaces for `key_freqs` (1..=p/2) and the final checkpoint `final_store`.
+    pub fn new(
+        basis: &Matrix,
+        key_freqs: &[usize],
+        cfg: &TransformerConfig,
+        final_store: &ParamStore,
+    ) -> Self {
+        let p = basis.rows;
+        let rows: Vec<usize> = (key_freqs.iter())
+            .flat_map(|&k| [2 * k - 1, 2 * k])
+            .filter(|&r| r < p)
+            .collect();
+        let b_k = Matrix::from_vec(
+            rows.len(),
+            p,
+            rows.iter().flat_map(|&r| basis.row(r).to_vec()).collect(),
+        );
+        let w_e = param(final_store, "embed.W_E", cfg.d_vocab, cfg.d_model);
+        let w_e_p = Matrix::from_vec(p, cfg.d_model, w_e.data[..p * cfg.d_model].to_vec());
+        let q = orthonormal_rows(&b_k.matmul(&w_e_p));
+        Self { b_k, q }
+    }
+}
+
+/// The split of one gradient.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GradShares {
+    /// Per weight (`W_E`, `W_U`, `W_L`, `W_in`, `W_out`): share of the squared gradient norm in
+    /// the key-frequency subspace.
+    pub share: BTreeMap<String, f64>,
+    /// Per weight: the share of a random direction (subspace dimension / axis length).
+    pub chance: BTreeMap<String, f64>,
+    /// Per weight: the gradient's norm.
+    pub norm: BTreeMap<String, f64>,
+}
+
+/// Squared norms `(key part, rest)` of a gradient over W_E, W_U, W_in and W_out together.
+pub type KeyRest = (f64, f64);
+
+/// Splits `grads` (flat per store entry, the store's order) of the model `store` into the key
+/// subspace `s` and its complement, per weight.
+pub fn split_gradient(
+    cfg: &TransformerConfig,
+    store: &ParamStore,
+    grads: &[Option<Vec<f64>>],
+    s: &KeySubspace,
+) -> (GradShares, KeyRest) {
+    let p = s.b_k.cols;
+    let grad = |name: &str, rows: usize, cols: usize| -> Matrix {
+        let i = (store.entries.iter().position(|e| e.name == name))
+            .unwrap_or_else(|| panic!("parameter `{name}` exists for this config"));
+        Matrix::from_vec(
+            rows,
+            cols,
+            grads[i].clone().unwrap_or_else(|| vec![0.0; rows * cols]),
+        )
+    };
+    let (d, m, v) = (cfg.d_model, cfg.d_mlp, cfg.d_vocab_out);
+    let last = cfg.n_layers - 1;
+    let g_e = grad("embed.W_E", cfg.d_vocab, d);
+    let g_e = Matrix::from_vec(p, d, g_e.data[..p * d].to_vec());
+    let g_u = grad("unembed.W_U", d, v).first_cols(p);
+    let g_in = grad(&format!("blocks.{last}.mlp.W_in"), d, m);
+    let g_out = grad(&format!("blocks.{last}.mlp.W_out"), m, d);
+    let w_u = param(store, "unembed.W_U", d, v).first_cols(p);
+    let w_out = param(store, &format!("blocks.{last}.mlp.W_out"), m, d);
+    let g_l = add(&g_out.matmul(&w_u), &w_out.matmul(&g_u));
+
+    let mut out = GradShares::default();
+    let (mut key, mut total) = (0.0, 0.0);
+    let k_tok = s.b_k.rows as f64 / p as f64;
+    let k_res = s.q.rows as f64 / d as f64;
+    let parts = [
+        (
+            "W_E",
+            s.b_k.matmul(&g_e).sum_squares(),
+            g_e.sum_squares(),
+            k_tok,
+            true,
+        ),
+        (
+            "W_U",
+            g_u.matmul_t(&s.b_k).sum_squares(),
+            g_u.sum_squares(),
+            k_tok,
+            true,
+        ),
+        (
+            "W_L",
+            g_l.matmul_t(&s.b_k).sum_squares(),
+            g_l.sum_squares(),
+            k_tok,
+            false,
+        ),
+        (
+            "W_in",
+            s.q.matmul(&g_in).sum_squares(),
+            g_in.sum_squares(),
+            k_res,
+            true,
+        ),
+        (
+            "W_out",
+            g_out.matmul_t(&s.q).sum_squares(),
+            g_out.sum_squares(),
+            k_res,
+            true,
+        ),
+    ];
+    for (name, k, t, chance, counted) in parts {
+        out.share
+            .insert(name.into(), if t > 0.0 { k / t } else { f64::NAN });
+        out.chance.insert(name.into(), chance);
+        out.norm.insert(name.into(), t.sqrt());
+        if counted {
+            key += k;
+            total += t;
+        }
+    }
+    (out, (key, total - key))
+}
+
+fn add(a: &Matrix, b: &Matrix) -> Matrix {
+    Matrix::from_vec(
+        a.rows,
+        a.cols,
+        a.data.iter().zip(&b.data).map(|(x, y)| x + y).collect(),
+    )
+}
+
+fn param(store: &ParamStore, name: &str, rows: usize, cols: usize) -> Matrix {
+    let e = store
+        .get(name)
+        .unwrap_or_else(|| panic!("parameter `{name}` exists for this config"));
+    Matrix::from_vec(rows, cols, e.data.clone())
+}
+
+/// Modified Gram–Schmidt on the rows of `a`, dropping rows whose remainder is below 1e-10 of
+/// their norm: an orthonormal basis of the row space.
+pub fn orthonormal_rows(a: &Matrix) -> Matrix {
+    let mut basis: Vec<Vec<f64>> = Vec::new();
+    for r in 0..a.rows {
+        let mut v = a.row(r).to_vec();
+        let norm0 = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        for b in &basis {
+            let dot: f64 = v.iter().zip(b).map(|(x, y)| x * y).sum();
+            v.iter_mut().zip(b).for_each(|(x, y)| *x -= dot * y);
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm0 > 0.0 && norm > 1e-10 * norm0 {
+            v.iter_mut().for_each(|x| *x /= norm);
+            basis.push(v);
+        }
+    }
+    let n = basis.len();
+    Matrix::from_vec(n, a.cols, basis.concat())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gradient inside the key subspace has share 1 and one in its complement share 0, on
+    /// every weight; W_E's share by hand for a mix.
+    #[test]
+    fn shares_are_one_inside_the_subspace_and_zero_outside() {
+        use crate::measures::fourier::fourier_basis;
+        let p = 11;
+        let mut cfg = TransformerConfig::nanda2023(p);
+        (cfg.d_model, cfg.d_head, cfg.d_mlp) = (8, 2, 6);
+        let store = ParamStore::init(&cfg, 3);
+        let basis = fourier_basis(p);
+        let s = KeySubspace::new(&basis, &[2], &cfg, &store);
+        assert_eq!((s.b_k.rows, s.q.rows), (2, 2));
+        let names = [
+            "embed.W_E",
+            "unembed.W_U",
+            "blocks.0.mlp.W_in",
+            "blocks.0.mlp.W_out",
+        ];
+        let shaped = |f: &dyn Fn(&str, &[usize]) -> Vec<f64>| -> Vec<Option<Vec<f64>>> {
+            (store.entries.iter())
+                .map(|e| {
+                    names
+                        .contains(&e.name.as_str())
+                        .then(|| f(&e.name, &e.shape))
+                })
+                .collect()
+        };
+        // inside: W_E rows ∝ cos 2 (column 0 only), W_U columns ∝ sin 2, W_in/W_out along q
+        let cos2 = basis.row(3).to_vec();
+        let sin2 = basis.row(4).to_vec();
+        let inside = shaped(&|name, shape| {
+            let (r, c) = (shape[0], shape[1]);
+            let mut g = vec![0.0; r * c];
+            match name {
+                "embed.W_E" => (0..p).for_each(|a| g[a * c] = cos2[a]),
+                "unembed.W_U" => (0..p).for_each(|k| g[k] = sin2[k]),
+                "blocks.0.mlp.W_in" => (0..r).for_each(|i| g[i * c] = s.q.at(0, i)),
+                _ => (0..c).for_each(|j| g[j] = s.q.at(1, j)),
+            }
+            g
+        });
+        let (sh, (key, rest)) = split_gradient(&cfg, &store, &inside, &s);
+        for w in ["W_E", "W_U", "W_in", "W_out"] {
+            assert!((sh.share[w] - 1.0).abs() < 1e-12, "{w}: {}", sh.share[w]);
+        }
+        assert!(rest.abs() < 1e-12 * key);
+        // outside: the constant Fourier row (never a key direction) for W_E and W_U
+        let constant = basis.row(0).to_vec();
+        let outside = shaped(&|name, shape| {
+            let (r, c) = (shape[0], shape[1]);
+            let mut g = vec![0.0; r * c];
+            match name {
+                "embed.W_E" => (0..p).for_each(|a| g[a * c] = constant[a]),
+                "unembed.W_U" => (0..p).for_each(|k| g[k] = constant[k]),
+                _ => {}
+            }
+            g
+        });
+        let (sh, _) = split_gradient(&cfg, &store, &outside, &s);
+        assert!(sh.share["W_E"].abs() < 1e-12 && sh.share["W_U"].abs() < 1e-12);
+        assert!((sh.chance["W_E"] - 2.0 / 11.0).abs() < 1e-15);
+    }
+
+    /// The rows come out orthonormal and span the input rows (a dependent row is dropped).
+    #[test]
+    fn gram_schmidt_gives_an_orthonormal_basis_of_the_row_space() {
+        let a = Matrix::from_vec(3, 3, vec![1.0, 1.0, 0.0, 2.0, 2.0, 0.0, 1.0, 0.0, 1.0]);
+        let q = orthonormal_rows(&a);
+        assert_eq!(q.rows, 2);
+        let gram = q.matmul_t(&q);
+        for i in 0..2 {
+            for j in 0..2 {
+                let want = if i == j { 1.0 } else { 0.0 };
+                assert!((gram.at(i, j) - want).abs() < 1e-12);
+            }
+        }
+        // every input row is reproduced by its projection
+        let proj = a.matmul_t(&q).matmul(&q);
+        for (x, y) in proj.data.iter().zip(&a.data) {
+            assert!((x - y).abs() < 1e-12);
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! `groklab saliency RUN_DIR`: the general-circuits test over a run's checkpoints — neuron
+//! saliency and ablations ([`super::saliency`]) and the gradient's key-frequency split
+//! ([`super::grad_split`]) — written to `saliency.jsonl`.
+
+use super::grad_split::{split_gradient, GradShares, KeySubspace};
+use super::run::{analyze_run, load_measures, load_run, write_rows, RunAnalysis};
+use super::saliency::{check_saliency_model, neuron_saliency, NeuronSaliency, SaliencyOptions};
+use super::snapshot::{Analyzer, KeyFreqRule, DEFAULT_EMBED_THRESHOLD};
+use crate::error::{GrokError, Result};
+use crate::models::{ModelSpec, ParamStore};
+use crate::rundir::{list_steps, model_path};
+use crate::train::Step;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Training examples whose own gradients are split at every checkpoint.
+pub const EXAMPLE_SAMPLE: usize = 32;
+
+/// One checkpoint's row of `saliency.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SaliencyRow {
+    /// Saliency and ablations.
+    #[serde(flatten)]
+    pub saliency: NeuronSaliency,
+    /// The full-batch training gradient's split.
+    pub grad: GradShares,
+    /// `[EXAMPLE_SAMPLE]` each sampled example's gradient share in the key subspace (W_E, W_U,
+    /// W_in and W_out together).
+    pub example_key_share: Vec<f64>,
+    /// The full-batch gradient's share over the same four weights.
+    pub key_share: f64,
+}
+
+/// Measures every `every`-th checkpoint of `run_dir` (the last always), one checkpoint per rayon
+/// thread; the key frequencies and phases come from the run's analysis (computed first if it has
+/// none). Writes `saliency.jsonl` and `saliency.csv`.
+///
+/// # Errors
+/// A run that is not a 1-block LayerNorm-free transformer with an MLP on a binary operation
+/// (named field), no checkpoints, unreadable files.
+pub fn saliency_run(
+    run_dir: &Path,
+    opts: &SaliencyOptions,
+    every: usize,
+) -> Result<(Vec<SaliencyRow>, RunAnalysis)> {
+    let (cfg, data) = load_run(run_dir)?;
+    let model = cfg.transformer().ok_or_else(|| {
+        GrokError::invalid(
+            "model.arch",
+            "mlp",
+            "transformer (saliency supports it only so far)",
+        )
+    })?;
+    let analyzer = Analyzer::new(&model, &data.dataset, Some(&data.split))?;
+    check_saliency_model(&analyzer)?;
+    let analysis = if run_dir.join("analysis.json").exists() {
+        load_measures(run_dir)?.1
+    } else {
+        let rule = KeyFreqRule::Consensus(DEFAULT_EMBED_THRESHOLD);
+        analyze_run(run_dir, &rule)?.1
+    };
+    let steps = list_steps(run_dir);
+    let Some(&last) = steps.last() else {
+        return Err(GrokError::Checkpoint {
+            path: run_dir.join("checkpoints"),
+            reason: "no checkpoints to measure".into(),
+        });
+    };
+    let chosen: Vec<u64> = (steps.iter().enumerate())
+        .filter(|(i, &s)| i % every.max(1) == 0 || s == last)
+        .map(|(_, &s)| s)
+        .collect();
+    let load = |step| ParamStore::from_safetensors(&model_path(run_dir, step), &model);
+    let subspace = KeySubspace::new(&analyzer.basis, &analysis.key_freqs, &model, &load(last)?);
+    let (tokens, labels) = data.dataset.gather(&data.split.train);
+    let mut sample: Vec<usize> = (0..labels.len()).collect();
+    sample.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed));
+    sample.truncate(EXAMPLE_SAMPLE);
+    let spec = ModelSpec::Transformer(model.clone());
+    let rows = chosen
+        .par_iter()
+        .map(|&step| {
+            let store = load(step)?;
+            let saliency = neuron_saliency(&analyzer, &store, step, opts);
+            let device = burn::tensor::Device::flex().autodiff();
+            let mut step_fn = Step::for_run(&spec, &store, &device, &cfg.train);
+            step_fn.threads = 1;
+            let full = step_fn.train_host(&tokens, &labels);
+            let (grad, (key, rest)) = split_gradient(&model, &store, &full.grads, &subspace);
+            let example_key_share = (sample.iter())
+                .map(|&i| {
+                    let r = step_fn.train_host(&tokens[3 * i..3 * i + 3], &labels[i..i + 1]);
+                    let (_, (k, rest)) = split_gradient(&model, &store, &r.grads, &subspace);
+                    k / (k + rest)
+                })
+                .collect();
+            Ok(SaliencyRow {
+                saliency,
+                grad,
+                example_key_share,
+                key_share: key / (key + rest),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    write_rows(
+        run_dir,
+        "saliency",
+        &rows,
+        &["medians.", "means.", "example_key_share."],
+    )?;
+    Ok((rows, analysis))
+}

@@ -1,0 +1,201 @@
+//! Plots of the general-circuits test (`plots/saliency/`): the skewness and histogram of the
+//! neurons' median saliency, top-k against random-k ablation, and the gradient's key-frequency
+//! share, over training with the run's phase markers.
+
+use super::charts::{palette, Chart, Series};
+use crate::error::{GrokError, Result};
+use crate::measures::saliency::Ablated;
+use crate::measures::saliency_run::SaliencyRow;
+use crate::measures::RunAnalysis;
+use plotters::prelude::{BLACK, BLUE, RED};
+use std::path::{Path, PathBuf};
+
+/// Histogram bins of the median-saliency heatmap.
+const BINS: usize = 40;
+
+/// The charts [`plot_saliency`] draws, `(file stem under plots/, title)`, in report order.
+pub const SALIENCY_CHARTS: [(&str, &str); 6] = [
+    (
+        "saliency/median_hist",
+        "Histogram of the neurons' median saliency over training",
+    ),
+    (
+        "saliency/skewness",
+        "Skewness of the neurons' median saliency",
+    ),
+    (
+        "saliency/ablation_train_loss",
+        "Train loss after ablating the top-k or k random neurons",
+    ),
+    (
+        "saliency/ablation_test_loss",
+        "Test loss after ablating the top-k or k random neurons",
+    ),
+    (
+        "saliency/grad_share",
+        "Share of the gradient in the key-frequency subspace",
+    ),
+    (
+        "saliency/example_share",
+        "Per-example gradient share in the key-frequency subspace",
+    ),
+];
+
+/// Draws every chart of [`SALIENCY_CHARTS`] into `run_dir/plots/saliency/`.
+///
+/// # Errors
+/// [`GrokError::Io`] when a file cannot be written.
+pub fn plot_saliency(
+    run_dir: &Path,
+    rows: &[SaliencyRow],
+    analysis: &RunAnalysis,
+) -> Result<PathBuf> {
+    let dir = run_dir.join("plots").join("saliency");
+    std::fs::create_dir_all(&dir).map_err(|e| GrokError::io(&dir, e))?;
+    if rows.is_empty() {
+        return Ok(dir);
+    }
+    let ph = &analysis.phases;
+    let markers: Vec<(f64, String)> = [
+        (ph.memorisation_end, "memorised"),
+        (ph.circuit_formation_end, "circuit formed"),
+        (ph.cleanup_end, "cleaned up"),
+    ]
+    .into_iter()
+    .filter_map(|(s, l)| s.map(|s| (s as f64, l.to_string())))
+    .collect();
+    let lines = |y_label: &str, log_y: bool, series: Vec<Series>| Chart::Lines {
+        x_label: "step".into(),
+        y_label: y_label.into(),
+        log_y,
+        series,
+        markers: markers.clone(),
+    };
+    let col = |f: &dyn Fn(&SaliencyRow) -> f64| -> Vec<(f64, f64)> {
+        (rows.iter())
+            .map(|r| (r.saliency.step as f64, f(r)))
+            .filter(|(_, y)| y.is_finite())
+            .collect()
+    };
+    let name = |i: usize| SALIENCY_CHARTS[i].0.trim_start_matches("saliency/");
+
+    // median histogram: columns = checkpoints, rows = bins over the run's range of medians
+    let (lo, hi) = (rows.iter().flat_map(|r| &r.saliency.medians))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
+    let width = ((hi - lo) / BINS as f64).max(f64::MIN_POSITIVE);
+    let mut values = vec![vec![0.0; rows.len()]; BINS];
+    for (c, r) in rows.iter().enumerate() {
+        let n = r.saliency.medians.len() as f64;
+        for &m in &r.saliency.medians {
+            let b = (((m - lo) / width) as usize).min(BINS - 1);
+            values[b][c] += 1.0 / n;
+        }
+    }
+    let mut x_edges: Vec<f64> = rows.iter().map(|r| r.saliency.step as f64).collect();
+    let spacing = if x_edges.len() > 1 {
+        x_edges[1] - x_edges[0]
+    } else {
+        1.0
+    };
+    let end = x_edges.last().copied().unwrap_or(0.0) + spacing;
+    x_edges.push(end);
+    Chart::Heatmap {
+        x_label: "step".into(),
+        y_label: format!("median saliency bin ({lo:.3} .. {hi:.3}, {BINS} bins)"),
+        x_edges,
+        y0: 0.0,
+        values,
+    }
+    .save(&dir, name(0), SALIENCY_CHARTS[0].1)?;
+
+    lines(
+        "skewness g1 of the medians",
+        false,
+        vec![("skewness".into(), BLACK, col(&|r| r.saliency.skewness))],
+    )
+    .save(&dir, name(1), SALIENCY_CHARTS[1].1)?;
+
+    let d_half = rows[0].saliency.ablation.last().map_or(1, |a| a.k);
+    let ks: Vec<usize> = [1, 4, 16, 64, d_half]
+        .into_iter()
+        .filter(|&k| k <= d_half)
+        .collect();
+    for (i, (what, get)) in [
+        ("train", (|a: &Ablated| a.train_loss) as fn(&Ablated) -> f64),
+        ("test", |a: &Ablated| a.test_loss),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut series = vec![(
+            "none".to_string(),
+            BLACK,
+            col(&|r: &SaliencyRow| {
+                r.saliency
+                    .ablation
+                    .first()
+                    .map_or(f64::NAN, |a| get(&a.top))
+            }),
+        )];
+        for (j, &k) in ks.iter().enumerate() {
+            let at = |r: &SaliencyRow, top: bool| {
+                (r.saliency.ablation.iter())
+                    .find(|a| a.k == k)
+                    .map_or(f64::NAN, |a| get(if top { &a.top } else { &a.random }))
+            };
+            series.push((format!("top-{k}"), palette(2 * j), col(&|r| at(r, true))));
+            series.push((
+                format!("random-{k}"),
+                palette(2 * j + 1),
+                col(&|r| at(r, false)),
+            ));
+        }
+        lines(
+            &format!("{what} loss after ablation (nats, log scale)"),
+            true,
+            series,
+        )
+        .save(&dir, name(2 + i), SALIENCY_CHARTS[2 + i].1)?;
+    }
+
+    let weights = ["W_E", "W_U", "W_L", "W_in", "W_out"];
+    let mut series: Vec<Series> = (weights.iter().enumerate())
+        .map(|(i, w)| {
+            let s = col(&|r: &SaliencyRow| r.grad.share.get(*w).copied().unwrap_or(f64::NAN));
+            (w.to_string(), palette(i), s)
+        })
+        .collect();
+    let chance = rows[0].grad.chance.get("W_E").copied().unwrap_or(f64::NAN);
+    series.push((
+        format!("chance (token axis) {chance:.3}"),
+        BLACK,
+        col(&|_| chance),
+    ));
+    lines("share of ‖gradient‖² in the key subspace", false, series).save(
+        &dir,
+        name(4),
+        SALIENCY_CHARTS[4].1,
+    )?;
+
+    let quantile = |r: &SaliencyRow, q: f64| {
+        let mut v = r.example_key_share.clone();
+        v.sort_by(f64::total_cmp);
+        v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    lines(
+        "key-subspace share of ‖gradient‖² (W_E, W_U, W_in, W_out)",
+        false,
+        vec![
+            ("full batch".into(), BLACK, col(&|r| r.key_share)),
+            ("examples: median".into(), BLUE, col(&|r| quantile(r, 0.5))),
+            ("examples: 25%".into(), RED, col(&|r| quantile(r, 0.25))),
+            ("examples: 75%".into(), RED, col(&|r| quantile(r, 0.75))),
+        ],
+    )
+    .save(&dir, name(5), SALIENCY_CHARTS[5].1)?;
+    Ok(dir)
+}
