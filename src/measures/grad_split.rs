@@ -8,8 +8,9 @@
 //! - `unembed.W_U` `[d_model, d_vocab_out]` and `W_L = W_out W_U` `[d_mlp, p]`: the class axis of
 //!   the p residue columns, `B_K` (W_L's gradient is the change `G_out W_U + W_out G_U` the step
 //!   makes to it, to first order);
-//! - `blocks.0.mlp.W_in` `[d_model, d_mlp]` and `W_out` `[d_mlp, d_model]`: the residual axis,
-//!   the span `Q` of the final embedding's key-frequency directions `B_K W_E[:p]`.
+//! - `blocks.0.mlp.W_in` `[d_model, d_mlp]` and `W_out` `[d_mlp, d_model]`: the neuron axis, the
+//!   neurons whose frequency (`neuron_freq`, the measures' argmax over 2D Fourier components)
+//!   at the final checkpoint is a key frequency — the key clusters of Nanda et al. 2023 §5.1.
 //!
 //! A weight's *share* is ‖projection‖² / ‖gradient‖²; `chance` is the share a random direction
 //! would have (subspace dimension over axis length).
@@ -19,22 +20,18 @@ use crate::models::{ParamStore, TransformerConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The subspaces of one run: the key-frequency rows and the residual directions.
+/// The subspaces of one run: the key-frequency rows and the key neurons.
 pub struct KeySubspace {
     /// `[2|K|, p]` cos/sin rows of the Fourier basis at the key frequencies (orthonormal).
     pub b_k: Matrix,
-    /// `[r, d_model]` orthonormal basis of the span of the final checkpoint's `B_K W_E[:p]`.
-    pub q: Matrix,
+    /// `[d_mlp]` whether each neuron belongs to a key frequency's cluster.
+    pub key_neurons: Vec<bool>,
 }
 
 impl KeySubspace {
-    /// The subspaces for `key_freqs` (1..=p/2) and the final checkpoint `final_store`.
-    pub fn new(
-        basis: &Matrix,
-        key_freqs: &[usize],
-        cfg: &TransformerConfig,
-        final_store: &ParamStore,
-    ) -> Self {
+    /// The subspaces for `key_freqs` (1..=p/2) and the final checkpoint's `neuron_freq`
+    /// (`[d_mlp]`, 0 for a dead neuron).
+    pub fn new(basis: &Matrix, key_freqs: &[usize], neuron_freq: &[usize]) -> Self {
         let p = basis.rows;
         let rows: Vec<usize> = (key_freqs.iter())
             .flat_map(|&k| [2 * k - 1, 2 * k])
@@ -45,10 +42,8 @@ impl KeySubspace {
             p,
             rows.iter().flat_map(|&r| basis.row(r).to_vec()).collect(),
         );
-        let w_e = param(final_store, "embed.W_E", cfg.d_vocab, cfg.d_model);
-        let w_e_p = Matrix::from_vec(p, cfg.d_model, w_e.data[..p * cfg.d_model].to_vec());
-        let q = orthonormal_rows(&b_k.matmul(&w_e_p));
-        Self { b_k, q }
+        let key_neurons = neuron_freq.iter().map(|f| key_freqs.contains(f)).collect();
+        Self { b_k, key_neurons }
     }
 }
 
@@ -99,7 +94,21 @@ pub fn split_gradient(
     let mut out = GradShares::default();
     let (mut key, mut total) = (0.0, 0.0);
     let k_tok = s.b_k.rows as f64 / p as f64;
-    let k_res = s.q.rows as f64 / d as f64;
+    let k_neurons = s.key_neurons.iter().filter(|&&k| k).count() as f64 / m as f64;
+    // squared norm of the key neurons' part: columns of W_in, rows of W_out
+    let key_cols = |g: &Matrix| -> f64 {
+        (0..g.rows)
+            .flat_map(|r| (0..g.cols).map(move |c| (r, c)))
+            .filter(|&(_, c)| s.key_neurons[c])
+            .map(|(r, c)| g.at(r, c).powi(2))
+            .sum()
+    };
+    let key_rows = |g: &Matrix| -> f64 {
+        (0..g.rows)
+            .filter(|&r| s.key_neurons[r])
+            .map(|r| g.row(r).iter().map(|x| x * x).sum::<f64>())
+            .sum()
+    };
     let parts = [
         (
             "W_E",
@@ -122,18 +131,12 @@ pub fn split_gradient(
             k_tok,
             false,
         ),
-        (
-            "W_in",
-            s.q.matmul(&g_in).sum_squares(),
-            g_in.sum_squares(),
-            k_res,
-            true,
-        ),
+        ("W_in", key_cols(&g_in), g_in.sum_squares(), k_neurons, true),
         (
             "W_out",
-            g_out.matmul_t(&s.q).sum_squares(),
+            key_rows(&g_out),
             g_out.sum_squares(),
-            k_res,
+            k_neurons,
             true,
         ),
     ];
@@ -165,27 +168,6 @@ fn param(store: &ParamStore, name: &str, rows: usize, cols: usize) -> Matrix {
     Matrix::from_vec(rows, cols, e.data.clone())
 }
 
-/// Modified Gram–Schmidt on the rows of `a`, dropping rows whose remainder is below 1e-10 of
-/// their norm: an orthonormal basis of the row space.
-pub fn orthonormal_rows(a: &Matrix) -> Matrix {
-    let mut basis: Vec<Vec<f64>> = Vec::new();
-    for r in 0..a.rows {
-        let mut v = a.row(r).to_vec();
-        let norm0 = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-        for b in &basis {
-            let dot: f64 = v.iter().zip(b).map(|(x, y)| x * y).sum();
-            v.iter_mut().zip(b).for_each(|(x, y)| *x -= dot * y);
-        }
-        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-        if norm0 > 0.0 && norm > 1e-10 * norm0 {
-            v.iter_mut().for_each(|x| *x /= norm);
-            basis.push(v);
-        }
-    }
-    let n = basis.len();
-    Matrix::from_vec(n, a.cols, basis.concat())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,8 +182,9 @@ mod tests {
         (cfg.d_model, cfg.d_head, cfg.d_mlp) = (8, 2, 6);
         let store = ParamStore::init(&cfg, 3);
         let basis = fourier_basis(p);
-        let s = KeySubspace::new(&basis, &[2], &cfg, &store);
-        assert_eq!((s.b_k.rows, s.q.rows), (2, 2));
+        let s = KeySubspace::new(&basis, &[2], &[2, 0, 3, 2, 1, 5]);
+        assert_eq!(s.b_k.rows, 2);
+        assert_eq!(s.key_neurons, vec![true, false, false, true, false, false]);
         let names = [
             "embed.W_E",
             "unembed.W_U",
@@ -217,7 +200,8 @@ mod tests {
                 })
                 .collect()
         };
-        // inside: W_E rows ∝ cos 2 (column 0 only), W_U columns ∝ sin 2, W_in/W_out along q
+        // inside: W_E rows ∝ cos 2 (column 0 only), W_U columns ∝ sin 2, W_in/W_out on neurons
+        // 0 and 3
         let cos2 = basis.row(3).to_vec();
         let sin2 = basis.row(4).to_vec();
         let inside = shaped(&|name, shape| {
@@ -226,8 +210,8 @@ mod tests {
             match name {
                 "embed.W_E" => (0..p).for_each(|a| g[a * c] = cos2[a]),
                 "unembed.W_U" => (0..p).for_each(|k| g[k] = sin2[k]),
-                "blocks.0.mlp.W_in" => (0..r).for_each(|i| g[i * c] = s.q.at(0, i)),
-                _ => (0..c).for_each(|j| g[j] = s.q.at(1, j)),
+                "blocks.0.mlp.W_in" => (0..r).for_each(|i| g[i * c + 3] = i as f64 + 1.0),
+                _ => (0..c).for_each(|j| g[j] = j as f64 - 2.5),
             }
             g
         });
@@ -236,7 +220,7 @@ mod tests {
             assert!((sh.share[w] - 1.0).abs() < 1e-12, "{w}: {}", sh.share[w]);
         }
         assert!(rest.abs() < 1e-12 * key);
-        // outside: the constant Fourier row (never a key direction) for W_E and W_U
+        // outside: the constant Fourier row (never a key direction) for W_E and W_U, neuron 1
         let constant = basis.row(0).to_vec();
         let outside = shaped(&|name, shape| {
             let (r, c) = (shape[0], shape[1]);
@@ -244,32 +228,15 @@ mod tests {
             match name {
                 "embed.W_E" => (0..p).for_each(|a| g[a * c] = constant[a]),
                 "unembed.W_U" => (0..p).for_each(|k| g[k] = constant[k]),
-                _ => {}
+                "blocks.0.mlp.W_in" => (0..r).for_each(|i| g[i * c + 1] = 1.0),
+                _ => (0..c).for_each(|j| g[c + j] = 1.0),
             }
             g
         });
         let (sh, _) = split_gradient(&cfg, &store, &outside, &s);
-        assert!(sh.share["W_E"].abs() < 1e-12 && sh.share["W_U"].abs() < 1e-12);
+        for w in ["W_E", "W_U", "W_in", "W_out"] {
+            assert!(sh.share[w].abs() < 1e-12, "{w}: {}", sh.share[w]);
+        }
         assert!((sh.chance["W_E"] - 2.0 / 11.0).abs() < 1e-15);
-    }
-
-    /// The rows come out orthonormal and span the input rows (a dependent row is dropped).
-    #[test]
-    fn gram_schmidt_gives_an_orthonormal_basis_of_the_row_space() {
-        let a = Matrix::from_vec(3, 3, vec![1.0, 1.0, 0.0, 2.0, 2.0, 0.0, 1.0, 0.0, 1.0]);
-        let q = orthonormal_rows(&a);
-        assert_eq!(q.rows, 2);
-        let gram = q.matmul_t(&q);
-        for i in 0..2 {
-            for j in 0..2 {
-                let want = if i == j { 1.0 } else { 0.0 };
-                assert!((gram.at(i, j) - want).abs() < 1e-12);
-            }
-        }
-        // every input row is reproduced by its projection
-        let proj = a.matmul_t(&q).matmul(&q);
-        for (x, y) in proj.data.iter().zip(&a.data) {
-            assert!((x - y).abs() < 1e-12);
-        }
     }
 }

@@ -56,12 +56,15 @@ pub fn saliency_run(
     })?;
     let analyzer = Analyzer::new(&model, &data.dataset, Some(&data.split))?;
     check_saliency_model(&analyzer)?;
-    let analysis = if run_dir.join("analysis.json").exists() {
-        load_measures(run_dir)?.1
+    let (measures, analysis, _) = if run_dir.join("analysis.json").exists() {
+        load_measures(run_dir)?
     } else {
         let rule = KeyFreqRule::Consensus(DEFAULT_EMBED_THRESHOLD);
-        analyze_run(run_dir, &rule)?.1
+        analyze_run(run_dir, &rule)?
     };
+    let neuron_freq = (measures.last())
+        .and_then(|m| m.neuron_freq.clone())
+        .unwrap_or_default();
     let steps = list_steps(run_dir);
     let Some(&last) = steps.last() else {
         return Err(GrokError::Checkpoint {
@@ -74,7 +77,7 @@ pub fn saliency_run(
         .map(|(_, &s)| s)
         .collect();
     let load = |step| ParamStore::from_safetensors(&model_path(run_dir, step), &model);
-    let subspace = KeySubspace::new(&analyzer.basis, &analysis.key_freqs, &model, &load(last)?);
+    let subspace = KeySubspace::new(&analyzer.basis, &analysis.key_freqs, &neuron_freq);
     let (tokens, labels) = data.dataset.gather(&data.split.train);
     let mut sample: Vec<usize> = (0..labels.len()).collect();
     sample.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed));

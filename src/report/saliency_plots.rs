@@ -85,12 +85,11 @@ pub fn plot_saliency(
             (a.min(x), b.max(x))
         });
     let width = ((hi - lo) / BINS as f64).max(f64::MIN_POSITIVE);
-    let mut values = vec![vec![0.0; rows.len()]; BINS];
+    let mut values = vec![vec![0.0f64; rows.len()]; BINS];
     for (c, r) in rows.iter().enumerate() {
-        let n = r.saliency.medians.len() as f64;
         for &m in &r.saliency.medians {
             let b = (((m - lo) / width) as usize).min(BINS - 1);
-            values[b][c] += 1.0 / n;
+            values[b][c] += 1.0;
         }
     }
     let mut x_edges: Vec<f64> = rows.iter().map(|r| r.saliency.step as f64).collect();
@@ -101,9 +100,14 @@ pub fn plot_saliency(
     };
     let end = x_edges.last().copied().unwrap_or(0.0) + spacing;
     x_edges.push(end);
+    // log colour scale: the zero bin holds most neurons, the tails the few that matter
+    values
+        .iter_mut()
+        .flatten()
+        .for_each(|v| *v = (1.0 + *v).log10());
     Chart::Heatmap {
         x_label: "step".into(),
-        y_label: format!("median saliency bin ({lo:.3} .. {hi:.3}, {BINS} bins)"),
+        y_label: format!("median saliency bin ({lo:.3} .. {hi:.3}); colour log10(1 + neurons)"),
         x_edges,
         y0: 0.0,
         values,
