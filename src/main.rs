@@ -410,6 +410,9 @@ fn run(cli: Cli) -> Result<()> {
             for r in &runs {
                 println!("{}: {}", r.dir.display(), r.label);
             }
+            for g in report::compare::group_summaries(&runs) {
+                println!("{}", g.describe());
+            }
             let page = report::compare::write_comparison(&runs, &metrics, &out)?;
             println!("comparison written to {}", page.display());
             Ok(())

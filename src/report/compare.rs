@@ -186,15 +186,94 @@ pub fn write_comparison(runs: &[ComparedRun], metrics: &[String], out: &Path) ->
             esc(metric)
         ));
     }
+    let groups: String = (group_summaries(runs).iter())
+        .map(|g| format!("<li>{}</li>", esc(&g.describe())))
+        .collect();
     let page = format!(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>groklab compare</title>\
-         <style>{STYLE}</style></head><body>\n<h1>Comparison of {} runs</h1>\n{}\n{sections}</body></html>\n",
+         <style>{STYLE}</style></head><body>\n<h1>Comparison of {} runs</h1>\n<ul>{groups}</ul>\n{}\n{sections}</body></html>\n",
         runs.len(),
         runs_table(runs)
     );
     let path = out.join("compare.html");
     atomic_write(&path, page.as_bytes())?;
     Ok(path)
+}
+
+/// Runs that differ only in their seed, summarised: how many reached 99% test accuracy and
+/// when (mean, min, max over those that did), and the final test accuracy (mean, min).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupSummary {
+    /// The group's legend without `model.init_seed`.
+    pub label: String,
+    /// Runs in the group.
+    pub runs: usize,
+    /// First logged step at ≥ 99% test accuracy of each run that reached it.
+    pub test_99_steps: Vec<u64>,
+    /// Final test accuracy: mean and minimum over the runs.
+    pub final_test_acc: (f64, f64),
+}
+
+impl GroupSummary {
+    /// `"3/3 reach 99% test at 1,350 (1,200–1,500)"`-style text.
+    pub fn describe(&self) -> String {
+        let s = &self.test_99_steps;
+        let reach = if s.is_empty() {
+            "none reach 99% test accuracy".to_string()
+        } else {
+            let mean = s.iter().sum::<u64>() as f64 / s.len() as f64;
+            format!(
+                "{}/{} reach 99% test accuracy, at step {mean:.0} on average ({}–{})",
+                s.len(),
+                self.runs,
+                s.iter().min().expect("non-empty"),
+                s.iter().max().expect("non-empty")
+            )
+        };
+        format!(
+            "{}: {reach}; final test accuracy {:.1}% mean, {:.1}% min",
+            self.label,
+            100.0 * self.final_test_acc.0,
+            100.0 * self.final_test_acc.1
+        )
+    }
+}
+
+/// The runs grouped by [`ComparedRun::group`], in first-appearance order.
+pub fn group_summaries(runs: &[ComparedRun]) -> Vec<GroupSummary> {
+    let groups = runs.iter().map(|r| r.group).max().map_or(0, |g| g + 1);
+    (0..groups)
+        .map(|g| {
+            let members: Vec<&ComparedRun> = runs.iter().filter(|r| r.group == g).collect();
+            let label = (members[0].label.split(", "))
+                .filter(|part| !part.starts_with("model.init_seed="))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let finals: Vec<f64> = (members.iter())
+                .filter_map(|r| r.rows.last().map(|l| l.test_acc))
+                .collect();
+            GroupSummary {
+                label: if label.is_empty() {
+                    "all".into()
+                } else {
+                    label
+                },
+                runs: members.len(),
+                test_99_steps: (members.iter())
+                    .filter_map(|r| {
+                        r.rows
+                            .iter()
+                            .find(|row| row.test_acc >= 0.99)
+                            .map(|row| row.step)
+                    })
+                    .collect(),
+                final_test_acc: (
+                    finals.iter().sum::<f64>() / finals.len().max(1) as f64,
+                    finals.iter().copied().fold(f64::INFINITY, f64::min),
+                ),
+            }
+        })
+        .collect()
 }
 
 /// The runs as an HTML table: label, directory, final losses and accuracies, first steps at

@@ -13,7 +13,7 @@ use crate::tasks::{ModularDataset, Operation, SplitMode};
 use serde::{Deserialize, Serialize};
 
 /// The embedded presets: `(name, one-line description, TOML)`.
-pub const PRESETS: [(&str, &str, &str); 25] = [
+pub const PRESETS: [(&str, &str, &str); 26] = [
     (
         "quick",
         "default: the paper's model family on (a+b) mod 59, 40% train, lr 3e-3: groks in about a minute on 2 cores",
@@ -138,6 +138,11 @@ pub const PRESETS: [(&str, &str, &str); 25] = [
         "omnigrok_constrained",
         "Liu et al. 2022 (Omnigrok): mlp_modadd without weight decay, weights held at their initial norm",
         include_str!("../../presets/omnigrok_constrained.toml"),
+    ),
+    (
+        "saliency",
+        "quick with a checkpoint every 20 steps, for `groklab saliency`: neuron saliency, top-k ablation and the gradient's key-frequency share over training",
+        include_str!("../../presets/saliency.toml"),
     ),
 ];
 
