@@ -9,13 +9,14 @@
 //!   the p residue columns, `B_K` (W_L's gradient is the change `G_out W_U + W_out G_U` the step
 //!   makes to it, to first order);
 //! - `blocks.0.mlp.W_in` `[d_model, d_mlp]` and `W_out` `[d_mlp, d_model]`: the neuron axis, the
-//!   neurons whose frequency (`neuron_freq`, the measures' argmax over 2D Fourier components)
-//!   at the final checkpoint is a key frequency — the key clusters of Nanda et al. 2023 §5.1.
+//!   neurons of the key frequencies' clusters at the final checkpoint (frequency a key one, FVE ≥
+//!   0.85: Nanda et al. 2023 §4.2, [`super::neurons::CLUSTER_FVE`]).
 //!
 //! A weight's *share* is ‖projection‖² / ‖gradient‖²; `chance` is the share a random direction
 //! would have (subspace dimension over axis length).
 
 use super::matrix::Matrix;
+use super::neurons::{NeuronFreqs, CLUSTER_FVE};
 use crate::models::{ParamStore, TransformerConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -29,9 +30,8 @@ pub struct KeySubspace {
 }
 
 impl KeySubspace {
-    /// The subspaces for `key_freqs` (1..=p/2) and the final checkpoint's `neuron_freq`
-    /// (`[d_mlp]`, 0 for a dead neuron).
-    pub fn new(basis: &Matrix, key_freqs: &[usize], neuron_freq: &[usize]) -> Self {
+    /// The subspaces for `key_freqs` (1..=p/2) and the final checkpoint's neuron frequencies.
+    pub fn new(basis: &Matrix, key_freqs: &[usize], neurons: &NeuronFreqs) -> Self {
         let p = basis.rows;
         let rows: Vec<usize> = (key_freqs.iter())
             .flat_map(|&k| [2 * k - 1, 2 * k])
@@ -42,7 +42,9 @@ impl KeySubspace {
             p,
             rows.iter().flat_map(|&r| basis.row(r).to_vec()).collect(),
         );
-        let key_neurons = neuron_freq.iter().map(|f| key_freqs.contains(f)).collect();
+        let key_neurons = (neurons.freq.iter().zip(&neurons.fve))
+            .map(|(f, &fve)| key_freqs.contains(f) && fve >= CLUSTER_FVE)
+            .collect();
         Self { b_k, key_neurons }
     }
 }
@@ -182,7 +184,11 @@ mod tests {
         (cfg.d_model, cfg.d_head, cfg.d_mlp) = (8, 2, 6);
         let store = ParamStore::init(&cfg, 3);
         let basis = fourier_basis(p);
-        let s = KeySubspace::new(&basis, &[2], &[2, 0, 3, 2, 1, 5]);
+        let neurons = NeuronFreqs {
+            freq: vec![2, 0, 3, 2, 2, 5],
+            fve: vec![0.9, 0.0, 0.9, 0.86, 0.5, 0.9],
+        };
+        let s = KeySubspace::new(&basis, &[2], &neurons);
         assert_eq!(s.b_k.rows, 2);
         assert_eq!(s.key_neurons, vec![true, false, false, true, false, false]);
         let names = [

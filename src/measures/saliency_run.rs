@@ -2,7 +2,9 @@
 //! saliency and ablations ([`super::saliency`]) and the gradient's key-frequency split
 //! ([`super::grad_split`]) — written to `saliency.jsonl`.
 
+use super::activations::run_all_inputs;
 use super::grad_split::{split_gradient, GradShares, KeySubspace};
+use super::neurons::neuron_freqs;
 use super::run::{analyze_run, load_measures, load_run, write_rows, RunAnalysis};
 use super::saliency::{check_saliency_model, neuron_saliency, NeuronSaliency, SaliencyOptions};
 use super::snapshot::{Analyzer, KeyFreqRule, DEFAULT_EMBED_THRESHOLD};
@@ -56,15 +58,12 @@ pub fn saliency_run(
     })?;
     let analyzer = Analyzer::new(&model, &data.dataset, Some(&data.split))?;
     check_saliency_model(&analyzer)?;
-    let (measures, analysis, _) = if run_dir.join("analysis.json").exists() {
-        load_measures(run_dir)?
+    let analysis = if run_dir.join("analysis.json").exists() {
+        load_measures(run_dir)?.1
     } else {
         let rule = KeyFreqRule::Consensus(DEFAULT_EMBED_THRESHOLD);
-        analyze_run(run_dir, &rule)?
+        analyze_run(run_dir, &rule)?.1
     };
-    let neuron_freq = (measures.last())
-        .and_then(|m| m.neuron_freq.clone())
-        .unwrap_or_default();
     let steps = list_steps(run_dir);
     let Some(&last) = steps.last() else {
         return Err(GrokError::Checkpoint {
@@ -77,7 +76,12 @@ pub fn saliency_run(
         .map(|(_, &s)| s)
         .collect();
     let load = |step| ParamStore::from_safetensors(&model_path(run_dir, step), &model);
-    let subspace = KeySubspace::new(&analyzer.basis, &analysis.key_freqs, &neuron_freq);
+    let final_post = run_all_inputs(&model, &load(last)?, analyzer.p).mlp_post;
+    let neurons = neuron_freqs(
+        analyzer.p,
+        &final_post.expect("checked: the model has an MLP"),
+    );
+    let subspace = KeySubspace::new(&analyzer.basis, &analysis.key_freqs, &neurons);
     let (tokens, labels) = data.dataset.gather(&data.split.train);
     let mut sample: Vec<usize> = (0..labels.len()).collect();
     sample.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed));
