@@ -347,4 +347,41 @@ mod tests {
         );
         assert_eq!(differing_labels(&[a.clone(), a]), vec![None, None]);
     }
+
+    /// Seeds of one setting form one group; its summary counts the seeds that reached 99% test
+    /// accuracy and their first steps.
+    #[test]
+    fn groups_summarise_their_seeds() {
+        use crate::rundir::MetricsRow;
+        let run = |label: &str, group, accs: &[f64]| ComparedRun {
+            dir: PathBuf::from(label),
+            label: label.into(),
+            group,
+            rows: (accs.iter().enumerate())
+                .map(|(i, &a)| {
+                    MetricsRow::new(
+                        100 * i as u64,
+                        0.0,
+                        (0.0, 1.0),
+                        (0.0, a),
+                        (0.0, 0.0),
+                        vec![],
+                        0.0,
+                    )
+                })
+                .collect(),
+        };
+        let runs = [
+            run("train.lr=1, model.init_seed=0", 0, &[0.1, 0.995, 1.0]),
+            run("train.lr=1, model.init_seed=1", 0, &[0.1, 0.5, 0.99]),
+            run("train.lr=2, model.init_seed=0", 1, &[0.1, 0.2, 0.3]),
+        ];
+        let g = group_summaries(&runs);
+        assert_eq!(g.len(), 2);
+        assert_eq!((g[0].label.as_str(), g[0].runs), ("train.lr=1", 2));
+        assert_eq!(g[0].test_99_steps, vec![100, 200]);
+        assert!((g[0].final_test_acc.0 - 0.995).abs() < 1e-12);
+        assert!(g[1].test_99_steps.is_empty());
+        assert!(g[1].describe().contains("none reach"));
+    }
 }

@@ -299,3 +299,29 @@ pub fn checkpoint_test_metrics(
     out.extend(task);
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With replacement: the same step draws the same rows (exact resume), other steps others,
+    /// every row comes from the training set, and repeats occur (64 draws from 40 rows must
+    /// repeat); without replacement an epoch covers every row once.
+    #[test]
+    fn sampling_with_and_without_replacement() {
+        let train: Vec<usize> = (100..140).collect();
+        let a = rows_with_replacement(&train, 64, 7, 1);
+        assert_eq!(a, rows_with_replacement(&train, 64, 7, 1));
+        assert_ne!(a, rows_with_replacement(&train, 64, 8, 1));
+        assert!(a.iter().all(|r| train.contains(r)));
+        let mut distinct = a.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() < a.len());
+        let mut epoch: Vec<usize> = (0..4)
+            .flat_map(|s| minibatch_rows(&train, 10, s, 1))
+            .collect();
+        epoch.sort();
+        assert_eq!(epoch, train);
+    }
+}
