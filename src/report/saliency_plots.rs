@@ -171,12 +171,22 @@ pub fn plot_saliency(
             (w.to_string(), palette(i), s)
         })
         .collect();
-    let chance = rows[0].grad.chance.get("W_E").copied().unwrap_or(f64::NAN);
-    series.push((
-        format!("chance (token axis) {chance:.3}"),
-        BLACK,
-        col(&|_| chance),
-    ));
+    for (i, (w, axis)) in [("W_E", "token/class axis"), ("W_in", "neuron axis")]
+        .iter()
+        .enumerate()
+    {
+        let chance = rows[0].grad.chance.get(*w).copied().unwrap_or(f64::NAN);
+        let colour = if i == 0 {
+            BLACK
+        } else {
+            plotters::prelude::RGBColor(140, 140, 140)
+        };
+        series.push((
+            format!("chance, {axis}: {chance:.3}"),
+            colour,
+            col(&|_| chance),
+        ));
+    }
     lines("share of ‖gradient‖² in the key subspace", false, series).save(
         &dir,
         name(4),
