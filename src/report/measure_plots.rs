@@ -33,15 +33,7 @@ pub fn plot_measures(
             .filter(|(_, y)| y.is_finite())
             .collect()
     };
-    let ph = &analysis.phases;
-    let markers: Vec<(f64, String)> = [
-        (ph.memorisation_end, "memorised"),
-        (ph.circuit_formation_end, "circuit formed"),
-        (ph.cleanup_end, "cleaned up"),
-    ]
-    .into_iter()
-    .filter_map(|(s, l)| s.map(|s| (s as f64, l.to_string())))
-    .collect();
+    let markers = phase_markers(&analysis.phases);
     let lines = |y_label: &str, log_y: bool, series: Vec<Series>| Chart::Lines {
         x_label: "step".into(),
         y_label: y_label.into(),
@@ -213,4 +205,16 @@ pub fn plot_measures(
         )?;
     }
     Ok(dir)
+}
+
+/// The detected phase boundaries as labelled vertical chart markers `(step, label)`.
+pub(super) fn phase_markers(ph: &crate::measures::phases::Phases) -> Vec<(f64, String)> {
+    [
+        (ph.memorisation_end, "memorised"),
+        (ph.circuit_formation_end, "circuit formed"),
+        (ph.cleanup_end, "cleaned up"),
+    ]
+    .into_iter()
+    .filter_map(|(s, l)| s.map(|s| (s as f64, l.to_string())))
+    .collect()
 }

@@ -55,15 +55,7 @@ pub fn plot_saliency(
     if rows.is_empty() {
         return Ok(dir);
     }
-    let ph = &analysis.phases;
-    let markers: Vec<(f64, String)> = [
-        (ph.memorisation_end, "memorised"),
-        (ph.circuit_formation_end, "circuit formed"),
-        (ph.cleanup_end, "cleaned up"),
-    ]
-    .into_iter()
-    .filter_map(|(s, l)| s.map(|s| (s as f64, l.to_string())))
-    .collect();
+    let markers = super::measure_plots::phase_markers(&analysis.phases);
     let lines = |y_label: &str, log_y: bool, series: Vec<Series>| Chart::Lines {
         x_label: "step".into(),
         y_label: y_label.into(),
