@@ -55,6 +55,22 @@ pub enum Chart {
 }
 
 impl Chart {
+    /// Lines over the training step (x axis "step") with `markers`.
+    pub fn over_steps(
+        y_label: &str,
+        log_y: bool,
+        series: Vec<Series>,
+        markers: &[(f64, String)],
+    ) -> Self {
+        Chart::Lines {
+            x_label: "step".into(),
+            y_label: y_label.into(),
+            log_y,
+            series,
+            markers: markers.to_vec(),
+        }
+    }
+
     /// Draws `dir/<name>.png` (900×500) and `dir/<name>.svg` with `title` on top.
     ///
     /// # Errors

@@ -34,12 +34,8 @@ pub fn plot_measures(
             .collect()
     };
     let markers = phase_markers(&analysis.phases);
-    let lines = |y_label: &str, log_y: bool, series: Vec<Series>| Chart::Lines {
-        x_label: "step".into(),
-        y_label: y_label.into(),
-        log_y,
-        series,
-        markers: markers.clone(),
+    let lines = |y_label: &str, log_y: bool, series: Vec<Series>| {
+        Chart::over_steps(y_label, log_y, series, &markers)
     };
     let keys = format!("{:?}", analysis.key_freqs);
 

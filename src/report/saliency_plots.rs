@@ -56,12 +56,8 @@ pub fn plot_saliency(
         return Ok(dir);
     }
     let markers = super::measure_plots::phase_markers(&analysis.phases);
-    let lines = |y_label: &str, log_y: bool, series: Vec<Series>| Chart::Lines {
-        x_label: "step".into(),
-        y_label: y_label.into(),
-        log_y,
-        series,
-        markers: markers.clone(),
+    let lines = |y_label: &str, log_y: bool, series: Vec<Series>| {
+        Chart::over_steps(y_label, log_y, series, &markers)
     };
     let col = |f: &dyn Fn(&SaliencyRow) -> f64| -> Vec<(f64, f64)> {
         (rows.iter())

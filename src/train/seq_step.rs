@@ -248,14 +248,7 @@ impl Step<'_> {
             .map(|(n, part)| {
                 (
                     *n,
-                    seq_train(
-                        model,
-                        params,
-                        device,
-                        part,
-                        self.compute,
-                        (self.loss_dtype, self.loss_fn),
-                    ),
+                    seq_train(model, params, device, part, self.compute, self.loss()),
                 )
             })
             .collect();
@@ -271,14 +264,7 @@ impl Step<'_> {
         }
         let Some(r) = self.fused_seq(batch, false) else {
             let (model, params, device) = (self.model, self.params, self.device);
-            return seq_evaluate_pairs(
-                model,
-                params,
-                device,
-                batch,
-                self.compute,
-                (self.loss_dtype, self.loss_fn),
-            );
+            return seq_evaluate_pairs(model, params, device, batch, self.compute, self.loss());
         };
         let (scored, targets) = scoring(batch);
         let position_of = |row: usize| match &scored {
@@ -307,14 +293,7 @@ impl Step<'_> {
         let (model, params, device) = (self.model, self.params, self.device);
         let results: Vec<(usize, (f64, f64))> = (self.chunks(batch).par_iter())
             .map(|(n, part)| {
-                let r = seq_evaluate(
-                    model,
-                    params,
-                    device,
-                    part,
-                    self.compute,
-                    (self.loss_dtype, self.loss_fn),
-                );
+                let r = seq_evaluate(model, params, device, part, self.compute, self.loss());
                 (*n, r)
             })
             .collect();

@@ -88,6 +88,11 @@ impl<'a> Step<'a> {
         }
     }
 
+    /// The loss's precision and probability map.
+    pub fn loss(&self) -> (Precision, LossFn) {
+        (self.loss_dtype, self.loss_fn)
+    }
+
     /// Whether the fused step ([`crate::models::fused`]) runs this step: engine `auto`, an
     /// architecture it covers, and a loss it computes the same way (f64 log-softmax).
     pub fn uses_fused(&self) -> bool {
