@@ -127,23 +127,19 @@ impl Optimizer {
     }
 
     /// A whole step from the raw gradient: Grokfast, ⊥Grad, clipping, the update rule at `lr`,
-    /// then the norm constraint. Returns the global gradient norm before clipping (after the
-    /// filters).
-    pub fn step(&mut self, store: &mut ParamStore, mut grads: Grads, lr: f64) -> f64 {
+    /// then the norm constraint.
+    pub fn step(&mut self, store: &mut ParamStore, mut grads: Grads, lr: f64) {
         self.grokfast.apply(&mut grads);
         if self.orthograd {
             grad_filter::orthogonalize(&mut grads, store);
         }
-        let norm = if self.clip_grad_norm > 0.0 {
-            grad_filter::clip_global_norm(&mut grads, self.clip_grad_norm)
-        } else {
-            grad_filter::global_norm(&grads)
-        };
+        if self.clip_grad_norm > 0.0 {
+            grad_filter::clip_global_norm(&mut grads, self.clip_grad_norm);
+        }
         self.update(store, &grads, lr);
         if let Some(target) = self.constrain_norm {
             grad_filter::rescale_to_norm(store, target);
         }
-        norm
     }
 
     /// One update of every trainable tensor with its gradient (`grads[i]` flat, store order).
