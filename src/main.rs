@@ -123,8 +123,10 @@ enum Command {
     Saliency {
         /// Run directory (a 1-block transformer on a binary operation).
         run_dir: PathBuf,
-        /// IG baseline and ablation value: zero or mean (each neuron's mean over training inputs).
-        #[arg(long, default_value = "zero")]
+        /// IG baseline and ablation value: mean (each neuron's mean over the training inputs) or
+        /// zero. With zero, a ReLU neuron's median is 0 unless it fires on most inputs, which on
+        /// nanda2023 holds for no neuron before clean-up.
+        #[arg(long, default_value = "mean")]
         baseline: String,
         /// IG interpolation points.
         #[arg(long, default_value_t = 20)]

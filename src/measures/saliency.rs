@@ -117,7 +117,7 @@ pub struct SaliencyOptions {
 impl Default for SaliencyOptions {
     fn default() -> Self {
         Self {
-            baseline: SaliencyBaseline::Zero,
+            baseline: SaliencyBaseline::Mean,
             steps: 20,
             random_draws: 3,
             seed: 0,
