@@ -89,3 +89,11 @@ pub fn stream_rng(seed: u64, stream: u64) -> ChaCha8Rng {
     rng.set_stream(stream);
     rng
 }
+
+/// `batch` indices in `0..n` drawn uniformly with replacement for `step`, from a stream seeded by
+/// `(seed, step)`, so a resumed run draws the same.
+pub fn indices_with_replacement(n: usize, batch: usize, step: u64, seed: u64) -> Vec<usize> {
+    use rand::Rng;
+    let mut rng = stream_rng(seed ^ 0x7e91_ace5, step);
+    (0..batch).map(|_| rng.random_range(0..n)).collect()
+}

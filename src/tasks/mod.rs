@@ -18,7 +18,7 @@ mod sequence;
 mod sparse_parity;
 mod split;
 
-pub use batch::{stream_rng, SeqBatch, IGNORE};
+pub use batch::{indices_with_replacement, stream_rng, SeqBatch, IGNORE};
 pub use digit_add::DigitAdd;
 pub use induction::RepeatSubsequence;
 pub use max_element::MaxElement;

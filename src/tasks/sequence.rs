@@ -7,7 +7,7 @@
 //!   set with none of the training sequences in it (Nanda et al. 2023 §5: limited data + weight
 //!   decay turns a phase change into grokking).
 
-use super::batch::{stream_rng, SeqBatch};
+use super::batch::{indices_with_replacement, stream_rng, SeqBatch};
 use crate::error::{GrokError, Result};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -159,14 +159,14 @@ impl SeqData {
     /// `batch_size` sequences of the fixed training set drawn uniformly with replacement for
     /// `step` (seeded by `(seed, step)`); a fresh sample where there is no fixed set.
     pub fn train_batch_with_replacement(&self, step: u64, batch_size: usize) -> SeqBatch {
-        use rand::Rng;
         let Some(train) = &self.train else {
             return self.train_batch(step, batch_size);
         };
-        let mut rng = stream_rng(self.seed ^ 0x7e91_ace5, step);
-        let rows: Vec<usize> = (0..batch_size.max(1))
-            .map(|_| rng.random_range(0..train.len()))
-            .collect();
-        train.select(&rows)
+        train.select(&indices_with_replacement(
+            train.len(),
+            batch_size.max(1),
+            step,
+            self.seed,
+        ))
     }
 }

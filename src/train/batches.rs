@@ -266,13 +266,11 @@ fn minibatch_rows(train: &[usize], batch: usize, step: u64, seed: u64) -> Vec<us
     perm[k * batch..((k + 1) * batch).min(train.len())].to_vec()
 }
 
-/// `batch` rows of `train` drawn uniformly with replacement for `step`, from a stream seeded by
-/// `(seed, step)` (so a resumed run draws the same).
+/// `batch` rows of `train` drawn uniformly with replacement for `step`
+/// ([`crate::tasks::indices_with_replacement`]).
 fn rows_with_replacement(train: &[usize], batch: usize, step: u64, seed: u64) -> Vec<usize> {
-    use rand::Rng;
-    let mut rng = crate::tasks::stream_rng(seed ^ 0x7e91_ace5, step);
-    (0..batch)
-        .map(|_| train[rng.random_range(0..train.len())])
+    (crate::tasks::indices_with_replacement(train.len(), batch, step, seed).into_iter())
+        .map(|i| train[i])
         .collect()
 }
 

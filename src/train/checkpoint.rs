@@ -3,7 +3,7 @@
 //! state in f64: Adam moments or SGD momentum buffers, Grokfast's EMA or window; step, wall
 //! time). Every file is written atomically (temp file + rename).
 
-use super::grad_filter::Grads;
+use super::grad_filter::{Grads, GrokfastKind};
 use super::optim::Optimizer;
 use crate::error::{GrokError, Result};
 use crate::models::{
@@ -45,9 +45,7 @@ pub fn save(
     )?;
 
     let tensors = state_tensors(params, optim);
-    let tensors = tensors
-        .iter()
-        .map(|(name, shape, data)| (name.as_str(), &shape[..], &data[..]));
+    let tensors = (tensors.iter()).map(|(name, shape, data)| (name.as_str(), *shape, *data));
     let mut meta = HashMap::from([
         ("step".to_string(), optim.step.to_string()),
         ("grokfast_seen".to_string(), optim.grokfast.seen.to_string()),
@@ -115,7 +113,7 @@ pub fn load_latest(run_dir: &Path, model: &ModelSpec, template: &Optimizer) -> R
         .get("grokfast_seen")
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let mut fetch = |name: &str, e: &crate::models::ParamEntry| -> Result<Vec<f64>> {
+    let fetch = |name: &str, e: &crate::models::ParamEntry| -> Result<Vec<f64>> {
         let (shape, data) = tensors
             .get(name)
             .ok_or_else(|| bad(format!("missing tensor `{name}`")))?;
@@ -138,26 +136,22 @@ pub fn load_latest(run_dir: &Path, model: &ModelSpec, template: &Optimizer) -> R
         }
     }
     // Grokfast: the EMA (or the window's sum) and the window, as many as were saved.
+    let read_grads = |prefix: &str| -> Result<Grads> {
+        (params.entries.iter())
+            .map(|e| {
+                (e.trainable)
+                    .then(|| fetch(&format!("{prefix}.{}", e.name), e))
+                    .transpose()
+            })
+            .collect()
+    };
     let g = &mut optim.grokfast;
-    let seen = g.seen;
-    let read_grads =
-        |prefix: &str,
-         fetch: &mut dyn FnMut(&str, &crate::models::ParamEntry) -> Result<Vec<f64>>|
-         -> Result<Grads> {
-            (params.entries.iter())
-                .map(|e| {
-                    e.trainable
-                        .then(|| fetch(&format!("{prefix}.{}", e.name), e))
-                        .transpose()
-                })
-                .collect()
-        };
-    if seen > 0 && g.kind != super::grad_filter::GrokfastKind::None {
-        g.slow = read_grads("grokfast.slow", &mut fetch)?;
-        if g.kind == super::grad_filter::GrokfastKind::Ma {
-            let kept = (seen as usize).min(g.window);
+    if g.seen > 0 && g.kind != GrokfastKind::None {
+        g.slow = read_grads("grokfast.slow")?;
+        if g.kind == GrokfastKind::Ma {
+            let kept = (g.seen as usize).min(g.window);
             g.history = (0..kept)
-                .map(|k| read_grads(&format!("grokfast.history.{k}"), &mut fetch))
+                .map(|k| read_grads(&format!("grokfast.history.{k}")))
                 .collect::<Result<_>>()?;
         }
     }
@@ -170,24 +164,27 @@ pub fn load_latest(run_dir: &Path, model: &ModelSpec, template: &Optimizer) -> R
     })
 }
 
-/// The optimiser's state as named f64 tensors: `exp_avg.<param>`, `exp_avg_sq.<param>` (where
-/// the rule keeps them), `grokfast.slow.<param>` and `grokfast.history.<k>.<param>`.
-fn state_tensors(params: &ParamStore, optim: &Optimizer) -> Vec<(String, Vec<usize>, Vec<f64>)> {
+/// The optimiser's state as named f64 tensors, borrowed: `exp_avg.<param>`, `exp_avg_sq.<param>`
+/// (where the rule keeps them), `grokfast.slow.<param>` and `grokfast.history.<k>.<param>`.
+fn state_tensors<'a>(
+    params: &'a ParamStore,
+    optim: &'a Optimizer,
+) -> Vec<(String, &'a [usize], &'a [f64])> {
     let mut out = Vec::new();
-    let mut push = |prefix: &str, state: &[Vec<f64>]| {
+    let mut push = |prefix: &str, state: Vec<&'a [f64]>| {
         for (e, v) in params.entries.iter().zip(state) {
             if e.trainable && !v.is_empty() {
-                out.push((format!("{prefix}.{}", e.name), e.shape.clone(), v.clone()));
+                out.push((format!("{prefix}.{}", e.name), &e.shape[..], v));
             }
         }
     };
-    push("exp_avg", &optim.exp_avg);
-    push("exp_avg_sq", &optim.exp_avg_sq);
-    let flat =
-        |g: &Grads| -> Vec<Vec<f64>> { g.iter().map(|v| v.clone().unwrap_or_default()).collect() };
-    push("grokfast.slow", &flat(&optim.grokfast.slow));
+    let slices = |s: &'a [Vec<f64>]| s.iter().map(|v| &v[..]).collect();
+    let grads = |g: &'a Grads| g.iter().map(|v| v.as_deref().unwrap_or(&[])).collect();
+    push("exp_avg", slices(&optim.exp_avg));
+    push("exp_avg_sq", slices(&optim.exp_avg_sq));
+    push("grokfast.slow", grads(&optim.grokfast.slow));
     for (k, h) in optim.grokfast.history.iter().enumerate() {
-        push(&format!("grokfast.history.{k}"), &flat(h));
+        push(&format!("grokfast.history.{k}"), grads(h));
     }
     out
 }
