@@ -24,8 +24,14 @@ the 30 tokens per sequence a copy predicts) and `nanda_digit_add5_infinite` (1 l
 the 6 answer digits): a TransformerLens-style model on whole sequences (causal mask, f64
 log_softmax at the scored positions), AdamW (lr 1e-3, betas (0.9, 0.98), weight decay 1 / 0.1).
 
+With `--model icl` it times the step of groklab's preset `icl_1layer` (von Oswald et al. 2023):
+one linear self-attention layer (square 11 x 11 W_Q, W_K, W_V, W_P; queries from all 11 tokens,
+keys and values from the 10 context tokens, no softmax) on a fresh batch of 2,048 in-context
+regression tasks (d = N = 10, drawn inside the step as groklab does), ½-MSE of the query's
+prediction, global-norm clipping at 0.001 and AdamW (lr 1e-3, betas (0.9, 0.98), no weight decay).
+
 usage: python3 scripts/bench_pytorch.py [--threads N] [--steps N] [--warmup N] [--last-position]
-                                        [--model paper|induction|digit_add]
+                                        [--model paper|induction|digit_add|icl]
 """
 import argparse
 import math
@@ -189,6 +195,43 @@ def sequence_main(args):
     )
 
 
+def icl_main(args):
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    d, n, b = 10, 10, 2048
+    e = d + 1
+    std = math.sqrt(0.002 / e) / 0.87962566
+    params = [
+        nn.Parameter(nn.init.trunc_normal_(torch.empty(e, e), std=std, a=-2 * std, b=2 * std))
+        for _ in range(4)
+    ]
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0, betas=(0.9, 0.98))
+    query = torch.ones(n + 1, 1)
+    query[-1] = 0.0
+
+    def step():
+        opt.zero_grad()
+        x = torch.rand(b, n + 1, d) - 0.5
+        w = torch.randn(b, d, 1)
+        y = x @ w  # (b, n + 1, 1)
+        h = torch.cat([x, y * query], -1)  # the query's label slot is 0
+        w_q, w_k, w_v, w_p = params
+        ctx = h[:, :-1]
+        h = h + (h @ w_q) @ (ctx @ w_k).transpose(1, 2) @ (ctx @ w_v) @ w_p
+        loss = 0.5 * ((-h[:, -1, -1] - y[:, -1, 0]) ** 2).mean()
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 0.001)
+        opt.step()
+        return loss
+
+    times, loss = time_steps(step, args.warmup, args.steps)
+    print(
+        f"pytorch {torch.__version__} threads {args.threads} icl: {b} tasks of {n + 1} tokens, "
+        f"1 LSA layer, steps {args.steps}: median {statistics.median(times):.1f} ms "
+        f"(min {min(times):.1f}, max {max(times):.1f}), final loss {loss.item():.4f}"
+    )
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -199,8 +242,12 @@ def main():
         action="store_true",
         help="compute the query, MLP and unembedding at the last position only (what the loss reads)",
     )
-    ap.add_argument("--model", choices=["paper", "induction", "digit_add"], default="paper")
+    ap.add_argument(
+        "--model", choices=["paper", "induction", "digit_add", "icl"], default="paper"
+    )
     args = ap.parse_args()
+    if args.model == "icl":
+        return icl_main(args)
     if args.model != "paper":
         return sequence_main(args)
     torch.set_num_threads(args.threads)

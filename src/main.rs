@@ -116,9 +116,10 @@ enum Command {
         #[arg(long, default_value = "runs/compare")]
         out: PathBuf,
     },
-    /// The general-circuits test on a run's checkpoints: per MLP neuron, integrated gradients
-    /// of the correct logit, their medians' histogram and skewness, top-k against random-k
-    /// ablation, and the gradient's share in the key-frequency subspace; writes saliency.jsonl
+    /// The general-circuits test on a run's checkpoints: per MLP neuron and per attention head,
+    /// integrated gradients of the correct logit, their medians (and the neurons' histogram and
+    /// skewness), top-k against random-k ablation, and the gradient's share in the
+    /// key-frequency subspace; writes saliency.jsonl
     /// and plots/saliency/, and adds a section to report.html.
     Saliency {
         /// Run directory (a 1-block transformer on a binary operation).
@@ -443,9 +444,12 @@ fn run(cli: Cli) -> Result<()> {
                 let (top, random) = at(16).map_or((f64::NAN, f64::NAN), |a| {
                     (a.top.train_loss, a.random.train_loss)
                 });
+                let head = r.heads.ablation.get(1).map_or((f64::NAN, f64::NAN), |a| {
+                    (a.top.train_loss, a.random.train_loss)
+                });
                 println!(
-                    "step {:>6}  skewness {:+.3}  nonzero medians {:.3}  key share {:.3}  train loss with top-16 / random-16 ablated {:.3e} / {:.3e}",
-                    r.saliency.step, r.saliency.skewness, r.saliency.nonzero_medians, r.key_share, top, random
+                    "step {:>6}  skewness {:+.3}  nonzero medians {:.3}  key share {:.3}  train loss with top-16 / random-16 neurons ablated {:.3e} / {:.3e}, top-1 / random-1 head {:.3e} / {:.3e}",
+                    r.saliency.step, r.saliency.skewness, r.saliency.nonzero_medians, r.key_share, top, random, head.0, head.1
                 );
             }
             let dir = report::plot_saliency(&run_dir, &rows, &analysis)?;
@@ -512,9 +516,10 @@ fn bench_suite(steps: usize) -> Result<()> {
             r.executed_flops / 1e9,
             r.gflops,
             100.0 * r.gflops / GEMM_GFLOPS_2_CORES,
-            match (r.fused, r.fused_seq) {
-                (true, _) => "fused",
-                (_, true) => "fused_seq",
+            match (r.fused, r.fused_seq, cfg.model.arch()) {
+                (true, _, _) => "fused",
+                (_, true, _) => "fused_seq",
+                (_, _, "lsa") => "lsa",
                 _ => "burn",
             },
         );
@@ -548,6 +553,11 @@ fn bench_suite(steps: usize) -> Result<()> {
         "5-digit addition, burn engine",
         "nanda_digit_add5_infinite",
         &["train.engine=burn"],
+    )?;
+    step_line(
+        "in-context regression (1L LSA, 2048 tasks)",
+        "icl_1layer",
+        &[],
     )?;
     println!("batched seeds (seed-steps/s: one after another vs side by side)");
     for (name, overrides) in [

@@ -368,6 +368,15 @@ fn saliency_rows_agree_with_the_measures() {
             );
         }
         assert_eq!(r["medians"].as_array().unwrap().len(), 64);
+        // heads: 4 medians, k = 0, 1, 2, and k = 0 is the model itself
+        let heads = &r["heads"];
+        assert_eq!(heads["medians"].as_array().unwrap().len(), 4);
+        let head_ks: Vec<u64> = (heads["ablation"].as_array().unwrap().iter())
+            .map(|a| a["k"].as_u64().unwrap())
+            .collect();
+        assert_eq!(head_ks, vec![0, 1, 2]);
+        let got = heads["ablation"][0]["top"]["train_loss"].as_f64().unwrap();
+        assert!((got - train_loss).abs() <= 1e-9 * train_loss.max(1.0));
         let share = r["key_share"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&share), "{share}");
     }
@@ -377,6 +386,8 @@ fn saliency_rows_agree_with_the_measures() {
         "ablation_train_loss",
         "grad_share",
         "example_share",
+        "head_medians",
+        "head_ablation_train_loss",
     ] {
         assert!(
             run.join(format!("plots/saliency/{chart}.png")).exists(),

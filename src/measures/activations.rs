@@ -18,7 +18,7 @@ pub struct AllInputs {
 }
 
 /// `[p², 3]` tokens `[a, b, =]`, a-major.
-fn grid_tokens(p: usize) -> Vec<i64> {
+pub(crate) fn grid_tokens(p: usize) -> Vec<i64> {
     (0..p * p)
         .flat_map(|i| [(i / p) as i64, (i % p) as i64, p as i64])
         .collect()

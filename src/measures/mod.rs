@@ -13,6 +13,8 @@ mod bench;
 mod checkpoint;
 pub mod fourier;
 pub mod grad_split;
+pub mod head_saliency;
+pub mod icl;
 pub mod logits;
 pub mod matrix;
 pub mod mlp_fourier;

@@ -1,9 +1,10 @@
 //! `groklab saliency RUN_DIR`: the general-circuits test over a run's checkpoints — neuron
-//! saliency and ablations ([`super::saliency`]) and the gradient's key-frequency split
+//! and head saliency and ablations ([`super::saliency`], [`super::head_saliency`]) and the gradient's key-frequency split
 //! ([`super::grad_split`]) — written to `saliency.jsonl`.
 
 use super::activations::run_all_inputs;
 use super::grad_split::{split_gradient, GradShares, KeySubspace};
+use super::head_saliency::{head_saliency, HeadSaliency};
 use super::neurons::neuron_freqs;
 use super::run::{analyze_run, load_measures, load_run, write_rows, RunAnalysis};
 use super::saliency::{check_saliency_model, neuron_saliency, NeuronSaliency, SaliencyOptions};
@@ -27,6 +28,8 @@ pub struct SaliencyRow {
     /// Saliency and ablations.
     #[serde(flatten)]
     pub saliency: NeuronSaliency,
+    /// Per-head saliency and head ablations.
+    pub heads: HeadSaliency,
     /// The full-batch training gradient's split.
     pub grad: GradShares,
     /// `[EXAMPLE_SAMPLE]` each sampled example's gradient share in the key subspace (W_E, W_U,
@@ -92,6 +95,7 @@ pub fn saliency_run(
         .map(|&step| {
             let store = load(step)?;
             let saliency = neuron_saliency(&analyzer, &store, step, opts);
+            let heads = head_saliency(&analyzer, &store, opts);
             let device = burn::tensor::Device::flex().autodiff();
             let mut step_fn = Step::for_run(&spec, &store, &device, &cfg.train);
             step_fn.threads = 1;
@@ -106,6 +110,7 @@ pub fn saliency_run(
                 .collect();
             Ok(SaliencyRow {
                 saliency,
+                heads,
                 grad,
                 example_key_share,
                 key_share: key / (key + rest),

@@ -88,14 +88,14 @@ pub fn analyze_sequence_run(run_dir: &Path) -> Result<(Vec<Map<String, Value>>, 
     let text = std::fs::read_to_string(&path).map_err(|e| GrokError::io(&path, e))?;
     let cfg = RunConfig::from_toml(&text)?;
     let finite = match &cfg.task {
-        TaskConfig::Modular(t) => {
+        TaskConfig::Sequence(t) => t.regime == RegimeName::Finite,
+        other => {
             return Err(GrokError::invalid(
                 "task.name",
-                &t.name,
+                other.name(),
                 "a sequence task (binary operations have their own analysis)",
             ))
         }
-        TaskConfig::Sequence(t) => t.regime == RegimeName::Finite,
     };
     let steps = list_steps(run_dir);
     if steps.is_empty() {

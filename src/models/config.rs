@@ -271,6 +271,8 @@ impl TransformerConfig {
 pub enum Init {
     /// N(0, 1) times the given standard deviation.
     Normal(f64),
+    /// N(0, 1) redrawn outside ±2, times the given scale (haiku's `TruncatedNormal`).
+    TruncatedNormal(f64),
     /// All zeros.
     Zeros,
     /// All ones.

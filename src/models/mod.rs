@@ -7,6 +7,8 @@ mod config;
 pub mod fused;
 pub mod fused_seq;
 pub mod linalg;
+pub mod lsa;
+pub mod lsa_gd;
 pub mod mlp;
 mod params;
 mod sequence;
@@ -30,6 +32,8 @@ pub enum ModelSpec {
     Transformer(TransformerConfig),
     /// MLP over one-hot inputs (binary tasks).
     Mlp(MlpConfig),
+    /// Linear self-attention on real-valued tokens (in-context regression).
+    Lsa(lsa::LsaConfig),
 }
 
 impl ModelSpec {
@@ -38,6 +42,7 @@ impl ModelSpec {
         match self {
             ModelSpec::Transformer(c) => c.param_specs(),
             ModelSpec::Mlp(c) => c.param_specs(),
+            ModelSpec::Lsa(c) => c.param_specs(),
         }
     }
 
@@ -45,25 +50,32 @@ impl ModelSpec {
     pub fn buffers(&self) -> Vec<RawTensor> {
         match self {
             ModelSpec::Transformer(c) => c.tl_buffers(),
-            ModelSpec::Mlp(_) => Vec::new(),
+            ModelSpec::Mlp(_) | ModelSpec::Lsa(_) => Vec::new(),
         }
     }
 
-    /// The transformer's config, `None` for the MLP.
+    /// The transformer's config, `None` for other models.
     pub fn transformer(&self) -> Option<&TransformerConfig> {
         match self {
             ModelSpec::Transformer(c) => Some(c),
-            ModelSpec::Mlp(_) => None,
+            ModelSpec::Mlp(_) | ModelSpec::Lsa(_) => None,
         }
     }
 
-    /// The model bound to `store` on `device` for one forward (and backward) pass.
+    /// The model bound to `store` on `device` for one forward (and backward) pass on burn's
+    /// graph.
+    ///
+    /// # Panics
+    /// For the LSA, whose step is its own ([`lsa::loss_and_grads`]; a programming error).
     pub fn bind(&self, store: &ParamStore, device: &Device, dtype: DType, track: bool) -> Net {
         match self {
             ModelSpec::Transformer(c) => {
                 Net::Transformer(Transformer::new(c, store, device, dtype, track))
             }
             ModelSpec::Mlp(c) => Net::Mlp(Mlp::new(c, store, device, dtype, track)),
+            ModelSpec::Lsa(_) => {
+                panic!("the LSA has no burn graph; its step is lsa::loss_and_grads")
+            }
         }
     }
 }

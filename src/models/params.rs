@@ -54,6 +54,14 @@ impl ParamStore {
                         Init::Normal(std) => (0..n)
                             .map(|_| std * Distribution::<f64>::sample(&StandardNormal, &mut rng))
                             .collect(),
+                        Init::TruncatedNormal(scale) => (0..n)
+                            .map(|_| loop {
+                                let z: f64 = Distribution::sample(&StandardNormal, &mut rng);
+                                if z.abs() <= 2.0 {
+                                    break scale * z;
+                                }
+                            })
+                            .collect(),
                     };
                     ParamEntry {
                         name,

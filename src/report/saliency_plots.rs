@@ -1,6 +1,7 @@
 //! Plots of the general-circuits test (`plots/saliency/`): the skewness and histogram of the
-//! neurons' median saliency, top-k against random-k ablation, and the gradient's key-frequency
-//! share, over training with the run's phase markers.
+//! neurons' median saliency, top-k against random-k ablation, the gradient's key-frequency
+//! share, and the attention heads' saliency and ablation, over training with the run's phase
+//! markers.
 
 use super::charts::{palette, Chart, Series};
 use crate::error::{GrokError, Result};
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 const BINS: usize = 40;
 
 /// The charts [`plot_saliency`] draws, `(file stem under plots/, title)`, in report order.
-pub const SALIENCY_CHARTS: [(&str, &str); 6] = [
+pub const SALIENCY_CHARTS: [(&str, &str); 8] = [
     (
         "saliency/median_hist",
         "Histogram of the neurons' median saliency over training",
@@ -38,6 +39,11 @@ pub const SALIENCY_CHARTS: [(&str, &str); 6] = [
     (
         "saliency/example_share",
         "Per-example gradient share in the key-frequency subspace",
+    ),
+    ("saliency/head_medians", "Attention heads' median saliency"),
+    (
+        "saliency/head_ablation_train_loss",
+        "Train loss after ablating the top-k or k random attention heads",
     ),
 ];
 
@@ -199,5 +205,50 @@ pub fn plot_saliency(
         ],
     )
     .save(&dir, name(5), SALIENCY_CHARTS[5].1)?;
+
+    let heads = rows[0].heads.medians.len();
+    lines(
+        "median integrated gradient of the correct logit (logits)",
+        false,
+        (0..heads)
+            .map(|h| {
+                let s = col(&|r: &SaliencyRow| r.heads.medians.get(h).copied().unwrap_or(f64::NAN));
+                (format!("head {h}"), palette(h), s)
+            })
+            .collect(),
+    )
+    .save(&dir, name(6), SALIENCY_CHARTS[6].1)?;
+
+    let head_ks: Vec<usize> = rows[0].heads.ablation.iter().map(|a| a.k).collect();
+    let mut series = Vec::new();
+    for (j, &k) in head_ks.iter().enumerate() {
+        let at = |r: &SaliencyRow, top: bool| {
+            (r.heads.ablation.iter())
+                .find(|a| a.k == k)
+                .map_or(f64::NAN, |a| {
+                    if top {
+                        a.top.train_loss
+                    } else {
+                        a.random.train_loss
+                    }
+                })
+        };
+        if k == 0 {
+            series.push(("none".to_string(), BLACK, col(&|r| at(r, true))));
+            continue;
+        }
+        series.push((format!("top-{k}"), palette(2 * j), col(&|r| at(r, true))));
+        series.push((
+            format!("random-{k}"),
+            palette(2 * j + 1),
+            col(&|r| at(r, false)),
+        ));
+    }
+    lines(
+        "train loss after head ablation (nats, log scale)",
+        true,
+        series,
+    )
+    .save(&dir, name(7), SALIENCY_CHARTS[7].1)?;
     Ok(dir)
 }

@@ -37,6 +37,10 @@ pub struct MetricsRow {
     /// - `test_loss_class.<c>`, `test_acc_class.<c>`: per target class, for max of a sequence;
     /// - `induction_score.<l>.<h>`, `prev_token_score.<l>.<h>`: per head of block l
     ///   ([`crate::measures::attention`]), for the induction task.
+    ///
+    /// In-context regression's ([`crate::measures::icl`]): `gd_loss`, `gd_eta`,
+    /// `preds_diff_gd`, `model_cos_gd`, `model_diff_gd`, and the same with `gdpp` for K ≥ 2.
+    /// Every key a row holds besides the fixed fields is read back as one of these.
     pub task_metrics: Vec<(String, f64)>,
     /// Seconds of training so far (excluded from determinism checks).
     pub wall_s: f64,
@@ -52,20 +56,6 @@ const SCALARS: [&str; 9] = [
     "lr",
     "grad_norm",
     "sum_sq_weights",
-];
-
-/// Key prefixes of [`MetricsRow::task_metrics`].
-const TASK_METRICS: [&str; 10] = [
-    "slingshots",
-    "softmax_collapse",
-    "logit_scale",
-    "last_layer_norm",
-    "test_loss_at.",
-    "test_acc_at.",
-    "test_loss_class.",
-    "test_acc_class.",
-    "induction_score.",
-    "prev_token_score.",
 ];
 
 impl MetricsRow {
@@ -152,7 +142,8 @@ impl MetricsRow {
             step: m.get("step")?.as_u64()?,
             epoch: f("epoch")?,
             train_loss: f("train_loss")?,
-            train_acc: f("train_acc")?,
+            // null where accuracy has no meaning (regression)
+            train_acc: f("train_acc").unwrap_or(f64::NAN),
             // null when the test set is empty (frac_train = 1)
             test_loss: f("test_loss").unwrap_or(f64::NAN),
             test_acc: f("test_acc").unwrap_or(f64::NAN),
@@ -164,7 +155,9 @@ impl MetricsRow {
                 .filter_map(|(k, v)| Some((k.strip_prefix("sum_sq.")?.to_string(), v.as_f64()?)))
                 .collect(),
             task_metrics: (m.iter())
-                .filter(|(k, _)| TASK_METRICS.iter().any(|p| k.starts_with(p)))
+                .filter(|(k, _)| {
+                    !SCALARS.contains(&k.as_str()) && *k != "wall_s" && !k.starts_with("sum_sq.")
+                })
                 .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(f64::NAN)))
                 .collect(),
             wall_s: f("wall_s")?,

@@ -6,9 +6,12 @@
 //!   [`DigitAdd`] (n-digit addition), [`RepeatSubsequence`] (induction), [`MaxElement`] (skip
 //!   trigrams), [`SparseParity`]. Each documents its tokens and the positions it scores; a batch
 //!   carries a target per position ([`SeqBatch`], [`IGNORE`] where unscored).
+//! - [`IclRegression`]: in-context linear regression on real-valued tokens (von Oswald et al.
+//!   2023), a fresh batch of tasks every step.
 
 mod batch;
 mod digit_add;
+pub mod icl_regression;
 mod induction;
 mod max_element;
 pub mod modular;
@@ -20,6 +23,7 @@ mod split;
 
 pub use batch::{indices_with_replacement, stream_rng, SeqBatch, IGNORE};
 pub use digit_add::DigitAdd;
+pub use icl_regression::{IclBatch, IclFormat, IclRegression};
 pub use induction::RepeatSubsequence;
 pub use max_element::MaxElement;
 pub use modular::{is_prime, ModularDataset, Operation};

@@ -1,9 +1,10 @@
-//! What a run trains and evaluates on, for either task family: a binary operation's split
-//! (full batch, or seeded minibatches per epoch) or a sequence task's data (a finite set or a
-//! fresh sample per step). The loop asks for the step's result and the evaluation metrics and
+//! What a run trains and evaluates on, for each task family: a binary operation's split
+//! (full batch, or seeded minibatches per epoch), a sequence task's data (a finite set or a
+//! fresh sample per step), or in-context regression's fresh tasks per step. The loop asks for the step's result and the evaluation metrics and
 //! knows neither family in detail.
 
-use super::config::{RunConfig, Sampling};
+use super::config::{ModelConfig, RunConfig, Sampling};
+use super::icl_step::IclData;
 use super::numerics::{logit_stats, LogitStats};
 use super::seq_step::group_pairs;
 use super::step::{Step, StepResult};
@@ -31,6 +32,8 @@ pub(crate) enum Batches {
     },
     /// Sequence task.
     Sequence(SeqData),
+    /// In-context linear regression.
+    Icl(IclData),
 }
 
 impl Batches {
@@ -50,6 +53,13 @@ impl Batches {
                 }
             }
             TaskConfig::Sequence(t) => Batches::Sequence(t.data()?),
+            TaskConfig::Icl(t) => {
+                let layers = match &cfg.model {
+                    ModelConfig::Lsa(m) => m.n_layers,
+                    _ => 1,
+                };
+                Batches::Icl(IclData::new(t, layers))
+            }
         })
     }
 
@@ -60,7 +70,7 @@ impl Batches {
             Batches::Modular { data, .. } => Some(
                 serde_json::json!({"train": data.split.train, "test": data.split.test}).to_string(),
             ),
-            Batches::Sequence(_) => None,
+            Batches::Sequence(_) | Batches::Icl(_) => None,
         }
     }
 
@@ -69,6 +79,7 @@ impl Batches {
         match self {
             Batches::Modular { data, .. } => Some(data.split.train.len()),
             Batches::Sequence(d) => d.train.as_ref().map(SeqBatch::len),
+            Batches::Icl(_) => None,
         }
     }
 
@@ -84,7 +95,8 @@ impl Batches {
     }
 
     /// Rows of step 0's batch of `batch_size` and, for a sequence task, the positions each
-    /// sequence scores on average (`None` for a binary operation, scored at its last position).
+    /// sequence scores on average (`None` for a binary operation, scored at its last position;
+    /// for in-context regression, the tokens per task).
     pub(crate) fn shape_of_step0(&self, batch_size: usize) -> (usize, Option<f64>) {
         match self {
             Batches::Modular { train, .. } => {
@@ -107,6 +119,7 @@ impl Batches {
                     .count();
                 (b.len(), Some(scored as f64 / b.len() as f64))
             }
+            Batches::Icl(d) => (batch_size, Some(d.tokens_per_task() as f64)),
         }
     }
 
@@ -148,6 +161,10 @@ impl Batches {
                     (step_fn.train_seq(&d.train_batch(step, batch_size)), whole)
                 }
             },
+            Batches::Icl(d) => (
+                step_fn.train_icl(&d.task.train_batch(step, batch_size)),
+                true,
+            ),
         }
     }
 
@@ -160,6 +177,7 @@ impl Batches {
                 Some(t) => eval.evaluate_seq(t),
                 None => (f64::NAN, f64::NAN),
             },
+            Batches::Icl(_) => (f64::NAN, f64::NAN),
         }
     }
 
@@ -170,6 +188,10 @@ impl Batches {
     /// where the task scores induction. Where per-pair metrics are asked for, one pass gives them
     /// and the overall loss and accuracy (their means over the pairs).
     pub(crate) fn test_metrics(&self, eval: &Step) -> ((f64, f64), Vec<(String, f64)>) {
+        if let Batches::Icl(d) = self {
+            let (loss, metrics) = eval.evaluate_icl(d);
+            return ((loss, f64::NAN), metrics);
+        }
         let Batches::Sequence(d) = self else {
             return (self.evaluate_test(eval), Vec::new());
         };
@@ -239,6 +261,7 @@ impl Batches {
                 let (logits, labels) = eval.logits_seq(d.train.as_ref()?);
                 Some(logit_stats(&logits, &labels))
             }
+            Batches::Icl(_) => None,
         }
     }
 
@@ -247,6 +270,7 @@ impl Batches {
         match self {
             Batches::Modular { test, .. } => eval.evaluate_host(&test.0, &test.1),
             Batches::Sequence(d) => eval.evaluate_seq(&d.test),
+            Batches::Icl(d) => (eval.evaluate_icl(d).0, f64::NAN),
         }
     }
 }

@@ -118,6 +118,7 @@ fn step_flops(model: &ModelSpec, rows: usize, scored: Option<f64>) -> f64 {
         (ModelSpec::Transformer(c), None) => c.train_step_flops(rows),
         (ModelSpec::Transformer(c), Some(s)) => c.seq_train_step_flops(rows, s),
         (ModelSpec::Mlp(c), _) => c.train_step_flops(rows),
+        (ModelSpec::Lsa(c), t) => c.train_step_flops(rows, t.unwrap_or(1.0) as usize),
     }
 }
 

@@ -5,15 +5,16 @@ use super::grad_filter::GrokfastKind;
 use super::loss::LossFn;
 use super::optim::{DecayTarget, OptimizerKind};
 use super::schedule::{Schedule, ScheduleKind};
-use super::task_config::{task_names, RegimeName, TaskConfig};
+use super::task_config::{task_names, RegimeName, TaskConfig, ICL_TASK};
 use crate::error::{GrokError, Result};
+use crate::models::lsa::LsaConfig;
 use crate::models::mlp::{Combine, MlpConfig};
 use crate::models::{Activation, ModelSpec, Normalization, TransformerConfig};
-use crate::tasks::{ModularDataset, Operation, SplitMode};
+use crate::tasks::{IclFormat, ModularDataset, Operation, SplitMode};
 use serde::{Deserialize, Serialize};
 
 /// The embedded presets: `(name, one-line description, TOML)`.
-pub const PRESETS: [(&str, &str, &str); 26] = [
+pub const PRESETS: [(&str, &str, &str); 28] = [
     (
         "quick",
         "default: the paper's model family on (a+b) mod 59, 40% train, lr 3e-3: groks in about a minute on 2 cores",
@@ -144,6 +145,16 @@ pub const PRESETS: [(&str, &str, &str); 26] = [
         "quick with a checkpoint every 20 steps, for `groklab saliency`: neuron saliency, top-k ablation and the gradient's key-frequency share over training",
         include_str!("../../presets/saliency.toml"),
     ),
+    (
+        "icl_1layer",
+        "von Oswald et al. 2023: one linear self-attention layer on in-context linear regression (d = N = 10) becomes one GD step (loss ≈ 0.205, model cos ≥ 0.99)",
+        include_str!("../../presets/icl_1layer.toml"),
+    ),
+    (
+        "icl_2layer_recurrent",
+        "von Oswald et al. 2023: two layers of one shared LSA block approach GD++ (loss ≈ 0.113, γ ≈ 0.18) rather than 2 GD steps (≈ 0.155)",
+        include_str!("../../presets/icl_2layer_recurrent.toml"),
+    ),
 ];
 
 /// Floating-point precision of a computation.
@@ -257,8 +268,25 @@ pub struct MlpSection {
     pub init_seed: u64,
 }
 
-/// `[model]`: the transformer (no `arch` key, or `arch = "transformer"`) or the MLP
-/// (`arch = "mlp"`), each with its own keys.
+/// `[model]` with `arch = "lsa"`: linear self-attention on real-valued tokens
+/// ([`crate::models::lsa`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LsaSection {
+    /// `"lsa"`.
+    pub arch: String,
+    /// Layers K.
+    pub n_layers: usize,
+    /// One block applied K times ("recurrent") instead of K blocks.
+    pub shared: bool,
+    /// Init variance scale s: truncated normal with variance s / (K · fan_in) (the paper: 0.002).
+    pub init_scale: f64,
+    /// Seed of the weight initialisation.
+    pub init_seed: u64,
+}
+
+/// `[model]`: the transformer (no `arch` key, or `arch = "transformer"`), the MLP
+/// (`arch = "mlp"`) or linear self-attention (`arch = "lsa"`), each with its own keys.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ModelConfig {
@@ -266,6 +294,8 @@ pub enum ModelConfig {
     Transformer(ModelSection),
     /// MLP.
     Mlp(MlpSection),
+    /// Linear self-attention.
+    Lsa(LsaSection),
 }
 
 /// Separates the key path inside a section from the message, in errors of the sections that pick
@@ -286,6 +316,7 @@ impl<'de> Deserialize<'de> for ModelConfig {
         let mut value = toml::Value::deserialize(d)?;
         match value.get("arch").and_then(toml::Value::as_str) {
             Some("mlp") => section(value).map(ModelConfig::Mlp),
+            Some("lsa") => section(value).map(ModelConfig::Lsa),
             None | Some("transformer") => {
                 if let Some(t) = value.as_table_mut() {
                     t.remove("arch");
@@ -293,7 +324,7 @@ impl<'de> Deserialize<'de> for ModelConfig {
                 section(value).map(ModelConfig::Transformer)
             }
             Some(other) => Err(D::Error::custom(format!(
-                "invalid value for `model.arch`: {other} (allowed: transformer|mlp)"
+                "invalid value for `model.arch`: {other} (allowed: transformer|mlp|lsa)"
             ))),
         }
     }
@@ -305,6 +336,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Transformer(m) => m.init_seed,
             ModelConfig::Mlp(m) => m.init_seed,
+            ModelConfig::Lsa(m) => m.init_seed,
         }
     }
 
@@ -313,6 +345,16 @@ impl ModelConfig {
         match self {
             ModelConfig::Transformer(m) => m.init_seed = seed,
             ModelConfig::Mlp(m) => m.init_seed = seed,
+            ModelConfig::Lsa(m) => m.init_seed = seed,
+        }
+    }
+
+    /// The `arch` name of this section.
+    pub fn arch(&self) -> &'static str {
+        match self {
+            ModelConfig::Transformer(_) => "transformer",
+            ModelConfig::Mlp(_) => "mlp",
+            ModelConfig::Lsa(_) => "lsa",
         }
     }
 
@@ -320,6 +362,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Transformer(m) => m.d_vocab_out,
             ModelConfig::Mlp(m) => m.d_vocab_out,
+            ModelConfig::Lsa(_) => None,
         }
     }
 }
@@ -630,6 +673,30 @@ impl RunConfig {
                     ));
                 }
             }
+            TaskConfig::Icl(task) => {
+                task.validate()?;
+                if self.train.batch_size == 0 {
+                    return Err(GrokError::invalid(
+                        "train.batch_size",
+                        0,
+                        "a positive integer (a fresh batch of tasks every step)",
+                    ));
+                }
+                if !matches!(self.model, ModelConfig::Lsa(_)) {
+                    return Err(GrokError::invalid(
+                        "model.arch",
+                        self.model.arch(),
+                        format!("lsa (task `{ICL_TASK}` has real-valued tokens)"),
+                    ));
+                }
+                if task.format != IclFormat::Paired {
+                    return Err(GrokError::invalid(
+                        "task.format",
+                        "alternating",
+                        "paired (the LSA reads (x_i, y_i) tokens)",
+                    ));
+                }
+            }
             TaskConfig::Sequence(task) => {
                 task.validate()?;
                 if task.regime == RegimeName::Infinite && self.train.batch_size == 0 {
@@ -650,6 +717,36 @@ impl RunConfig {
         }
         match &self.model {
             ModelConfig::Transformer(_) => self.transformer().expect("a transformer").validate()?,
+            ModelConfig::Lsa(m) => {
+                if !matches!(self.task, TaskConfig::Icl(_)) {
+                    return Err(GrokError::invalid(
+                        "model.arch",
+                        "lsa",
+                        format!("transformer|mlp (lsa reads the real-valued tokens of task `{ICL_TASK}`)"),
+                    ));
+                }
+                if m.n_layers == 0 {
+                    return Err(GrokError::invalid(
+                        "model.n_layers",
+                        0,
+                        "a positive integer",
+                    ));
+                }
+                if !(m.init_scale > 0.0 && m.init_scale.is_finite()) {
+                    return Err(GrokError::invalid(
+                        "model.init_scale",
+                        m.init_scale,
+                        "a positive number",
+                    ));
+                }
+                if self.train.compute_dtype != Precision::F32 {
+                    return Err(GrokError::invalid(
+                        "train.compute_dtype",
+                        "f64",
+                        "f32 (the LSA step computes in f32; the loss sums in f64)",
+                    ));
+                }
+            }
             ModelConfig::Mlp(m) => {
                 if m.d_hidden.is_empty() || m.d_hidden.contains(&0) {
                     return Err(GrokError::invalid(
@@ -716,9 +813,9 @@ impl RunConfig {
     pub fn modular(&self, what: &str) -> Result<&TaskSection> {
         match &self.task {
             TaskConfig::Modular(t) => Ok(t),
-            TaskConfig::Sequence(t) => Err(GrokError::invalid(
+            other => Err(GrokError::invalid(
                 "task.name",
-                &t.name,
+                other.name(),
                 format!(
                     "{} ({what} supports those only so far)",
                     Operation::allowed_names()
@@ -742,6 +839,9 @@ impl RunConfig {
             TaskConfig::Sequence(t) => {
                 let s = t.task().shape();
                 (s.d_vocab, s.d_vocab_out, s.n_ctx)
+            }
+            TaskConfig::Icl(_) => {
+                panic!("validated: task `{ICL_TASK}` runs the LSA, no vocabulary")
             }
         }
     }
@@ -784,6 +884,17 @@ impl RunConfig {
                     act_fn: m.act_fn,
                     combine: m.combine,
                     biases: m.biases,
+                })
+            }
+            ModelConfig::Lsa(m) => {
+                let TaskConfig::Icl(t) = &self.task else {
+                    panic!("validated: the LSA runs task `{ICL_TASK}`")
+                };
+                ModelSpec::Lsa(LsaConfig {
+                    d: t.d,
+                    n_layers: m.n_layers,
+                    shared: m.shared,
+                    init_scale: m.init_scale,
                 })
             }
         }

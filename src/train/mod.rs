@@ -5,6 +5,7 @@ mod bench;
 mod checkpoint;
 mod config;
 mod grad_filter;
+mod icl_step;
 mod loss;
 mod numerics;
 mod optim;
@@ -37,7 +38,9 @@ pub use schedule::{warmup_lr, Schedule, ScheduleKind};
 pub use seeds::{seed_configs, train_seeds};
 pub use seq_step::{group_pairs, seq_evaluate, seq_evaluate_pairs, seq_train, ScoredPair};
 pub use step::{Step, StepResult};
-pub use task_config::{task_names, RegimeName, SeqTaskSection, TaskConfig, SEQUENCE_TASKS};
+pub use task_config::{
+    task_names, IclTaskSection, RegimeName, SeqTaskSection, TaskConfig, ICL_TASK, SEQUENCE_TASKS,
+};
 pub use trainer::{
     flush_denormals, set_threads, tensors, train, RunData, RunSummary, TrainOptions,
 };

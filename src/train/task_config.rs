@@ -1,12 +1,14 @@
-//! `[task]`: either a binary operation enumerated and split by fraction (`add`, `div`,
-//! `s5_compose`, …; [`TaskSection`]) or a sampled sequence task (`digit_add`,
-//! `repeat_subsequence`, `max_element`, `sparse_parity`; [`SeqTaskSection`]). `task.name` picks
-//! the family, and each family's section accepts only its own keys.
+//! `[task]`: a binary operation enumerated and split by fraction (`add`, `div`, `s5_compose`,
+//! …; [`TaskSection`]), a sampled sequence task (`digit_add`, `repeat_subsequence`,
+//! `max_element`, `sparse_parity`; [`SeqTaskSection`]) or in-context linear regression
+//! (`linear_regression_icl`; [`IclTaskSection`]). `task.name` picks the family, and each
+//! family's section accepts only its own keys.
 
 use super::config::{section, TaskSection};
 use crate::error::{GrokError, Result};
 use crate::tasks::{
-    DigitAdd, MaxElement, Operation, Regime, RepeatSubsequence, SeqData, SequenceTask, SparseParity,
+    DigitAdd, IclFormat, IclRegression, MaxElement, Operation, Regime, RepeatSubsequence, SeqData,
+    SequenceTask, SparseParity,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -213,13 +215,93 @@ impl SeqTaskSection {
 /// Every task name, joined by `|`.
 pub fn task_names() -> String {
     format!(
-        "{}|{}",
+        "{}|{}|{ICL_TASK}",
         Operation::allowed_names(),
         SEQUENCE_TASKS.join("|")
     )
 }
 
-/// `[task]` of either family.
+/// The in-context regression task's config name.
+pub const ICL_TASK: &str = "linear_regression_icl";
+
+/// `[task]` of in-context linear regression ([`IclRegression`]): real-valued tokens, a fresh
+/// batch of tasks every step, a fixed evaluation set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IclTaskSection {
+    /// [`ICL_TASK`].
+    pub name: String,
+    /// Input dimension d.
+    pub d: usize,
+    /// Context pairs N.
+    pub n_pairs: usize,
+    /// Inputs are uniform on `[−x_range/2, x_range/2]^d` (the paper's code: 1).
+    pub x_range: f64,
+    /// Weights are `w_scale · N(0, I)`.
+    pub w_scale: f64,
+    /// Standard deviation of Gaussian label noise (0: noiseless).
+    pub noise: f64,
+    /// Token layout: `paired` or `alternating`.
+    pub format: IclFormat,
+    /// Tasks in the fixed evaluation set (the paper: 10,000).
+    pub n_eval: usize,
+    /// Seed of the batches and the evaluation set.
+    pub seed: u64,
+}
+
+impl IclTaskSection {
+    /// Checks every key's range.
+    ///
+    /// # Errors
+    /// The first offending `task.<key>`, with what is allowed.
+    pub fn validate(&self) -> Result<()> {
+        for (key, v) in [
+            ("d", self.d),
+            ("n_pairs", self.n_pairs),
+            ("n_eval", self.n_eval),
+        ] {
+            if v == 0 {
+                return Err(GrokError::invalid(
+                    &format!("task.{key}"),
+                    0,
+                    "a positive integer",
+                ));
+            }
+        }
+        if !(self.x_range > 0.0 && self.x_range.is_finite()) {
+            return Err(GrokError::invalid(
+                "task.x_range",
+                self.x_range,
+                "a positive number",
+            ));
+        }
+        for (key, v) in [("w_scale", self.w_scale), ("noise", self.noise)] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(GrokError::invalid(
+                    &format!("task.{key}"),
+                    v,
+                    "a number >= 0",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The task distribution.
+    pub fn task(&self) -> IclRegression {
+        IclRegression {
+            d: self.d,
+            n_ctx_pairs: self.n_pairs,
+            x_range: self.x_range,
+            w_scale: self.w_scale,
+            noise: self.noise,
+            format: self.format,
+            seed: self.seed,
+        }
+    }
+}
+
+/// `[task]` of any family.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum TaskConfig {
@@ -227,6 +309,19 @@ pub enum TaskConfig {
     Modular(TaskSection),
     /// A sampled sequence task.
     Sequence(SeqTaskSection),
+    /// In-context linear regression.
+    Icl(IclTaskSection),
+}
+
+impl TaskConfig {
+    /// `task.name`.
+    pub fn name(&self) -> &str {
+        match self {
+            TaskConfig::Modular(t) => &t.name,
+            TaskConfig::Sequence(t) => &t.name,
+            TaskConfig::Icl(t) => &t.name,
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for TaskConfig {
@@ -241,6 +336,8 @@ impl<'de> Deserialize<'de> for TaskConfig {
             .to_string();
         if SEQUENCE_TASKS.contains(&name.as_str()) {
             section(value).map(TaskConfig::Sequence)
+        } else if name == ICL_TASK {
+            section(value).map(TaskConfig::Icl)
         } else {
             section(value).map(TaskConfig::Modular)
         }

@@ -1,0 +1,459 @@
+//! Linear self-attention (LSA) on real-valued tokens, the model of von Oswald et al. 2023 §2
+//! (REFERENCES.md §5), forward beside backward (llm.c's layout), in f32.
+//!
+//! One layer on the tokens `H` `[T, e]` (e = d + 1; the last token is the query, the T − 1
+//! before it the context):
+//!
+//! ```text
+//! Q = H W_Q           [T, e]     queries from every token
+//! K = H_ctx W_K       [T−1, e]   keys and values from the context tokens only
+//! V = H_ctx W_V       [T−1, e]
+//! A = Q Kᵀ            [T, T−1]   no softmax, no scale, no mask
+//! H ← H + (A V) W_P   [T, e]
+//! ```
+//!
+//! K layers are stacked, with their own weights or one shared ("recurrent") block, and the
+//! prediction is `ŷ = −H[query, d]`. Parameter names follow TransformerLens with one head
+//! (`blocks.0.attn.W_Q` `[1, e, e]`; W_P is `blocks.0.attn.W_O`).
+
+use super::config::{Init, ParamSpec};
+use super::ParamStore;
+use rayon::prelude::*;
+
+/// Tasks per parallel chunk below which a batch is not split further.
+const MIN_CHUNK: usize = 64;
+
+/// Shape of an LSA stack.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LsaConfig {
+    /// Input dimension d (tokens are d + 1 wide).
+    pub d: usize,
+    /// Layers K.
+    pub n_layers: usize,
+    /// One block applied K times (`true`) or K blocks.
+    pub shared: bool,
+    /// Init scale s: weights are truncated normal (±2σ) with variance s / (K · fan_in), as the
+    /// paper's code (`VarianceScaling(s / K)`, fan-in, truncated normal; s = 0.002).
+    pub init_scale: f64,
+}
+
+/// The four matrices of one block.
+pub const LSA_WEIGHTS: [&str; 4] = ["W_Q", "W_K", "W_V", "W_O"];
+
+impl LsaConfig {
+    /// Token width e = d + 1.
+    pub fn width(&self) -> usize {
+        self.d + 1
+    }
+
+    /// Blocks with their own weights: 1 when shared, else K.
+    pub fn n_blocks(&self) -> usize {
+        if self.shared {
+            1
+        } else {
+            self.n_layers
+        }
+    }
+
+    /// FLOPs (2 × multiply-accumulates; backward ≈ 2× forward) of one training step on `rows`
+    /// tasks of `t` tokens: per layer Q (t·e²), K and V ((t−1)·e² each), the scores and their
+    /// product with V (t·(t−1)·e each) and W_P (t·e²).
+    pub fn train_step_flops(&self, rows: usize, t: usize) -> f64 {
+        let (e, t) = (self.width() as f64, t as f64);
+        let macs = 2.0 * t * e * e + 2.0 * (t - 1.0) * e * e + 2.0 * t * (t - 1.0) * e;
+        3.0 * 2.0 * rows as f64 * self.n_layers as f64 * macs
+    }
+
+    /// `blocks.{b}.attn.{W_Q, W_K, W_V, W_O}`, each `[1, e, e]`, block by block.
+    pub fn param_specs(&self) -> Vec<ParamSpec> {
+        let e = self.width();
+        // haiku's truncated normal divides by the std of a unit normal truncated at ±2
+        let std = (self.init_scale / (self.n_layers as f64 * e as f64)).sqrt() / 0.879_625_66;
+        (0..self.n_blocks())
+            .flat_map(|b| {
+                LSA_WEIGHTS.map(|w| {
+                    ParamSpec::new(
+                        &format!("blocks.{b}.attn.{w}"),
+                        vec![1, e, e],
+                        Init::TruncatedNormal(std),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// One block's weights in f32, each `[e, e]` row-major.
+#[derive(Clone, Debug)]
+pub struct LsaBlock {
+    /// Query map.
+    pub w_q: Vec<f32>,
+    /// Key map.
+    pub w_k: Vec<f32>,
+    /// Value map.
+    pub w_v: Vec<f32>,
+    /// Output projection W_P.
+    pub w_p: Vec<f32>,
+}
+
+/// The weights of an LSA stack, read from a store (or built, [`super::lsa_gd`]).
+#[derive(Clone, Debug)]
+pub struct LsaWeights {
+    /// Token width e.
+    pub e: usize,
+    /// Layers K.
+    pub n_layers: usize,
+    /// [`LsaConfig::n_blocks`] blocks; layer l uses block `l % blocks.len()`.
+    pub blocks: Vec<LsaBlock>,
+}
+
+impl LsaWeights {
+    /// The f32 weights of `store` (layout of `cfg`).
+    ///
+    /// # Panics
+    /// A store of another layout (a programming error).
+    pub fn from_store(cfg: &LsaConfig, store: &ParamStore) -> Self {
+        let get = |b: usize, w: &str| -> Vec<f32> {
+            let name = format!("blocks.{b}.attn.{w}");
+            let e = store
+                .get(&name)
+                .unwrap_or_else(|| panic!("parameter `{name}` exists for this config"));
+            e.data.iter().map(|&x| x as f32).collect()
+        };
+        Self {
+            e: cfg.width(),
+            n_layers: cfg.n_layers,
+            blocks: (0..cfg.n_blocks())
+                .map(|b| LsaBlock {
+                    w_q: get(b, "W_Q"),
+                    w_k: get(b, "W_K"),
+                    w_v: get(b, "W_V"),
+                    w_p: get(b, "W_O"),
+                })
+                .collect(),
+        }
+    }
+
+    /// The block layer `l` applies.
+    fn block(&self, l: usize) -> &LsaBlock {
+        &self.blocks[l % self.blocks.len()]
+    }
+}
+
+/// What one layer's backward reads.
+#[derive(Clone, Debug, Default)]
+struct LayerCache {
+    /// `[T, e]` input tokens.
+    h: Vec<f32>,
+    /// `[T, e]`.
+    q: Vec<f32>,
+    /// `[T−1, e]`.
+    k: Vec<f32>,
+    /// `[T−1, e]`.
+    v: Vec<f32>,
+    /// `[T, T−1]` attention scores.
+    a: Vec<f32>,
+    /// `[T, e]` attention output before W_P.
+    o: Vec<f32>,
+}
+
+/// `out[m, n] = a[m, k] · b[k, n]`.
+fn mm(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, out: &mut [f32]) {
+    out[..m * n].iter_mut().for_each(|x| *x = 0.0);
+    for i in 0..m {
+        let row = &mut out[i * n..(i + 1) * n];
+        for (p, &x) in a[i * k..(i + 1) * k].iter().enumerate() {
+            row.iter_mut()
+                .zip(&b[p * n..(p + 1) * n])
+                .for_each(|(o, &y)| *o += x * y);
+        }
+    }
+}
+
+/// `out[m, n] = a[m, k] · b[n, k]ᵀ`.
+fn mm_nt(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, out: &mut [f32]) {
+    for i in 0..m {
+        let ai = &a[i * k..(i + 1) * k];
+        for j in 0..n {
+            out[i * n + j] = ai
+                .iter()
+                .zip(&b[j * k..(j + 1) * k])
+                .map(|(x, y)| x * y)
+                .sum();
+        }
+    }
+}
+
+/// `out[m, n] += a[k, m]ᵀ · b[k, n]`.
+fn mm_tn_acc(a: &[f32], b: &[f32], k: usize, m: usize, n: usize, out: &mut [f32]) {
+    for p in 0..k {
+        let bp = &b[p * n..(p + 1) * n];
+        for (i, &x) in a[p * m..(p + 1) * m].iter().enumerate() {
+            out[i * n..(i + 1) * n]
+                .iter_mut()
+                .zip(bp)
+                .for_each(|(o, &y)| *o += x * y);
+        }
+    }
+}
+
+/// Runs every layer on one task's tokens `h` `[T, e]` in place; with `caches`, keeps what the
+/// backward reads.
+fn forward_task(w: &LsaWeights, h: &mut [f32], t: usize, mut caches: Option<&mut Vec<LayerCache>>) {
+    let (e, c) = (w.e, t - 1);
+    let mut q = vec![0.0; t * e];
+    let mut k = vec![0.0; c * e];
+    let mut v = vec![0.0; c * e];
+    let mut a = vec![0.0; t * c];
+    let mut o = vec![0.0; t * e];
+    let mut delta = vec![0.0; t * e];
+    for l in 0..w.n_layers {
+        let b = w.block(l);
+        mm(h, &b.w_q, t, e, e, &mut q);
+        mm(&h[..c * e], &b.w_k, c, e, e, &mut k);
+        mm(&h[..c * e], &b.w_v, c, e, e, &mut v);
+        mm_nt(&q, &k, t, e, c, &mut a);
+        mm(&a, &v, t, c, e, &mut o);
+        mm(&o, &b.w_p, t, e, e, &mut delta);
+        if let Some(caches) = caches.as_deref_mut() {
+            caches.push(LayerCache {
+                h: h.to_vec(),
+                q: q.clone(),
+                k: k.clone(),
+                v: v.clone(),
+                a: a.clone(),
+                o: o.clone(),
+            });
+        }
+        h.iter_mut().zip(&delta).for_each(|(x, d)| *x += d);
+    }
+}
+
+/// Backward of [`forward_task`] from `dh` `[T, e]` (the loss gradient at the output tokens),
+/// accumulating weight gradients into `grads` (one `[4, e, e]` group per block, when given)
+/// and leaving `dh` as the gradient at the input tokens.
+fn backward_task(
+    w: &LsaWeights,
+    caches: &[LayerCache],
+    dh: &mut [f32],
+    t: usize,
+    mut grads: Option<&mut [Vec<f32>]>,
+) {
+    let (e, c) = (w.e, t - 1);
+    let mut d_o = vec![0.0; t * e];
+    let mut da = vec![0.0; t * c];
+    let mut dv = vec![0.0; c * e];
+    let mut dq = vec![0.0; t * e];
+    let mut dk = vec![0.0; c * e];
+    let mut tmp = vec![0.0; t * e];
+    for l in (0..w.n_layers).rev() {
+        let (b, x) = (w.block(l), &caches[l]);
+        if let Some(g) = grads.as_deref_mut() {
+            let g = &mut g[l % w.blocks.len()];
+            let ee = e * e;
+            mm_tn_acc(&x.o, dh, t, e, e, &mut g[3 * ee..4 * ee]);
+        }
+        mm_nt(dh, &b.w_p, t, e, e, &mut d_o);
+        mm_nt(&d_o, &x.v, t, e, c, &mut da);
+        dv.iter_mut().for_each(|z| *z = 0.0);
+        mm_tn_acc(&x.a, &d_o, t, c, e, &mut dv);
+        mm(&da, &x.k, t, c, e, &mut dq);
+        dk.iter_mut().for_each(|z| *z = 0.0);
+        mm_tn_acc(&da, &x.q, t, c, e, &mut dk);
+        if let Some(g) = grads.as_deref_mut() {
+            let g = &mut g[l % w.blocks.len()];
+            let ee = e * e;
+            mm_tn_acc(&x.h, &dq, t, e, e, &mut g[..ee]);
+            mm_tn_acc(&x.h[..c * e], &dk, c, e, e, &mut g[ee..2 * ee]);
+            mm_tn_acc(&x.h[..c * e], &dv, c, e, e, &mut g[2 * ee..3 * ee]);
+        }
+        // dh (residual) + dq W_Qᵀ on every token + (dk W_Kᵀ + dv W_Vᵀ) on the context
+        mm_nt(&dq, &b.w_q, t, e, e, &mut tmp);
+        dh.iter_mut().zip(&tmp).for_each(|(x, y)| *x += y);
+        mm_nt(&dk, &b.w_k, c, e, e, &mut tmp);
+        dh[..c * e].iter_mut().zip(&tmp).for_each(|(x, y)| *x += y);
+        mm_nt(&dv, &b.w_v, c, e, e, &mut tmp);
+        dh[..c * e].iter_mut().zip(&tmp).for_each(|(x, y)| *x += y);
+    }
+}
+
+/// `[B]` predictions `ŷ = −H_K[query, d]` of the tokens `[B, T, e]`.
+pub fn predict(w: &LsaWeights, tokens: &[f32], t: usize) -> Vec<f32> {
+    let e = w.e;
+    tokens
+        .par_chunks(t * e)
+        .with_min_len(MIN_CHUNK)
+        .map(|task| {
+            let mut h = task.to_vec();
+            forward_task(w, &mut h, t, None);
+            -h[t * e - 1]
+        })
+        .collect()
+}
+
+/// `[B, d]` the gradient of each prediction with respect to its query input x_q (the paper's
+/// "model" gradient, compared with the GD learner's ∂ŷ/∂x_q).
+pub fn query_gradients(w: &LsaWeights, tokens: &[f32], t: usize) -> Vec<f32> {
+    let e = w.e;
+    tokens
+        .par_chunks(t * e)
+        .with_min_len(MIN_CHUNK)
+        .flat_map_iter(|task| {
+            let mut h = task.to_vec();
+            let mut caches = Vec::with_capacity(w.n_layers);
+            forward_task(w, &mut h, t, Some(&mut caches));
+            let mut dh = vec![0.0; t * e];
+            dh[t * e - 1] = -1.0;
+            backward_task(w, &caches, &mut dh, t, None);
+            dh[(t - 1) * e..t * e - 1].to_vec()
+        })
+        .collect()
+}
+
+/// Loss `½·mean_b (ŷ_b − y_b)²` of tokens `[B, T, e]` against `targets` `[B]`, and the
+/// gradient of every block's `[W_Q, W_K, W_V, W_O]` (f64, store order), in `chunks` parallel
+/// chunks.
+pub fn loss_and_grads(
+    w: &LsaWeights,
+    tokens: &[f32],
+    targets: &[f32],
+    t: usize,
+    chunks: usize,
+) -> (f64, Vec<Vec<f64>>) {
+    let (e, n) = (w.e, targets.len());
+    let ee = e * e;
+    let chunks = chunks.clamp(1, n.div_ceil(MIN_CHUNK).max(1));
+    let parts: Vec<(f64, Vec<Vec<f32>>)> = (0..chunks)
+        .into_par_iter()
+        .map(|ch| {
+            let (lo, hi) = (ch * n / chunks, (ch + 1) * n / chunks);
+            let mut grads = vec![vec![0.0f32; 4 * ee]; w.blocks.len()];
+            let mut loss = 0.0f64;
+            let mut caches = Vec::with_capacity(w.n_layers);
+            let mut dh = vec![0.0; t * e];
+            for b in lo..hi {
+                let mut h = tokens[b * t * e..(b + 1) * t * e].to_vec();
+                caches.clear();
+                forward_task(w, &mut h, t, Some(&mut caches));
+                let err = -h[t * e - 1] - targets[b];
+                loss += 0.5 * f64::from(err) * f64::from(err);
+                dh.iter_mut().for_each(|x| *x = 0.0);
+                dh[t * e - 1] = -err / n as f32;
+                backward_task(w, &caches, &mut dh, t, Some(&mut grads));
+            }
+            (loss, grads)
+        })
+        .collect();
+    let loss = parts.iter().map(|p| p.0).sum::<f64>() / n.max(1) as f64;
+    let mut out = vec![vec![0.0f64; ee]; 4 * w.blocks.len()];
+    for (_, grads) in &parts {
+        for (b, g) in grads.iter().enumerate() {
+            for m in 0..4 {
+                (out[4 * b + m].iter_mut())
+                    .zip(&g[m * ee..(m + 1) * ee])
+                    .for_each(|(o, &x)| *o += f64::from(x));
+            }
+        }
+    }
+    (loss, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(n_layers: usize, shared: bool) -> LsaConfig {
+        LsaConfig {
+            d: 3,
+            n_layers,
+            shared,
+            init_scale: 0.002,
+        }
+    }
+
+    fn tokens(b: usize, t: usize, e: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let toks = (0..b * t * e)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let ys = (0..b).map(|_| rng.random_range(-1.0..1.0)).collect();
+        (toks, ys)
+    }
+
+    /// A larger init than the paper's so that every term of the backward matters.
+    fn store(c: &LsaConfig, seed: u64) -> ParamStore {
+        let mut s = ParamStore::init_specs(c.param_specs(), seed);
+        s.entries
+            .iter_mut()
+            .for_each(|e| e.data.iter_mut().for_each(|x| *x *= 30.0));
+        s
+    }
+
+    fn loss_of(c: &LsaConfig, s: &ParamStore, toks: &[f32], ys: &[f32], t: usize) -> f64 {
+        let w = LsaWeights::from_store(c, s);
+        let p = predict(&w, toks, t);
+        (p.iter().zip(ys))
+            .map(|(p, y)| 0.5 * f64::from(p - y).powi(2))
+            .sum::<f64>()
+            / ys.len() as f64
+    }
+
+    /// Weight gradients against central finite differences (f64 weights, f32 arithmetic: a
+    /// step of 1e-2 and a 2% tolerance), for separate and shared blocks.
+    #[test]
+    fn gradients_match_finite_differences() {
+        for (layers, shared) in [(1, false), (2, false), (3, true)] {
+            let c = cfg(layers, shared);
+            let t = 5;
+            let (toks, ys) = tokens(6, t, c.width(), 1);
+            let s = store(&c, 2);
+            let w = LsaWeights::from_store(&c, &s);
+            let (loss, grads) = loss_and_grads(&w, &toks, &ys, t, 2);
+            assert!((loss - loss_of(&c, &s, &toks, &ys, t)).abs() < 1e-6 * loss.max(1.0));
+            for (pi, g) in grads.iter().enumerate() {
+                for i in [0, 5, 11, 15] {
+                    let h = 1e-2;
+                    let mut plus = s.clone();
+                    plus.entries[pi].data[i] += h;
+                    let mut minus = s.clone();
+                    minus.entries[pi].data[i] -= h;
+                    let fd = (loss_of(&c, &plus, &toks, &ys, t)
+                        - loss_of(&c, &minus, &toks, &ys, t))
+                        / (2.0 * h);
+                    let scale = g.iter().map(|x| x.abs()).fold(0.0, f64::max);
+                    assert!(
+                        (fd - g[i]).abs() <= 0.02 * scale,
+                        "layers {layers} shared {shared} param {pi} [{i}]: {} vs fd {fd}",
+                        g[i]
+                    );
+                }
+            }
+        }
+    }
+
+    /// ∂ŷ/∂x_q against finite differences of the prediction.
+    #[test]
+    fn query_gradients_match_finite_differences() {
+        let c = cfg(2, false);
+        let (t, e) = (5, c.width());
+        let (toks, _) = tokens(3, t, e, 4);
+        let w = LsaWeights::from_store(&c, &store(&c, 5));
+        let g = query_gradients(&w, &toks, t);
+        for b in 0..3 {
+            for j in 0..c.d {
+                let at = b * t * e + (t - 1) * e + j;
+                let h = 1e-2f32;
+                let (mut plus, mut minus) = (toks.clone(), toks.clone());
+                plus[at] += h;
+                minus[at] -= h;
+                let fd = (predict(&w, &plus, t)[b] - predict(&w, &minus, t)[b]) / (2.0 * h);
+                let got = g[b * c.d + j];
+                assert!(
+                    (fd - got).abs() < 2e-2 * got.abs().max(1.0),
+                    "{got} vs {fd}"
+                );
+            }
+        }
+    }
+}

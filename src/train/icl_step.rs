@@ -1,0 +1,81 @@
+//! The in-context regression family in the loop: its data (a fresh batch of tasks per step, the
+//! fixed evaluation set, the GD learners it is compared with) and the LSA's step, which is its
+//! own forward and backward ([`crate::models::lsa`]), not burn's graph.
+
+use super::step::{Step, StepResult};
+use super::task_config::IclTaskSection;
+use crate::measures::icl::{icl_metrics, IclReference};
+use crate::models::lsa::{loss_and_grads, LsaWeights};
+use crate::models::ModelSpec;
+use crate::tasks::{IclBatch, IclFormat, IclRegression};
+
+/// A run's in-context regression data.
+pub(crate) struct IclData {
+    /// The task distribution.
+    pub task: IclRegression,
+    /// `[n_eval, T, e]` tokens of the evaluation set.
+    pub eval_tokens: Vec<f32>,
+    /// `[n_eval]` its query labels.
+    pub eval_targets: Vec<f32>,
+    /// K-step GD with its line-searched step, and for K ≥ 2 K-step GD++ with its fitted (η, γ),
+    /// K the model's layers.
+    pub references: Vec<IclReference>,
+}
+
+impl IclData {
+    /// The data of `t` for a model of `n_layers` layers (the references are fitted here, on
+    /// the evaluation set).
+    pub fn new(t: &IclTaskSection, n_layers: usize) -> Self {
+        let task = t.task();
+        let eval: IclBatch = task.eval_set(t.n_eval);
+        let mut references = vec![IclReference::fit(&eval, n_layers, false)];
+        if n_layers >= 2 {
+            references.push(IclReference::fit(&eval, n_layers, true));
+        }
+        Self {
+            eval_tokens: eval.tokens(t.format),
+            eval_targets: eval.y_q.clone(),
+            task,
+            references,
+        }
+    }
+
+    /// Tokens per task T.
+    pub fn tokens_per_task(&self) -> usize {
+        crate::tasks::icl_regression::tokens_per_task(self.task.format, self.task.n_ctx_pairs)
+    }
+}
+
+impl Step<'_> {
+    /// The LSA's weights in f32.
+    fn lsa(&self) -> LsaWeights {
+        let ModelSpec::Lsa(cfg) = self.model else {
+            panic!("validated: task `linear_regression_icl` runs the LSA")
+        };
+        LsaWeights::from_store(cfg, self.params)
+    }
+
+    /// ½-MSE and gradients of one batch of tasks (paired tokens), `threads` chunks in parallel.
+    /// Accuracy has no meaning here: NaN.
+    pub fn train_icl(&self, batch: &IclBatch) -> StepResult {
+        let tokens = batch.tokens(IclFormat::Paired);
+        let (loss, grads) =
+            loss_and_grads(&self.lsa(), &tokens, &batch.y_q, batch.n + 1, self.threads);
+        StepResult {
+            loss,
+            acc: f64::NAN,
+            grads: grads.into_iter().map(Some).collect(),
+        }
+    }
+
+    /// The evaluation set's ½-MSE and the comparison with each reference learner
+    /// ([`icl_metrics`]).
+    pub(crate) fn evaluate_icl(&self, data: &IclData) -> (f64, Vec<(String, f64)>) {
+        icl_metrics(
+            &self.lsa(),
+            &data.eval_tokens,
+            &data.eval_targets,
+            &data.references,
+        )
+    }
+}

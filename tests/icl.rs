@@ -1,0 +1,141 @@
+//! In-context linear regression end to end (von Oswald et al. 2023): a small LSA run logs its
+//! comparison with the GD learners, learns, resumes exactly, and bad combinations of task and
+//! model are one-line errors.
+
+use std::path::Path;
+
+mod common;
+use common::{assert_error, groklab, lines_without_wall_time};
+
+/// `icl_1layer` shrunk: d = 4, N = 6, 500 evaluation tasks, batch 128, lr 1e-2, no clipping.
+const SMALL: [&str; 20] = [
+    "--set",
+    "task.d=4",
+    "--set",
+    "task.n_pairs=6",
+    "--set",
+    "task.n_eval=500",
+    "--set",
+    "train.batch_size=128",
+    "--set",
+    "train.lr=1e-2",
+    "--set",
+    "train.clip_grad_norm=0",
+    "--set",
+    "train.steps=300",
+    "--set",
+    "train.log_every=20",
+    "--set",
+    "train.checkpoint_every=100",
+    "--set",
+    "train.threads=2",
+];
+
+fn icl_train(out: &Path, preset: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "train",
+        "--no-plots",
+        "--preset",
+        preset,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(SMALL);
+    args.extend(extra);
+    groklab(&args).output().unwrap()
+}
+
+fn rows(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The run logs GD's line-searched loss and the comparison metrics every row; its loss falls
+/// from the zero predictor's towards GD's and its query gradient turns towards GD's. A run
+/// stopped early and resumed logs the same rows.
+#[test]
+fn icl_run_compares_with_gd_learns_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("icl");
+    let r = icl_train(
+        &run,
+        "icl_1layer",
+        &["--set", "train.steps=1000", "--set", "train.log_every=50"],
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let rows = rows(&run);
+    assert_eq!(rows.len(), 21, "steps 0, 50, ..., 1000");
+    let (first, last) = (&rows[0], rows.last().unwrap());
+    let f = |row: &serde_json::Value, k: &str| row[k].as_f64().unwrap_or(f64::NAN);
+    let gd = f(last, "gd_loss");
+    // the zero predictor's ½-MSE is d·E[x²]/2 = 4/24
+    assert!((f(first, "test_loss") - 4.0 / 24.0).abs() < 0.03);
+    assert!(gd < f(first, "test_loss") && gd > 0.0);
+    assert!(
+        f(last, "test_loss") < 0.5 * (f(first, "test_loss") + gd),
+        "{last}"
+    );
+    assert!(f(last, "model_cos_gd") > f(first, "model_cos_gd"));
+    assert!(f(last, "model_cos_gd") > 0.8, "{last}");
+    assert!(f(last, "gd_eta") > 0.0);
+
+    // a run stopped at step 400 and resumed to 1,000 logs the same rows (the fresh batch of
+    // each step is drawn from the step's own stream)
+    let cut = dir.path().join("cut");
+    let r = icl_train(
+        &cut,
+        "icl_1layer",
+        &["--set", "train.steps=400", "--set", "train.log_every=50"],
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let r = groklab(&[
+        "train",
+        "--no-plots",
+        "--resume",
+        cut.to_str().unwrap(),
+        "--set",
+        "train.steps=1000",
+    ])
+    .output()
+    .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(lines_without_wall_time(&cut), lines_without_wall_time(&run));
+}
+
+/// Two shared layers are compared with 2-step GD and with GD++, which does better.
+#[test]
+fn two_layer_runs_are_compared_with_gd_plus_plus() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("icl2");
+    let r = icl_train(&run, "icl_2layer_recurrent", &["--set", "train.steps=20"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let last = rows(&run).pop().unwrap();
+    let f = |k: &str| last[k].as_f64().unwrap();
+    assert!(f("gdpp_loss") < f("gd_loss"), "{last}");
+    assert!(f("gdpp_gamma") > 0.0);
+    assert!(f("model_cos_gdpp").is_finite());
+}
+
+#[test]
+fn bad_icl_configs_are_one_line_errors_that_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x");
+    let run = |extra: &[&str]| icl_train(&out, "icl_1layer", extra);
+    assert_error(
+        &run(&["--set", "task.format=alternating"]),
+        &["task.format", "paired"],
+    );
+    assert_error(
+        &run(&["--set", "train.batch_size=0"]),
+        &["train.batch_size", "fresh batch"],
+    );
+    assert_error(&run(&["--set", "task.d=0"]), &["task.d", "positive"]);
+    assert_error(
+        &run(&["--set", "train.compute_dtype=f64"]),
+        &["train.compute_dtype", "f32"],
+    );
+    assert!(!out.exists());
+}
