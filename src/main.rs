@@ -196,13 +196,10 @@ fn run(cli: Cli) -> Result<()> {
                 println!("run directory: {}", out.display());
                 let summaries = train::train_seeds(&cfg, &out, seeds, force, !no_plots)?;
                 for (i, s) in summaries.iter().enumerate() {
-                    let at =
-                        |s: Option<u64>| s.map_or("never".to_string(), |s| format!("step {s}"));
                     println!(
-                        "seed_{i} (init_seed {}): test acc {:.1}% | test acc >= 99% at {} | {:.1} s",
+                        "seed_{i} (init_seed {}): {} | {:.1} s",
                         cfg.model.init_seed() + i as u64,
-                        100.0 * s.last.test_acc,
-                        at(s.test_99_step),
+                        outcome(s),
                         s.last.wall_s
                     );
                 }
@@ -231,17 +228,11 @@ fn run(cli: Cli) -> Result<()> {
                 plots: !no_plots,
             };
             let s = train::train(&cfg, &opts)?;
-            let at = |s: Option<u64>| s.map_or("never".to_string(), |s| format!("step {s}"));
             println!(
-                "done: step {} train loss {:.3e} acc {:.1}% | test loss {:.3e} acc {:.1}% | train acc >= 99% at {}, test acc >= 99% at {} | {:.1} s",
+                "done: step {} {} | {:.1} s",
                 s.last.step,
-                s.last.train_loss,
-                100.0 * s.last.train_acc,
-                s.last.test_loss,
-                100.0 * s.last.test_acc,
-                at(s.train_99_step),
-                at(s.test_99_step),
-                s.last.wall_s,
+                outcome(&s),
+                s.last.wall_s
             );
             let (classes, curves): (Vec<_>, Vec<_>) = (s.phase_changes.iter())
                 .partition(|(curve, _)| curve.starts_with("test_loss_class."));
@@ -593,6 +584,28 @@ fn is_mlp_run(run_dir: &Path) -> bool {
         .ok()
         .and_then(|t| RunConfig::from_toml(&t).ok())
         .is_some_and(|c| matches!(c.model, train::ModelConfig::Mlp(_)))
+}
+
+/// A finished run's last losses, and where the task has accuracy (not regression) its last
+/// accuracies and the first steps at 99%.
+fn outcome(s: &train::RunSummary) -> String {
+    let l = &s.last;
+    if !(l.train_acc.is_finite() || l.test_acc.is_finite()) {
+        return format!(
+            "train loss {:.3e} | test loss {:.3e}",
+            l.train_loss, l.test_loss
+        );
+    }
+    let at = |s: Option<u64>| s.map_or("never".to_string(), |s| format!("step {s}"));
+    format!(
+        "train loss {:.3e} acc {:.1}% | test loss {:.3e} acc {:.1}% | train acc >= 99% at {}, test acc >= 99% at {}",
+        l.train_loss,
+        100.0 * l.train_acc,
+        l.test_loss,
+        100.0 * l.test_acc,
+        at(s.train_99_step),
+        at(s.test_99_step),
+    )
 }
 
 /// The preset, with the `--config` file (if any) and the `--set` overrides merged over it.

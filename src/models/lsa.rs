@@ -1,4 +1,4 @@
-//! Linear self-attention (LSA) on real-valued tokens, the model of von Oswald et al. 2023 §2
+//! Linear self-attention (LSA), and softmax attention, on real-valued tokens, the model of von Oswald et al. 2023 §2
 //! (REFERENCES.md §5), forward beside backward (llm.c's layout), in f32.
 //!
 //! One layer on the tokens `H` `[T, e]` (e = d + 1; the last token is the query, the T − 1
@@ -12,9 +12,11 @@
 //! H ← H + (A V) W_P   [T, e]
 //! ```
 //!
-//! K layers are stacked, with their own weights or one shared ("recurrent") block, and the
-//! prediction is `ŷ = −H[query, d]`. Parameter names follow TransformerLens with one head
-//! (`blocks.0.attn.W_Q` `[1, e, e]`; W_P is `blocks.0.attn.W_O`).
+//! With h heads each adds its own `(A V) W_P`; with softmax attention `A = softmax(Q Kᵀ/√e)`
+//! over the context keys (the paper's §4 comparison: softmax needs two heads to come close to
+//! GD). K layers are stacked, with their own weights or one shared ("recurrent") block, and
+//! the prediction is `ŷ = −H[query, d]`. Parameter names follow TransformerLens
+//! (`blocks.0.attn.W_Q` `[h, e, e]`; W_P is `blocks.0.attn.W_O`).
 
 use super::config::{Init, ParamSpec};
 use super::ParamStore;
@@ -32,6 +34,11 @@ pub struct LsaConfig {
     pub n_layers: usize,
     /// One block applied K times (`true`) or K blocks.
     pub shared: bool,
+    /// Heads per layer h (each with e-wide queries, keys and values).
+    pub n_heads: usize,
+    /// Softmax attention (scores scaled by 1/√e, softmax over the context keys) instead of
+    /// linear.
+    pub softmax: bool,
     /// Init scale s: weights are truncated normal (±2σ) with variance s / (K · fan_in), as the
     /// paper's code (`VarianceScaling(s / K)`, fan-in, truncated normal; s = 0.002).
     pub init_scale: f64,
@@ -61,10 +68,10 @@ impl LsaConfig {
     pub fn train_step_flops(&self, rows: usize, t: usize) -> f64 {
         let (e, t) = (self.width() as f64, t as f64);
         let macs = 2.0 * t * e * e + 2.0 * (t - 1.0) * e * e + 2.0 * t * (t - 1.0) * e;
-        3.0 * 2.0 * rows as f64 * self.n_layers as f64 * macs
+        3.0 * 2.0 * rows as f64 * (self.n_layers * self.n_heads) as f64 * macs
     }
 
-    /// `blocks.{b}.attn.{W_Q, W_K, W_V, W_O}`, each `[1, e, e]`, block by block.
+    /// `blocks.{b}.attn.{W_Q, W_K, W_V, W_O}`, each `[h, e, e]`, block by block.
     pub fn param_specs(&self) -> Vec<ParamSpec> {
         let e = self.width();
         // haiku's truncated normal divides by the std of a unit normal truncated at ±2
@@ -74,7 +81,7 @@ impl LsaConfig {
                 LSA_WEIGHTS.map(|w| {
                     ParamSpec::new(
                         &format!("blocks.{b}.attn.{w}"),
-                        vec![1, e, e],
+                        vec![self.n_heads, e, e],
                         Init::TruncatedNormal(std),
                     )
                 })
@@ -83,7 +90,7 @@ impl LsaConfig {
     }
 }
 
-/// One block's weights in f32, each `[e, e]` row-major.
+/// One block's weights in f32, each `[h, e, e]` row-major.
 #[derive(Clone, Debug)]
 pub struct LsaBlock {
     /// Query map.
@@ -101,6 +108,10 @@ pub struct LsaBlock {
 pub struct LsaWeights {
     /// Token width e.
     pub e: usize,
+    /// Heads per layer h.
+    pub n_heads: usize,
+    /// Softmax attention (else linear).
+    pub softmax: bool,
     /// Layers K.
     pub n_layers: usize,
     /// [`LsaConfig::n_blocks`] blocks; layer l uses block `l % blocks.len()`.
@@ -122,6 +133,8 @@ impl LsaWeights {
         };
         Self {
             e: cfg.width(),
+            n_heads: cfg.n_heads,
+            softmax: cfg.softmax,
             n_layers: cfg.n_layers,
             blocks: (0..cfg.n_blocks())
                 .map(|b| LsaBlock {
@@ -140,21 +153,28 @@ impl LsaWeights {
     }
 }
 
-/// What one layer's backward reads.
+/// What one head's backward reads, per layer.
 #[derive(Clone, Debug, Default)]
-struct LayerCache {
-    /// `[T, e]` input tokens.
-    h: Vec<f32>,
+struct HeadCache {
     /// `[T, e]`.
     q: Vec<f32>,
     /// `[T−1, e]`.
     k: Vec<f32>,
     /// `[T−1, e]`.
     v: Vec<f32>,
-    /// `[T, T−1]` attention scores.
+    /// `[T, T−1]` attention weights (the scores themselves for linear attention).
     a: Vec<f32>,
-    /// `[T, e]` attention output before W_P.
+    /// `[T, e]` the head's output before W_O.
     o: Vec<f32>,
+}
+
+/// What one layer's backward reads.
+#[derive(Clone, Debug, Default)]
+struct LayerCache {
+    /// `[T, e]` input tokens.
+    h: Vec<f32>,
+    /// Per head.
+    heads: Vec<HeadCache>,
 }
 
 /// `out[m, n] = a[m, k] · b[k, n]`.
@@ -197,41 +217,86 @@ fn mm_tn_acc(a: &[f32], b: &[f32], k: usize, m: usize, n: usize, out: &mut [f32]
     }
 }
 
+/// Head `hd`'s `[e, e]` matrix of an `[h, e, e]` one.
+fn head_slice(x: &[f32], hd: usize, ee: usize) -> &[f32] {
+    &x[hd * ee..(hd + 1) * ee]
+}
+
+/// Row-wise softmax of `s` `[rows, cols]` in place.
+fn softmax_rows(s: &mut [f32], cols: usize) {
+    for row in s.chunks_mut(cols) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut z = 0.0;
+        row.iter_mut().for_each(|x| {
+            *x = (*x - max).exp();
+            z += *x;
+        });
+        row.iter_mut().for_each(|x| *x /= z);
+    }
+}
+
 /// Runs every layer on one task's tokens `h` `[T, e]` in place; with `caches`, keeps what the
 /// backward reads.
 fn forward_task(w: &LsaWeights, h: &mut [f32], t: usize, mut caches: Option<&mut Vec<LayerCache>>) {
     let (e, c) = (w.e, t - 1);
-    let mut q = vec![0.0; t * e];
-    let mut k = vec![0.0; c * e];
-    let mut v = vec![0.0; c * e];
-    let mut a = vec![0.0; t * c];
-    let mut o = vec![0.0; t * e];
+    let ee = e * e;
+    let scale = (e as f32).sqrt().recip();
+    let mut head = HeadCache {
+        q: vec![0.0; t * e],
+        k: vec![0.0; c * e],
+        v: vec![0.0; c * e],
+        a: vec![0.0; t * c],
+        o: vec![0.0; t * e],
+    };
     let mut delta = vec![0.0; t * e];
+    let mut part = vec![0.0; t * e];
     for l in 0..w.n_layers {
         let b = w.block(l);
-        mm(h, &b.w_q, t, e, e, &mut q);
-        mm(&h[..c * e], &b.w_k, c, e, e, &mut k);
-        mm(&h[..c * e], &b.w_v, c, e, e, &mut v);
-        mm_nt(&q, &k, t, e, c, &mut a);
-        mm(&a, &v, t, c, e, &mut o);
-        mm(&o, &b.w_p, t, e, e, &mut delta);
-        if let Some(caches) = caches.as_deref_mut() {
-            caches.push(LayerCache {
-                h: h.to_vec(),
-                q: q.clone(),
-                k: k.clone(),
-                v: v.clone(),
-                a: a.clone(),
-                o: o.clone(),
-            });
+        let mut cache = caches.as_ref().map(|_| LayerCache {
+            h: h.to_vec(),
+            heads: Vec::with_capacity(w.n_heads),
+        });
+        delta.iter_mut().for_each(|x| *x = 0.0);
+        for hd in 0..w.n_heads {
+            mm(h, head_slice(&b.w_q, hd, ee), t, e, e, &mut head.q);
+            mm(
+                &h[..c * e],
+                head_slice(&b.w_k, hd, ee),
+                c,
+                e,
+                e,
+                &mut head.k,
+            );
+            mm(
+                &h[..c * e],
+                head_slice(&b.w_v, hd, ee),
+                c,
+                e,
+                e,
+                &mut head.v,
+            );
+            mm_nt(&head.q, &head.k, t, e, c, &mut head.a);
+            if w.softmax {
+                head.a.iter_mut().for_each(|x| *x *= scale);
+                softmax_rows(&mut head.a, c);
+            }
+            mm(&head.a, &head.v, t, c, e, &mut head.o);
+            mm(&head.o, head_slice(&b.w_p, hd, ee), t, e, e, &mut part);
+            delta.iter_mut().zip(&part).for_each(|(x, p)| *x += p);
+            if let Some(cache) = cache.as_mut() {
+                cache.heads.push(head.clone());
+            }
+        }
+        if let (Some(caches), Some(cache)) = (caches.as_deref_mut(), cache) {
+            caches.push(cache);
         }
         h.iter_mut().zip(&delta).for_each(|(x, d)| *x += d);
     }
 }
 
 /// Backward of [`forward_task`] from `dh` `[T, e]` (the loss gradient at the output tokens),
-/// accumulating weight gradients into `grads` (one `[4, e, e]` group per block, when given)
-/// and leaving `dh` as the gradient at the input tokens.
+/// accumulating weight gradients into `grads` (per block `[W_Q, W_K, W_V, W_O]`, each
+/// `[h, e, e]`, when given) and leaving `dh` as the gradient at the input tokens.
 fn backward_task(
     w: &LsaWeights,
     caches: &[LayerCache],
@@ -240,40 +305,65 @@ fn backward_task(
     mut grads: Option<&mut [Vec<f32>]>,
 ) {
     let (e, c) = (w.e, t - 1);
+    let ee = e * e;
+    let hee = w.n_heads * ee;
+    let scale = (e as f32).sqrt().recip();
     let mut d_o = vec![0.0; t * e];
     let mut da = vec![0.0; t * c];
     let mut dv = vec![0.0; c * e];
     let mut dq = vec![0.0; t * e];
     let mut dk = vec![0.0; c * e];
     let mut tmp = vec![0.0; t * e];
+    let mut d_in = vec![0.0; t * e];
     for l in (0..w.n_layers).rev() {
         let (b, x) = (w.block(l), &caches[l]);
-        if let Some(g) = grads.as_deref_mut() {
-            let g = &mut g[l % w.blocks.len()];
-            let ee = e * e;
-            mm_tn_acc(&x.o, dh, t, e, e, &mut g[3 * ee..4 * ee]);
+        d_in.copy_from_slice(dh);
+        for (hd, hc) in x.heads.iter().enumerate() {
+            if let Some(g) = grads.as_deref_mut() {
+                let g = &mut g[l % w.blocks.len()];
+                let at = 3 * hee + hd * ee;
+                mm_tn_acc(&hc.o, dh, t, e, e, &mut g[at..at + ee]);
+            }
+            mm_nt(dh, head_slice(&b.w_p, hd, ee), t, e, e, &mut d_o);
+            mm_nt(&d_o, &hc.v, t, e, c, &mut da);
+            dv.iter_mut().for_each(|z| *z = 0.0);
+            mm_tn_acc(&hc.a, &d_o, t, c, e, &mut dv);
+            if w.softmax {
+                // d scores = a ⊙ (da − Σ_j da_j a_j), times the scale
+                for (dr, ar) in da.chunks_mut(c).zip(hc.a.chunks(c)) {
+                    let dot: f32 = dr.iter().zip(ar).map(|(x, y)| x * y).sum();
+                    dr.iter_mut()
+                        .zip(ar)
+                        .for_each(|(x, y)| *x = y * (*x - dot) * scale);
+                }
+            }
+            mm(&da, &hc.k, t, c, e, &mut dq);
+            dk.iter_mut().for_each(|z| *z = 0.0);
+            mm_tn_acc(&da, &hc.q, t, c, e, &mut dk);
+            if let Some(g) = grads.as_deref_mut() {
+                let g = &mut g[l % w.blocks.len()];
+                let at = hd * ee;
+                mm_tn_acc(&x.h, &dq, t, e, e, &mut g[at..at + ee]);
+                let at = hee + hd * ee;
+                mm_tn_acc(&x.h[..c * e], &dk, c, e, e, &mut g[at..at + ee]);
+                let at = 2 * hee + hd * ee;
+                mm_tn_acc(&x.h[..c * e], &dv, c, e, e, &mut g[at..at + ee]);
+            }
+            // dq W_Qᵀ on every token, (dk W_Kᵀ + dv W_Vᵀ) on the context
+            mm_nt(&dq, head_slice(&b.w_q, hd, ee), t, e, e, &mut tmp);
+            d_in.iter_mut().zip(&tmp).for_each(|(x, y)| *x += y);
+            mm_nt(&dk, head_slice(&b.w_k, hd, ee), c, e, e, &mut tmp);
+            d_in[..c * e]
+                .iter_mut()
+                .zip(&tmp)
+                .for_each(|(x, y)| *x += y);
+            mm_nt(&dv, head_slice(&b.w_v, hd, ee), c, e, e, &mut tmp);
+            d_in[..c * e]
+                .iter_mut()
+                .zip(&tmp)
+                .for_each(|(x, y)| *x += y);
         }
-        mm_nt(dh, &b.w_p, t, e, e, &mut d_o);
-        mm_nt(&d_o, &x.v, t, e, c, &mut da);
-        dv.iter_mut().for_each(|z| *z = 0.0);
-        mm_tn_acc(&x.a, &d_o, t, c, e, &mut dv);
-        mm(&da, &x.k, t, c, e, &mut dq);
-        dk.iter_mut().for_each(|z| *z = 0.0);
-        mm_tn_acc(&da, &x.q, t, c, e, &mut dk);
-        if let Some(g) = grads.as_deref_mut() {
-            let g = &mut g[l % w.blocks.len()];
-            let ee = e * e;
-            mm_tn_acc(&x.h, &dq, t, e, e, &mut g[..ee]);
-            mm_tn_acc(&x.h[..c * e], &dk, c, e, e, &mut g[ee..2 * ee]);
-            mm_tn_acc(&x.h[..c * e], &dv, c, e, e, &mut g[2 * ee..3 * ee]);
-        }
-        // dh (residual) + dq W_Qᵀ on every token + (dk W_Kᵀ + dv W_Vᵀ) on the context
-        mm_nt(&dq, &b.w_q, t, e, e, &mut tmp);
-        dh.iter_mut().zip(&tmp).for_each(|(x, y)| *x += y);
-        mm_nt(&dk, &b.w_k, c, e, e, &mut tmp);
-        dh[..c * e].iter_mut().zip(&tmp).for_each(|(x, y)| *x += y);
-        mm_nt(&dv, &b.w_v, c, e, e, &mut tmp);
-        dh[..c * e].iter_mut().zip(&tmp).for_each(|(x, y)| *x += y);
+        dh.copy_from_slice(&d_in);
     }
 }
 
@@ -311,8 +401,8 @@ pub fn query_gradients(w: &LsaWeights, tokens: &[f32], t: usize) -> Vec<f32> {
 }
 
 /// Loss `½·mean_b (ŷ_b − y_b)²` of tokens `[B, T, e]` against `targets` `[B]`, and the
-/// gradient of every block's `[W_Q, W_K, W_V, W_O]` (f64, store order), in `chunks` parallel
-/// chunks.
+/// gradient of every block's `[W_Q, W_K, W_V, W_O]` (each `[h, e, e]`; f64, store order), in
+/// `chunks` parallel chunks.
 pub fn loss_and_grads(
     w: &LsaWeights,
     tokens: &[f32],
@@ -321,7 +411,7 @@ pub fn loss_and_grads(
     chunks: usize,
 ) -> (f64, Vec<Vec<f64>>) {
     let (e, n) = (w.e, targets.len());
-    let ee = e * e;
+    let ee = w.n_heads * e * e;
     let chunks = chunks.clamp(1, n.div_ceil(MIN_CHUNK).max(1));
     let parts: Vec<(f64, Vec<Vec<f32>>)> = (0..chunks)
         .into_par_iter()
@@ -367,6 +457,8 @@ mod tests {
             d: 3,
             n_layers,
             shared,
+            n_heads: 1,
+            softmax: false,
             init_scale: 0.002,
         }
     }
@@ -403,8 +495,19 @@ mod tests {
     /// step of 1e-2 and a 2% tolerance), for separate and shared blocks.
     #[test]
     fn gradients_match_finite_differences() {
-        for (layers, shared) in [(1, false), (2, false), (3, true)] {
-            let c = cfg(layers, shared);
+        for (layers, shared, heads, softmax) in [
+            (1, false, 1, false),
+            (2, false, 1, false),
+            (3, true, 1, false),
+            (1, false, 2, true),
+            (2, false, 2, true),
+            (2, true, 3, false),
+        ] {
+            let c = LsaConfig {
+                n_heads: heads,
+                softmax,
+                ..cfg(layers, shared)
+            };
             let t = 5;
             let (toks, ys) = tokens(6, t, c.width(), 1);
             let s = store(&c, 2);
@@ -412,7 +515,7 @@ mod tests {
             let (loss, grads) = loss_and_grads(&w, &toks, &ys, t, 2);
             assert!((loss - loss_of(&c, &s, &toks, &ys, t)).abs() < 1e-6 * loss.max(1.0));
             for (pi, g) in grads.iter().enumerate() {
-                for i in [0, 5, 11, 15] {
+                for i in [0, 5, 11, 15, g.len() - 1] {
                     let h = 1e-2;
                     let mut plus = s.clone();
                     plus.entries[pi].data[i] += h;
@@ -424,7 +527,7 @@ mod tests {
                     let scale = g.iter().map(|x| x.abs()).fold(0.0, f64::max);
                     assert!(
                         (fd - g[i]).abs() <= 0.02 * scale,
-                        "layers {layers} shared {shared} param {pi} [{i}]: {} vs fd {fd}",
+                        "layers {layers} shared {shared} heads {heads} softmax {softmax} param {pi} [{i}]: {} vs fd {fd}",
                         g[i]
                     );
                 }

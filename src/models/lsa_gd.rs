@@ -61,17 +61,24 @@ pub fn gd_block(d: usize, n: usize, eta: f64) -> LsaBlock {
 pub fn stacked(block: LsaBlock, n_layers: usize) -> LsaWeights {
     LsaWeights {
         e: block.w_q.len().isqrt(),
+        n_heads: 1,
+        softmax: false,
         n_layers,
         blocks: vec![block],
     }
 }
 
-/// `w` as a store of `cfg`'s layout (each of `cfg`'s blocks a copy of the layer that uses it).
+/// `w` as a store of `cfg`'s layout (each of `cfg`'s blocks a copy of the layer that uses it;
+/// `cfg` has w's heads).
 ///
 /// # Panics
 /// When `w` has another width or layer count than `cfg` (a programming error).
 pub fn to_store(cfg: &LsaConfig, w: &LsaWeights) -> ParamStore {
-    assert_eq!((w.e, w.n_layers), (cfg.width(), cfg.n_layers), "LSA shape");
+    assert_eq!(
+        (w.e, w.n_layers, w.n_heads),
+        (cfg.width(), cfg.n_layers, cfg.n_heads),
+        "LSA shape"
+    );
     let mut store = ParamStore::zeros_specs(cfg.param_specs());
     for b in 0..cfg.n_blocks() {
         let block = &w.blocks[b % w.blocks.len()];
@@ -329,6 +336,8 @@ mod tests {
             d: 3,
             n_layers: 2,
             shared: false,
+            n_heads: 1,
+            softmax: false,
             init_scale: 0.002,
         };
         let w = stacked(gdpp_block(3, 5, 1.5, 0.2), 2);

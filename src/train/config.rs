@@ -14,7 +14,7 @@ use crate::tasks::{IclFormat, ModularDataset, Operation, SplitMode};
 use serde::{Deserialize, Serialize};
 
 /// The embedded presets: `(name, one-line description, TOML)`.
-pub const PRESETS: [(&str, &str, &str); 28] = [
+pub const PRESETS: [(&str, &str, &str); 30] = [
     (
         "quick",
         "default: the paper's model family on (a+b) mod 59, 40% train, lr 3e-3: groks in about a minute on 2 cores",
@@ -155,6 +155,16 @@ pub const PRESETS: [(&str, &str, &str); 28] = [
         "von Oswald et al. 2023: two layers of one shared LSA block approach GD++ (loss ≈ 0.113, γ ≈ 0.18) rather than 2 GD steps (≈ 0.155)",
         include_str!("../../presets/icl_2layer_recurrent.toml"),
     ),
+    (
+        "icl_softmax_1head",
+        "von Oswald et al. 2023 §4: one layer of softmax attention with one head on in-context regression stays far from GD (≈ 0.29, model cos ≈ 0.72)",
+        include_str!("../../presets/icl_softmax_1head.toml"),
+    ),
+    (
+        "icl_softmax_2heads",
+        "von Oswald et al. 2023 §4: with two softmax heads the layer comes close to one GD step (≈ 0.22, model cos ≈ 0.96)",
+        include_str!("../../presets/icl_softmax_2heads.toml"),
+    ),
 ];
 
 /// Floating-point precision of a computation.
@@ -279,10 +289,24 @@ pub struct LsaSection {
     pub n_layers: usize,
     /// One block applied K times ("recurrent") instead of K blocks.
     pub shared: bool,
+    /// Heads per layer.
+    pub n_heads: usize,
+    /// `linear` (LSA: no softmax, no scale) or `softmax` (scaled by 1/√e, over the context).
+    pub attention: AttentionKind,
     /// Init variance scale s: truncated normal with variance s / (K · fan_in) (the paper: 0.002).
     pub init_scale: f64,
     /// Seed of the weight initialisation.
     pub init_seed: u64,
+}
+
+/// The attention of an `arch = "lsa"` model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttentionKind {
+    /// `A = Q Kᵀ`.
+    Linear,
+    /// `A = softmax(Q Kᵀ / √e)`.
+    Softmax,
 }
 
 /// `[model]`: the transformer (no `arch` key, or `arch = "transformer"`), the MLP
@@ -894,6 +918,8 @@ impl RunConfig {
                     d: t.d,
                     n_layers: m.n_layers,
                     shared: m.shared,
+                    n_heads: m.n_heads,
+                    softmax: m.attention == AttentionKind::Softmax,
                     init_scale: m.init_scale,
                 })
             }

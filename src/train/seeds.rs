@@ -61,12 +61,21 @@ pub fn train_seeds(
             .collect::<Result<Vec<_>>>()?;
         let logged: Vec<_> = rows.into_iter().flatten().collect();
         if !logged.is_empty() {
-            let best = logged.iter().map(|r| r.test_acc).fold(0.0, f64::max);
-            let worst = logged.iter().map(|r| r.test_acc).fold(1.0, f64::min);
+            let range = |f: fn(&crate::rundir::MetricsRow) -> f64| {
+                (logged.iter().map(f)).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+                    (lo.min(x), hi.max(x))
+                })
+            };
+            // accuracy where the task has one, else (regression) the test loss
+            let (lo, hi) = range(|r| r.test_acc);
+            let what = if lo.is_finite() {
+                format!("test acc {:.1}%–{:.1}%", 100.0 * lo, 100.0 * hi)
+            } else {
+                let (lo, hi) = range(|r| r.test_loss);
+                format!("test loss {lo:.4e}–{hi:.4e}")
+            };
             println!(
-                "step {step:>6}  {seeds} seeds: test acc {:.1}%–{:.1}%  {:.1}s",
-                100.0 * worst,
-                100.0 * best,
+                "step {step:>6}  {seeds} seeds: {what}  {:.1}s",
                 clock.elapsed().as_secs_f64()
             );
         }

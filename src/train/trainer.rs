@@ -367,12 +367,20 @@ fn progress_bar(start: u64, steps: u64) -> ProgressBar {
 }
 
 fn report_row(bar: &ProgressBar, row: &MetricsRow) {
+    // accuracy only where the task has one (not regression)
+    let acc = |a: f64| {
+        if a.is_finite() {
+            format!(" ({:.1}%)", 100.0 * a)
+        } else {
+            String::new()
+        }
+    };
     let msg = format!(
-        "train {:.3e} ({:.1}%) test {:.3e} ({:.1}%)",
+        "train {:.3e}{} test {:.3e}{}",
         row.train_loss,
-        100.0 * row.train_acc,
+        acc(row.train_acc),
         row.test_loss,
-        100.0 * row.test_acc
+        acc(row.test_acc)
     );
     if bar.is_hidden() {
         println!("step {:>6}  {msg}  {:.1}s", row.step, row.wall_s);
