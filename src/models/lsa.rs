@@ -235,30 +235,85 @@ fn softmax_rows(s: &mut [f32], cols: usize) {
     }
 }
 
-/// Runs every layer on one task's tokens `h` `[T, e]` in place; with `caches`, keeps what the
-/// backward reads.
-fn forward_task(w: &LsaWeights, h: &mut [f32], t: usize, mut caches: Option<&mut Vec<LayerCache>>) {
+/// One task's working memory, allocated once per chunk of tasks and reused.
+struct Scratch {
+    /// Per layer, what its backward reads.
+    caches: Vec<LayerCache>,
+    /// `[T, e]` buffers of the passes.
+    delta: Vec<f32>,
+    part: Vec<f32>,
+    d_o: Vec<f32>,
+    dq: Vec<f32>,
+    tmp: Vec<f32>,
+    d_in: Vec<f32>,
+    /// `[T, T−1]`.
+    da: Vec<f32>,
+    /// `[T−1, e]`.
+    dk: Vec<f32>,
+    dv: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(w: &LsaWeights, t: usize) -> Self {
+        let (e, c) = (w.e, t - 1);
+        let head = HeadCache {
+            q: vec![0.0; t * e],
+            k: vec![0.0; c * e],
+            v: vec![0.0; c * e],
+            a: vec![0.0; t * c],
+            o: vec![0.0; t * e],
+        };
+        let layer = LayerCache {
+            h: vec![0.0; t * e],
+            heads: vec![head; w.n_heads],
+        };
+        let te = vec![0.0; t * e];
+        Self {
+            caches: vec![layer; w.n_layers],
+            delta: te.clone(),
+            part: te.clone(),
+            d_o: te.clone(),
+            dq: te.clone(),
+            tmp: te.clone(),
+            d_in: te,
+            da: vec![0.0; t * c],
+            dk: vec![0.0; c * e],
+            dv: vec![0.0; c * e],
+        }
+    }
+}
+
+/// First token whose query layer `l` computes: every token but in the last layer, whose only
+/// output the prediction reads is the query's (the loss reads nothing else).
+fn first_query(w: &LsaWeights, l: usize, t: usize) -> usize {
+    if l + 1 == w.n_layers {
+        t - 1
+    } else {
+        0
+    }
+}
+
+/// Runs every layer on one task's tokens `h` `[T, e]` in place (the last layer updates only
+/// the query token), keeping in `sc` what the backward reads.
+fn forward_task(w: &LsaWeights, h: &mut [f32], t: usize, sc: &mut Scratch) {
     let (e, c) = (w.e, t - 1);
     let ee = e * e;
     let scale = (e as f32).sqrt().recip();
-    let mut head = HeadCache {
-        q: vec![0.0; t * e],
-        k: vec![0.0; c * e],
-        v: vec![0.0; c * e],
-        a: vec![0.0; t * c],
-        o: vec![0.0; t * e],
-    };
-    let mut delta = vec![0.0; t * e];
-    let mut part = vec![0.0; t * e];
     for l in 0..w.n_layers {
         let b = w.block(l);
-        let mut cache = caches.as_ref().map(|_| LayerCache {
-            h: h.to_vec(),
-            heads: Vec::with_capacity(w.n_heads),
-        });
+        let q0 = first_query(w, l, t);
+        let tq = t - q0;
+        let cache = &mut sc.caches[l];
+        cache.h.copy_from_slice(h);
+        let delta = &mut sc.delta[..tq * e];
         delta.iter_mut().for_each(|x| *x = 0.0);
-        for hd in 0..w.n_heads {
-            mm(h, head_slice(&b.w_q, hd, ee), t, e, e, &mut head.q);
+        for (hd, head) in cache.heads.iter_mut().enumerate() {
+            let (q, a, o) = (
+                &mut head.q[..tq * e],
+                &mut head.a[..tq * c],
+                &mut head.o[..tq * e],
+            );
+            mm(&h[q0 * e..], head_slice(&b.w_q, hd, ee), tq, e, e, q);
             mm(
                 &h[..c * e],
                 head_slice(&b.w_k, hd, ee),
@@ -275,95 +330,105 @@ fn forward_task(w: &LsaWeights, h: &mut [f32], t: usize, mut caches: Option<&mut
                 e,
                 &mut head.v,
             );
-            mm_nt(&head.q, &head.k, t, e, c, &mut head.a);
+            mm_nt(q, &head.k, tq, e, c, a);
             if w.softmax {
-                head.a.iter_mut().for_each(|x| *x *= scale);
-                softmax_rows(&mut head.a, c);
+                a.iter_mut().for_each(|x| *x *= scale);
+                softmax_rows(a, c);
             }
-            mm(&head.a, &head.v, t, c, e, &mut head.o);
-            mm(&head.o, head_slice(&b.w_p, hd, ee), t, e, e, &mut part);
-            delta.iter_mut().zip(&part).for_each(|(x, p)| *x += p);
-            if let Some(cache) = cache.as_mut() {
-                cache.heads.push(head.clone());
-            }
+            mm(a, &head.v, tq, c, e, o);
+            let part = &mut sc.part[..tq * e];
+            mm(o, head_slice(&b.w_p, hd, ee), tq, e, e, part);
+            delta.iter_mut().zip(part.iter()).for_each(|(x, p)| *x += p);
         }
-        if let (Some(caches), Some(cache)) = (caches.as_deref_mut(), cache) {
-            caches.push(cache);
-        }
-        h.iter_mut().zip(&delta).for_each(|(x, d)| *x += d);
+        h[q0 * e..]
+            .iter_mut()
+            .zip(delta.iter())
+            .for_each(|(x, d)| *x += d);
     }
 }
 
-/// Backward of [`forward_task`] from `dh` `[T, e]` (the loss gradient at the output tokens),
-/// accumulating weight gradients into `grads` (per block `[W_Q, W_K, W_V, W_O]`, each
-/// `[h, e, e]`, when given) and leaving `dh` as the gradient at the input tokens.
+/// Backward of [`forward_task`] from `dh` `[T, e]` (the loss gradient at the output tokens;
+/// only the query's row may be non-zero), accumulating weight gradients into `grads` (per
+/// block `[W_Q, W_K, W_V, W_O]`, each `[h, e, e]`, when given). With `input_grad`, leaves `dh`
+/// as the gradient at the input tokens (else the first layer skips it).
 fn backward_task(
     w: &LsaWeights,
-    caches: &[LayerCache],
+    sc: &mut Scratch,
     dh: &mut [f32],
     t: usize,
     mut grads: Option<&mut [Vec<f32>]>,
+    input_grad: bool,
 ) {
     let (e, c) = (w.e, t - 1);
     let ee = e * e;
     let hee = w.n_heads * ee;
     let scale = (e as f32).sqrt().recip();
-    let mut d_o = vec![0.0; t * e];
-    let mut da = vec![0.0; t * c];
-    let mut dv = vec![0.0; c * e];
-    let mut dq = vec![0.0; t * e];
-    let mut dk = vec![0.0; c * e];
-    let mut tmp = vec![0.0; t * e];
-    let mut d_in = vec![0.0; t * e];
     for l in (0..w.n_layers).rev() {
-        let (b, x) = (w.block(l), &caches[l]);
-        d_in.copy_from_slice(dh);
+        let (b, x) = (w.block(l), &sc.caches[l]);
+        let q0 = first_query(w, l, t);
+        let tq = t - q0;
+        let needs_input = l > 0 || input_grad;
+        if needs_input {
+            sc.d_in.copy_from_slice(dh);
+        }
+        let dh_q = &dh[q0 * e..];
         for (hd, hc) in x.heads.iter().enumerate() {
+            let (q, a, o) = (&hc.q[..tq * e], &hc.a[..tq * c], &hc.o[..tq * e]);
+            let (d_o, da, dq) = (
+                &mut sc.d_o[..tq * e],
+                &mut sc.da[..tq * c],
+                &mut sc.dq[..tq * e],
+            );
             if let Some(g) = grads.as_deref_mut() {
                 let g = &mut g[l % w.blocks.len()];
                 let at = 3 * hee + hd * ee;
-                mm_tn_acc(&hc.o, dh, t, e, e, &mut g[at..at + ee]);
+                mm_tn_acc(o, dh_q, tq, e, e, &mut g[at..at + ee]);
             }
-            mm_nt(dh, head_slice(&b.w_p, hd, ee), t, e, e, &mut d_o);
-            mm_nt(&d_o, &hc.v, t, e, c, &mut da);
-            dv.iter_mut().for_each(|z| *z = 0.0);
-            mm_tn_acc(&hc.a, &d_o, t, c, e, &mut dv);
+            mm_nt(dh_q, head_slice(&b.w_p, hd, ee), tq, e, e, d_o);
+            mm_nt(d_o, &hc.v, tq, e, c, da);
+            sc.dv.iter_mut().for_each(|z| *z = 0.0);
+            mm_tn_acc(a, d_o, tq, c, e, &mut sc.dv);
             if w.softmax {
                 // d scores = a ⊙ (da − Σ_j da_j a_j), times the scale
-                for (dr, ar) in da.chunks_mut(c).zip(hc.a.chunks(c)) {
+                for (dr, ar) in da.chunks_mut(c).zip(a.chunks(c)) {
                     let dot: f32 = dr.iter().zip(ar).map(|(x, y)| x * y).sum();
                     dr.iter_mut()
                         .zip(ar)
                         .for_each(|(x, y)| *x = y * (*x - dot) * scale);
                 }
             }
-            mm(&da, &hc.k, t, c, e, &mut dq);
-            dk.iter_mut().for_each(|z| *z = 0.0);
-            mm_tn_acc(&da, &hc.q, t, c, e, &mut dk);
+            mm(da, &hc.k, tq, c, e, dq);
+            sc.dk.iter_mut().for_each(|z| *z = 0.0);
+            mm_tn_acc(da, q, tq, c, e, &mut sc.dk);
             if let Some(g) = grads.as_deref_mut() {
                 let g = &mut g[l % w.blocks.len()];
                 let at = hd * ee;
-                mm_tn_acc(&x.h, &dq, t, e, e, &mut g[at..at + ee]);
+                mm_tn_acc(&x.h[q0 * e..], dq, tq, e, e, &mut g[at..at + ee]);
                 let at = hee + hd * ee;
-                mm_tn_acc(&x.h[..c * e], &dk, c, e, e, &mut g[at..at + ee]);
+                mm_tn_acc(&x.h[..c * e], &sc.dk, c, e, e, &mut g[at..at + ee]);
                 let at = 2 * hee + hd * ee;
-                mm_tn_acc(&x.h[..c * e], &dv, c, e, e, &mut g[at..at + ee]);
+                mm_tn_acc(&x.h[..c * e], &sc.dv, c, e, e, &mut g[at..at + ee]);
             }
-            // dq W_Qᵀ on every token, (dk W_Kᵀ + dv W_Vᵀ) on the context
-            mm_nt(&dq, head_slice(&b.w_q, hd, ee), t, e, e, &mut tmp);
-            d_in.iter_mut().zip(&tmp).for_each(|(x, y)| *x += y);
-            mm_nt(&dk, head_slice(&b.w_k, hd, ee), c, e, e, &mut tmp);
-            d_in[..c * e]
-                .iter_mut()
-                .zip(&tmp)
+            if !needs_input {
+                continue;
+            }
+            // dq W_Qᵀ on the querying tokens, (dk W_Kᵀ + dv W_Vᵀ) on the context
+            let tmp = &mut sc.tmp[..tq * e];
+            mm_nt(dq, head_slice(&b.w_q, hd, ee), tq, e, e, tmp);
+            (sc.d_in[q0 * e..].iter_mut())
+                .zip(tmp.iter())
                 .for_each(|(x, y)| *x += y);
-            mm_nt(&dv, head_slice(&b.w_v, hd, ee), c, e, e, &mut tmp);
-            d_in[..c * e]
-                .iter_mut()
-                .zip(&tmp)
-                .for_each(|(x, y)| *x += y);
+            for (d, w_m) in [(&sc.dk, &b.w_k), (&sc.dv, &b.w_v)] {
+                let tmp = &mut sc.tmp[..c * e];
+                mm_nt(d, head_slice(w_m, hd, ee), c, e, e, tmp);
+                (sc.d_in[..c * e].iter_mut())
+                    .zip(tmp.iter())
+                    .for_each(|(x, y)| *x += y);
+            }
         }
-        dh.copy_from_slice(&d_in);
+        if needs_input {
+            dh.copy_from_slice(&sc.d_in);
+        }
     }
 }
 
@@ -373,11 +438,14 @@ pub fn predict(w: &LsaWeights, tokens: &[f32], t: usize) -> Vec<f32> {
     tokens
         .par_chunks(t * e)
         .with_min_len(MIN_CHUNK)
-        .map(|task| {
-            let mut h = task.to_vec();
-            forward_task(w, &mut h, t, None);
-            -h[t * e - 1]
-        })
+        .map_init(
+            || Scratch::new(w, t),
+            |sc, task| {
+                let mut h = task.to_vec();
+                forward_task(w, &mut h, t, sc);
+                -h[t * e - 1]
+            },
+        )
         .collect()
 }
 
@@ -385,19 +453,22 @@ pub fn predict(w: &LsaWeights, tokens: &[f32], t: usize) -> Vec<f32> {
 /// "model" gradient, compared with the GD learner's ∂ŷ/∂x_q).
 pub fn query_gradients(w: &LsaWeights, tokens: &[f32], t: usize) -> Vec<f32> {
     let e = w.e;
-    tokens
+    let per_task: Vec<Vec<f32>> = tokens
         .par_chunks(t * e)
         .with_min_len(MIN_CHUNK)
-        .flat_map_iter(|task| {
-            let mut h = task.to_vec();
-            let mut caches = Vec::with_capacity(w.n_layers);
-            forward_task(w, &mut h, t, Some(&mut caches));
-            let mut dh = vec![0.0; t * e];
-            dh[t * e - 1] = -1.0;
-            backward_task(w, &caches, &mut dh, t, None);
-            dh[(t - 1) * e..t * e - 1].to_vec()
-        })
-        .collect()
+        .map_init(
+            || Scratch::new(w, t),
+            |sc, task| {
+                let mut h = task.to_vec();
+                forward_task(w, &mut h, t, sc);
+                let mut dh = vec![0.0; t * e];
+                dh[t * e - 1] = -1.0;
+                backward_task(w, sc, &mut dh, t, None, true);
+                dh[(t - 1) * e..t * e - 1].to_vec()
+            },
+        )
+        .collect();
+    per_task.concat()
 }
 
 /// Loss `½·mean_b (ŷ_b − y_b)²` of tokens `[B, T, e]` against `targets` `[B]`, and the
@@ -419,17 +490,17 @@ pub fn loss_and_grads(
             let (lo, hi) = (ch * n / chunks, (ch + 1) * n / chunks);
             let mut grads = vec![vec![0.0f32; 4 * ee]; w.blocks.len()];
             let mut loss = 0.0f64;
-            let mut caches = Vec::with_capacity(w.n_layers);
+            let mut sc = Scratch::new(w, t);
+            let mut h = vec![0.0; t * e];
             let mut dh = vec![0.0; t * e];
             for b in lo..hi {
-                let mut h = tokens[b * t * e..(b + 1) * t * e].to_vec();
-                caches.clear();
-                forward_task(w, &mut h, t, Some(&mut caches));
+                h.copy_from_slice(&tokens[b * t * e..(b + 1) * t * e]);
+                forward_task(w, &mut h, t, &mut sc);
                 let err = -h[t * e - 1] - targets[b];
                 loss += 0.5 * f64::from(err) * f64::from(err);
                 dh.iter_mut().for_each(|x| *x = 0.0);
                 dh[t * e - 1] = -err / n as f32;
-                backward_task(w, &caches, &mut dh, t, Some(&mut grads));
+                backward_task(w, &mut sc, &mut dh, t, Some(&mut grads), false);
             }
             (loss, grads)
         })

@@ -138,21 +138,24 @@ impl IclRegression {
             ..IclBatch::default()
         };
         let half = self.x_range / 2.0;
+        batch.x.reserve(b * n * d);
+        batch.x_q.reserve(b * d);
+        batch.y.reserve(b * n);
         let normal = |rng: &mut ChaCha8Rng| -> f64 { StandardNormal.sample(rng) };
+        // per task: w, then per pair x and its label's noise (the draw order fixes the data)
+        let (mut w, mut x) = (vec![0.0f64; d], vec![0.0f64; d]);
         for _ in 0..b {
-            let w: Vec<f64> = (0..d).map(|_| self.w_scale * normal(rng)).collect();
-            let label = |rng: &mut ChaCha8Rng, x: &[f64]| -> f32 {
-                let clean: f64 = w.iter().zip(x).map(|(w, x)| w * x).sum();
+            w.iter_mut().for_each(|v| *v = self.w_scale * normal(rng));
+            for i in 0..=n {
+                x.iter_mut()
+                    .for_each(|v| *v = rng.random_range(-half..=half));
+                let clean: f64 = w.iter().zip(&x).map(|(w, x)| w * x).sum();
                 let noise = if self.noise > 0.0 {
                     self.noise * normal(rng)
                 } else {
                     0.0
                 };
-                (clean + noise) as f32
-            };
-            for i in 0..=n {
-                let x: Vec<f64> = (0..d).map(|_| rng.random_range(-half..=half)).collect();
-                let y = label(rng, &x);
+                let y = (clean + noise) as f32;
                 let xs = x.iter().map(|&v| v as f32);
                 if i < n {
                     batch.x.extend(xs);
