@@ -13,7 +13,7 @@
 use super::activations::grid_tokens;
 use super::logits::Scores;
 use super::matrix::Matrix;
-use super::saliency::{median, Ablated, Ablation, SaliencyBaseline, SaliencyOptions};
+use super::saliency::{baseline_of, median, Ablated, Ablation, SaliencyOptions};
 use super::snapshot::Analyzer;
 use crate::models::{fused, ParamStore, TransformerConfig};
 use rand::seq::SliceRandom;
@@ -197,17 +197,7 @@ pub fn head_saliency(a: &Analyzer, store: &ParamStore, opts: &SaliencyOptions) -
     let out = head_outputs(cfg, store, p);
     let down = Downstream::new(store, cfg);
     let base: Vec<Vec<f64>> = (out.results.iter())
-        .map(|res| match opts.baseline {
-            SaliencyBaseline::Zero => vec![0.0; d],
-            SaliencyBaseline::Mean => {
-                let mut m = vec![0.0; d];
-                for &r in &a.train {
-                    m.iter_mut().zip(res.row(r)).for_each(|(m, x)| *m += x);
-                }
-                m.iter_mut().for_each(|m| *m /= a.train.len() as f64);
-                m
-            }
-        })
+        .map(|res| baseline_of(opts.baseline, res, &a.train))
         .collect();
     // resid_mid with every head at its baseline: the same for every input (the last token is `=`)
     let first = out.resid_mid.row(0);
@@ -301,17 +291,10 @@ pub fn head_saliency(a: &Analyzer, store: &ParamStore, opts: &SaliencyOptions) -
                     .collect()
             };
             let draws: Vec<Ablated> = subsets.iter().map(|s| ablate(s)).collect();
-            let n = draws.len() as f64;
-            let mean = |f: fn(&Ablated) -> f64| draws.iter().map(f).sum::<f64>() / n;
             Ablation {
                 k,
                 top,
-                random: Ablated {
-                    train_loss: mean(|x| x.train_loss),
-                    train_acc: mean(|x| x.train_acc),
-                    test_loss: mean(|x| x.test_loss),
-                    test_acc: mean(|x| x.test_acc),
-                },
+                random: Ablated::mean(&draws),
             }
         })
         .collect();
@@ -347,6 +330,7 @@ fn k_subsets(n: usize, k: usize) -> Vec<Vec<usize>> {
 mod tests {
     use super::*;
     use crate::measures::activations::run_all_inputs;
+    use crate::measures::saliency::SaliencyBaseline;
     use crate::tasks::{ModularDataset, Operation};
 
     fn small() -> (Analyzer, ParamStore) {

@@ -65,6 +65,33 @@ pub struct Ablated {
     pub test_acc: f64,
 }
 
+impl Ablated {
+    /// The mean of `draws` field by field (NaN for none).
+    pub fn mean(draws: &[Ablated]) -> Self {
+        let n = draws.len() as f64;
+        let mean = |f: fn(&Ablated) -> f64| draws.iter().map(f).sum::<f64>() / n;
+        Ablated {
+            train_loss: mean(|x| x.train_loss),
+            train_acc: mean(|x| x.train_acc),
+            test_loss: mean(|x| x.test_loss),
+            test_acc: mean(|x| x.test_acc),
+        }
+    }
+}
+
+/// The activation IG starts from for each unit (column) of `acts` `[inputs, units]`: zero, or
+/// its mean over the `train` rows.
+pub fn baseline_of(kind: SaliencyBaseline, acts: &Matrix, train: &[usize]) -> Vec<f64> {
+    let mut m = vec![0.0; acts.cols];
+    if kind == SaliencyBaseline::Mean {
+        for &r in train {
+            m.iter_mut().zip(acts.row(r)).for_each(|(m, x)| *m += x);
+        }
+        m.iter_mut().for_each(|m| *m /= train.len() as f64);
+    }
+    m
+}
+
 /// Ablating k neurons: the k most salient (by median saliency), and k random ones (mean over
 /// the draws).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -167,17 +194,7 @@ pub fn neuron_saliency(
     let post = acts.mlp_post.expect("checked: the model has an MLP");
     let w_l = neuron_logit_map(store, &a.cfg, p).expect("checked: the model has an MLP");
     let d_mlp = post.cols;
-    let base = match opts.baseline {
-        SaliencyBaseline::Zero => vec![0.0; d_mlp],
-        SaliencyBaseline::Mean => {
-            let mut m = vec![0.0; d_mlp];
-            for &r in &a.train {
-                m.iter_mut().zip(post.row(r)).for_each(|(m, x)| *m += x);
-            }
-            m.iter_mut().for_each(|m| *m /= a.train.len() as f64);
-            m
-        }
-    };
+    let base = baseline_of(opts.baseline, &post, &a.train);
     // [d_mlp, p] → per class c the column W_L[:, c]
     let w_l_t: Vec<Vec<f64>> = (0..p)
         .map(|c| (0..d_mlp).map(|n| w_l.at(n, c)).collect())
@@ -267,18 +284,11 @@ fn ablations(
     let random_curves: Vec<Vec<Ablated>> = randoms.iter().map(|o| curve(o)).collect();
     (ks.iter().enumerate())
         .map(|(i, &k)| {
-            let n = random_curves.len().max(1) as f64;
-            let mean =
-                |f: fn(&Ablated) -> f64| random_curves.iter().map(|c| f(&c[i])).sum::<f64>() / n;
+            let draws: Vec<Ablated> = random_curves.iter().map(|c| c[i]).collect();
             Ablation {
                 k,
                 top: top_curve[i],
-                random: Ablated {
-                    train_loss: mean(|x| x.train_loss),
-                    train_acc: mean(|x| x.train_acc),
-                    test_loss: mean(|x| x.test_loss),
-                    test_acc: mean(|x| x.test_acc),
-                },
+                random: Ablated::mean(&draws),
             }
         })
         .collect()

@@ -432,43 +432,41 @@ fn backward_task(
     }
 }
 
+/// `f` on every task of `tokens` `[B, T, e]` (a copy of its tokens, and scratch memory per
+/// rayon job), in parallel, results in task order.
+fn per_task<R: Send>(
+    w: &LsaWeights,
+    tokens: &[f32],
+    t: usize,
+    f: impl Fn(&mut Scratch, Vec<f32>) -> R + Sync + Send,
+) -> Vec<R> {
+    tokens
+        .par_chunks(t * w.e)
+        .with_min_len(MIN_CHUNK)
+        .map_init(|| Scratch::new(w, t), |sc, task| f(sc, task.to_vec()))
+        .collect()
+}
+
 /// `[B]` predictions `ŷ = −H_K[query, d]` of the tokens `[B, T, e]`.
 pub fn predict(w: &LsaWeights, tokens: &[f32], t: usize) -> Vec<f32> {
-    let e = w.e;
-    tokens
-        .par_chunks(t * e)
-        .with_min_len(MIN_CHUNK)
-        .map_init(
-            || Scratch::new(w, t),
-            |sc, task| {
-                let mut h = task.to_vec();
-                forward_task(w, &mut h, t, sc);
-                -h[t * e - 1]
-            },
-        )
-        .collect()
+    per_task(w, tokens, t, |sc, mut h| {
+        forward_task(w, &mut h, t, sc);
+        -h[t * w.e - 1]
+    })
 }
 
 /// `[B, d]` the gradient of each prediction with respect to its query input x_q (the paper's
 /// "model" gradient, compared with the GD learner's ∂ŷ/∂x_q).
 pub fn query_gradients(w: &LsaWeights, tokens: &[f32], t: usize) -> Vec<f32> {
     let e = w.e;
-    let per_task: Vec<Vec<f32>> = tokens
-        .par_chunks(t * e)
-        .with_min_len(MIN_CHUNK)
-        .map_init(
-            || Scratch::new(w, t),
-            |sc, task| {
-                let mut h = task.to_vec();
-                forward_task(w, &mut h, t, sc);
-                let mut dh = vec![0.0; t * e];
-                dh[t * e - 1] = -1.0;
-                backward_task(w, sc, &mut dh, t, None, true);
-                dh[(t - 1) * e..t * e - 1].to_vec()
-            },
-        )
-        .collect();
-    per_task.concat()
+    per_task(w, tokens, t, |sc, mut h| {
+        forward_task(w, &mut h, t, sc);
+        let mut dh = vec![0.0; t * e];
+        dh[t * e - 1] = -1.0;
+        backward_task(w, sc, &mut dh, t, None, true);
+        dh[(t - 1) * e..t * e - 1].to_vec()
+    })
+    .concat()
 }
 
 /// Loss `½·mean_b (ŷ_b − y_b)²` of tokens `[B, T, e]` against `targets` `[B]`, and the
