@@ -13,7 +13,7 @@
 use super::activations::grid_tokens;
 use super::logits::Scores;
 use super::matrix::Matrix;
-use super::saliency::{baseline_of, median, Ablated, Ablation, SaliencyOptions};
+use super::saliency::{baseline_of, summarize, Ablated, Ablation, SaliencyOptions};
 use super::snapshot::Analyzer;
 use crate::models::{fused, ParamStore, TransformerConfig};
 use rand::seq::SliceRandom;
@@ -245,12 +245,7 @@ pub fn head_saliency(a: &Analyzer, store: &ParamStore, opts: &SaliencyOptions) -
             per_head[head].push(attr);
         }
     }
-    let means: Vec<f64> = (per_head.iter())
-        .map(|v| v.iter().sum::<f64>() / v.len().max(1) as f64)
-        .collect();
-    let medians: Vec<f64> = per_head.into_iter().map(median).collect();
-    let mut rank: Vec<usize> = (0..n_heads).collect();
-    rank.sort_by(|&x, &y| (medians[y].total_cmp(&medians[x])).then(means[y].total_cmp(&means[x])));
+    let (means, medians, rank) = summarize(per_head);
     let mut cache: HashMap<Vec<usize>, Ablated> = HashMap::new();
     let mut ablate = |heads: &[usize]| -> Ablated {
         let mut key = heads.to_vec();

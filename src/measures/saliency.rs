@@ -211,12 +211,7 @@ pub fn neuron_saliency(
             .zip(&attr)
             .for_each(|(v, x)| v.push(*x));
     }
-    let means: Vec<f64> = (per_neuron.iter())
-        .map(|v| v.iter().sum::<f64>() / v.len().max(1) as f64)
-        .collect();
-    let medians: Vec<f64> = per_neuron.into_iter().map(median).collect();
-    let mut rank: Vec<usize> = (0..d_mlp).collect();
-    rank.sort_by(|&x, &y| (medians[y].total_cmp(&medians[x])).then(means[y].total_cmp(&means[x])));
+    let (means, medians, rank) = summarize(per_neuron);
     NeuronSaliency {
         step,
         skewness: skewness(&medians),
@@ -292,6 +287,18 @@ fn ablations(
             }
         })
         .collect()
+}
+
+/// Per unit (neuron or head) the mean and median of its attributions `[units][inputs]`, and
+/// the units ranked most salient first: by median, ties by mean.
+pub fn summarize(per_unit: Vec<Vec<f64>>) -> (Vec<f64>, Vec<f64>, Vec<usize>) {
+    let means: Vec<f64> = (per_unit.iter())
+        .map(|v| v.iter().sum::<f64>() / v.len().max(1) as f64)
+        .collect();
+    let medians: Vec<f64> = per_unit.into_iter().map(median).collect();
+    let mut rank: Vec<usize> = (0..medians.len()).collect();
+    rank.sort_by(|&x, &y| (medians[y].total_cmp(&medians[x])).then(means[y].total_cmp(&means[x])));
+    (means, medians, rank)
 }
 
 /// Median (mean of the middle two for an even count; NaN for none).

@@ -5,7 +5,7 @@
 
 use super::charts::{palette, Chart, Series};
 use crate::error::{GrokError, Result};
-use crate::measures::saliency::Ablated;
+use crate::measures::saliency::{Ablated, Ablation};
 use crate::measures::saliency_run::SaliencyRow;
 use crate::measures::RunAnalysis;
 use plotters::prelude::{BLACK, BLUE, RED};
@@ -127,29 +127,7 @@ pub fn plot_saliency(
     .into_iter()
     .enumerate()
     {
-        let mut series = vec![(
-            "none".to_string(),
-            BLACK,
-            col(&|r: &SaliencyRow| {
-                r.saliency
-                    .ablation
-                    .first()
-                    .map_or(f64::NAN, |a| get(&a.top))
-            }),
-        )];
-        for (j, &k) in ks.iter().enumerate() {
-            let at = |r: &SaliencyRow, top: bool| {
-                (r.saliency.ablation.iter())
-                    .find(|a| a.k == k)
-                    .map_or(f64::NAN, |a| get(if top { &a.top } else { &a.random }))
-            };
-            series.push((format!("top-{k}"), palette(2 * j), col(&|r| at(r, true))));
-            series.push((
-                format!("random-{k}"),
-                palette(2 * j + 1),
-                col(&|r| at(r, false)),
-            ));
-        }
+        let series = ablation_series(rows, &ks, |r| &r.saliency.ablation, get);
         lines(
             &format!("{what} loss after ablation (nats, log scale)"),
             true,
@@ -219,31 +197,11 @@ pub fn plot_saliency(
     )
     .save(&dir, name(6), SALIENCY_CHARTS[6].1)?;
 
-    let head_ks: Vec<usize> = rows[0].heads.ablation.iter().map(|a| a.k).collect();
-    let mut series = Vec::new();
-    for (j, &k) in head_ks.iter().enumerate() {
-        let at = |r: &SaliencyRow, top: bool| {
-            (r.heads.ablation.iter())
-                .find(|a| a.k == k)
-                .map_or(f64::NAN, |a| {
-                    if top {
-                        a.top.train_loss
-                    } else {
-                        a.random.train_loss
-                    }
-                })
-        };
-        if k == 0 {
-            series.push(("none".to_string(), BLACK, col(&|r| at(r, true))));
-            continue;
-        }
-        series.push((format!("top-{k}"), palette(2 * j), col(&|r| at(r, true))));
-        series.push((
-            format!("random-{k}"),
-            palette(2 * j + 1),
-            col(&|r| at(r, false)),
-        ));
-    }
+    let head_ks: Vec<usize> = (rows[0].heads.ablation.iter())
+        .map(|a| a.k)
+        .filter(|&k| k > 0)
+        .collect();
+    let series = ablation_series(rows, &head_ks, |r| &r.heads.ablation, |a| a.train_loss);
     lines(
         "train loss after head ablation (nats, log scale)",
         true,
@@ -251,4 +209,30 @@ pub fn plot_saliency(
     )
     .save(&dir, name(7), SALIENCY_CHARTS[7].1)?;
     Ok(dir)
+}
+
+/// The lines of an ablation chart: `get` of the unablated model (k = 0, black), then per k of
+/// `ks` the top-k and random-k curves, over the rows' steps (non-finite values dropped).
+fn ablation_series(
+    rows: &[SaliencyRow],
+    ks: &[usize],
+    ablation: fn(&SaliencyRow) -> &[Ablation],
+    get: fn(&Ablated) -> f64,
+) -> Vec<Series> {
+    let curve = |k: usize, top: bool| -> Vec<(f64, f64)> {
+        (rows.iter())
+            .map(|r| {
+                let y = (ablation(r).iter().find(|a| a.k == k))
+                    .map_or(f64::NAN, |a| get(if top { &a.top } else { &a.random }));
+                (r.saliency.step as f64, y)
+            })
+            .filter(|(_, y)| y.is_finite())
+            .collect()
+    };
+    let mut series = vec![("none".to_string(), BLACK, curve(0, true))];
+    for (j, &k) in ks.iter().enumerate() {
+        series.push((format!("top-{k}"), palette(2 * j), curve(k, true)));
+        series.push((format!("random-{k}"), palette(2 * j + 1), curve(k, false)));
+    }
+    series
 }
