@@ -312,6 +312,22 @@ fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             let run_dir = run_dir.expect("clap requires RUN_DIR without --checkpoint");
+            if measures::icl_run::is_icl_run(&run_dir) {
+                let (rows, a) = measures::icl_run::analyze_icl_run(&run_dir)?;
+                println!(
+                    "{} checkpoints measured in {:.1} s",
+                    a.checkpoints, a.seconds
+                );
+                a.summary_lines(rows.last())
+                    .iter()
+                    .for_each(|l| println!("{l}"));
+                println!("wrote {}", run_dir.join("measures.jsonl").display());
+                if !no_plots {
+                    let dir = report::plot_icl(&run_dir, &rows, &a)?;
+                    println!("plots in {}", dir.display());
+                }
+                return Ok(());
+            }
             if measures::sequence_run::is_sequence_run(&run_dir) {
                 let (_, a) = measures::sequence_run::analyze_sequence_run(&run_dir)?;
                 println!(
@@ -365,6 +381,20 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Report { run_dir, reanalyze } => {
+            if measures::icl_run::is_icl_run(&run_dir) {
+                use measures::icl_run::{analyze_icl_run, load_icl_analysis};
+                let (rows, analysis) = if reanalyze || !run_dir.join("measures.jsonl").exists() {
+                    println!("measuring every checkpoint of {} first", run_dir.display());
+                    analyze_icl_run(&run_dir)?
+                } else {
+                    load_icl_analysis(&run_dir)?
+                };
+                report::plot_run(&run_dir, &groklab::rundir::MetricsLog::load(&run_dir)?.rows)?;
+                report::plot_icl(&run_dir, &rows, &analysis)?;
+                let path = report::write_icl_report(&run_dir, &rows, &analysis)?;
+                println!("report written to {}", path.display());
+                return Ok(());
+            }
             if measures::sequence_run::is_sequence_run(&run_dir) {
                 use measures::sequence_run::{analyze_sequence_run, load_sequence_analysis};
                 let analysis = if reanalyze || !run_dir.join("measures.jsonl").exists() {

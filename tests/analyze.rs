@@ -3,10 +3,10 @@
 //! HTML report renders and moves its slider in a real headless browser.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 mod common;
-use common::{assert_error, TINY};
+use common::{assert_error, self_test, SelfTest, TINY};
 
 fn groklab(args: &[&str]) -> Output {
     common::groklab(args).output().unwrap()
@@ -251,29 +251,8 @@ fn bad_analyze_input_gets_one_line_errors() {
     );
 }
 
-/// Chromium from the system, if installed (`.ci/run` installs Debian's `chromium`).
-fn chromium() -> Option<PathBuf> {
-    let found = ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .find_map(|name| {
-            let out = Command::new("which").arg(name).output().ok()?;
-            out.status
-                .success()
-                .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-        });
-    if found.is_none() {
-        assert!(
-            std::env::var("GROKLAB_REQUIRE_BROWSER").is_err(),
-            "GROKLAB_REQUIRE_BROWSER is set but no chromium is installed"
-        );
-        eprintln!("SKIPPED: no chromium on PATH (apt-get install chromium; .ci/run does)");
-    }
-    found
-}
-
 #[test]
 fn report_renders_and_its_slider_moves_in_headless_chromium() {
-    let Some(browser) = chromium() else { return };
     let dir = tempfile::tempdir().unwrap();
     let run = tiny_run(dir.path());
     ok(groklab(&["report", run.to_str().unwrap()]));
@@ -292,30 +271,9 @@ fn report_renders_and_its_slider_moves_in_headless_chromium() {
 
     // The page's `#selftest` hook moves the slider through three checkpoints by dispatching
     // input events, checks every view redrew, and records the result on <body>.
-    let url = format!("file://{}#selftest", page.display());
-    let profile = dir.path().join("chromium-profile");
-    let out = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--virtual-time-budget=10000",
-            &format!("--user-data-dir={}", profile.display()),
-            "--dump-dom",
-            &url,
-        ])
-        .output()
-        .unwrap();
-    let dom = String::from_utf8_lossy(&out.stdout);
-    let log = String::from_utf8_lossy(&out.stderr);
-    let body = dom
-        .split("<body")
-        .nth(1)
-        .and_then(|b| b.split('>').next())
-        .unwrap_or_else(|| panic!("no <body> in the dumped DOM; browser log:\n{log}"));
+    let Some(SelfTest { dom, body, log }) = self_test(&page, dir.path()) else {
+        return;
+    };
     assert!(
         body.contains("data-selftest=\"pass\""),
         "self-test: {body}\n{log}"
@@ -325,11 +283,6 @@ fn report_renders_and_its_slider_moves_in_headless_chromium() {
         body.contains("data-images=\"6/6\""),
         "images not decoded: {body}"
     );
-    let js_errors: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("Uncaught") || (l.contains("CONSOLE") && l.contains("rror")))
-        .collect();
-    assert!(js_errors.is_empty(), "JavaScript errors: {js_errors:?}");
     // The explorer drew its views from the checkpoint data.
     assert!(dom.contains("id=\"view-embed\"") && dom.matches("class=\"bar").count() > 20);
 }

@@ -124,9 +124,14 @@ fn bad_icl_configs_are_one_line_errors_that_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("x");
     let run = |extra: &[&str]| icl_train(&out, "icl_1layer", extra);
+    let two = |extra: &[&str]| icl_train(&out, "icl_2layer_recurrent", extra);
     assert_error(
-        &run(&["--set", "task.format=alternating"]),
-        &["task.format", "paired"],
+        &two(&["--set", "model.rollout_steps=3"]),
+        &["model.rollout_steps", "n_layers = 1"],
+    );
+    assert_error(
+        &run(&["--set", "task.format=sideways"]),
+        &["task.format", "alternating"],
     );
     assert_error(
         &run(&["--set", "train.batch_size=0"]),
@@ -138,4 +143,100 @@ fn bad_icl_configs_are_one_line_errors_that_write_nothing() {
         &["train.compute_dtype", "f32"],
     );
     assert!(!out.exists());
+}
+
+/// `analyze` and `report` on a small run of the roll-out preset: every checkpoint is measured;
+/// the interpolation starts at the construction's loss and ends at the checkpoint's own; the
+/// best-λ roll-out of one application is no worse than the layer itself (λ = 1 is on the grid);
+/// out of distribution, larger inputs cost the model and GD more; the page's slider redraws
+/// every view in headless Chromium (where installed).
+#[test]
+fn icl_analyze_and_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("icl");
+    let r = icl_train(
+        &run,
+        "icl_dampened_rollout",
+        &["--set", "model.rollout_steps=3"],
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let out = groklab(&["analyze", run.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("roll-out ×3"), "{text}");
+    let measures: Vec<serde_json::Value> = std::fs::read_to_string(run.join("measures.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(measures.len(), 4, "checkpoints 0, 100, 200, 300");
+    let a: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("analysis.json")).unwrap()).unwrap();
+    let gd = a["references"][0]["loss"].as_f64().unwrap();
+    let f = |v: &serde_json::Value| v.as_f64().unwrap();
+    for m in &measures {
+        let interp = m["interpolation"].as_array().unwrap();
+        assert_eq!(interp.len(), 11);
+        assert!((f(&interp[0]) - gd).abs() < 1e-4 * gd, "{m}");
+        let own = f(&m["test_loss"]);
+        assert!((f(&interp[10]) - own).abs() < 1e-4 * own, "{m}");
+        assert_eq!(m["qk"][0].as_array().unwrap().len(), 25, "e² = 5²");
+    }
+    let last = measures.last().unwrap();
+    let rollout = a["rollout"].as_array().unwrap();
+    assert_eq!(rollout.len(), 3);
+    assert!(
+        f(&rollout[0]["loss"]) <= f(&last["test_loss"]) * (1.0 + 1e-6),
+        "{a}"
+    );
+    let ood = a["ood_x_range"].as_array().unwrap();
+    for pair in ood.windows(2) {
+        assert!(f(&pair[1]["model"]) > f(&pair[0]["model"]), "{a}");
+        assert!(
+            f(&pair[1]["references"]["gd"]) > f(&pair[0]["references"]["gd"]),
+            "{a}"
+        );
+    }
+    assert!(run.join("plots/icl/products.svg").exists());
+    assert!(run.join("plots/icl/rollout.svg").exists());
+
+    let out = groklab(&["report", run.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = run.join("report.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("view-qk-0") && html.contains("view-interp"));
+    if let Some(common::SelfTest { body, .. }) = common::self_test(&page, dir.path()) {
+        assert!(body.contains("data-selftest=\"pass\""), "self-test: {body}");
+        assert!(
+            body.contains("data-views=\"4\""),
+            "loss, interpolation, QK, VP: {body}"
+        );
+    }
+}
+
+/// The alternating layout (x_i and y_i in separate tokens, T = 2N + 1) trains and is compared
+/// with GD; one linear layer cannot pair x_i with y_i there, so it stays far from GD.
+#[test]
+fn alternating_tokens_train() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("alt");
+    let r = icl_train(&run, "icl_1layer", &["--set", "task.format=alternating"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let rows = rows(&run);
+    let last = rows.last().unwrap();
+    let f = |k: &str| last[k].as_f64().unwrap();
+    assert!(f("test_loss").is_finite() && f("gd_loss") > 0.0, "{last}");
+    assert!(f("test_loss") > 2.0 * f("gd_loss"), "{last}");
 }

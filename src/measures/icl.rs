@@ -10,6 +10,7 @@
 //! The reference is K-step GD with its line-searched step, and for K ≥ 2 also GD++ with its
 //! fitted (η, γ) ([`crate::models::lsa_gd`]).
 
+use super::icl_weights::{head_products, HeadProducts};
 use crate::models::lsa::{predict, query_gradients, LsaWeights};
 use crate::models::lsa_gd::{fit_gdpp, gd_block, gdpp_block, line_search_gd, stacked};
 use crate::tasks::{IclBatch, IclFormat};
@@ -132,29 +133,11 @@ fn norm(v: &[f32]) -> f64 {
 ///   takes where the two ratios are 0 (then ŷ = (η_eff/N) Σ_i y_i x_iᵀ x_q).
 ///
 /// For GD++ the x-part of `W_V W_P` is −γ·I by design, so `vp_offlast` is not small there.
+/// Only the first head is read.
 pub fn construction_fit(w: &LsaWeights, n: usize) -> Vec<(String, f64)> {
-    let (e, b) = (w.e, &w.blocks[0]);
+    let e = w.e;
     let d = e - 1;
-    let prod = |a: &[f32], c: &[f32], transpose_c: bool| -> Vec<f64> {
-        let mut out = vec![0.0f64; e * e];
-        for i in 0..e {
-            for j in 0..e {
-                out[i * e + j] = (0..e)
-                    .map(|k| {
-                        let cv = if transpose_c {
-                            c[j * e + k]
-                        } else {
-                            c[k * e + j]
-                        };
-                        f64::from(a[i * e + k]) * f64::from(cv)
-                    })
-                    .sum();
-            }
-        }
-        out
-    };
-    let qk = prod(&b.w_q, &b.w_k, true);
-    let vp = prod(&b.w_v, &b.w_p, false);
+    let HeadProducts { qk, vp } = head_products(&w.blocks[0], e).swap_remove(0);
     let (mut diag, mut off) = (0.0, 0.0);
     for i in 0..d {
         for j in 0..d {
@@ -178,14 +161,15 @@ pub fn construction_fit(w: &LsaWeights, n: usize) -> Vec<(String, f64)> {
     ]
 }
 
-/// The metrics a run logs for `model` on the evaluation set (`tokens` `[B, T, e]`, `targets`
-/// `[B]`): `test_loss` is returned first, then per reference `<name>_loss`, `<name>_eta`,
-/// (`gdpp_gamma`), `preds_diff_<name>`, `model_cos_<name>`, `model_diff_<name>`, then
-/// [`construction_fit`] of the first block.
+/// The metrics a run logs for `model` on the evaluation set (`tokens` `[B, T, e]` in the run's
+/// layout, `targets` `[B]`, `n_pairs` context pairs per task): `test_loss` is returned first,
+/// then per reference `<name>_loss`, `<name>_eta`, (`gdpp_gamma`), `preds_diff_<name>`,
+/// `model_cos_<name>`, `model_diff_<name>`, then [`construction_fit`] of the first block.
 pub fn icl_metrics(
     model: &LsaWeights,
     tokens: &[f32],
     targets: &[f32],
+    n_pairs: usize,
     references: &[IclReference],
 ) -> (f64, Vec<(String, f64)>) {
     let t = tokens.len() / (targets.len().max(1) * model.e);
@@ -204,7 +188,7 @@ pub fn icl_metrics(
         out.push((format!("model_cos_{}", r.name), c.model_cos));
         out.push((format!("model_diff_{}", r.name), c.model_diff));
     }
-    out.extend(construction_fit(model, t - 1));
+    out.extend(construction_fit(model, n_pairs));
     (loss, out)
 }
 
@@ -235,7 +219,7 @@ mod tests {
         let mut doubled = r.weights.clone();
         doubled.blocks[0].w_p.iter_mut().for_each(|x| *x *= 2.0);
         let tokens = eval.tokens(IclFormat::Paired);
-        let (loss, m) = icl_metrics(&doubled, &tokens, &eval.y_q, std::slice::from_ref(&r));
+        let (loss, m) = icl_metrics(&doubled, &tokens, &eval.y_q, 6, std::slice::from_ref(&r));
         let get = |k: &str| m.iter().find(|(n, _)| n == k).unwrap().1;
         assert!((get("model_cos_gd") - 1.0).abs() < 1e-6);
         let mean_abs = r.preds.iter().map(|p| f64::from(p.abs())).sum::<f64>() / 300.0;

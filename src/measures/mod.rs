@@ -15,6 +15,8 @@ pub mod fourier;
 pub mod grad_split;
 pub mod head_saliency;
 pub mod icl;
+pub mod icl_run;
+pub mod icl_weights;
 pub mod logits;
 pub mod matrix;
 pub mod mlp_fourier;

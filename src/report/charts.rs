@@ -43,6 +43,14 @@ pub enum Chart {
         /// `[rows][cols]` values.
         values: Vec<Vec<f64>>,
     },
+    /// Square signed matrices side by side, `columns` per row, each titled and coloured on its
+    /// own diverging scale (blue −max|v| … white 0 … red +max|v|), row 0 at the top.
+    Matrices {
+        /// Panels per row.
+        columns: usize,
+        /// `(title, n, [n·n] row-major values)`.
+        panels: Vec<(String, usize, Vec<f64>)>,
+    },
     /// Bars at integer x (`(x, height)`).
     Bars {
         /// x axis label.
@@ -95,6 +103,9 @@ impl Chart {
     ) -> std::result::Result<(), String> {
         let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
         area.fill(&WHITE).map_err(e)?;
+        if let Chart::Matrices { columns, panels } = self {
+            return draw_matrices(area, title, *columns, panels);
+        }
         let mut builder = ChartBuilder::on(&area);
         builder
             .caption(title, ("sans-serif", 20))
@@ -111,6 +122,8 @@ impl Chart {
             } => {
                 let pts = || series.iter().flat_map(|s| s.2.iter());
                 let x_max = pts().map(|p| p.0).fold(1.0, f64::max);
+                // scales and fractions (x ≤ 10) need decimals, steps do not
+                let x_decimals = if x_max <= 10.0 { 2 } else { 0 };
                 let (mut lo, mut hi) = pts().fold((f64::INFINITY, f64::NEG_INFINITY), |a, p| {
                     (a.0.min(p.1), a.1.max(p.1))
                 });
@@ -123,7 +136,7 @@ impl Chart {
                         c.configure_mesh()
                             .x_desc(x_label.as_str())
                             .y_desc(y_label.as_str())
-                            .x_label_formatter(&|x| format!("{x:.0}"))
+                            .x_label_formatter(&|x| format!("{x:.x_decimals$}"))
                             .y_label_formatter(&$y_fmt)
                             .draw()
                             .map_err(e)?;
@@ -216,6 +229,7 @@ impl Chart {
                 });
                 c.draw_series(cells).map_err(e)?;
             }
+            Chart::Matrices { .. } => unreachable!("drawn above"),
             Chart::Bars {
                 x_label,
                 y_label,
@@ -241,4 +255,49 @@ impl Chart {
         }
         area.present().map_err(e)
     }
+}
+
+/// [`Chart::Matrices`]: a grid of titled panels, each cell coloured on its panel's own
+/// diverging scale.
+fn draw_matrices<DB: DrawingBackend>(
+    area: DrawingArea<DB, Shift>,
+    title: &str,
+    columns: usize,
+    panels: &[(String, usize, Vec<f64>)],
+) -> std::result::Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    let body = area.titled(title, ("sans-serif", 20)).map_err(e)?;
+    let columns = columns.max(1);
+    let rows = panels.len().div_ceil(columns).max(1);
+    for (cell, (name, n, values)) in body.split_evenly((rows, columns)).iter().zip(panels) {
+        let max = values
+            .iter()
+            .fold(0.0f64, |m, v| m.max(v.abs()))
+            .max(1e-300);
+        let mut c = ChartBuilder::on(cell)
+            .caption(format!("{name} (|max| {max:.3})"), ("sans-serif", 14))
+            .margin(8)
+            .build_cartesian_2d(0..*n as i32, 0..*n as i32)
+            .map_err(e)?;
+        c.configure_mesh()
+            .disable_mesh()
+            .disable_axes()
+            .draw()
+            .map_err(e)?;
+        let cells = values.iter().enumerate().map(|(k, v)| {
+            let (i, j) = ((k / n) as i32, (k % n) as i32);
+            let t = (v / max).clamp(-1.0, 1.0);
+            // white at 0, red for positive, blue for negative
+            let fade = |x: f64| (255.0 * (1.0 - x.abs())) as u8;
+            let color = if t >= 0.0 {
+                RGBColor(255, fade(t), fade(t))
+            } else {
+                RGBColor(fade(t), fade(t), 255)
+            };
+            let row = *n as i32 - 1 - i;
+            Rectangle::new([(j, row), (j + 1, row + 1)], color.filled())
+        });
+        c.draw_series(cells).map_err(e)?;
+    }
+    area.present().map_err(e)
 }

@@ -37,7 +37,7 @@ const CURVES: [(&str, &str); 7] = [
 ];
 
 /// Rounds to 5 significant digits, keeping the embedded data small.
-fn round(x: f64) -> Value {
+pub(super) fn round(x: f64) -> Value {
     if !x.is_finite() || x == 0.0 {
         return if x == 0.0 { json!(0) } else { Value::Null };
     }
@@ -50,7 +50,7 @@ fn round(x: f64) -> Value {
     text.parse::<f64>().map_or(Value::Null, |v| json!(v))
 }
 
-fn rounded(v: &[f64]) -> Value {
+pub(super) fn rounded(v: &[f64]) -> Value {
     Value::Array(v.iter().map(|&x| round(x)).collect())
 }
 

@@ -3,6 +3,8 @@
 pub mod charts;
 pub mod compare;
 mod html;
+mod icl_html;
+pub mod icl_plots;
 mod measure_plots;
 mod plots;
 pub mod saliency_plots;
@@ -10,6 +12,8 @@ mod sequence_html;
 mod table;
 
 pub use html::write_report;
+pub use icl_html::write_icl_report;
+pub use icl_plots::plot_icl;
 pub use measure_plots::plot_measures;
 pub use plots::plot_run;
 pub use saliency_plots::plot_saliency;

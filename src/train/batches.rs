@@ -162,7 +162,7 @@ impl Batches {
                 }
             },
             Batches::Icl(d) => (
-                step_fn.train_icl(&d.task.train_batch(step, batch_size)),
+                step_fn.train_icl(&d.task.train_batch(step, batch_size), d.task.format),
                 true,
             ),
         }

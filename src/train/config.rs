@@ -10,11 +10,11 @@ use crate::error::{GrokError, Result};
 use crate::models::lsa::LsaConfig;
 use crate::models::mlp::{Combine, MlpConfig};
 use crate::models::{Activation, ModelSpec, Normalization, TransformerConfig};
-use crate::tasks::{IclFormat, ModularDataset, Operation, SplitMode};
+use crate::tasks::{ModularDataset, Operation, SplitMode};
 use serde::{Deserialize, Serialize};
 
 /// The embedded presets: `(name, one-line description, TOML)`.
-pub const PRESETS: [(&str, &str, &str); 30] = [
+pub const PRESETS: [(&str, &str, &str); 31] = [
     (
         "quick",
         "default: the paper's model family on (a+b) mod 59, 40% train, lr 3e-3: groks in about a minute on 2 cores",
@@ -165,6 +165,11 @@ pub const PRESETS: [(&str, &str, &str); 30] = [
         "von Oswald et al. 2023 §4: with two softmax heads the layer comes close to one GD step (≈ 0.22, model cos ≈ 0.96)",
         include_str!("../../presets/icl_softmax_2heads.toml"),
     ),
+    (
+        "icl_dampened_rollout",
+        "von Oswald et al. 2023: icl_1layer, then `analyze` applies the trained layer 1–6 times with its best dampening λ, against K-step GD",
+        include_str!("../../presets/icl_dampened_rollout.toml"),
+    ),
 ];
 
 /// Floating-point precision of a computation.
@@ -297,6 +302,14 @@ pub struct LsaSection {
     pub init_scale: f64,
     /// Seed of the weight initialisation.
     pub init_seed: u64,
+    /// `analyze` also rolls the trained first layer out 1, …, this many times with its best
+    /// dampening λ ([`crate::measures::icl_weights::best_rollout`]); 0: no roll-out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rollout_steps: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The attention of an `arch = "lsa"` model.
@@ -713,13 +726,6 @@ impl RunConfig {
                         format!("lsa (task `{ICL_TASK}` has real-valued tokens)"),
                     ));
                 }
-                if task.format != IclFormat::Paired {
-                    return Err(GrokError::invalid(
-                        "task.format",
-                        "alternating",
-                        "paired (the LSA reads (x_i, y_i) tokens)",
-                    ));
-                }
             }
             TaskConfig::Sequence(task) => {
                 task.validate()?;
@@ -768,6 +774,14 @@ impl RunConfig {
                         "train.compute_dtype",
                         "f64",
                         "f32 (the LSA step computes in f32; the loss sums in f64)",
+                    ));
+                }
+                if m.rollout_steps > 0 && (m.n_layers != 1 || m.attention != AttentionKind::Linear)
+                {
+                    return Err(GrokError::invalid(
+                        "model.rollout_steps",
+                        m.rollout_steps,
+                        "0 (the roll-out repeats one trained linear layer: n_layers = 1, attention = \"linear\")",
                     ));
                 }
             }
@@ -960,9 +974,18 @@ fn all_keys(table: &toml::Table) -> Vec<String> {
         .collect()
 }
 
+/// Keys `--set` may add where the preset does not name them: the optional train keys, and the
+/// LSA's analysis-only `model.rollout_steps`.
+fn optional_keys() -> Vec<String> {
+    (TrainSection::OPTIONAL_KEYS.iter())
+        .map(|k| format!("train.{k}"))
+        .chain(["model.rollout_steps".to_string()])
+        .collect()
+}
+
 fn unknown_key(key: &str, table: &toml::Table) -> GrokError {
     let mut keys = all_keys(table);
-    for k in TrainSection::OPTIONAL_KEYS.map(|k| format!("train.{k}")) {
+    for k in optional_keys() {
         if !keys.contains(&k) {
             keys.push(k);
         }
@@ -982,11 +1005,10 @@ fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()>
             *slot = value;
             Ok(())
         }
-        None => match key.strip_prefix("train.") {
-            Some(field) if TrainSection::OPTIONAL_KEYS.contains(&field) => {
-                let train = table.get_mut("train").and_then(|s| s.as_table_mut());
-                train
-                    .ok_or_else(|| unknown_key(key, &toml::Table::new()))?
+        None => match key.split_once('.') {
+            Some((section, field)) if optional_keys().iter().any(|k| k == key) => {
+                let slot = table.get_mut(section).and_then(|s| s.as_table_mut());
+                slot.ok_or_else(|| unknown_key(key, &toml::Table::new()))?
                     .insert(field.to_string(), value);
                 Ok(())
             }

@@ -55,12 +55,12 @@ impl Step<'_> {
         LsaWeights::from_store(cfg, self.params)
     }
 
-    /// ½-MSE and gradients of one batch of tasks (paired tokens), `threads` chunks in parallel.
-    /// Accuracy has no meaning here: NaN.
-    pub fn train_icl(&self, batch: &IclBatch) -> StepResult {
-        let tokens = batch.tokens(IclFormat::Paired);
-        let (loss, grads) =
-            loss_and_grads(&self.lsa(), &tokens, &batch.y_q, batch.n + 1, self.threads);
+    /// ½-MSE and gradients of one batch of tasks in the token layout `format`, `threads`
+    /// chunks in parallel. Accuracy has no meaning here: NaN.
+    pub fn train_icl(&self, batch: &IclBatch, format: IclFormat) -> StepResult {
+        let tokens = batch.tokens(format);
+        let t = crate::tasks::icl_regression::tokens_per_task(format, batch.n);
+        let (loss, grads) = loss_and_grads(&self.lsa(), &tokens, &batch.y_q, t, self.threads);
         StepResult {
             loss,
             acc: f64::NAN,
@@ -75,6 +75,7 @@ impl Step<'_> {
             &self.lsa(),
             &data.eval_tokens,
             &data.eval_targets,
+            data.task.n_ctx_pairs,
             &data.references,
         )
     }

@@ -6,6 +6,7 @@ mod checkpoint;
 mod config;
 mod grad_filter;
 mod icl_step;
+pub(crate) use icl_step::IclData;
 mod loss;
 mod numerics;
 mod optim;

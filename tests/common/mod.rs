@@ -118,3 +118,67 @@ pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
 pub fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f64> {
     t.into_data().try_into_vec_as::<f64>().unwrap()
 }
+
+/// Chromium from the system, if installed (`.ci/run` installs Debian's `chromium`).
+pub fn chromium() -> Option<PathBuf> {
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| {
+            let out = Command::new("which").arg(name).output().ok()?;
+            out.status
+                .success()
+                .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        });
+    if found.is_none() {
+        assert!(
+            std::env::var("GROKLAB_REQUIRE_BROWSER").is_err(),
+            "GROKLAB_REQUIRE_BROWSER is set but no chromium is installed"
+        );
+        eprintln!("SKIPPED: no chromium on PATH (apt-get install chromium; .ci/run does)");
+    }
+    found
+}
+
+/// What headless Chromium saw of a report opened at `#selftest`.
+pub struct SelfTest {
+    /// The DOM after the page's scripts ran.
+    pub dom: String,
+    /// The attributes of `<body>`, where the self-test records its result.
+    pub body: String,
+    /// The browser's log.
+    pub log: String,
+}
+
+/// Opens `page` at `#selftest` in headless Chromium (profile under `scratch`) and returns what
+/// it saw, after checking the log has no JavaScript error; `None` (skipped) without Chromium.
+pub fn self_test(page: &Path, scratch: &Path) -> Option<SelfTest> {
+    let browser = chromium()?;
+    let url = format!("file://{}#selftest", page.display());
+    let profile = scratch.join("chromium-profile");
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=10000",
+            &format!("--user-data-dir={}", profile.display()),
+            "--dump-dom",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout).to_string();
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    let body = (dom.split("<body").nth(1))
+        .and_then(|b| b.split('>').next())
+        .unwrap_or_else(|| panic!("no <body> in the dumped DOM; browser log:\n{log}"))
+        .to_string();
+    let js_errors: Vec<&str> = (log.lines())
+        .filter(|l| l.contains("Uncaught") || (l.contains("CONSOLE") && l.contains("rror")))
+        .collect();
+    assert!(js_errors.is_empty(), "JavaScript errors: {js_errors:?}");
+    Some(SelfTest { dom, body, log })
+}

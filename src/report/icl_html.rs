@@ -1,0 +1,147 @@
+//! `report.html` for an in-context regression run: the findings of `analyze` (references, the
+//! last checkpoint against them, interpolation, roll-out), a checkpoint slider that redraws
+//! the first block's `W_Q W_Kᵀ` and `W_V W_P` heatmaps beside the construction's and the
+//! interpolation curve, and the charts of [`super::icl_plots`]; self-contained as the other
+//! reports are.
+
+use super::html::{escape, inline_plot, round, rounded, STYLE};
+use super::icl_plots::ICL_CHARTS;
+use crate::error::{GrokError, Result};
+use crate::measures::icl_run::{IclAnalysis, IclRow};
+use crate::rundir::atomic_write;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+const SCRIPT: &str = include_str!("icl_report.js");
+
+/// Writes `run_dir/report.html` from the run's config, the rows and analysis of
+/// [`crate::measures::icl_run::analyze_icl_run`] and the plots in `plots/`; returns its path.
+///
+/// # Errors
+/// [`GrokError::Io`] when the config cannot be read or the page cannot be written.
+pub fn write_icl_report(
+    run_dir: &Path,
+    rows: &[IclRow],
+    analysis: &IclAnalysis,
+) -> Result<PathBuf> {
+    let config_path = run_dir.join("config.toml");
+    let config =
+        std::fs::read_to_string(&config_path).map_err(|e| GrokError::io(&config_path, e))?;
+    let name = run_dir
+        .file_name()
+        .map_or("run".into(), |n| n.to_string_lossy().to_string());
+    let c = &analysis.construction;
+    let metric = |r: &IclRow, k: String| {
+        r.metrics
+            .get(&k)
+            .copied()
+            .flatten()
+            .map_or(Value::Null, round)
+    };
+    let checkpoints: Vec<Value> = (rows.iter())
+        .map(|r| {
+            json!({
+                "step": r.step,
+                "test_loss": round(r.test_loss),
+                "model_cos": metric(r, format!("model_cos_{c}")),
+                "preds_diff": metric(r, format!("preds_diff_{c}")),
+                "interp": rounded(&r.interpolation),
+                "qk": r.qk.iter().map(|m| rounded(m)).collect::<Vec<_>>(),
+                "vp": r.vp.iter().map(|m| rounded(m)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let data = json!({
+        "run": name,
+        "e": analysis.e,
+        "construction": c,
+        "construction_qk": rounded(&analysis.construction_qk),
+        "construction_vp": rounded(&analysis.construction_vp),
+        "alphas": analysis.alphas,
+        "references": (analysis.references.iter())
+            .map(|r| json!({"name": r.name, "loss": r.loss}))
+            .collect::<Vec<_>>(),
+        "checkpoints": checkpoints,
+    });
+    // `</` cannot end the script element early inside JSON strings.
+    let data = data.to_string().replace("</", "<\\/");
+    let findings: String = (analysis.summary_lines(rows.last()).iter())
+        .map(|l| format!("<li>{}</li>", escape(l)))
+        .collect();
+    let heads = rows.last().map_or(0, |r| r.qk.len());
+    let view = |id: String, caption: String| {
+        format!("<figure><figcaption>{caption}</figcaption><svg id=\"{id}\" class=\"view\" viewBox=\"0 0 460 260\"></svg></figure>\n")
+    };
+    let mut views = view(
+        "view-loss".into(),
+        "Loss (marker: selected checkpoint)".into(),
+    );
+    if rows.last().is_some_and(|r| !r.interpolation.is_empty()) {
+        views += &view(
+            "view-interp".into(),
+            format!("Loss from {c} (α = 0) to the trained weights (α = 1), gauge-aligned products"),
+        );
+    }
+    for h in 0..heads {
+        views += &view(
+            format!("view-qk-{h}"),
+            format!("Block 0, head {h}: W_Q W_Kᵀ"),
+        );
+        views += &view(
+            format!("view-vp-{h}"),
+            format!("Block 0, head {h}: W_V W_P"),
+        );
+    }
+    views += &view("view-c-qk".into(), format!("{c} construction: W_Q W_Kᵀ"));
+    views += &view("view-c-vp".into(), format!("{c} construction: W_V W_P"));
+    let plots = run_dir.join("plots");
+    let curves: String = (ICL_CHARTS.iter())
+        .filter(|(file, _)| plots.join(file).with_extension("svg").exists())
+        .map(|(file, title)| {
+            format!(
+                "<figure><figcaption>{title}</figcaption>{}</figure>\n",
+                inline_plot(&plots.join(file), false)
+            )
+        })
+        .collect();
+    let html = format!(
+        r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>groklab report: {name}</title>
+<style>{STYLE}</style>
+</head>
+<body>
+<h1>groklab report: {name}</h1>
+<section id="summary">
+<ul>{findings}</ul>
+<p class="note">Each heatmap is coloured on its own scale (blue negative, red positive, white 0): a
+trained block may carry the construction's products times c and 1/c, which compute the same
+function.</p>
+<details><summary>config.toml</summary><pre>{config}</pre></details>
+</section>
+<section id="explorer">
+<h2>Checkpoint explorer</h2>
+<div class="slider-row">
+<input type="range" id="slider" min="0" max="0" value="0" aria-label="checkpoint">
+<span id="step-label"></span>
+</div>
+<div class="views">
+{views}</div>
+</section>
+<section id="curves">
+<h2>Over training and at the last checkpoint</h2>
+{curves}
+</section>
+<script type="application/json" id="report-data">{data}</script>
+<script>{SCRIPT}</script>
+</body>
+</html>
+"#,
+        config = escape(&config),
+    );
+    let path = run_dir.join("report.html");
+    atomic_write(&path, html.as_bytes())?;
+    Ok(path)
+}
