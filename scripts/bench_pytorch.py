@@ -24,14 +24,18 @@ the 30 tokens per sequence a copy predicts) and `nanda_digit_add5_infinite` (1 l
 the 6 answer digits): a TransformerLens-style model on whole sequences (causal mask, f64
 log_softmax at the scored positions), AdamW (lr 1e-3, betas (0.9, 0.98), weight decay 1 / 0.1).
 
-With `--model icl` it times the step of groklab's preset `icl_1layer` (von Oswald et al. 2023):
-one linear self-attention layer (square 11 x 11 W_Q, W_K, W_V, W_P; queries from all 11 tokens,
-keys and values from the 10 context tokens, no softmax) on a fresh batch of 2,048 in-context
-regression tasks (d = N = 10, drawn inside the step as groklab does), ½-MSE of the query's
-prediction, global-norm clipping at 0.001 and AdamW (lr 1e-3, betas (0.9, 0.98), no weight decay).
+With `--model icl` it times the step of groklab's ICL preset `--icl-preset` (default
+`icl_1layer`; von Oswald et al. 2023): linear self-attention layers (square 11 x 11 W_Q, W_K,
+W_V, W_P per head; queries from all 11 tokens, keys and values from the 10 context tokens; no
+softmax, or softmax of the scores / sqrt(11) for the softmax presets; one shared block for
+`icl_2layer_recurrent`) on a fresh batch of 2,048 in-context regression tasks (d = N = 10, drawn
+inside the step as groklab does), ½-MSE of the query's prediction, global-norm clipping at 0.001
+and AdamW (lr 1e-3, betas (0.9, 0.98), no weight decay). `--last-position` computes only the
+query's row in the last layer, as groklab does.
 
 usage: python3 scripts/bench_pytorch.py [--threads N] [--steps N] [--warmup N] [--last-position]
                                         [--model paper|induction|digit_add|icl]
+                                        [--icl-preset NAME]
 """
 import argparse
 import math
@@ -195,19 +199,48 @@ def sequence_main(args):
     )
 
 
+# groklab's ICL presets: (layers, shared block, heads, softmax)
+ICL_PRESETS = {
+    "icl_1layer": (1, False, 1, False),
+    "icl_dampened_rollout": (1, False, 1, False),
+    "icl_2layer_recurrent": (2, True, 1, False),
+    "icl_softmax_1head": (1, False, 1, True),
+    "icl_softmax_2heads": (1, False, 2, True),
+}
+
+
 def icl_main(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    layers, shared, heads, softmax = ICL_PRESETS[args.icl_preset]
     d, n, b = 10, 10, 2048
     e = d + 1
-    std = math.sqrt(0.002 / e) / 0.87962566
+    std = math.sqrt(0.002 / (layers * e)) / 0.87962566
+    blocks = 1 if shared else layers
     params = [
-        nn.Parameter(nn.init.trunc_normal_(torch.empty(e, e), std=std, a=-2 * std, b=2 * std))
-        for _ in range(4)
+        nn.Parameter(nn.init.trunc_normal_(torch.empty(heads, e, e), std=std, a=-2 * std, b=2 * std))
+        for _ in range(4 * blocks)
     ]
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0, betas=(0.9, 0.98))
     query = torch.ones(n + 1, 1)
     query[-1] = 0.0
+
+    def layer(h, l):
+        w_q, w_k, w_v, w_p = params[4 * (l % blocks): 4 * (l % blocks) + 4]
+        ctx = h[:, :-1]
+        # the last layer's only output the loss reads is the query's (with --last-position)
+        q_in = h[:, -1:] if args.last_position and l == layers - 1 else h
+        # heads batched: (b, 1, t, e) @ (h, e, e) -> (b, h, t, e)
+        q = q_in.unsqueeze(1) @ w_q
+        k = ctx.unsqueeze(1) @ w_k
+        v = ctx.unsqueeze(1) @ w_v
+        a = q @ k.transpose(-1, -2)
+        if softmax:
+            a = torch.softmax(a / math.sqrt(e), -1)
+        out = ((a @ v) @ w_p).sum(1)
+        if q_in is h:
+            return h + out
+        return torch.cat([h[:, :-1], h[:, -1:] + out], 1)
 
     def step():
         opt.zero_grad()
@@ -215,9 +248,8 @@ def icl_main(args):
         w = torch.randn(b, d, 1)
         y = x @ w  # (b, n + 1, 1)
         h = torch.cat([x, y * query], -1)  # the query's label slot is 0
-        w_q, w_k, w_v, w_p = params
-        ctx = h[:, :-1]
-        h = h + (h @ w_q) @ (ctx @ w_k).transpose(1, 2) @ (ctx @ w_v) @ w_p
+        for l in range(layers):
+            h = layer(h, l)
         loss = 0.5 * ((-h[:, -1, -1] - y[:, -1, 0]) ** 2).mean()
         loss.backward()
         nn.utils.clip_grad_norm_(params, 0.001)
@@ -226,8 +258,9 @@ def icl_main(args):
 
     times, loss = time_steps(step, args.warmup, args.steps)
     print(
-        f"pytorch {torch.__version__} threads {args.threads} icl: {b} tasks of {n + 1} tokens, "
-        f"1 LSA layer, steps {args.steps}: median {statistics.median(times):.1f} ms "
+        f"pytorch {torch.__version__} threads {args.threads} {args.icl_preset}"
+        f"{' (query row only in the last layer)' if args.last_position else ''}: {b} tasks of "
+        f"{n + 1} tokens, steps {args.steps}: median {statistics.median(times):.1f} ms "
         f"(min {min(times):.1f}, max {max(times):.1f}), final loss {loss.item():.4f}"
     )
 
@@ -245,6 +278,7 @@ def main():
     ap.add_argument(
         "--model", choices=["paper", "induction", "digit_add", "icl"], default="paper"
     )
+    ap.add_argument("--icl-preset", choices=sorted(ICL_PRESETS), default="icl_1layer")
     args = ap.parse_args()
     if args.model == "icl":
         return icl_main(args)

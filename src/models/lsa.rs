@@ -63,12 +63,15 @@ impl LsaConfig {
     }
 
     /// FLOPs (2 × multiply-accumulates; backward ≈ 2× forward) of one training step on `rows`
-    /// tasks of `t` tokens: per layer Q (t·e²), K and V ((t−1)·e² each), the scores and their
-    /// product with V (t·(t−1)·e each) and W_P (t·e²).
+    /// tasks of `t` tokens, as computed: per layer and head, K and V on the c = t − 1 context
+    /// tokens (c·e² each), and on the tq querying tokens (t, or 1 in the last layer, the
+    /// only output the loss reads) Q and W_P (tq·e² each), the scores and their product with
+    /// V (tq·c·e each).
     pub fn train_step_flops(&self, rows: usize, t: usize) -> f64 {
-        let (e, t) = (self.width() as f64, t as f64);
-        let macs = 2.0 * t * e * e + 2.0 * (t - 1.0) * e * e + 2.0 * t * (t - 1.0) * e;
-        3.0 * 2.0 * rows as f64 * (self.n_layers * self.n_heads) as f64 * macs
+        let (e, c) = (self.width() as f64, t as f64 - 1.0);
+        let per_layer = |tq: f64| 2.0 * c * e * e + 2.0 * tq * e * e + 2.0 * tq * c * e;
+        let macs = (self.n_layers - 1) as f64 * per_layer(t as f64) + per_layer(1.0);
+        3.0 * 2.0 * rows as f64 * self.n_heads as f64 * macs
     }
 
     /// `blocks.{b}.attn.{W_Q, W_K, W_V, W_O}`, each `[h, e, e]`, block by block.
@@ -178,7 +181,7 @@ struct LayerCache {
 }
 
 /// `out[m, n] = a[m, k] · b[k, n]`.
-fn mm(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, out: &mut [f32]) {
+pub(super) fn mm(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, out: &mut [f32]) {
     out[..m * n].iter_mut().for_each(|x| *x = 0.0);
     for i in 0..m {
         let row = &mut out[i * n..(i + 1) * n];
@@ -191,7 +194,7 @@ fn mm(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, out: &mut [f32]) {
 }
 
 /// `out[m, n] = a[m, k] · b[n, k]ᵀ`.
-fn mm_nt(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, out: &mut [f32]) {
+pub(super) fn mm_nt(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, out: &mut [f32]) {
     for i in 0..m {
         let ai = &a[i * k..(i + 1) * k];
         for j in 0..n {
@@ -205,7 +208,7 @@ fn mm_nt(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, out: &mut [f32]) {
 }
 
 /// `out[m, n] += a[k, m]ᵀ · b[k, n]`.
-fn mm_tn_acc(a: &[f32], b: &[f32], k: usize, m: usize, n: usize, out: &mut [f32]) {
+pub(super) fn mm_tn_acc(a: &[f32], b: &[f32], k: usize, m: usize, n: usize, out: &mut [f32]) {
     for p in 0..k {
         let bp = &b[p * n..(p + 1) * n];
         for (i, &x) in a[p * m..(p + 1) * m].iter().enumerate() {
@@ -223,7 +226,7 @@ fn head_slice(x: &[f32], hd: usize, ee: usize) -> &[f32] {
 }
 
 /// Row-wise softmax of `s` `[rows, cols]` in place.
-fn softmax_rows(s: &mut [f32], cols: usize) {
+pub(super) fn softmax_rows(s: &mut [f32], cols: usize) {
     for row in s.chunks_mut(cols) {
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut z = 0.0;
@@ -285,7 +288,7 @@ impl Scratch {
 
 /// First token whose query layer `l` computes: every token but in the last layer, whose only
 /// output the prediction reads is the query's (the loss reads nothing else).
-fn first_query(w: &LsaWeights, l: usize, t: usize) -> usize {
+pub(super) fn first_query(w: &LsaWeights, l: usize, t: usize) -> usize {
     if l + 1 == w.n_layers {
         t - 1
     } else {
@@ -347,43 +350,26 @@ fn forward_task(w: &LsaWeights, h: &mut [f32], t: usize, sc: &mut Scratch) {
     }
 }
 
-/// Backward of [`forward_task`] from `dh` `[T, e]` (the loss gradient at the output tokens;
-/// only the query's row may be non-zero), accumulating weight gradients into `grads` (per
-/// block `[W_Q, W_K, W_V, W_O]`, each `[h, e, e]`, when given). With `input_grad`, leaves `dh`
-/// as the gradient at the input tokens (else the first layer skips it).
-fn backward_task(
-    w: &LsaWeights,
-    sc: &mut Scratch,
-    dh: &mut [f32],
-    t: usize,
-    mut grads: Option<&mut [Vec<f32>]>,
-    input_grad: bool,
-) {
+/// Backward of [`forward_task`] from `dh` `[T, e]` (the gradient at the output tokens; only
+/// the query's row may be non-zero), leaving in `dh` the gradient at the input tokens (the
+/// training step's weight gradients are [`super::lsa_batched`]'s).
+fn backward_task(w: &LsaWeights, sc: &mut Scratch, dh: &mut [f32], t: usize) {
     let (e, c) = (w.e, t - 1);
     let ee = e * e;
-    let hee = w.n_heads * ee;
     let scale = (e as f32).sqrt().recip();
     for l in (0..w.n_layers).rev() {
         let (b, x) = (w.block(l), &sc.caches[l]);
         let q0 = first_query(w, l, t);
         let tq = t - q0;
-        let needs_input = l > 0 || input_grad;
-        if needs_input {
-            sc.d_in.copy_from_slice(dh);
-        }
+        sc.d_in.copy_from_slice(dh);
         let dh_q = &dh[q0 * e..];
         for (hd, hc) in x.heads.iter().enumerate() {
-            let (q, a, o) = (&hc.q[..tq * e], &hc.a[..tq * c], &hc.o[..tq * e]);
+            let (q, a) = (&hc.q[..tq * e], &hc.a[..tq * c]);
             let (d_o, da, dq) = (
                 &mut sc.d_o[..tq * e],
                 &mut sc.da[..tq * c],
                 &mut sc.dq[..tq * e],
             );
-            if let Some(g) = grads.as_deref_mut() {
-                let g = &mut g[l % w.blocks.len()];
-                let at = 3 * hee + hd * ee;
-                mm_tn_acc(o, dh_q, tq, e, e, &mut g[at..at + ee]);
-            }
             mm_nt(dh_q, head_slice(&b.w_p, hd, ee), tq, e, e, d_o);
             mm_nt(d_o, &hc.v, tq, e, c, da);
             sc.dv.iter_mut().for_each(|z| *z = 0.0);
@@ -400,18 +386,6 @@ fn backward_task(
             mm(da, &hc.k, tq, c, e, dq);
             sc.dk.iter_mut().for_each(|z| *z = 0.0);
             mm_tn_acc(da, q, tq, c, e, &mut sc.dk);
-            if let Some(g) = grads.as_deref_mut() {
-                let g = &mut g[l % w.blocks.len()];
-                let at = hd * ee;
-                mm_tn_acc(&x.h[q0 * e..], dq, tq, e, e, &mut g[at..at + ee]);
-                let at = hee + hd * ee;
-                mm_tn_acc(&x.h[..c * e], &sc.dk, c, e, e, &mut g[at..at + ee]);
-                let at = 2 * hee + hd * ee;
-                mm_tn_acc(&x.h[..c * e], &sc.dv, c, e, e, &mut g[at..at + ee]);
-            }
-            if !needs_input {
-                continue;
-            }
             // dq W_Qᵀ on the querying tokens, (dk W_Kᵀ + dv W_Vᵀ) on the context
             let tmp = &mut sc.tmp[..tq * e];
             mm_nt(dq, head_slice(&b.w_q, hd, ee), tq, e, e, tmp);
@@ -426,9 +400,7 @@ fn backward_task(
                     .for_each(|(x, y)| *x += y);
             }
         }
-        if needs_input {
-            dh.copy_from_slice(&sc.d_in);
-        }
+        dh.copy_from_slice(&sc.d_in);
     }
 }
 
@@ -463,7 +435,7 @@ pub fn query_gradients(w: &LsaWeights, tokens: &[f32], t: usize) -> Vec<f32> {
         forward_task(w, &mut h, t, sc);
         let mut dh = vec![0.0; t * e];
         dh[t * e - 1] = -1.0;
-        backward_task(w, sc, &mut dh, t, None, true);
+        backward_task(w, sc, &mut dh, t);
         dh[(t - 1) * e..t * e - 1].to_vec()
     })
     .concat()
@@ -487,19 +459,14 @@ pub fn loss_and_grads(
         .map(|ch| {
             let (lo, hi) = (ch * n / chunks, (ch + 1) * n / chunks);
             let mut grads = vec![vec![0.0f32; 4 * ee]; w.blocks.len()];
-            let mut loss = 0.0f64;
-            let mut sc = Scratch::new(w, t);
-            let mut h = vec![0.0; t * e];
-            let mut dh = vec![0.0; t * e];
-            for b in lo..hi {
-                h.copy_from_slice(&tokens[b * t * e..(b + 1) * t * e]);
-                forward_task(w, &mut h, t, &mut sc);
-                let err = -h[t * e - 1] - targets[b];
-                loss += 0.5 * f64::from(err) * f64::from(err);
-                dh.iter_mut().for_each(|x| *x = 0.0);
-                dh[t * e - 1] = -err / n as f32;
-                backward_task(w, &mut sc, &mut dh, t, Some(&mut grads), false);
-            }
+            let loss = super::lsa_batched::chunk_loss_and_grads(
+                w,
+                &tokens[lo * t * e..hi * t * e],
+                &targets[lo..hi],
+                t,
+                n,
+                &mut grads,
+            );
             (loss, grads)
         })
         .collect();

@@ -99,8 +99,21 @@ pub fn to_store(cfg: &LsaConfig, w: &LsaWeights) -> ParamStore {
 /// itself: per step, every token's label slot `r_j ← r_j − (η/N) Σ_i r_i x_iᵀ x_j` (the query's
 /// starts at 0; ŷ = −r_q) and every input `x_j ← (I − γ XᵀX) x_j`.
 pub fn gdpp_predictions(batch: &IclBatch, eta: f64, gamma: f64, steps: usize) -> Vec<f64> {
+    use rayon::prelude::*;
     let (d, n) = (batch.d, batch.n);
+    if gamma == 0.0 {
+        // plain GD leaves the inputs alone: one Gram matrix per task serves every step
+        return (0..batch.len())
+            .into_par_iter()
+            .with_min_len(256)
+            .map_init(Vec::new, |scratch, b| {
+                gd_from_gram(batch, b, eta, steps, scratch)
+            })
+            .collect();
+    }
     (0..batch.len())
+        .into_par_iter()
+        .with_min_len(256)
         .map(|b| {
             // tokens: n context rows then the query
             let mut x: Vec<Vec<f64>> = (0..n)
@@ -143,6 +156,37 @@ pub fn gdpp_predictions(batch: &IclBatch, eta: f64, gamma: f64, steps: usize) ->
             -r[n]
         })
         .collect()
+}
+
+/// Task `b`'s prediction after `steps` GD steps, [`gdpp_predictions`]' update rule with γ = 0
+/// on the task's Gram matrix `g[j][i] = x_jᵀ x_i` (j over the context and the query).
+fn gd_from_gram(batch: &IclBatch, b: usize, eta: f64, steps: usize, scratch: &mut Vec<f64>) -> f64 {
+    let (d, n) = (batch.d, batch.n);
+    let (x, x_q) = (batch.x_of(b), batch.x_q_of(b));
+    let row = |j: usize| if j < n { &x[j * d..(j + 1) * d] } else { x_q };
+    // scratch: the Gram matrix [n + 1, n], then r and its update [n + 1] each
+    scratch.resize((n + 1) * n + 2 * (n + 1), 0.0);
+    let (g, rs) = scratch.split_at_mut((n + 1) * n);
+    let (r, new_r) = rs.split_at_mut(n + 1);
+    for j in 0..=n {
+        for i in 0..n {
+            g[j * n + i] = (row(j).iter().zip(row(i)))
+                .map(|(a, c)| f64::from(*a) * f64::from(*c))
+                .sum();
+        }
+    }
+    (r.iter_mut().zip(batch.y_of(b))).for_each(|(r, &y)| *r = y.into());
+    r[n] = 0.0;
+    let step = eta / n as f64;
+    for s in 0..steps {
+        let first = if s + 1 == steps { n } else { 0 };
+        for j in first..=n {
+            let dot: f64 = (0..n).map(|i| r[i] * g[j * n + i]).sum();
+            new_r[j] = r[j] - step * dot;
+        }
+        r[first..].copy_from_slice(&new_r[first..]);
+    }
+    -r[n]
 }
 
 /// `[B, d]` the weights `w_K` of `steps` GD steps from zero on each task's context, by the

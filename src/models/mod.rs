@@ -8,6 +8,7 @@ pub mod fused;
 pub mod fused_seq;
 pub mod linalg;
 pub mod lsa;
+mod lsa_batched;
 pub mod lsa_gd;
 pub mod mlp;
 mod params;
