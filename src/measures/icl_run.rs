@@ -38,7 +38,8 @@ pub struct IclRow {
     pub metrics: BTreeMap<String, Option<f64>>,
     /// ½-MSE at each α of [`ALPHAS`] along the interpolation from the construction (α = 0) to
     /// the trained weights (α = 1) ([`super::icl_weights::interpolate`]); empty for softmax
-    /// attention or the alternating layout, which have no linear construction to compare.
+    /// attention, LayerNorm, an MLP or the alternating layout, which have no linear
+    /// construction to compare.
     pub interpolation: Vec<f64>,
     /// `[h][e·e]` the first block's `W_Q W_Kᵀ` per head.
     pub qk: Vec<Vec<f64>>,
@@ -215,7 +216,9 @@ pub fn analyze_icl_run(run_dir: &Path) -> Result<(Vec<IclRow>, IclAnalysis)> {
         .expect("GD is always a reference");
     let e = lsa.width();
     let constructed = head_products(&best.weights.blocks[0], e).swap_remove(0);
-    let comparable = !lsa.softmax && task.format == IclFormat::Paired;
+    // the construction is a plain linear LSA on paired tokens
+    let comparable =
+        !lsa.softmax && !lsa.layer_norm && lsa.d_mlp == 0 && task.format == IclFormat::Paired;
     let specs = cfg.model_spec().param_specs();
     let load = |step: u64| -> Result<LsaWeights> {
         let store = ParamStore::from_safetensors_specs(&model_path(run_dir, step), specs.clone())?;

@@ -67,6 +67,7 @@ fn block_of(products: &[HeadProducts], e: usize) -> LsaBlock {
         w_k: cat(&|_| eye.clone()),
         w_v: cat(&|p| p.vp.iter().map(|&x| x as f32).collect()),
         w_p: cat(&|_| eye.clone()),
+        ..LsaBlock::default()
     }
 }
 
@@ -112,12 +113,12 @@ pub fn gauge_aligned(trained: &[HeadProducts], constructed: &[HeadProducts]) -> 
 /// zero there). `constructed` has one block per layer or one shared block.
 ///
 /// # Panics
-/// When the widths differ or `trained` is softmax attention (its products are not comparable
-/// with a linear construction): a programming error.
+/// When the widths differ or `trained` is softmax attention or has LayerNorm or an MLP (its
+/// products are not comparable with a linear construction): a programming error.
 pub fn interpolate(trained: &LsaWeights, constructed: &LsaWeights, alpha: f64) -> LsaWeights {
     assert!(
-        !trained.softmax && trained.e == constructed.e,
-        "interpolation of linear LSAs"
+        !trained.softmax && !trained.layer_norm && trained.d_mlp == 0 && trained.e == constructed.e,
+        "interpolation of plain linear LSAs"
     );
     let e = trained.e;
     let blocks = (0..trained.blocks.len())

@@ -19,6 +19,7 @@
 //! (`blocks.0.attn.W_Q` `[h, e, e]`; W_P is `blocks.0.attn.W_O`).
 
 use super::config::{Init, ParamSpec};
+use super::lsa_batched;
 use super::ParamStore;
 use rayon::prelude::*;
 
@@ -42,6 +43,13 @@ pub struct LsaConfig {
     /// Init scale s: weights are truncated normal (±2σ) with variance s / (K · fan_in), as the
     /// paper's code (`VarianceScaling(s / K)`, fan-in, truncated normal; s = 0.002).
     pub init_scale: f64,
+    /// Pre-LayerNorm: the attention reads `LN1(H)` (and the MLP `LN2(·)`), weights
+    /// `blocks.{b}.ln1.w` / `.b` `[e]` initialised to 1 and 0.
+    pub layer_norm: bool,
+    /// Hidden width of a ReLU MLP after each attention (0: none), on the rows the layer
+    /// updates: `blocks.{b}.mlp.W_in` `[e, d_mlp]`, `b_in` `[d_mlp]`, `W_out` `[d_mlp, e]`,
+    /// `b_out` `[e]`.
+    pub d_mlp: usize,
 }
 
 /// The four matrices of one block.
@@ -74,27 +82,67 @@ impl LsaConfig {
         3.0 * 2.0 * rows as f64 * self.n_heads as f64 * macs
     }
 
-    /// `blocks.{b}.attn.{W_Q, W_K, W_V, W_O}`, each `[h, e, e]`, block by block.
+    /// Per block: `blocks.{b}.attn.{W_Q, W_K, W_V, W_O}`, each `[h, e, e]`; with LayerNorm
+    /// `ln1.w`, `ln1.b` (and `ln2.w`, `ln2.b` with an MLP), each `[e]`; with an MLP `mlp.W_in`
+    /// `[e, d_mlp]`, `mlp.b_in` `[d_mlp]`, `mlp.W_out` `[d_mlp, e]`, `mlp.b_out` `[e]` (the
+    /// weights truncated normal with variance s / (K · fan_in), the biases zero).
     pub fn param_specs(&self) -> Vec<ParamSpec> {
         let e = self.width();
         // haiku's truncated normal divides by the std of a unit normal truncated at ±2
-        let std = (self.init_scale / (self.n_layers as f64 * e as f64)).sqrt() / 0.879_625_66;
-        (0..self.n_blocks())
-            .flat_map(|b| {
-                LSA_WEIGHTS.map(|w| {
-                    ParamSpec::new(
-                        &format!("blocks.{b}.attn.{w}"),
-                        vec![self.n_heads, e, e],
-                        Init::TruncatedNormal(std),
-                    )
-                })
-            })
-            .collect()
+        let std = |fan_in: usize| {
+            (self.init_scale / (self.n_layers as f64 * fan_in as f64)).sqrt() / 0.879_625_66
+        };
+        let mut specs = Vec::new();
+        for b in 0..self.n_blocks() {
+            let name = |n: &str| format!("blocks.{b}.{n}");
+            for w in LSA_WEIGHTS {
+                specs.push(ParamSpec::new(
+                    &name(&format!("attn.{w}")),
+                    vec![self.n_heads, e, e],
+                    Init::TruncatedNormal(std(e)),
+                ));
+            }
+            let ln = |specs: &mut Vec<ParamSpec>, which: &str| {
+                specs.push(ParamSpec::new(
+                    &name(&format!("{which}.w")),
+                    vec![e],
+                    Init::Ones,
+                ));
+                specs.push(ParamSpec::new(
+                    &name(&format!("{which}.b")),
+                    vec![e],
+                    Init::Zeros,
+                ));
+            };
+            if self.layer_norm {
+                ln(&mut specs, "ln1");
+                if self.d_mlp > 0 {
+                    ln(&mut specs, "ln2");
+                }
+            }
+            if self.d_mlp > 0 {
+                let h = self.d_mlp;
+                specs.push(ParamSpec::new(
+                    &name("mlp.W_in"),
+                    vec![e, h],
+                    Init::TruncatedNormal(std(e)),
+                ));
+                specs.push(ParamSpec::new(&name("mlp.b_in"), vec![h], Init::Zeros));
+                specs.push(ParamSpec::new(
+                    &name("mlp.W_out"),
+                    vec![h, e],
+                    Init::TruncatedNormal(std(h)),
+                ));
+                specs.push(ParamSpec::new(&name("mlp.b_out"), vec![e], Init::Zeros));
+            }
+        }
+        specs
     }
 }
 
-/// One block's weights in f32, each `[h, e, e]` row-major.
-#[derive(Clone, Debug)]
+/// One block's weights in f32, row-major: the attention's `[h, e, e]`, and the LayerNorm and
+/// MLP weights (empty when the model has none).
+#[derive(Clone, Debug, Default)]
 pub struct LsaBlock {
     /// Query map.
     pub w_q: Vec<f32>,
@@ -104,6 +152,22 @@ pub struct LsaBlock {
     pub w_v: Vec<f32>,
     /// Output projection W_P.
     pub w_p: Vec<f32>,
+    /// LN1 scale and shift `[e]`.
+    pub ln1_w: Vec<f32>,
+    /// See `ln1_w`.
+    pub ln1_b: Vec<f32>,
+    /// LN2 (before the MLP) scale and shift `[e]`.
+    pub ln2_w: Vec<f32>,
+    /// See `ln2_w`.
+    pub ln2_b: Vec<f32>,
+    /// MLP `[e, d_mlp]`.
+    pub w_in: Vec<f32>,
+    /// MLP `[d_mlp]`.
+    pub b_in: Vec<f32>,
+    /// MLP `[d_mlp, e]`.
+    pub w_out: Vec<f32>,
+    /// MLP `[e]`.
+    pub b_out: Vec<f32>,
 }
 
 /// The weights of an LSA stack, read from a store (or built, [`super::lsa_gd`]).
@@ -117,6 +181,10 @@ pub struct LsaWeights {
     pub softmax: bool,
     /// Layers K.
     pub n_layers: usize,
+    /// Pre-LayerNorm ([`LsaConfig::layer_norm`]).
+    pub layer_norm: bool,
+    /// MLP hidden width (0: none).
+    pub d_mlp: usize,
     /// [`LsaConfig::n_blocks`] blocks; layer l uses block `l % blocks.len()`.
     pub blocks: Vec<LsaBlock>,
 }
@@ -128,7 +196,7 @@ impl LsaWeights {
     /// A store of another layout (a programming error).
     pub fn from_store(cfg: &LsaConfig, store: &ParamStore) -> Self {
         let get = |b: usize, w: &str| -> Vec<f32> {
-            let name = format!("blocks.{b}.attn.{w}");
+            let name = format!("blocks.{b}.{w}");
             let e = store
                 .get(&name)
                 .unwrap_or_else(|| panic!("parameter `{name}` exists for this config"));
@@ -139,45 +207,35 @@ impl LsaWeights {
             n_heads: cfg.n_heads,
             softmax: cfg.softmax,
             n_layers: cfg.n_layers,
+            layer_norm: cfg.layer_norm,
+            d_mlp: cfg.d_mlp,
             blocks: (0..cfg.n_blocks())
-                .map(|b| LsaBlock {
-                    w_q: get(b, "W_Q"),
-                    w_k: get(b, "W_K"),
-                    w_v: get(b, "W_V"),
-                    w_p: get(b, "W_O"),
+                .map(|b| {
+                    let (ln, mlp) = (cfg.layer_norm, cfg.d_mlp > 0);
+                    let opt = |yes: bool, w: &str| if yes { get(b, w) } else { Vec::new() };
+                    LsaBlock {
+                        w_q: get(b, "attn.W_Q"),
+                        w_k: get(b, "attn.W_K"),
+                        w_v: get(b, "attn.W_V"),
+                        w_p: get(b, "attn.W_O"),
+                        ln1_w: opt(ln, "ln1.w"),
+                        ln1_b: opt(ln, "ln1.b"),
+                        ln2_w: opt(ln && mlp, "ln2.w"),
+                        ln2_b: opt(ln && mlp, "ln2.b"),
+                        w_in: opt(mlp, "mlp.W_in"),
+                        b_in: opt(mlp, "mlp.b_in"),
+                        w_out: opt(mlp, "mlp.W_out"),
+                        b_out: opt(mlp, "mlp.b_out"),
+                    }
                 })
                 .collect(),
         }
     }
 
     /// The block layer `l` applies.
-    fn block(&self, l: usize) -> &LsaBlock {
+    pub(super) fn block(&self, l: usize) -> &LsaBlock {
         &self.blocks[l % self.blocks.len()]
     }
-}
-
-/// What one head's backward reads, per layer.
-#[derive(Clone, Debug, Default)]
-struct HeadCache {
-    /// `[T, e]`.
-    q: Vec<f32>,
-    /// `[T−1, e]`.
-    k: Vec<f32>,
-    /// `[T−1, e]`.
-    v: Vec<f32>,
-    /// `[T, T−1]` attention weights (the scores themselves for linear attention).
-    a: Vec<f32>,
-    /// `[T, e]` the head's output before W_O.
-    o: Vec<f32>,
-}
-
-/// What one layer's backward reads.
-#[derive(Clone, Debug, Default)]
-struct LayerCache {
-    /// `[T, e]` input tokens.
-    h: Vec<f32>,
-    /// Per head.
-    heads: Vec<HeadCache>,
 }
 
 /// `out[m, n] = a[m, k] · b[k, n]`.
@@ -220,11 +278,6 @@ pub(super) fn mm_tn_acc(a: &[f32], b: &[f32], k: usize, m: usize, n: usize, out:
     }
 }
 
-/// Head `hd`'s `[e, e]` matrix of an `[h, e, e]` one.
-fn head_slice(x: &[f32], hd: usize, ee: usize) -> &[f32] {
-    &x[hd * ee..(hd + 1) * ee]
-}
-
 /// Row-wise softmax of `s` `[rows, cols]` in place.
 pub(super) fn softmax_rows(s: &mut [f32], cols: usize) {
     for row in s.chunks_mut(cols) {
@@ -238,54 +291,6 @@ pub(super) fn softmax_rows(s: &mut [f32], cols: usize) {
     }
 }
 
-/// One task's working memory, allocated once per chunk of tasks and reused.
-struct Scratch {
-    /// Per layer, what its backward reads.
-    caches: Vec<LayerCache>,
-    /// `[T, e]` buffers of the passes.
-    delta: Vec<f32>,
-    part: Vec<f32>,
-    d_o: Vec<f32>,
-    dq: Vec<f32>,
-    tmp: Vec<f32>,
-    d_in: Vec<f32>,
-    /// `[T, T−1]`.
-    da: Vec<f32>,
-    /// `[T−1, e]`.
-    dk: Vec<f32>,
-    dv: Vec<f32>,
-}
-
-impl Scratch {
-    fn new(w: &LsaWeights, t: usize) -> Self {
-        let (e, c) = (w.e, t - 1);
-        let head = HeadCache {
-            q: vec![0.0; t * e],
-            k: vec![0.0; c * e],
-            v: vec![0.0; c * e],
-            a: vec![0.0; t * c],
-            o: vec![0.0; t * e],
-        };
-        let layer = LayerCache {
-            h: vec![0.0; t * e],
-            heads: vec![head; w.n_heads],
-        };
-        let te = vec![0.0; t * e];
-        Self {
-            caches: vec![layer; w.n_layers],
-            delta: te.clone(),
-            part: te.clone(),
-            d_o: te.clone(),
-            dq: te.clone(),
-            tmp: te.clone(),
-            d_in: te,
-            da: vec![0.0; t * c],
-            dk: vec![0.0; c * e],
-            dv: vec![0.0; c * e],
-        }
-    }
-}
-
 /// First token whose query layer `l` computes: every token but in the last layer, whose only
 /// output the prediction reads is the query's (the loss reads nothing else).
 pub(super) fn first_query(w: &LsaWeights, l: usize, t: usize) -> usize {
@@ -296,154 +301,47 @@ pub(super) fn first_query(w: &LsaWeights, l: usize, t: usize) -> usize {
     }
 }
 
-/// Runs every layer on one task's tokens `h` `[T, e]` in place (the last layer updates only
-/// the query token), keeping in `sc` what the backward reads.
-fn forward_task(w: &LsaWeights, h: &mut [f32], t: usize, sc: &mut Scratch) {
-    let (e, c) = (w.e, t - 1);
-    let ee = e * e;
-    let scale = (e as f32).sqrt().recip();
-    for l in 0..w.n_layers {
-        let b = w.block(l);
-        let q0 = first_query(w, l, t);
-        let tq = t - q0;
-        let cache = &mut sc.caches[l];
-        cache.h.copy_from_slice(h);
-        let delta = &mut sc.delta[..tq * e];
-        delta.iter_mut().for_each(|x| *x = 0.0);
-        for (hd, head) in cache.heads.iter_mut().enumerate() {
-            let (q, a, o) = (
-                &mut head.q[..tq * e],
-                &mut head.a[..tq * c],
-                &mut head.o[..tq * e],
-            );
-            mm(&h[q0 * e..], head_slice(&b.w_q, hd, ee), tq, e, e, q);
-            mm(
-                &h[..c * e],
-                head_slice(&b.w_k, hd, ee),
-                c,
-                e,
-                e,
-                &mut head.k,
-            );
-            mm(
-                &h[..c * e],
-                head_slice(&b.w_v, hd, ee),
-                c,
-                e,
-                e,
-                &mut head.v,
-            );
-            mm_nt(q, &head.k, tq, e, c, a);
-            if w.softmax {
-                a.iter_mut().for_each(|x| *x *= scale);
-                softmax_rows(a, c);
-            }
-            mm(a, &head.v, tq, c, e, o);
-            let part = &mut sc.part[..tq * e];
-            mm(o, head_slice(&b.w_p, hd, ee), tq, e, e, part);
-            delta.iter_mut().zip(part.iter()).for_each(|(x, p)| *x += p);
-        }
-        h[q0 * e..]
-            .iter_mut()
-            .zip(delta.iter())
-            .for_each(|(x, d)| *x += d);
-    }
-}
-
-/// Backward of [`forward_task`] from `dh` `[T, e]` (the gradient at the output tokens; only
-/// the query's row may be non-zero), leaving in `dh` the gradient at the input tokens (the
-/// training step's weight gradients are [`super::lsa_batched`]'s).
-fn backward_task(w: &LsaWeights, sc: &mut Scratch, dh: &mut [f32], t: usize) {
-    let (e, c) = (w.e, t - 1);
-    let ee = e * e;
-    let scale = (e as f32).sqrt().recip();
-    for l in (0..w.n_layers).rev() {
-        let (b, x) = (w.block(l), &sc.caches[l]);
-        let q0 = first_query(w, l, t);
-        let tq = t - q0;
-        sc.d_in.copy_from_slice(dh);
-        let dh_q = &dh[q0 * e..];
-        for (hd, hc) in x.heads.iter().enumerate() {
-            let (q, a) = (&hc.q[..tq * e], &hc.a[..tq * c]);
-            let (d_o, da, dq) = (
-                &mut sc.d_o[..tq * e],
-                &mut sc.da[..tq * c],
-                &mut sc.dq[..tq * e],
-            );
-            mm_nt(dh_q, head_slice(&b.w_p, hd, ee), tq, e, e, d_o);
-            mm_nt(d_o, &hc.v, tq, e, c, da);
-            sc.dv.iter_mut().for_each(|z| *z = 0.0);
-            mm_tn_acc(a, d_o, tq, c, e, &mut sc.dv);
-            if w.softmax {
-                // d scores = a ⊙ (da − Σ_j da_j a_j), times the scale
-                for (dr, ar) in da.chunks_mut(c).zip(a.chunks(c)) {
-                    let dot: f32 = dr.iter().zip(ar).map(|(x, y)| x * y).sum();
-                    dr.iter_mut()
-                        .zip(ar)
-                        .for_each(|(x, y)| *x = y * (*x - dot) * scale);
-                }
-            }
-            mm(da, &hc.k, tq, c, e, dq);
-            sc.dk.iter_mut().for_each(|z| *z = 0.0);
-            mm_tn_acc(da, q, tq, c, e, &mut sc.dk);
-            // dq W_Qᵀ on the querying tokens, (dk W_Kᵀ + dv W_Vᵀ) on the context
-            let tmp = &mut sc.tmp[..tq * e];
-            mm_nt(dq, head_slice(&b.w_q, hd, ee), tq, e, e, tmp);
-            (sc.d_in[q0 * e..].iter_mut())
-                .zip(tmp.iter())
-                .for_each(|(x, y)| *x += y);
-            for (d, w_m) in [(&sc.dk, &b.w_k), (&sc.dv, &b.w_v)] {
-                let tmp = &mut sc.tmp[..c * e];
-                mm_nt(d, head_slice(w_m, hd, ee), c, e, e, tmp);
-                (sc.d_in[..c * e].iter_mut())
-                    .zip(tmp.iter())
-                    .for_each(|(x, y)| *x += y);
-            }
-        }
-        dh.copy_from_slice(&sc.d_in);
-    }
-}
-
-/// `f` on every task of `tokens` `[B, T, e]` (a copy of its tokens, and scratch memory per
-/// rayon job), in parallel, results in task order.
-fn per_task<R: Send>(
+/// `f` on chunks of at most [`MIN_CHUNK`] tasks of `tokens` `[B, T, e]` in parallel, results
+/// in task order.
+fn per_chunk<R: Send>(
     w: &LsaWeights,
     tokens: &[f32],
     t: usize,
-    f: impl Fn(&mut Scratch, Vec<f32>) -> R + Sync + Send,
+    f: impl Fn(&[f32]) -> Vec<R> + Sync + Send,
 ) -> Vec<R> {
     tokens
-        .par_chunks(t * w.e)
-        .with_min_len(MIN_CHUNK)
-        .map_init(|| Scratch::new(w, t), |sc, task| f(sc, task.to_vec()))
+        .par_chunks(MIN_CHUNK * t * w.e)
+        .flat_map_iter(f)
         .collect()
 }
 
 /// `[B]` predictions `ŷ = −H_K[query, d]` of the tokens `[B, T, e]`.
 pub fn predict(w: &LsaWeights, tokens: &[f32], t: usize) -> Vec<f32> {
-    per_task(w, tokens, t, |sc, mut h| {
-        forward_task(w, &mut h, t, sc);
-        -h[t * w.e - 1]
+    let te = t * w.e;
+    per_chunk(w, tokens, t, |chunk| {
+        let f = lsa_batched::forward(w, chunk, t);
+        f.output().chunks(te).map(|task| -task[te - 1]).collect()
     })
 }
 
 /// `[B, d]` the gradient of each prediction with respect to its query input x_q (the paper's
 /// "model" gradient, compared with the GD learner's ∂ŷ/∂x_q).
 pub fn query_gradients(w: &LsaWeights, tokens: &[f32], t: usize) -> Vec<f32> {
-    let e = w.e;
-    per_task(w, tokens, t, |sc, mut h| {
-        forward_task(w, &mut h, t, sc);
-        let mut dh = vec![0.0; t * e];
-        dh[t * e - 1] = -1.0;
-        backward_task(w, sc, &mut dh, t);
-        dh[(t - 1) * e..t * e - 1].to_vec()
+    let (e, te) = (w.e, t * w.e);
+    per_chunk(w, tokens, t, |chunk| {
+        let f = lsa_batched::forward(w, chunk, t);
+        let mut dh = vec![0.0f32; chunk.len()];
+        dh.chunks_mut(te).for_each(|task| task[te - 1] = -1.0);
+        let dx = lsa_batched::backward(w, &f, dh, t, None, true);
+        (dx.chunks(te))
+            .flat_map(|task| task[te - e..te - 1].to_vec())
+            .collect()
     })
-    .concat()
 }
 
 /// Loss `½·mean_b (ŷ_b − y_b)²` of tokens `[B, T, e]` against `targets` `[B]`, and the
-/// gradient of every block's `[W_Q, W_K, W_V, W_O]` (each `[h, e, e]`; f64, store order), in
-/// `chunks` parallel chunks.
+/// gradient of every parameter (f64, in [`LsaConfig::param_specs`] order), in `chunks`
+/// parallel chunks.
 pub fn loss_and_grads(
     w: &LsaWeights,
     tokens: &[f32],
@@ -452,14 +350,29 @@ pub fn loss_and_grads(
     chunks: usize,
 ) -> (f64, Vec<Vec<f64>>) {
     let (e, n) = (w.e, targets.len());
-    let ee = w.n_heads * e * e;
     let chunks = chunks.clamp(1, n.div_ceil(MIN_CHUNK).max(1));
-    let parts: Vec<(f64, Vec<Vec<f32>>)> = (0..chunks)
+    let zeros = || -> Vec<Vec<Vec<f32>>> {
+        (w.blocks.iter())
+            .map(|b| {
+                let ee = w.n_heads * e * e;
+                let mut g = vec![vec![0.0f32; ee]; 4];
+                for p in [
+                    &b.ln1_w, &b.ln1_b, &b.ln2_w, &b.ln2_b, &b.w_in, &b.b_in, &b.w_out, &b.b_out,
+                ] {
+                    if !p.is_empty() {
+                        g.push(vec![0.0; p.len()]);
+                    }
+                }
+                g
+            })
+            .collect()
+    };
+    let parts: Vec<(f64, Vec<Vec<Vec<f32>>>)> = (0..chunks)
         .into_par_iter()
         .map(|ch| {
             let (lo, hi) = (ch * n / chunks, (ch + 1) * n / chunks);
-            let mut grads = vec![vec![0.0f32; 4 * ee]; w.blocks.len()];
-            let loss = super::lsa_batched::chunk_loss_and_grads(
+            let mut grads = zeros();
+            let loss = lsa_batched::chunk_loss_and_grads(
                 w,
                 &tokens[lo * t * e..hi * t * e],
                 &targets[lo..hi],
@@ -471,14 +384,12 @@ pub fn loss_and_grads(
         })
         .collect();
     let loss = parts.iter().map(|p| p.0).sum::<f64>() / n.max(1) as f64;
-    let mut out = vec![vec![0.0f64; ee]; 4 * w.blocks.len()];
+    let mut out: Vec<Vec<f64>> = (zeros().into_iter().flatten())
+        .map(|g| vec![0.0; g.len()])
+        .collect();
     for (_, grads) in &parts {
-        for (b, g) in grads.iter().enumerate() {
-            for m in 0..4 {
-                (out[4 * b + m].iter_mut())
-                    .zip(&g[m * ee..(m + 1) * ee])
-                    .for_each(|(o, &x)| *o += f64::from(x));
-            }
+        for (o, g) in out.iter_mut().zip(grads.iter().flatten()) {
+            o.iter_mut().zip(g).for_each(|(o, &x)| *o += f64::from(x));
         }
     }
     (loss, out)
@@ -496,6 +407,8 @@ mod tests {
             n_heads: 1,
             softmax: false,
             init_scale: 0.002,
+            layer_norm: false,
+            d_mlp: 0,
         }
     }
 
@@ -510,11 +423,19 @@ mod tests {
     }
 
     /// A larger init than the paper's so that every term of the backward matters.
+    /// LayerNorm scales and the biases move off 1 and 0 too.
     fn store(c: &LsaConfig, seed: u64) -> ParamStore {
         let mut s = ParamStore::init_specs(c.param_specs(), seed);
-        s.entries
-            .iter_mut()
-            .for_each(|e| e.data.iter_mut().for_each(|x| *x *= 30.0));
+        for e in s.entries.iter_mut() {
+            let plain = e.name.contains(".ln") || e.name.contains(".b_");
+            (e.data.iter_mut().enumerate()).for_each(|(i, x)| {
+                if plain {
+                    *x += 0.5 * (1.7 * i as f64 + seed as f64).sin();
+                } else {
+                    *x *= 30.0;
+                }
+            });
+        }
         s
     }
 
@@ -531,17 +452,22 @@ mod tests {
     /// step of 1e-2 and a 2% tolerance), for separate and shared blocks.
     #[test]
     fn gradients_match_finite_differences() {
-        for (layers, shared, heads, softmax) in [
-            (1, false, 1, false),
-            (2, false, 1, false),
-            (3, true, 1, false),
-            (1, false, 2, true),
-            (2, false, 2, true),
-            (2, true, 3, false),
+        for (layers, shared, heads, softmax, layer_norm, d_mlp) in [
+            (1, false, 1, false, false, 0),
+            (2, false, 1, false, false, 0),
+            (3, true, 1, false, false, 0),
+            (1, false, 2, true, false, 0),
+            (2, false, 2, true, false, 0),
+            (2, true, 3, false, false, 0),
+            (1, false, 2, true, true, 0),
+            (2, false, 2, true, true, 6),
+            (2, true, 1, false, false, 5),
         ] {
             let c = LsaConfig {
                 n_heads: heads,
                 softmax,
+                layer_norm,
+                d_mlp,
                 ..cfg(layers, shared)
             };
             let t = 5;
@@ -551,7 +477,10 @@ mod tests {
             let (loss, grads) = loss_and_grads(&w, &toks, &ys, t, 2);
             assert!((loss - loss_of(&c, &s, &toks, &ys, t)).abs() < 1e-6 * loss.max(1.0));
             for (pi, g) in grads.iter().enumerate() {
-                for i in [0, 5, 11, 15, g.len() - 1] {
+                for i in [0, 1, 5, 11, 15, g.len() - 1]
+                    .into_iter()
+                    .filter(|&i| i < g.len())
+                {
                     let h = 1e-2;
                     let mut plus = s.clone();
                     plus.entries[pi].data[i] += h;
@@ -563,7 +492,7 @@ mod tests {
                     let scale = g.iter().map(|x| x.abs()).fold(0.0, f64::max);
                     assert!(
                         (fd - g[i]).abs() <= 0.02 * scale,
-                        "layers {layers} shared {shared} heads {heads} softmax {softmax} param {pi} [{i}]: {} vs fd {fd}",
+                        "layers {layers} shared {shared} heads {heads} softmax {softmax} ln {layer_norm} mlp {d_mlp} param {pi} [{i}]: {} vs fd {fd}",
                         g[i]
                     );
                 }

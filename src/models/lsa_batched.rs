@@ -1,23 +1,93 @@
-//! The LSA's training step over a chunk of tasks at once: every projection (`H W_Q`, `H W_K`,
-//! `H W_V`, `O W_P` and their backward) and every weight gradient is one GEMM over the chunk's
-//! rows; only the attention itself (`Q Kᵀ`, `A V`, T × (T−1) per task) stays per task. Same
-//! mathematics as the per-task [`super::lsa`] forward and backward, laid out layer-major.
+//! The LSA's forward and backward over a chunk of tasks at once: every projection (`H W_Q`,
+//! `H W_K`, `H W_V`, `O W_P`, the MLP) and every weight gradient is one GEMM over the chunk's
+//! rows; only the attention itself (`Q Kᵀ`, `A V`, T × (T−1) per task) runs per task.
 //!
-//! Shapes, per chunk of m tasks of T tokens of width e, c = T − 1 context tokens, heads h:
-//! `H_l` `[m·T, e]` the input of layer l; per head `Q` `[m·tq, e]` (tq = T, or 1 in the last
-//! layer, which updates only the query), `K`, `V` `[m·T, e]` (row T−1 of each task unused),
-//! `A` `[m·tq, c]`, `O` `[m·tq, e]`.
+//! Shapes, per chunk of m tasks of T tokens of width e, c = T − 1 context tokens, h heads:
+//! `H_l` `[m·T, e]` the input of layer l; `U = LN1(H_l)` (or `H_l`) the attention's input;
+//! per head `Q` `[m·tq, e]` (tq = T, or 1 in the last layer, which updates only the query:
+//! the loss reads nothing else), `K`, `V` `[m·T, e]` (row T−1 of each task unused),
+//! `A` `[m·tq, c]`, `O` `[m·tq, e]`; the MLP on the tq updated rows, `Z = LN2(·)`
+//! `[m·tq, e]`, `pre`, `post = ReLU(pre)` `[m·tq, d_mlp]`.
 
 use super::linalg::{matmul_into_shaped as matmul_into, View};
-use super::lsa::{first_query, mm, mm_nt, mm_tn_acc, softmax_rows, LsaWeights};
+use super::lsa::{first_query, mm, mm_nt, mm_tn_acc, softmax_rows, LsaBlock, LsaWeights};
 
-/// What the backward reads of one head of one layer.
-struct HeadActs {
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-    a: Vec<f32>,
-    o: Vec<f32>,
+/// LayerNorm's ε (PyTorch's and TransformerLens' default).
+const LN_EPS: f32 = 1e-5;
+
+/// Where each parameter's gradient goes among a block's parameters (store order:
+/// `W_Q, W_K, W_V, W_O`, then `ln1.w, ln1.b` with LayerNorm, then `ln2.w, ln2.b` with
+/// LayerNorm and an MLP, then `mlp.W_in, b_in, W_out, b_out` with an MLP).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Slots {
+    pub ln1: Option<usize>,
+    pub ln2: Option<usize>,
+    pub mlp: Option<usize>,
+}
+
+impl Slots {
+    pub fn of(layer_norm: bool, mlp: bool) -> Self {
+        let mut count = 4;
+        let mut take = |yes: bool, n: usize| {
+            yes.then(|| {
+                count += n;
+                count - n
+            })
+        };
+        let ln1 = take(layer_norm, 2);
+        let ln2 = take(layer_norm && mlp, 2);
+        let mlp = take(mlp, 4);
+        Self { ln1, ln2, mlp }
+    }
+}
+
+/// LayerNorm's saved statistics: the normalised rows and 1/σ per row.
+struct Normed {
+    y: Vec<f32>,
+    hat: Vec<f32>,
+    rstd: Vec<f32>,
+}
+
+/// `y = (x − mean)/σ · w + b` per row of `x` `[rows, e]`.
+fn layer_norm(x: &[f32], e: usize, w: &[f32], b: &[f32]) -> Normed {
+    let rows = x.len() / e;
+    let (mut y, mut hat, mut rstd) = (vec![0.0; x.len()], vec![0.0; x.len()], vec![0.0; rows]);
+    for r in 0..rows {
+        let xr = &x[r * e..(r + 1) * e];
+        let mean = xr.iter().sum::<f32>() / e as f32;
+        let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / e as f32;
+        let rs = (var + LN_EPS).sqrt().recip();
+        rstd[r] = rs;
+        for j in 0..e {
+            let hv = (xr[j] - mean) * rs;
+            hat[r * e + j] = hv;
+            y[r * e + j] = hv * w[j] + b[j];
+        }
+    }
+    Normed { y, hat, rstd }
+}
+
+/// Backward of [`layer_norm`]: returns dx and adds to `dw`, `db`.
+fn layer_norm_back(dy: &[f32], n: &Normed, w: &[f32], dw: &mut [f32], db: &mut [f32]) -> Vec<f32> {
+    let e = w.len();
+    let mut dx = vec![0.0; dy.len()];
+    for r in 0..dy.len() / e {
+        let (dyr, hr) = (&dy[r * e..(r + 1) * e], &n.hat[r * e..(r + 1) * e]);
+        let (mut mean_g, mut mean_gh) = (0.0f32, 0.0f32);
+        for j in 0..e {
+            let g = dyr[j] * w[j];
+            mean_g += g;
+            mean_gh += g * hr[j];
+            dw[j] += dyr[j] * hr[j];
+            db[j] += dyr[j];
+        }
+        mean_g /= e as f32;
+        mean_gh /= e as f32;
+        for j in 0..e {
+            dx[r * e + j] = n.rstd[r] * (dyr[j] * w[j] - mean_g - hr[j] * mean_gh);
+        }
+    }
+    dx
 }
 
 /// Rows `q0..T` of every task of `x` `[m·T, e]` as a view: all rows, or the query rows alone.
@@ -30,114 +100,290 @@ fn query_rows(x: &[f32], m: usize, t: usize, e: usize, q0: usize) -> View<'_, f3
     }
 }
 
+/// Row stride of the rows `q0..T` of an `[m·T, e]` buffer written through `&x[q0·e..]`.
+fn query_stride(t: usize, e: usize, q0: usize) -> usize {
+    if q0 == 0 {
+        e
+    } else {
+        t * e
+    }
+}
+
+/// The rows `q0..T` of every task, contiguous `[m·tq, e]`.
+fn gather(x: &[f32], m: usize, t: usize, e: usize, q0: usize) -> Vec<f32> {
+    (0..m)
+        .flat_map(|i| &x[(i * t + q0) * e..(i + 1) * t * e])
+        .copied()
+        .collect()
+}
+
+/// Adds `src` `[m·tq, e]` to the rows `q0..T` of every task of `dst`.
+fn scatter_add(dst: &mut [f32], src: &[f32], m: usize, t: usize, e: usize, q0: usize) {
+    let tq = t - q0;
+    for i in 0..m {
+        let d = &mut dst[(i * t + q0) * e..(i + 1) * t * e];
+        d.iter_mut()
+            .zip(&src[i * tq * e..(i + 1) * tq * e])
+            .for_each(|(a, b)| *a += b);
+    }
+}
+
 /// `[e, e]` head `hd` of an `[h, e, e]` matrix.
 fn head(x: &[f32], hd: usize, e: usize) -> View<'_, f32> {
     View::new(&x[hd * e * e..(hd + 1) * e * e], e, e)
 }
 
-/// Loss sum `Σ ½(ŷ − y)²` of the chunk `tokens` `[m, T, e]` against `targets` `[m]`, adding the
-/// gradient of the mean over `n_total` tasks to `grads` (per block `[W_Q, W_K, W_V, W_O]`,
-/// each `[h, e, e]`).
-pub(super) fn chunk_loss_and_grads(
+/// What the backward reads of one head of one layer.
+struct HeadActs {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    a: Vec<f32>,
+    o: Vec<f32>,
+}
+
+/// What the backward reads of the MLP of one layer.
+struct MlpActs {
+    ln2: Option<Normed>,
+    /// `[m·tq, e]` its input (after LN2).
+    z: Vec<f32>,
+    /// `[m·tq, d_mlp]` before and after the ReLU.
+    pre: Vec<f32>,
+    post: Vec<f32>,
+}
+
+/// What the backward reads of one layer.
+struct LayerActs {
+    ln1: Option<Normed>,
+    heads: Vec<HeadActs>,
+    mlp: Option<MlpActs>,
+}
+
+/// The chunk's forward: `hs[l]` the input of layer l (`hs[K]` the output) and each layer's
+/// activations.
+pub(super) struct Forward {
+    hs: Vec<Vec<f32>>,
+    layers: Vec<LayerActs>,
+}
+
+impl Forward {
+    /// `[m·T, e]` the output tokens (only the query rows of the last layer are updated).
+    pub fn output(&self) -> &[f32] {
+        self.hs.last().expect("at least the input")
+    }
+}
+
+/// `x · W + b` (`x` `[rows, k]`, `W` `[k, n]`, `b` `[n]`).
+fn affine(x: &[f32], k: usize, w: &[f32], b: &[f32]) -> Vec<f32> {
+    let (rows, n) = (x.len() / k, b.len());
+    let mut out: Vec<f32> = (0..rows).flat_map(|_| b.iter().copied()).collect();
+    matmul_into(&mut out, n, View::new(x, rows, k), View::new(w, k, n), true);
+    out
+}
+
+/// One layer of `b` on the chunk `h` `[m·T, e]`: returns its output and what the backward
+/// reads.
+fn layer_forward(
     w: &LsaWeights,
-    tokens: &[f32],
-    targets: &[f32],
+    b: &LsaBlock,
+    h: &[f32],
+    m: usize,
     t: usize,
-    n_total: usize,
-    grads: &mut [Vec<f32>],
-) -> f64 {
-    let (e, c, m, nh) = (w.e, t - 1, targets.len(), w.n_heads);
-    let (ee, rows) = (e * e, targets.len() * t);
+    q0: usize,
+) -> (Vec<f32>, LayerActs) {
+    let (e, c, nh) = (w.e, t - 1, w.n_heads);
+    let (tq, rows) = (t - q0, m * t);
     let scale = (e as f32).sqrt().recip();
-    // forward, layer-major
-    let mut hs: Vec<Vec<f32>> = vec![tokens.to_vec()];
-    let mut acts: Vec<Vec<HeadActs>> = Vec::with_capacity(w.n_layers);
+    let ln1 = w.layer_norm.then(|| layer_norm(h, e, &b.ln1_w, &b.ln1_b));
+    let u = ln1.as_ref().map_or(h, |n| &n.y[..]);
+    let mut next = h.to_vec();
+    let mut heads = Vec::with_capacity(nh);
+    for hd in 0..nh {
+        let mut q = vec![0.0f32; m * tq * e];
+        matmul_into(
+            &mut q,
+            e,
+            query_rows(u, m, t, e, q0),
+            head(&b.w_q, hd, e),
+            false,
+        );
+        let mut k = vec![0.0f32; rows * e];
+        matmul_into(&mut k, e, View::new(u, rows, e), head(&b.w_k, hd, e), false);
+        let mut v = vec![0.0f32; rows * e];
+        matmul_into(&mut v, e, View::new(u, rows, e), head(&b.w_v, hd, e), false);
+        let mut a = vec![0.0f32; m * tq * c];
+        let mut o = vec![0.0f32; m * tq * e];
+        for i in 0..m {
+            let ai = &mut a[i * tq * c..(i + 1) * tq * c];
+            mm_nt(
+                &q[i * tq * e..(i + 1) * tq * e],
+                &k[i * t * e..],
+                tq,
+                e,
+                c,
+                ai,
+            );
+            if w.softmax {
+                ai.iter_mut().for_each(|x| *x *= scale);
+                softmax_rows(ai, c);
+            }
+            mm(
+                ai,
+                &v[i * t * e..],
+                tq,
+                c,
+                e,
+                &mut o[i * tq * e..(i + 1) * tq * e],
+            );
+        }
+        // the head's update lands on the rows it queried
+        let out_rs = query_stride(t, e, q0);
+        matmul_into(
+            &mut next[q0 * e..],
+            out_rs,
+            View::new(&o, m * tq, e),
+            head(&b.w_p, hd, e),
+            true,
+        );
+        heads.push(HeadActs { q, k, v, a, o });
+    }
+    let mlp = (w.d_mlp > 0).then(|| {
+        let mid = gather(&next, m, t, e, q0);
+        let ln2 = w
+            .layer_norm
+            .then(|| layer_norm(&mid, e, &b.ln2_w, &b.ln2_b));
+        let z = ln2.as_ref().map_or(mid, |n| n.y.clone());
+        let pre = affine(&z, e, &b.w_in, &b.b_in);
+        let post: Vec<f32> = pre.iter().map(|&x| x.max(0.0)).collect();
+        let out = affine(&post, w.d_mlp, &b.w_out, &b.b_out);
+        scatter_add(&mut next, &out, m, t, e, q0);
+        MlpActs { ln2, z, pre, post }
+    });
+    (next, LayerActs { ln1, heads, mlp })
+}
+
+/// The forward of every layer on the chunk `tokens` `[m, T, e]`.
+pub(super) fn forward(w: &LsaWeights, tokens: &[f32], t: usize) -> Forward {
+    let m = tokens.len() / (t * w.e);
+    let mut hs = vec![tokens.to_vec()];
+    let mut layers = Vec::with_capacity(w.n_layers);
     for l in 0..w.n_layers {
-        let b = &w.blocks[l % w.blocks.len()];
+        let (next, acts) = layer_forward(w, w.block(l), &hs[l], m, t, first_query(w, l, t));
+        hs.push(next);
+        layers.push(acts);
+    }
+    Forward { hs, layers }
+}
+
+/// Column sums of `x` `[rows, n]` added to `out` `[n]`.
+fn add_col_sums(x: &[f32], out: &mut [f32]) {
+    for row in x.chunks(out.len()) {
+        out.iter_mut().zip(row).for_each(|(o, v)| *o += v);
+    }
+}
+
+/// Backward of [`forward`] from `dh` `[m·T, e]`, the gradient at the output tokens. Adds the
+/// weight gradients to `grads` (per block, per parameter in [`Slots`] order) when given;
+/// returns the gradient at the input tokens when `input_grad` (else the first layer skips it
+/// unless its LayerNorm needs it, and the returned buffer is meaningless).
+pub(super) fn backward(
+    w: &LsaWeights,
+    f: &Forward,
+    mut dh: Vec<f32>,
+    t: usize,
+    mut grads: Option<&mut [Vec<Vec<f32>>]>,
+    input_grad: bool,
+) -> Vec<f32> {
+    let (e, c) = (w.e, t - 1);
+    let ee = e * e;
+    let rows = dh.len() / e;
+    let m = rows / t;
+    let scale = (e as f32).sqrt().recip();
+    let slots = Slots::of(w.layer_norm, w.d_mlp > 0);
+    for l in (0..w.n_layers).rev() {
+        let (b, x, h) = (w.block(l), &f.layers[l], &f.hs[l]);
         let q0 = first_query(w, l, t);
         let tq = t - q0;
-        let h = &hs[l];
-        let mut next = h.clone();
-        let mut layer = Vec::with_capacity(nh);
-        for hd in 0..nh {
-            let mut q = vec![0.0f32; m * tq * e];
+        let mut g = grads.as_deref_mut().map(|g| &mut g[l % w.blocks.len()]);
+        // the MLP, on the updated rows; the residual passes dh through
+        if let Some(mx) = &x.mlp {
+            let d_out = gather(&dh, m, t, e, q0);
+            let dm = w.d_mlp;
+            let s = slots.mlp.expect("an MLP has slots");
+            if let Some(g) = g.as_deref_mut() {
+                matmul_into(
+                    &mut g[s + 2],
+                    e,
+                    View::new(&mx.post, m * tq, dm).t(),
+                    View::new(&d_out, m * tq, e),
+                    true,
+                );
+                add_col_sums(&d_out, &mut g[s + 3]);
+            }
+            let mut d_pre = vec![0.0f32; m * tq * dm];
             matmul_into(
-                &mut q,
-                e,
-                query_rows(h, m, t, e, q0),
-                head(&b.w_q, hd, e),
+                &mut d_pre,
+                dm,
+                View::new(&d_out, m * tq, e),
+                View::new(&b.w_out, dm, e).t(),
                 false,
             );
-            let mut k = vec![0.0f32; rows * e];
-            matmul_into(&mut k, e, View::new(h, rows, e), head(&b.w_k, hd, e), false);
-            let mut v = vec![0.0f32; rows * e];
-            matmul_into(&mut v, e, View::new(h, rows, e), head(&b.w_v, hd, e), false);
-            let mut a = vec![0.0f32; m * tq * c];
-            let mut o = vec![0.0f32; m * tq * e];
-            for i in 0..m {
-                let (qi, ai) = (
-                    &q[i * tq * e..(i + 1) * tq * e],
-                    &mut a[i * tq * c..(i + 1) * tq * c],
-                );
-                mm_nt(qi, &k[i * t * e..], tq, e, c, ai);
-                if w.softmax {
-                    ai.iter_mut().for_each(|x| *x *= scale);
-                    softmax_rows(ai, c);
+            d_pre.iter_mut().zip(&mx.pre).for_each(|(d, &p)| {
+                if p <= 0.0 {
+                    *d = 0.0
                 }
-                mm(
-                    ai,
-                    &v[i * t * e..],
-                    tq,
-                    c,
+            });
+            if let Some(g) = g.as_deref_mut() {
+                matmul_into(
+                    &mut g[s],
+                    dm,
+                    View::new(&mx.z, m * tq, e).t(),
+                    View::new(&d_pre, m * tq, dm),
+                    true,
+                );
+                add_col_sums(&d_pre, &mut g[s + 1]);
+            }
+            let mut dz = vec![0.0f32; m * tq * e];
+            matmul_into(
+                &mut dz,
+                e,
+                View::new(&d_pre, m * tq, dm),
+                View::new(&b.w_in, e, dm).t(),
+                false,
+            );
+            let d_mid = match (&mx.ln2, g.as_deref_mut()) {
+                (Some(n), Some(g)) => {
+                    let s2 = slots.ln2.expect("LayerNorm with an MLP has ln2");
+                    let (dw, db) = two(g, s2);
+                    layer_norm_back(&dz, n, &b.ln2_w, dw, db)
+                }
+                (Some(n), None) => {
+                    layer_norm_back(&dz, n, &b.ln2_w, &mut vec![0.0; e], &mut vec![0.0; e])
+                }
+                (None, _) => dz,
+            };
+            scatter_add(&mut dh, &d_mid, m, t, e, q0);
+        }
+        // attention: gradient at its input U, then through LN1
+        let needs_u = l > 0 || input_grad || w.layer_norm;
+        let u = x.ln1.as_ref().map_or(&h[..], |n| &n.y[..]);
+        let mut d_u = if needs_u {
+            vec![0.0f32; rows * e]
+        } else {
+            Vec::new()
+        };
+        let dhq = query_rows(&dh, m, t, e, q0);
+        for (hd, hx) in x.heads.iter().enumerate() {
+            let at = |_: usize| hd * ee..(hd + 1) * ee;
+            if let Some(g) = g.as_deref_mut() {
+                matmul_into(
+                    &mut g[3][at(3)],
                     e,
-                    &mut o[i * tq * e..(i + 1) * tq * e],
+                    View::new(&hx.o, m * tq, e).t(),
+                    dhq,
+                    true,
                 );
             }
-            // the head's update lands on the rows it queried
-            let out = &mut next[q0 * e..];
-            let out_rs = if q0 == 0 { e } else { t * e };
-            matmul_into(
-                out,
-                out_rs,
-                View::new(&o, m * tq, e),
-                head(&b.w_p, hd, e),
-                true,
-            );
-            layer.push(HeadActs { q, k, v, a, o });
-        }
-        hs.push(next);
-        acts.push(layer);
-    }
-    // loss and its gradient at the query's label slot (ŷ = −H[query, d])
-    let out = &hs[w.n_layers];
-    let mut loss = 0.0f64;
-    let mut dh = vec![0.0f32; rows * e];
-    for (i, y) in targets.iter().enumerate() {
-        let at = i * t * e + t * e - 1;
-        let err = -out[at] - y;
-        loss += 0.5 * f64::from(err) * f64::from(err);
-        dh[at] = -err / n_total as f32;
-    }
-    // backward, layer-major in reverse
-    for l in (0..w.n_layers).rev() {
-        let b = &w.blocks[l % w.blocks.len()];
-        let g = &mut grads[l % w.blocks.len()];
-        let q0 = first_query(w, l, t);
-        let tq = t - q0;
-        let h = &hs[l];
-        let needs_input = l > 0;
-        let mut d_in = if needs_input { dh.clone() } else { Vec::new() };
-        let dhq = query_rows(&dh, m, t, e, q0);
-        for (hd, x) in acts[l].iter().enumerate() {
-            let at = |mat: usize| mat * nh * ee + hd * ee;
-            // W_O: Oᵀ · dH_q
-            matmul_into(
-                &mut g[at(3)..at(3) + ee],
-                e,
-                View::new(&x.o, m * tq, e).t(),
-                dhq,
-                true,
-            );
             let mut d_o = vec![0.0f32; m * tq * e];
             matmul_into(&mut d_o, e, dhq, head(&b.w_p, hd, e).t(), false);
             let mut dq = vec![0.0f32; m * tq * e];
@@ -146,12 +392,13 @@ pub(super) fn chunk_loss_and_grads(
             let mut da = vec![0.0f32; tq * c];
             for i in 0..m {
                 let (ai, doi) = (
-                    &x.a[i * tq * c..(i + 1) * tq * c],
+                    &hx.a[i * tq * c..(i + 1) * tq * c],
                     &d_o[i * tq * e..(i + 1) * tq * e],
                 );
-                mm_nt(doi, &x.v[i * t * e..], tq, e, c, &mut da);
+                mm_nt(doi, &hx.v[i * t * e..], tq, e, c, &mut da);
                 mm_tn_acc(ai, doi, tq, c, e, &mut dv[i * t * e..]);
                 if w.softmax {
+                    // d scores = a ⊙ (da − Σ_j da_j a_j), times the scale
                     for (dr, ar) in da.chunks_mut(c).zip(ai.chunks(c)) {
                         let dot: f32 = dr.iter().zip(ar).map(|(x, y)| x * y).sum();
                         dr.iter_mut()
@@ -161,53 +408,55 @@ pub(super) fn chunk_loss_and_grads(
                 }
                 mm(
                     &da,
-                    &x.k[i * t * e..],
+                    &hx.k[i * t * e..],
                     tq,
                     c,
                     e,
                     &mut dq[i * tq * e..(i + 1) * tq * e],
                 );
-                mm_tn_acc(&da, &x.q[i * tq * e..], tq, c, e, &mut dk[i * t * e..]);
+                mm_tn_acc(&da, &hx.q[i * tq * e..], tq, c, e, &mut dk[i * t * e..]);
             }
-            matmul_into(
-                &mut g[at(0)..at(0) + ee],
-                e,
-                query_rows(h, m, t, e, q0).t(),
-                View::new(&dq, m * tq, e),
-                true,
-            );
-            matmul_into(
-                &mut g[at(1)..at(1) + ee],
-                e,
-                View::new(h, rows, e).t(),
-                View::new(&dk, rows, e),
-                true,
-            );
-            matmul_into(
-                &mut g[at(2)..at(2) + ee],
-                e,
-                View::new(h, rows, e).t(),
-                View::new(&dv, rows, e),
-                true,
-            );
-            if needs_input {
-                let out_rs = if q0 == 0 { e } else { t * e };
+            if let Some(g) = g.as_deref_mut() {
                 matmul_into(
-                    &mut d_in[q0 * e..],
+                    &mut g[0][at(0)],
+                    e,
+                    query_rows(u, m, t, e, q0).t(),
+                    View::new(&dq, m * tq, e),
+                    true,
+                );
+                matmul_into(
+                    &mut g[1][at(1)],
+                    e,
+                    View::new(u, rows, e).t(),
+                    View::new(&dk, rows, e),
+                    true,
+                );
+                matmul_into(
+                    &mut g[2][at(2)],
+                    e,
+                    View::new(u, rows, e).t(),
+                    View::new(&dv, rows, e),
+                    true,
+                );
+            }
+            if needs_u {
+                let out_rs = query_stride(t, e, q0);
+                matmul_into(
+                    &mut d_u[q0 * e..],
                     out_rs,
                     View::new(&dq, m * tq, e),
                     head(&b.w_q, hd, e).t(),
                     true,
                 );
                 matmul_into(
-                    &mut d_in,
+                    &mut d_u,
                     e,
                     View::new(&dk, rows, e),
                     head(&b.w_k, hd, e).t(),
                     true,
                 );
                 matmul_into(
-                    &mut d_in,
+                    &mut d_u,
                     e,
                     View::new(&dv, rows, e),
                     head(&b.w_v, hd, e).t(),
@@ -215,9 +464,53 @@ pub(super) fn chunk_loss_and_grads(
                 );
             }
         }
-        if needs_input {
-            dh = d_in;
+        if !needs_u {
+            continue;
         }
+        let d_x = match (&x.ln1, g.as_deref_mut()) {
+            (Some(n), Some(g)) => {
+                let (dw, db) = two(g, slots.ln1.expect("LayerNorm has ln1"));
+                layer_norm_back(&d_u, n, &b.ln1_w, dw, db)
+            }
+            (Some(n), None) => {
+                layer_norm_back(&d_u, n, &b.ln1_w, &mut vec![0.0; e], &mut vec![0.0; e])
+            }
+            (None, _) => d_u,
+        };
+        // the residual stream: dh passes through, plus the attention's input gradient
+        dh.iter_mut().zip(&d_x).for_each(|(a, b)| *a += b);
     }
+    dh
+}
+
+/// Parameters `s` and `s + 1` of a block's gradients, both mutable.
+fn two(g: &mut [Vec<f32>], s: usize) -> (&mut [f32], &mut [f32]) {
+    let (a, b) = g[s..].split_at_mut(1);
+    (&mut a[0], &mut b[0])
+}
+
+/// Loss sum `Σ ½(ŷ − y)²` of the chunk `tokens` `[m, T, e]` against `targets` `[m]`, adding the
+/// gradient of the mean over `n_total` tasks to `grads` (per block, per parameter).
+pub(super) fn chunk_loss_and_grads(
+    w: &LsaWeights,
+    tokens: &[f32],
+    targets: &[f32],
+    t: usize,
+    n_total: usize,
+    grads: &mut [Vec<Vec<f32>>],
+) -> f64 {
+    let e = w.e;
+    let f = forward(w, tokens, t);
+    let out = f.output();
+    let mut loss = 0.0f64;
+    let mut dh = vec![0.0f32; out.len()];
+    for (i, y) in targets.iter().enumerate() {
+        // ŷ = −H[query, d]
+        let at = (i + 1) * t * e - 1;
+        let err = -out[at] - y;
+        loss += 0.5 * f64::from(err) * f64::from(err);
+        dh[at] = -err / n_total as f32;
+    }
+    backward(w, &f, dh, t, Some(grads), false);
     loss
 }

@@ -49,6 +49,7 @@ pub fn gdpp_block(d: usize, n: usize, eta: f64, gamma: f64) -> LsaBlock {
             diag(&v)
         },
         w_p: diag(&p),
+        ..LsaBlock::default()
     }
 }
 
@@ -64,6 +65,8 @@ pub fn stacked(block: LsaBlock, n_layers: usize) -> LsaWeights {
         n_heads: 1,
         softmax: false,
         n_layers,
+        layer_norm: false,
+        d_mlp: 0,
         blocks: vec![block],
     }
 }
@@ -427,6 +430,8 @@ mod tests {
             n_heads: 1,
             softmax: false,
             init_scale: 0.002,
+            layer_norm: false,
+            d_mlp: 0,
         };
         let w = stacked(gdpp_block(3, 5, 1.5, 0.2), 2);
         let back = LsaWeights::from_store(&cfg, &to_store(&cfg, &w));

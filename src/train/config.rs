@@ -306,6 +306,13 @@ pub struct LsaSection {
     /// dampening λ ([`crate::measures::icl_weights::best_rollout`]); 0: no roll-out.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rollout_steps: usize,
+    /// Pre-LayerNorm before the attention (and the MLP), as in von Oswald et al.'s softmax
+    /// models with LayerNorm.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub layer_norm: bool,
+    /// Hidden width of a ReLU MLP after each attention (0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub d_mlp: usize,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -776,12 +783,12 @@ impl RunConfig {
                         "f32 (the LSA step computes in f32; the loss sums in f64)",
                     ));
                 }
-                if m.rollout_steps > 0 && (m.n_layers != 1 || m.attention != AttentionKind::Linear)
-                {
+                let plain = m.attention == AttentionKind::Linear && !m.layer_norm && m.d_mlp == 0;
+                if m.rollout_steps > 0 && (m.n_layers != 1 || !plain) {
                     return Err(GrokError::invalid(
                         "model.rollout_steps",
                         m.rollout_steps,
-                        "0 (the roll-out repeats one trained linear layer: n_layers = 1, attention = \"linear\")",
+                        "0 (the roll-out repeats one trained linear layer: n_layers = 1, attention = \"linear\", no layer_norm or d_mlp)",
                     ));
                 }
             }
@@ -935,6 +942,8 @@ impl RunConfig {
                     n_heads: m.n_heads,
                     softmax: m.attention == AttentionKind::Softmax,
                     init_scale: m.init_scale,
+                    layer_norm: m.layer_norm,
+                    d_mlp: m.d_mlp,
                 })
             }
         }
@@ -975,11 +984,11 @@ fn all_keys(table: &toml::Table) -> Vec<String> {
 }
 
 /// Keys `--set` may add where the preset does not name them: the optional train keys, and the
-/// LSA's analysis-only `model.rollout_steps`.
+/// LSA's optional `model.rollout_steps`, `model.layer_norm` and `model.d_mlp`.
 fn optional_keys() -> Vec<String> {
     (TrainSection::OPTIONAL_KEYS.iter())
         .map(|k| format!("train.{k}"))
-        .chain(["model.rollout_steps".to_string()])
+        .chain(["rollout_steps", "layer_norm", "d_mlp"].map(|k| format!("model.{k}")))
         .collect()
 }
 
