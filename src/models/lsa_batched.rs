@@ -467,7 +467,7 @@ pub(super) fn backward(
         if !needs_u {
             continue;
         }
-        let d_x = match (&x.ln1, g.as_deref_mut()) {
+        let d_x = match (&x.ln1, g) {
             (Some(n), Some(g)) => {
                 let (dw, db) = two(g, slots.ln1.expect("LayerNorm has ln1"));
                 layer_norm_back(&d_u, n, &b.ln1_w, dw, db)
