@@ -12,6 +12,7 @@ pub mod measures;
 pub mod models;
 pub mod report;
 pub mod rundir;
+pub mod sweep;
 pub mod tasks;
 pub mod train;
 

@@ -20,7 +20,82 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum SweepCommand {
+    /// Expand a sweep file (or a shipped sweep) into a manifest on stdout: one fully resolved
+    /// run per line (JSON), with a stable id.
+    Expand {
+        /// Sweep file (TOML: preset, [set], [grid], [random]).
+        #[arg(required_unless_present = "preset", conflicts_with = "preset")]
+        file: Option<PathBuf>,
+        /// A shipped sweep instead: phase_diagram_small, frac_sweep_nanda.
+        #[arg(long)]
+        preset: Option<String>,
+    },
+    /// Run a manifest's runs into RUNS/<id>/: all, one (--index, or the scheduler's
+    /// SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX / HQ_TASK_ID), or a shard. Finished runs are
+    /// skipped, stopped ones resume; DONE is written last.
+    Run {
+        /// Manifest from `sweep expand`.
+        manifest: PathBuf,
+        /// Directory of the sweep's runs.
+        #[arg(long)]
+        out: PathBuf,
+        /// Worker processes (each run's `train.threads` threads).
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Only manifest line I (0-based).
+        #[arg(long, conflicts_with = "shard")]
+        index: Option<usize>,
+        /// Only lines i with i mod n = k.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<String>,
+    },
+    /// One CSV row per finished run of RUNS (swept keys, steps to 90% and 99% train and test
+    /// accuracy, final losses, Liu et al.'s phase) on stdout.
+    Collect {
+        /// Directory of the sweep's runs.
+        runs: PathBuf,
+    },
+    /// Phase diagram, grokking delay and time to grok of RUNS, in RUNS/plots/ and RUNS/sweep.html.
+    Plot {
+        /// Directory of the sweep's runs.
+        runs: PathBuf,
+        /// Key on the x axis [default: the swept key with the most values].
+        #[arg(long)]
+        x: Option<String>,
+        /// Key on the y axis [default: the next one].
+        #[arg(long)]
+        y: Option<String>,
+    },
+    /// Write an `sbatch --array` script for a manifest (stdout): each task runs its line.
+    Slurm {
+        /// Manifest from `sweep expand`.
+        manifest: PathBuf,
+        /// Directory of the sweep's runs.
+        #[arg(long)]
+        out: PathBuf,
+        /// `--cpus-per-task`.
+        #[arg(long, default_value_t = 2)]
+        cpus: usize,
+        /// `--time` per task.
+        #[arg(long, default_value = "04:00:00")]
+        time: String,
+        /// `--partition`.
+        #[arg(long)]
+        partition: Option<String>,
+        /// At most this many tasks at once.
+        #[arg(long)]
+        max_parallel: Option<usize>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
+    /// Sweeps: expand, run (locally or under a scheduler), collect, plot, Slurm script.
+    Sweep {
+        #[command(subcommand)]
+        cmd: SweepCommand,
+    },
     /// Train a model; writes config, split, metrics, checkpoints and plots to the run directory.
     Train {
         /// Embedded preset to start from (see `groklab presets`).
@@ -180,6 +255,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Sweep { cmd } => sweep_command(cmd),
         Command::Train {
             preset,
             config,
@@ -226,6 +302,7 @@ fn run(cli: Cli) -> Result<()> {
                 resume,
                 force,
                 plots: !no_plots,
+                quiet: false,
             };
             let s = train::train(&cfg, &opts)?;
             println!(
@@ -664,4 +741,93 @@ fn parse_enum<T: serde::de::DeserializeOwned>(
 ) -> Result<T> {
     serde_json::from_value(serde_json::Value::String(value.to_string()))
         .map_err(|_| GrokError::invalid(field, value, allowed))
+}
+
+fn sweep_command(cmd: SweepCommand) -> groklab::Result<()> {
+    use groklab::sweep::{collect, runner, slurm, spec};
+    let absolute = |p: &std::path::Path| std::path::absolute(p).map_err(|e| GrokError::io(p, e));
+    match cmd {
+        SweepCommand::Expand { file, preset } => {
+            let s = match (file, preset) {
+                (Some(f), _) => {
+                    let text = std::fs::read_to_string(&f).map_err(|e| GrokError::io(&f, e))?;
+                    spec::SweepSpec::parse(&text)?
+                }
+                (None, Some(name)) => spec::SweepSpec::preset(&name)?,
+                (None, None) => unreachable!("clap requires one"),
+            };
+            let lines = s.expand()?;
+            for l in &lines {
+                println!("{}", serde_json::to_string(l).expect("serialisable"));
+            }
+            eprintln!("{} runs", lines.len());
+            Ok(())
+        }
+        SweepCommand::Run {
+            manifest,
+            out,
+            jobs,
+            index,
+            shard,
+        } => {
+            let lines = spec::read_manifest(&manifest)?;
+            let selected =
+                runner::Selection::resolve(index, shard.as_deref())?.lines(lines.len())?;
+            let (trained, skipped) = runner::run_sweep(&manifest, &lines, &selected, &out, jobs)?;
+            println!(
+                "sweep: {trained} trained, {skipped} already done, of {} selected",
+                selected.len()
+            );
+            Ok(())
+        }
+        SweepCommand::Collect { runs } => {
+            let (rows, unfinished) = collect::collect(&runs)?;
+            print!("{}", collect::to_csv(&rows));
+            if unfinished > 0 {
+                eprintln!("{unfinished} run(s) not finished (no DONE marker) left out");
+            }
+            Ok(())
+        }
+        SweepCommand::Plot { runs, x, y } => {
+            let (rows, unfinished) = collect::collect(&runs)?;
+            let drawn = report::sweep_plots::plot_sweep(&runs, &rows, x.as_deref(), y.as_deref())?;
+            let page = report::sweep_plots::write_sweep_report(&runs, &rows, &drawn, unfinished)?;
+            println!(
+                "plots in {}; page {}",
+                runs.join("plots").display(),
+                page.display()
+            );
+            Ok(())
+        }
+        SweepCommand::Slurm {
+            manifest,
+            out,
+            cpus,
+            time,
+            partition,
+            max_parallel,
+        } => {
+            let lines = spec::read_manifest(&manifest)?;
+            let exe = std::env::current_exe()
+                .map_err(|e| GrokError::io(std::path::Path::new("groklab"), e))?;
+            let opts = slurm::SlurmOptions {
+                job_name: "groklab-sweep".into(),
+                cpus,
+                time,
+                partition,
+                max_parallel,
+            };
+            print!(
+                "{}",
+                slurm::sbatch_script(
+                    &exe,
+                    &absolute(&manifest)?,
+                    &absolute(&out)?,
+                    lines.len(),
+                    &opts
+                )
+            );
+            Ok(())
+        }
+    }
 }

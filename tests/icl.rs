@@ -257,16 +257,28 @@ fn softmax_with_layer_norm_and_mlp() {
     let rows = rows(&run);
     let f = |row: &serde_json::Value, k: &str| row[k].as_f64().unwrap();
     let (first, last) = (&rows[0], rows.last().unwrap());
-    assert!(f(last, "test_loss") < 0.8 * f(first, "test_loss"), "{first} → {last}");
+    assert!(
+        f(last, "test_loss") < 0.8 * f(first, "test_loss"),
+        "{first} → {last}"
+    );
     let ckpt = std::fs::read(run.join("checkpoints/step_000300.safetensors")).unwrap();
     let header = String::from_utf8_lossy(&ckpt[..ckpt.len().min(4096)]);
-    for name in ["blocks.0.ln1.w", "blocks.0.ln2.b", "blocks.0.mlp.W_in", "blocks.0.mlp.b_out"] {
+    for name in [
+        "blocks.0.ln1.w",
+        "blocks.0.ln2.b",
+        "blocks.0.mlp.W_in",
+        "blocks.0.mlp.b_out",
+    ] {
         assert!(header.contains(name), "{name} missing from {header}");
     }
     let out = groklab(&["analyze", "--no-plots", run.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let m = std::fs::read_to_string(run.join("measures.jsonl")).unwrap();
     assert!(m.lines().all(|l| l.contains("\"interpolation\":[]")), "{m}");
 }

@@ -147,8 +147,8 @@ impl IclAnalysis {
         }
         for r in &self.rollout {
             lines.push(format!(
-                "roll-out ×{}: λ = {:.2}, loss {:.4} (GD with {} steps: {:.4})",
-                r.steps, r.lambda, r.loss, r.steps, r.gd_loss
+                "roll-out ×{}: λ = {:.2}, loss {:.4} ({}-step GD, η = {:.3}: {:.4})",
+                r.steps, r.lambda, r.loss, r.steps, r.gd_eta, r.gd_loss
             ));
         }
         lines

@@ -51,6 +51,22 @@ pub enum Chart {
         /// `(title, n, [n·n] row-major values)`.
         panels: Vec<(String, usize, Vec<f64>)>,
     },
+    /// A grid of labelled cells: categorical x and y ticks, each cell its colour and text
+    /// (a phase diagram), with a legend of colours.
+    Cells {
+        /// x axis label.
+        x_label: String,
+        /// y axis label.
+        y_label: String,
+        /// Tick label of each column.
+        x_ticks: Vec<String>,
+        /// Tick label of each row, bottom to top.
+        y_ticks: Vec<String>,
+        /// `(column, row, colour, text)`.
+        cells: Vec<(usize, usize, RGBColor, String)>,
+        /// `(label, colour)` entries of the legend.
+        legend: Vec<(String, RGBColor)>,
+    },
     /// Bars at integer x (`(x, height)`).
     Bars {
         /// x axis label.
@@ -105,6 +121,9 @@ impl Chart {
         area.fill(&WHITE).map_err(e)?;
         if let Chart::Matrices { columns, panels } = self {
             return draw_matrices(area, title, *columns, panels);
+        }
+        if let Chart::Cells { .. } = self {
+            return draw_cells(area, title, self);
         }
         let mut builder = ChartBuilder::on(&area);
         builder
@@ -229,7 +248,7 @@ impl Chart {
                 });
                 c.draw_series(cells).map_err(e)?;
             }
-            Chart::Matrices { .. } => unreachable!("drawn above"),
+            Chart::Matrices { .. } | Chart::Cells { .. } => unreachable!("drawn above"),
             Chart::Bars {
                 x_label,
                 y_label,
@@ -298,6 +317,79 @@ fn draw_matrices<DB: DrawingBackend>(
             Rectangle::new([(j, row), (j + 1, row + 1)], color.filled())
         });
         c.draw_series(cells).map_err(e)?;
+    }
+    area.present().map_err(e)
+}
+
+/// [`Chart::Cells`]: the grid, tick labels at cell centres, text in each cell, legend on the
+/// right.
+fn draw_cells<DB: DrawingBackend>(
+    area: DrawingArea<DB, Shift>,
+    title: &str,
+    chart: &Chart,
+) -> std::result::Result<(), String> {
+    let Chart::Cells {
+        x_label,
+        y_label,
+        x_ticks,
+        y_ticks,
+        cells,
+        legend,
+    } = chart
+    else {
+        unreachable!("called for cells")
+    };
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    let (nx, ny) = (x_ticks.len().max(1) as f64, y_ticks.len().max(1) as f64);
+    let (body, side) = area.split_horizontally(760);
+    let mut c = ChartBuilder::on(&body)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0.0..nx, 0.0..ny)
+        .map_err(e)?;
+    let tick = |labels: &[String], v: f64| -> String {
+        let i = v - 0.5;
+        if (i - i.round()).abs() < 1e-6 && i >= 0.0 {
+            labels.get(i.round() as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    c.configure_mesh()
+        .disable_mesh()
+        .x_desc(x_label.as_str())
+        .y_desc(y_label.as_str())
+        .x_labels(2 * x_ticks.len() + 1)
+        .y_labels(2 * y_ticks.len() + 1)
+        .x_label_formatter(&|v| tick(x_ticks, *v))
+        .y_label_formatter(&|v| tick(y_ticks, *v))
+        .draw()
+        .map_err(e)?;
+    c.draw_series(cells.iter().map(|(x, y, color, _)| {
+        let (x, y) = (*x as f64, *y as f64);
+        Rectangle::new([(x + 0.02, y + 0.02), (x + 0.98, y + 0.98)], color.filled())
+    }))
+    .map_err(e)?;
+    c.draw_series(cells.iter().map(|(x, y, _, text)| {
+        Text::new(
+            text.clone(),
+            (*x as f64 + 0.08, *y as f64 + 0.55),
+            ("sans-serif", 14).into_font().color(&BLACK),
+        )
+    }))
+    .map_err(e)?;
+    for (i, (label, color)) in legend.iter().enumerate() {
+        let y = 60 + 28 * i as i32;
+        side.draw(&Rectangle::new([(10, y), (30, y + 18)], color.filled()))
+            .map_err(e)?;
+        side.draw(&Text::new(
+            label.clone(),
+            (38, y + 3),
+            ("sans-serif", 15).into_font(),
+        ))
+        .map_err(e)?;
     }
     area.present().map_err(e)
 }

@@ -9,6 +9,7 @@ mod measure_plots;
 mod plots;
 pub mod saliency_plots;
 mod sequence_html;
+pub mod sweep_plots;
 mod table;
 
 pub use html::write_report;

@@ -50,6 +50,7 @@ pub fn train_seeds(
                 resume: false,
                 force,
                 plots,
+                quiet: false,
             };
             Run::open(c, &opts, 1)
         })

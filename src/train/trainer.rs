@@ -29,6 +29,8 @@ pub struct TrainOptions {
     pub force: bool,
     /// Draw the plots at the end.
     pub plots: bool,
+    /// No line per logged row (sweeps print their own progress).
+    pub quiet: bool,
 }
 
 /// What a finished run reports.
@@ -134,10 +136,14 @@ pub fn flush_denormals() {
 pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<RunSummary> {
     set_threads(cfg.train.threads);
     let mut run = Run::open(cfg, opts, cfg.train.threads)?;
-    let bar = progress_bar(run.start, cfg.train.steps);
+    let bar = if opts.quiet {
+        ProgressBar::hidden()
+    } else {
+        progress_bar(run.start, cfg.train.steps)
+    };
     for step in run.start..=cfg.train.steps {
         let logged = run.advance(step).inspect_err(|_| bar.abandon())?;
-        if let Some(row) = logged {
+        if let Some(row) = logged.filter(|_| !opts.quiet) {
             report_row(&bar, &row);
         }
         bar.inc(1);
@@ -198,7 +204,11 @@ impl<'a> Run<'a> {
                 atomic_write(&dir.join("split.json"), split.as_bytes())?;
             }
             let optim = fresh_optim(&init);
-            let params = init.clone();
+            let mut params = init.clone();
+            // what an f32 run's step-0 checkpoint stores, so that resuming from it is exact
+            if t.compute_dtype == Precision::F32 {
+                params.round_to_f32();
+            }
             (params, optim, 0, MetricsLog::default(), 0.0)
         };
         Ok(Self {
