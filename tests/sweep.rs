@@ -271,3 +271,41 @@ fn scheduler_indices_and_shards() {
         "{script}"
     );
 }
+
+/// `train.stop_at_test_acc` ends a run at its first logged step at that test accuracy, with a
+/// checkpoint after it; resuming the stopped run changes nothing.
+#[test]
+fn runs_stop_at_a_test_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("stop");
+    let mut args = vec!["train", "--no-plots", "--out", run.to_str().unwrap()];
+    args.extend(common::TINY);
+    args.extend([
+        "--set",
+        "task.frac_train=0.8",
+        "--set",
+        "train.steps=400",
+        "--set",
+        "train.stop_at_test_acc=0.8",
+    ]);
+    out_of(&args);
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let acc = |r: &serde_json::Value| r["test_acc"].as_f64().unwrap();
+    let last = rows.last().unwrap();
+    assert!(acc(last) >= 0.8 && rows[..rows.len() - 1].iter().all(|r| acc(r) < 0.8));
+    let step = last["step"].as_u64().unwrap();
+    assert!(step < 400, "stopped early");
+    assert!(run
+        .join(format!(
+            "checkpoints/step_{:06}.optim.safetensors",
+            step + 1
+        ))
+        .exists());
+    let before = lines_without_wall_time(&run);
+    out_of(&["train", "--no-plots", "--resume", run.to_str().unwrap()]);
+    assert_eq!(lines_without_wall_time(&run), before);
+}

@@ -491,6 +491,14 @@ pub struct TrainSection {
     /// total L2 norm (0: unconstrained).
     #[serde(default)]
     pub constrain_norm: f64,
+    /// Stop at the first logged step whose test accuracy reaches this (0: run every step): a
+    /// time-to-grok sweep needs no steps after it. The run ends with a checkpoint there.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub stop_at_test_acc: f64,
+}
+
+fn is_zero_f64(x: &f64) -> bool {
+    *x == 0.0
 }
 
 fn default_grokfast_alpha() -> f64 {
@@ -518,7 +526,7 @@ pub enum Sampling {
 
 impl TrainSection {
     /// Keys of `[train]` that presets may leave out (they have defaults).
-    pub const OPTIONAL_KEYS: [&'static str; 16] = [
+    pub const OPTIONAL_KEYS: [&'static str; 17] = [
         "engine",
         "optimizer",
         "momentum",
@@ -535,6 +543,7 @@ impl TrainSection {
         "grokfast_window",
         "orthograd",
         "constrain_norm",
+        "stop_at_test_acc",
     ];
 
     /// Checks the optimiser, schedule and gradient-filter keys.
@@ -551,6 +560,13 @@ impl TrainSection {
             if !(v >= 0.0 && v.is_finite()) {
                 return Err(GrokError::invalid(name, v, "a number >= 0 (0 disables)"));
             }
+        }
+        if !(0.0..=1.0).contains(&self.stop_at_test_acc) {
+            return Err(GrokError::invalid(
+                "train.stop_at_test_acc",
+                self.stop_at_test_acc,
+                "a number in [0, 1] (0 disables)",
+            ));
         }
         for (name, v) in [
             ("train.momentum", self.momentum),

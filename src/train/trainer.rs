@@ -141,12 +141,23 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<RunSummary> {
     } else {
         progress_bar(run.start, cfg.train.steps)
     };
-    for step in run.start..=cfg.train.steps {
-        let logged = run.advance(step).inspect_err(|_| bar.abandon())?;
-        if let Some(row) = logged.filter(|_| !opts.quiet) {
-            report_row(&bar, &row);
+    let stop = cfg.train.stop_at_test_acc;
+    let reached = |row: &MetricsRow| stop > 0.0 && row.test_acc >= stop;
+    // a run that stopped early and was resumed from its stop checkpoint stays stopped
+    if !run.log.rows.last().is_some_and(reached) {
+        for step in run.start..=cfg.train.steps {
+            let logged = run.advance(step).inspect_err(|_| bar.abandon())?;
+            if let Some(row) = &logged {
+                if !opts.quiet {
+                    report_row(&bar, row);
+                }
+                if reached(row) && step < cfg.train.steps {
+                    run.checkpoint(step + 1)?;
+                    break;
+                }
+            }
+            bar.inc(1);
         }
-        bar.inc(1);
     }
     bar.finish_and_clear();
     run.finish(opts.plots)
@@ -236,20 +247,28 @@ impl<'a> Run<'a> {
         s
     }
 
+    /// Saves the current weights and optimiser state as the checkpoint of `step` (the state
+    /// before `step`'s update).
+    pub(crate) fn checkpoint(&mut self, step: u64) -> Result<()> {
+        let wall = self.wall0 + self.clock.elapsed().as_secs_f64();
+        let dtype = match self.cfg.train.compute_dtype {
+            Precision::F32 => safetensors::Dtype::F32,
+            Precision::F64 => safetensors::Dtype::F64,
+        };
+        let buffers = self.model.buffers();
+        let (dir, params, optim) = (&self.dir, &self.params, &self.optim);
+        let extra = [(SLINGSHOT_META.to_string(), self.slingshots.to_meta())];
+        checkpoint::save(dir, step, params, &buffers, optim, dtype, wall, &extra)?;
+        self.last_ckpt = Some(step);
+        Ok(())
+    }
+
     /// Checkpoints (on schedule), steps, logs (on schedule; returned) and updates, for `step`.
     pub(crate) fn advance(&mut self, step: u64) -> Result<Option<MetricsRow>> {
         let t = &self.cfg.train;
         let wall = self.wall0 + self.clock.elapsed().as_secs_f64();
         if self.cfg.is_checkpoint_step(step) && !(self.resumed && step == self.start) {
-            let dtype = match t.compute_dtype {
-                Precision::F32 => safetensors::Dtype::F32,
-                Precision::F64 => safetensors::Dtype::F64,
-            };
-            let buffers = self.model.buffers();
-            let (dir, params, optim) = (&self.dir, &self.params, &self.optim);
-            let extra = [(SLINGSHOT_META.to_string(), self.slingshots.to_meta())];
-            checkpoint::save(dir, step, params, &buffers, optim, dtype, wall, &extra)?;
-            self.last_ckpt = Some(step);
+            self.checkpoint(step)?;
         }
         let (r, whole) = (self.batches).train(
             &self.step_fn(&self.devices.0),
