@@ -17,24 +17,6 @@ fn have(cmd: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// 4 runs of a tiny transformer, 100 steps each.
-const SWEEP: &str = r#"
-preset = "quick"
-[set]
-"task.p" = 23
-"model.d_model" = 32
-"model.d_head" = 8
-"model.d_mlp" = 64
-"train.steps" = 100
-"train.log_every" = 10
-"train.checkpoint_every" = 50
-"train.dense_checkpoints_until" = 0
-"train.threads" = 1
-[grid]
-"task.frac_train" = [0.3, 0.8]
-"train.weight_decay" = [0.0, 1.0]
-"#;
-
 #[test]
 fn slurm_array_runs_every_line_of_the_sweep() {
     if !have("sbatch") {
@@ -56,7 +38,8 @@ fn slurm_array_runs_every_line_of_the_sweep() {
 
     let dir = tempfile::tempdir().unwrap();
     let sweep = dir.path().join("sweep.toml");
-    std::fs::write(&sweep, SWEEP).unwrap();
+    let grid = "\"task.frac_train\" = [0.3, 0.8]\n\"train.weight_decay\" = [0.0, 1.0]";
+    std::fs::write(&sweep, common::tiny_sweep(100, grid)).unwrap();
     let manifest = groklab(&["sweep", "expand", sweep.to_str().unwrap()])
         .output()
         .unwrap();

@@ -6,40 +6,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 mod common;
-use common::{groklab, lines_without_wall_time};
+use common::{groklab, lines_without_wall_time, stdout_of as out_of};
 
-/// A tiny transformer on (a+b) mod 23: 2 fractions × 2 seeds, 150 steps.
-const SWEEP: &str = r#"
-preset = "quick"
-[set]
-"task.p" = 23
-"model.d_model" = 32
-"model.d_head" = 8
-"model.d_mlp" = 64
-"train.steps" = 150
-"train.log_every" = 10
-"train.checkpoint_every" = 20
-"train.dense_checkpoints_until" = 0
-"train.threads" = 1
-[grid]
-"task.frac_train" = [0.3, 0.8]
-"model.init_seed" = [0, 1]
-"#;
-
-fn out_of(args: &[&str]) -> String {
-    let out = groklab(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+/// 2 fractions × 2 seeds, 150 steps.
+fn sweep_file() -> String {
+    common::tiny_sweep(
+        150,
+        "\"task.frac_train\" = [0.3, 0.8]\n\"model.init_seed\" = [0, 1]",
+    )
 }
 
 /// Writes the sweep file and its manifest under `dir`; returns the manifest and its ids.
 fn manifest(dir: &Path) -> (PathBuf, Vec<String>) {
     let file = dir.join("sweep.toml");
-    std::fs::write(&file, SWEEP).unwrap();
+    std::fs::write(&file, sweep_file()).unwrap();
     let text = out_of(&["sweep", "expand", file.to_str().unwrap()]);
     assert_eq!(
         text,

@@ -67,9 +67,15 @@ fn layer_norm(x: &[f32], e: usize, w: &[f32], b: &[f32]) -> Normed {
     Normed { y, hat, rstd }
 }
 
-/// Backward of [`layer_norm`]: returns dx and adds to `dw`, `db`.
-fn layer_norm_back(dy: &[f32], n: &Normed, w: &[f32], dw: &mut [f32], db: &mut [f32]) -> Vec<f32> {
+/// Backward of [`layer_norm`]: returns dx and, when `g` is given, adds to its scale and shift.
+fn layer_norm_back(
+    dy: &[f32],
+    n: &Normed,
+    w: &[f32],
+    g: Option<(&mut [f32], &mut [f32])>,
+) -> Vec<f32> {
     let e = w.len();
+    let (mut dw, mut db) = (vec![0.0f32; e], vec![0.0f32; e]);
     let mut dx = vec![0.0; dy.len()];
     for r in 0..dy.len() / e {
         let (dyr, hr) = (&dy[r * e..(r + 1) * e], &n.hat[r * e..(r + 1) * e]);
@@ -86,6 +92,10 @@ fn layer_norm_back(dy: &[f32], n: &Normed, w: &[f32], dw: &mut [f32], db: &mut [
         for j in 0..e {
             dx[r * e + j] = n.rstd[r] * (dyr[j] * w[j] - mean_g - hr[j] * mean_gh);
         }
+    }
+    if let Some((gw, gb)) = g {
+        gw.iter_mut().zip(&dw).for_each(|(a, b)| *a += b);
+        gb.iter_mut().zip(&db).for_each(|(a, b)| *a += b);
     }
     dx
 }
@@ -308,59 +318,26 @@ pub(super) fn backward(
         // the MLP, on the updated rows; the residual passes dh through
         if let Some(mx) = &x.mlp {
             let d_out = gather(&dh, m, t, e, q0);
-            let dm = w.d_mlp;
             let s = slots.mlp.expect("an MLP has slots");
-            if let Some(g) = g.as_deref_mut() {
-                matmul_into(
-                    &mut g[s + 2],
-                    e,
-                    View::new(&mx.post, m * tq, dm).t(),
-                    View::new(&d_out, m * tq, e),
-                    true,
-                );
-                add_col_sums(&d_out, &mut g[s + 3]);
-            }
-            let mut d_pre = vec![0.0f32; m * tq * dm];
-            matmul_into(
-                &mut d_pre,
-                dm,
-                View::new(&d_out, m * tq, e),
-                View::new(&b.w_out, dm, e).t(),
-                false,
+            let mut d_pre = affine_back(
+                &mx.post,
+                w.d_mlp,
+                &d_out,
+                &b.w_out,
+                pair(g.as_deref_mut(), s + 2),
             );
             d_pre.iter_mut().zip(&mx.pre).for_each(|(d, &p)| {
                 if p <= 0.0 {
                     *d = 0.0
                 }
             });
-            if let Some(g) = g.as_deref_mut() {
-                matmul_into(
-                    &mut g[s],
-                    dm,
-                    View::new(&mx.z, m * tq, e).t(),
-                    View::new(&d_pre, m * tq, dm),
-                    true,
-                );
-                add_col_sums(&d_pre, &mut g[s + 1]);
-            }
-            let mut dz = vec![0.0f32; m * tq * e];
-            matmul_into(
-                &mut dz,
-                e,
-                View::new(&d_pre, m * tq, dm),
-                View::new(&b.w_in, e, dm).t(),
-                false,
-            );
-            let d_mid = match (&mx.ln2, g.as_deref_mut()) {
-                (Some(n), Some(g)) => {
-                    let s2 = slots.ln2.expect("LayerNorm with an MLP has ln2");
-                    let (dw, db) = two(g, s2);
-                    layer_norm_back(&dz, n, &b.ln2_w, dw, db)
+            let dz = affine_back(&mx.z, e, &d_pre, &b.w_in, pair(g.as_deref_mut(), s));
+            let d_mid = match &mx.ln2 {
+                Some(n) => {
+                    let slot = slots.ln2.expect("LayerNorm with an MLP has ln2");
+                    layer_norm_back(&dz, n, &b.ln2_w, pair(g.as_deref_mut(), slot))
                 }
-                (Some(n), None) => {
-                    layer_norm_back(&dz, n, &b.ln2_w, &mut vec![0.0; e], &mut vec![0.0; e])
-                }
-                (None, _) => dz,
+                None => dz,
             };
             scatter_add(&mut dh, &d_mid, m, t, e, q0);
         }
@@ -467,15 +444,12 @@ pub(super) fn backward(
         if !needs_u {
             continue;
         }
-        let d_x = match (&x.ln1, g) {
-            (Some(n), Some(g)) => {
-                let (dw, db) = two(g, slots.ln1.expect("LayerNorm has ln1"));
-                layer_norm_back(&d_u, n, &b.ln1_w, dw, db)
+        let d_x = match &x.ln1 {
+            Some(n) => {
+                let slot = slots.ln1.expect("LayerNorm has ln1");
+                layer_norm_back(&d_u, n, &b.ln1_w, pair(g, slot))
             }
-            (Some(n), None) => {
-                layer_norm_back(&d_u, n, &b.ln1_w, &mut vec![0.0; e], &mut vec![0.0; e])
-            }
-            (None, _) => d_u,
+            None => d_u,
         };
         // the residual stream: dh passes through, plus the attention's input gradient
         dh.iter_mut().zip(&d_x).for_each(|(a, b)| *a += b);
@@ -483,10 +457,42 @@ pub(super) fn backward(
     dh
 }
 
-/// Parameters `s` and `s + 1` of a block's gradients, both mutable.
-fn two(g: &mut [Vec<f32>], s: usize) -> (&mut [f32], &mut [f32]) {
-    let (a, b) = g[s..].split_at_mut(1);
-    (&mut a[0], &mut b[0])
+/// Parameters `s` and `s + 1` of a block's gradients (a weight and its bias, or a LayerNorm's
+/// scale and shift), both mutable, when gradients are wanted.
+fn pair(g: Option<&mut Vec<Vec<f32>>>, s: usize) -> Option<(&mut [f32], &mut [f32])> {
+    let (a, b) = g?[s..].split_at_mut(1);
+    Some((&mut a[0], &mut b[0]))
+}
+
+/// Backward of [`affine`] `y = x·W + b` (`x` `[rows, k]`, `W` `[k, n]`): returns `dy·Wᵀ` and,
+/// when `g` is given, adds `xᵀ·dy` to its weight and the column sums of `dy` to its bias.
+fn affine_back(
+    x: &[f32],
+    k: usize,
+    dy: &[f32],
+    w: &[f32],
+    g: Option<(&mut [f32], &mut [f32])>,
+) -> Vec<f32> {
+    let (rows, n) = (x.len() / k, w.len() / k);
+    if let Some((gw, gb)) = g {
+        matmul_into(
+            gw,
+            n,
+            View::new(x, rows, k).t(),
+            View::new(dy, rows, n),
+            true,
+        );
+        add_col_sums(dy, gb);
+    }
+    let mut dx = vec![0.0f32; rows * k];
+    matmul_into(
+        &mut dx,
+        k,
+        View::new(dy, rows, n),
+        View::new(w, k, n).t(),
+        false,
+    );
+    dx
 }
 
 /// Loss sum `Σ ½(ŷ − y)²` of the chunk `tokens` `[m, T, e]` against `targets` `[m]`, adding the

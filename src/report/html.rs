@@ -72,6 +72,15 @@ fn checkpoint_data(m: &Measures) -> Value {
     })
 }
 
+/// A self-contained page: `title` (escaped) as its `<title>` and `<h1>`, the reports' style
+/// sheet, then `body`.
+pub(super) fn page(title: &str, body: &str) -> String {
+    let t = escape(title);
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{t}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>{t}</h1>\n{body}</body>\n</html>\n"
+    )
+}
+
 pub(super) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -170,17 +179,10 @@ pub fn write_report(run_dir: &Path, rows: &[Measures], analysis: &RunAnalysis) -
         .map(|p| format!("<figure>{}</figure>\n", inline_plot(&p, true)))
         .collect();
 
-    let html = format!(
-        r#"<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>groklab report: {name}</title>
-<style>{STYLE}</style>
-</head>
-<body>
-<h1>groklab report: {name}</h1>
-<section id="summary">
+    let html = page(
+        &format!("groklab report: {name}"),
+        &format!(
+            r#"<section id="summary">
 <table>
 <tr><th>key frequencies</th><td>{keys:?} <span class="note">({rule}, from step {key_step})</span></td></tr>
 <tr><th>phases</th><td>memorisation ends {m}, circuit formation ends {c}, clean-up ends {u}
@@ -214,17 +216,16 @@ pub fn write_report(run_dir: &Path, rows: &[Measures], analysis: &RunAnalysis) -
 </section>
 <script type="application/json" id="report-data">{data}</script>
 <script>{SCRIPT}</script>
-</body>
-</html>
 "#,
-        keys = analysis.key_freqs,
-        rule = escape(&analysis.key_freq_rule),
-        key_step = analysis.key_freq_step,
-        m = at(ph.memorisation_end),
-        c = at(ph.circuit_formation_end),
-        u = at(ph.cleanup_end),
-        phase_rule = escape(&ph.rule),
-        config = escape(&config),
+            keys = analysis.key_freqs,
+            rule = escape(&analysis.key_freq_rule),
+            key_step = analysis.key_freq_step,
+            m = at(ph.memorisation_end),
+            c = at(ph.circuit_formation_end),
+            u = at(ph.cleanup_end),
+            phase_rule = escape(&ph.rule),
+            config = escape(&config),
+        ),
     );
     let path = run_dir.join("report.html");
     atomic_write(&path, html.as_bytes())?;

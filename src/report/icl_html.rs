@@ -4,7 +4,7 @@
 //! interpolation curve, and the charts of [`super::icl_plots`]; self-contained as the other
 //! reports are.
 
-use super::html::{escape, inline_plot, round, rounded, STYLE};
+use super::html::{escape, inline_plot, page, round, rounded};
 use super::icl_plots::ICL_CHARTS;
 use crate::error::{GrokError, Result};
 use crate::measures::icl_run::{IclAnalysis, IclRow};
@@ -104,17 +104,10 @@ pub fn write_icl_report(
             )
         })
         .collect();
-    let html = format!(
-        r#"<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>groklab report: {name}</title>
-<style>{STYLE}</style>
-</head>
-<body>
-<h1>groklab report: {name}</h1>
-<section id="summary">
+    let html = page(
+        &format!("groklab report: {name}"),
+        &format!(
+            r#"<section id="summary">
 <ul>{findings}</ul>
 <p class="note">Each heatmap is coloured on its own scale (blue negative, red positive, white 0): a
 trained block may carry the construction's products times c and 1/c, which compute the same
@@ -136,10 +129,9 @@ function.</p>
 </section>
 <script type="application/json" id="report-data">{data}</script>
 <script>{SCRIPT}</script>
-</body>
-</html>
 "#,
-        config = escape(&config),
+            config = escape(&config),
+        ),
     );
     let path = run_dir.join("report.html");
     atomic_write(&path, html.as_bytes())?;

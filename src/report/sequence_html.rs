@@ -2,7 +2,7 @@
 //! each phase change), its config and its curves (loss, accuracy, per position, per class, the
 //! attention scores), self-contained as the binary-operation report is.
 
-use super::html::{escape, inline_plot, STYLE};
+use super::html::{escape, inline_plot, page};
 use crate::error::{GrokError, Result};
 use crate::measures::sequence_run::SequenceAnalysis;
 use crate::rundir::{atomic_write, MetricsRow};
@@ -60,17 +60,10 @@ pub fn write_sequence_report(
             )
         })
         .collect();
-    let html = format!(
-        r#"<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>groklab report: {name}</title>
-<style>{STYLE}</style>
-</head>
-<body>
-<h1>groklab report: {name}</h1>
-<section id="summary">
+    let html = page(
+        &format!("groklab report: {name}"),
+        &format!(
+            r#"<section id="summary">
 <table>
 {final_row}
 <tr><th>checkpoints measured</th><td>{checkpoints} (measures.jsonl)</td></tr>
@@ -83,15 +76,14 @@ pub fn write_sequence_report(
 <h2>Over training</h2>
 {curves}
 </section>
-</body>
-</html>
 "#,
-        checkpoints = analysis.checkpoints,
-        rule = (analysis.phases.as_ref()).map_or(String::new(), |p| format!(
-            "<p class=\"note\">{}</p>",
-            escape(&p.rule)
-        )),
-        config = escape(&config),
+            checkpoints = analysis.checkpoints,
+            rule = (analysis.phases.as_ref()).map_or(String::new(), |p| format!(
+                "<p class=\"note\">{}</p>",
+                escape(&p.rule)
+            )),
+            config = escape(&config),
+        ),
     );
     let path = run_dir.join("report.html");
     atomic_write(&path, html.as_bytes())?;

@@ -4,7 +4,7 @@
 //! test loss < 1, Power et al. 2022's 99% validation accuracy).
 
 use super::charts::{palette, Chart, Series};
-use super::html::{escape, inline_plot, STYLE};
+use super::html::{escape, inline_plot, page};
 use crate::error::{GrokError, Result};
 use crate::rundir::atomic_write;
 use crate::sweep::collect::{to_csv, Phase, RunRow};
@@ -286,17 +286,10 @@ pub fn write_sweep_report(
     let name = runs_dir
         .file_name()
         .map_or("sweep".into(), |n| n.to_string_lossy().to_string());
-    let html = format!(
-        r#"<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>groklab sweep: {name}</title>
-<style>{STYLE}</style>
-</head>
-<body>
-<h1>groklab sweep: {name}</h1>
-<section id="summary">
+    let html = page(
+        &format!("groklab sweep: {name}"),
+        &format!(
+            r#"<section id="summary">
 <p>{n} finished runs{unf}. Phases by Liu et al. 2022's rule (first steps at 90% train and test
 accuracy; comprehension when test follows within {w} steps):</p>
 <ul>{summary}</ul>
@@ -308,16 +301,15 @@ accuracy; comprehension when test follows within {w} steps):</p>
 <table>
 {table}</table>
 </section>
-</body>
-</html>
 "#,
-        n = rows.len(),
-        unf = if unfinished > 0 {
-            format!(" ({unfinished} not finished)")
-        } else {
-            String::new()
-        },
-        w = crate::sweep::collect::COMPREHENSION_WINDOW,
+            n = rows.len(),
+            unf = if unfinished > 0 {
+                format!(" ({unfinished} not finished)")
+            } else {
+                String::new()
+            },
+            w = crate::sweep::collect::COMPREHENSION_WINDOW,
+        ),
     );
     let path = runs_dir.join("sweep.html");
     atomic_write(&path, html.as_bytes())?;

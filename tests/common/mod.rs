@@ -182,3 +182,31 @@ pub fn self_test(page: &Path, scratch: &Path) -> Option<SelfTest> {
     assert!(js_errors.is_empty(), "JavaScript errors: {js_errors:?}");
     Some(SelfTest { dom, body, log })
 }
+
+/// The stdout of a `groklab` command that must succeed (its stderr shown otherwise).
+pub fn stdout_of(args: &[&str]) -> String {
+    let out = groklab(args).output().unwrap();
+    assert_success(&out);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A sweep file over a tiny transformer on (a+b) mod 23 (`quick` shrunk, one thread per run,
+/// a checkpoint every 20 steps): `steps` steps, then the `[grid]` lines given.
+pub fn tiny_sweep(steps: u64, grid: &str) -> String {
+    format!(
+        r#"preset = "quick"
+[set]
+"task.p" = 23
+"model.d_model" = 32
+"model.d_head" = 8
+"model.d_mlp" = 64
+"train.steps" = {steps}
+"train.log_every" = 10
+"train.checkpoint_every" = 20
+"train.dense_checkpoints_until" = 0
+"train.threads" = 1
+[grid]
+{grid}
+"#
+    )
+}
