@@ -197,7 +197,7 @@ fn killed_sweep_completes_with_no_lost_or_duplicated_run() {
 }
 
 /// A scheduler's index variable picks one line; `--shard` picks every n-th; a bad shard is a
-/// one-line error naming it.
+/// one-line error naming it; in one process the seeds of a grid point train side by side.
 #[test]
 fn scheduler_indices_and_shards() {
     let dir = tempfile::tempdir().unwrap();
@@ -245,6 +245,13 @@ fn scheduler_indices_and_shards() {
     .output()
     .unwrap();
     common::assert_error(&out, &["--shard", "k/n"]);
+    // in one process, fresh lines that differ only in the seed train side by side
+    let batched = dir.path().join("batched");
+    let text = out_of(&["sweep", "run", m, "--out", batched.to_str().unwrap()]);
+    assert_eq!(text.matches("(batched, 2 seeds)").count(), 4, "{text}");
+    let mut all = ids.clone();
+    all.sort();
+    assert_eq!(done_dirs(&batched), all);
     let script = out_of(&["sweep", "slurm", m, "--out", runs.to_str().unwrap()]);
     assert!(
         script.contains("#SBATCH --array=0-3") && script.contains("sweep run"),

@@ -7,7 +7,7 @@
 use super::spec::ManifestLine;
 use crate::error::{GrokError, Result};
 use crate::rundir::{atomic_write, list_steps};
-use crate::train::{train, RunConfig, TrainOptions};
+use crate::train::{train, train_side_by_side, RunConfig, RunSummary, TrainOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -128,6 +128,18 @@ pub fn run_line(lines: &[ManifestLine], i: usize, out: &Path) -> Result<Outcome>
         quiet: true,
     };
     let summary = train(&cfg, &opts)?;
+    finish_line(line, &dir, &summary, &tag, start.elapsed().as_secs_f64())?;
+    Ok(Outcome::Trained)
+}
+
+/// Writes a trained line's `sweep.json` and, last, its `DONE`; prints its done line.
+fn finish_line(
+    line: &ManifestLine,
+    dir: &Path,
+    summary: &RunSummary,
+    tag: &str,
+    secs: f64,
+) -> Result<()> {
     let sweep_json =
         serde_json::json!({ "id": line.id, "preset": line.preset, "swept": line.swept });
     atomic_write(&dir.join("sweep.json"), sweep_json.to_string().as_bytes())?;
@@ -137,19 +149,72 @@ pub fn run_line(lines: &[ManifestLine], i: usize, out: &Path) -> Result<Outcome>
         format!("step {}\n", last.step).as_bytes(),
     )?;
     println!(
-        "{tag} done step {} train_loss {:.3e} test_loss {:.3e} test_acc {:.4} in {:.1} s",
-        last.step,
-        last.train_loss,
-        last.test_loss,
-        last.test_acc,
-        start.elapsed().as_secs_f64()
+        "{tag} done step {} train_loss {:.3e} test_loss {:.3e} test_acc {:.4} in {secs:.1} s",
+        last.step, last.train_loss, last.test_loss, last.test_acc,
     );
-    Ok(Outcome::Trained)
+    Ok(())
+}
+
+/// The selected lines in groups to train together: fresh lines (no `DONE`, no checkpoint)
+/// whose configs differ only in `model.init_seed` form one group, trained side by side as
+/// batched seeds; every other line is a group of its own. Groups keep the order of their
+/// first lines.
+///
+/// # Errors
+/// A line whose config does not parse.
+pub fn seed_groups(
+    lines: &[ManifestLine],
+    selected: &[usize],
+    out: &Path,
+) -> Result<Vec<Vec<usize>>> {
+    let mut groups: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+    for &i in selected {
+        let dir = run_dir(out, &lines[i].id);
+        let fresh = !dir.join("DONE").exists() && list_steps(&dir).is_empty();
+        let mut cfg = RunConfig::from_toml(&lines[i].config)?;
+        // early stopping ends runs at different steps: those run alone
+        let key = (fresh && cfg.train.stop_at_test_acc == 0.0).then(|| {
+            cfg.model.set_init_seed(0);
+            cfg.to_toml()
+        });
+        match groups.iter_mut().find(|(k, _)| key.is_some() && *k == key) {
+            Some((_, g)) => g.push(i),
+            None => groups.push((key, vec![i])),
+        }
+    }
+    Ok(groups.into_iter().map(|(_, g)| g).collect())
+}
+
+/// Trains the fresh lines `group` (configs equal but for the seed) side by side.
+fn run_group(lines: &[ManifestLine], group: &[usize], out: &Path) -> Result<()> {
+    let start = Instant::now();
+    let mut runs = Vec::with_capacity(group.len());
+    for &i in group {
+        let line = &lines[i];
+        let swept: Vec<String> = line.swept.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "sweep {}/{} {} start (batched, {} seeds) {}",
+            i + 1,
+            lines.len(),
+            line.id,
+            group.len(),
+            swept.join(" ")
+        );
+        runs.push((RunConfig::from_toml(&line.config)?, run_dir(out, &line.id)));
+    }
+    let summaries = train_side_by_side(&runs, true, false, true)?;
+    for (&i, summary) in group.iter().zip(&summaries) {
+        let tag = format!("sweep {}/{} {}", i + 1, lines.len(), lines[i].id);
+        let secs = start.elapsed().as_secs_f64();
+        finish_line(&lines[i], &run_dir(out, &lines[i].id), summary, &tag, secs)?;
+    }
+    Ok(())
 }
 
 /// Runs the `selected` lines of the manifest at `manifest` into `out`: in this process when
-/// `jobs` is 1, else in up to `jobs` child processes of this binary (`sweep run --index i`),
-/// started in line order. Returns how many runs were trained and how many skipped.
+/// `jobs` is 1 (fresh lines that differ only in the seed side by side, as batched seeds:
+/// [`seed_groups`]), else in up to `jobs` child processes of this binary (`sweep run --index
+/// i`), started in line order. Returns how many runs were trained and how many skipped.
 ///
 /// # Errors
 /// The first failing run's error (in-process), or which child runs failed.
@@ -163,8 +228,13 @@ pub fn run_sweep(
     std::fs::create_dir_all(out).map_err(|e| GrokError::io(out, e))?;
     let (mut trained, mut skipped) = (0, 0);
     if jobs <= 1 {
-        for &i in selected {
-            match run_line(lines, i, out)? {
+        for group in seed_groups(lines, selected, out)? {
+            if group.len() > 1 {
+                run_group(lines, &group, out)?;
+                trained += group.len();
+                continue;
+            }
+            match run_line(lines, group[0], out)? {
                 Outcome::Trained => trained += 1,
                 Outcome::Skipped => skipped += 1,
             }

@@ -36,7 +36,7 @@ pub use numerics::{
 };
 pub use optim::{DecayTarget, Optimizer, OptimizerKind};
 pub use schedule::{warmup_lr, Schedule, ScheduleKind};
-pub use seeds::{seed_configs, train_seeds};
+pub use seeds::{seed_configs, train_seeds, train_side_by_side};
 pub use seq_step::{group_pairs, seq_evaluate, seq_evaluate_pairs, seq_train, ScoredPair};
 pub use step::{Step, StepResult};
 pub use task_config::{

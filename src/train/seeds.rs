@@ -9,7 +9,7 @@ use super::config::RunConfig;
 use super::trainer::{set_threads, Run, RunSummary, TrainOptions};
 use crate::error::{GrokError, Result};
 use rayon::prelude::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The S configs: `cfg` with `model.init_seed` = its own + 0, 1, …, S − 1.
@@ -41,16 +41,37 @@ pub fn train_seeds(
             "a positive number of seeds",
         ));
     }
+    let runs: Vec<(RunConfig, PathBuf)> = (seed_configs(cfg, seeds).into_iter().enumerate())
+        .map(|(i, c)| (c, out.join(format!("seed_{i}"))))
+        .collect();
+    train_side_by_side(&runs, force, plots, false)
+}
+
+/// Trains fresh runs of configs that differ only in `model.init_seed` (the first config's
+/// steps and threads) side by side, each into its own directory, one thread per run at a
+/// time; prints one line per logged step unless `quiet`. Each run equals the run trained alone.
+///
+/// # Errors
+/// As [`super::train`] for any of the runs (the first error stops all).
+pub fn train_side_by_side(
+    runs: &[(RunConfig, PathBuf)],
+    force: bool,
+    plots: bool,
+    quiet: bool,
+) -> Result<Vec<RunSummary>> {
+    let Some((cfg, _)) = runs.first() else {
+        return Ok(Vec::new());
+    };
+    let seeds = runs.len();
     set_threads(cfg.train.threads);
-    let configs = seed_configs(cfg, seeds);
-    let mut runs = (configs.iter().enumerate())
-        .map(|(i, c)| {
+    let mut runs = (runs.iter())
+        .map(|(c, dir)| {
             let opts = TrainOptions {
-                out: out.join(format!("seed_{i}")),
+                out: dir.clone(),
                 resume: false,
                 force,
                 plots,
-                quiet: false,
+                quiet,
             };
             Run::open(c, &opts, 1)
         })
@@ -61,7 +82,7 @@ pub fn train_seeds(
             .map(|r| r.advance(step))
             .collect::<Result<Vec<_>>>()?;
         let logged: Vec<_> = rows.into_iter().flatten().collect();
-        if !logged.is_empty() {
+        if !logged.is_empty() && !quiet {
             let range = |f: fn(&crate::rundir::MetricsRow) -> f64| {
                 (logged.iter().map(f)).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
                     (lo.min(x), hi.max(x))
