@@ -1,5 +1,7 @@
-//! Linear self-attention (LSA), and softmax attention, on real-valued tokens, the model of von Oswald et al. 2023 §2
-//! (REFERENCES.md §5), forward beside backward (llm.c's layout), in f32.
+//! Linear self-attention (LSA), and softmax attention, on real-valued tokens, the model of von
+//! Oswald et al. 2023 §2 (REFERENCES.md §5), in f32: its config, weights and entry points
+//! (predictions, query gradients, the training loss and gradients). The forward and backward
+//! themselves, over chunks of tasks, are in [`super::lsa_batched`].
 //!
 //! One layer on the tokens `H` `[T, e]` (e = d + 1; the last token is the query, the T − 1
 //! before it the context):
@@ -15,8 +17,10 @@
 //! With h heads each adds its own `(A V) W_P`; with softmax attention `A = softmax(Q Kᵀ/√e)`
 //! over the context keys (the paper's §4 comparison: softmax needs two heads to come close to
 //! GD). K layers are stacked, with their own weights or one shared ("recurrent") block, and
-//! the prediction is `ŷ = −H[query, d]`. Parameter names follow TransformerLens
-//! (`blocks.0.attn.W_Q` `[h, e, e]`; W_P is `blocks.0.attn.W_O`).
+//! the prediction is `ŷ = −H[query, d]`. Optionally each layer reads its input through a
+//! pre-LayerNorm and adds a ReLU MLP after the attention. Parameter names follow
+//! TransformerLens (`blocks.0.attn.W_Q` `[h, e, e]`; W_P is `blocks.0.attn.W_O`;
+//! `blocks.0.ln1.w`, `blocks.0.mlp.W_in`).
 
 use super::config::{Init, ParamSpec};
 use super::lsa_batched;
