@@ -318,19 +318,5 @@ pub fn analyze_icl_run(run_dir: &Path) -> Result<(Vec<IclRow>, IclAnalysis)> {
 /// [`GrokError::Io`] when absent (run `groklab analyze` first), [`GrokError::Config`] when
 /// malformed.
 pub fn load_icl_analysis(run_dir: &Path) -> Result<(Vec<IclRow>, IclAnalysis)> {
-    let read = |name: &str| {
-        let path = run_dir.join(name);
-        std::fs::read_to_string(&path).map_err(|e| GrokError::io(&path, e))
-    };
-    let bad = |name: &str, e: serde_json::Error| {
-        GrokError::Config(format!("{}: {e}", run_dir.join(name).display()))
-    };
-    let rows = read("measures.jsonl")?
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).map_err(|e| bad("measures.jsonl", e)))
-        .collect::<Result<Vec<IclRow>>>()?;
-    let analysis =
-        serde_json::from_str(&read("analysis.json")?).map_err(|e| bad("analysis.json", e))?;
-    Ok((rows, analysis))
+    super::run::read_rows_and_analysis(run_dir)
 }

@@ -127,23 +127,40 @@ pub fn check_key_freqs(freqs: &[usize], p: usize) -> Result<()> {
 /// # Errors
 /// [`GrokError::Io`] when absent (run `groklab analyze` first), [`GrokError::Config`] when malformed.
 pub fn load_measures(run_dir: &Path) -> Result<RunMeasures> {
-    let read = |name: &str| {
-        let path = run_dir.join(name);
-        std::fs::read_to_string(&path).map_err(|e| GrokError::io(&path, e))
-    };
-    let bad = |name: &str, e: serde_json::Error| {
-        GrokError::Config(format!("{}: {e}", run_dir.join(name).display()))
-    };
-    let rows = read("measures.jsonl")?
-        .lines()
+    let (rows, analysis) = read_rows_and_analysis(run_dir)?;
+    Ok((rows, analysis, read_json(run_dir, "final_neurons.json")?))
+}
+
+/// `run_dir/name` parsed as JSON.
+///
+/// # Errors
+/// [`GrokError::Io`] when absent, [`GrokError::Config`] when malformed.
+pub(super) fn read_json<T: serde::de::DeserializeOwned>(run_dir: &Path, name: &str) -> Result<T> {
+    let path = run_dir.join(name);
+    let text = std::fs::read_to_string(&path).map_err(|e| GrokError::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| GrokError::Config(format!("{}: {e}", path.display())))
+}
+
+/// The rows of `measures.jsonl` and `analysis.json`, as `analyze` wrote them.
+///
+/// # Errors
+/// [`GrokError::Io`] when absent (run `groklab analyze` first), [`GrokError::Config`] naming the
+/// malformed file.
+pub(super) fn read_rows_and_analysis<R, A>(run_dir: &Path) -> Result<(Vec<R>, A)>
+where
+    R: serde::de::DeserializeOwned,
+    A: serde::de::DeserializeOwned,
+{
+    let path = run_dir.join("measures.jsonl");
+    let text = std::fs::read_to_string(&path).map_err(|e| GrokError::io(&path, e))?;
+    let rows = (text.lines())
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).map_err(|e| bad("measures.jsonl", e)))
-        .collect::<Result<Vec<Measures>>>()?;
-    let analysis =
-        serde_json::from_str(&read("analysis.json")?).map_err(|e| bad("analysis.json", e))?;
-    let views = serde_json::from_str(&read("final_neurons.json")?)
-        .map_err(|e| bad("final_neurons.json", e))?;
-    Ok((rows, analysis, views))
+        .map(|l| {
+            serde_json::from_str(l)
+                .map_err(|e| GrokError::Config(format!("{}: {e}", path.display())))
+        })
+        .collect::<Result<Vec<R>>>()?;
+    Ok((rows, read_json(run_dir, "analysis.json")?))
 }
 
 /// Writes `<stem>.jsonl` (one row per line) and `<stem>.csv` (the same, flattened to dotted

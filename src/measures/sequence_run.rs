@@ -152,7 +152,5 @@ pub fn analyze_sequence_run(run_dir: &Path) -> Result<(Vec<Map<String, Value>>, 
 /// [`GrokError::Io`] when absent (run `groklab analyze` first), [`GrokError::Config`] when
 /// malformed.
 pub fn load_sequence_analysis(run_dir: &Path) -> Result<SequenceAnalysis> {
-    let path = run_dir.join("analysis.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| GrokError::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| GrokError::Config(format!("{}: {e}", path.display())))
+    super::run::read_json(run_dir, "analysis.json")
 }
