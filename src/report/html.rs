@@ -112,6 +112,20 @@ pub(super) fn inline_plot(stem: &Path, png: bool) -> String {
     }
 }
 
+/// One captioned figure per chart of `charts` (`(file stem under plots/, title)`) that was
+/// drawn, its SVG inlined; charts not drawn are left out.
+pub(super) fn drawn_figures(plots: &Path, charts: &[(&str, &str)]) -> String {
+    (charts.iter())
+        .filter(|(file, _)| plots.join(file).with_extension("svg").exists())
+        .map(|(file, title)| {
+            format!(
+                "<figure><figcaption>{title}</figcaption>{}</figure>\n",
+                inline_plot(&plots.join(file), false)
+            )
+        })
+        .collect()
+}
+
 /// Writes `run_dir/report.html` from the run's config, metrics plots and measures, and returns
 /// its path.
 ///

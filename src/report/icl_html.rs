@@ -4,7 +4,7 @@
 //! interpolation curve, and the charts of [`super::icl_plots`]; self-contained as the other
 //! reports are.
 
-use super::html::{escape, inline_plot, page, round, rounded};
+use super::html::{drawn_figures, escape, page, round, rounded};
 use super::icl_plots::ICL_CHARTS;
 use crate::error::{GrokError, Result};
 use crate::measures::icl_run::{IclAnalysis, IclRow};
@@ -95,15 +95,7 @@ pub fn write_icl_report(
     views += &view("view-c-qk".into(), format!("{c} construction: W_Q W_Kᵀ"));
     views += &view("view-c-vp".into(), format!("{c} construction: W_V W_P"));
     let plots = run_dir.join("plots");
-    let curves: String = (ICL_CHARTS.iter())
-        .filter(|(file, _)| plots.join(file).with_extension("svg").exists())
-        .map(|(file, title)| {
-            format!(
-                "<figure><figcaption>{title}</figcaption>{}</figure>\n",
-                inline_plot(&plots.join(file), false)
-            )
-        })
-        .collect();
+    let curves = drawn_figures(&plots, &ICL_CHARTS);
     let html = page(
         &format!("groklab report: {name}"),
         &format!(

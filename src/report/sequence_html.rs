@@ -2,7 +2,7 @@
 //! each phase change), its config and its curves (loss, accuracy, per position, per class, the
 //! attention scores), self-contained as the binary-operation report is.
 
-use super::html::{escape, inline_plot, page};
+use super::html::{drawn_figures, escape, page};
 use crate::error::{GrokError, Result};
 use crate::measures::sequence_run::SequenceAnalysis;
 use crate::rundir::{atomic_write, MetricsRow};
@@ -51,15 +51,7 @@ pub fn write_sequence_report(
         .map(|l| format!("<li>{}</li>", escape(l)))
         .collect();
     let plots = run_dir.join("plots");
-    let curves: String = (CURVES.iter())
-        .filter(|(file, _)| plots.join(file).with_extension("svg").exists())
-        .map(|(file, title)| {
-            format!(
-                "<figure><figcaption>{title}</figcaption>{}</figure>\n",
-                inline_plot(&plots.join(file), false)
-            )
-        })
-        .collect();
+    let curves = drawn_figures(&plots, &CURVES);
     let html = page(
         &format!("groklab report: {name}"),
         &format!(
