@@ -182,15 +182,14 @@ pub fn plot_sweep(
             x_ticks: ticks(&xs),
             y_ticks: ticks(&ys),
             cells: delay_cells,
-            legend: vec![(
-                "steps from 90% train to 90% test".into(),
-                RGBColor(255, 51, 30),
-            )],
+            legend: vec![("delay (steps)".into(), RGBColor(255, 51, 30))],
         }
         .save(
             &dir,
             "grok_delay",
-            &format!("Grokking delay (median over runs): {yk} × {xk}"),
+            &format!(
+                "Grokking delay: steps from 90% train to 90% test accuracy (median): {yk} × {xk}"
+            ),
         )?;
         drawn.push(("grok_delay".into(), "Grokking delay".into()));
     }
