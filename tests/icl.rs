@@ -5,7 +5,7 @@
 use std::path::Path;
 
 mod common;
-use common::{assert_error, groklab, lines_without_wall_time};
+use common::{assert_error, assert_success, groklab, lines_without_wall_time};
 
 /// `icl_1layer` shrunk: d = 4, N = 6, 500 evaluation tasks, batch 128, lr 1e-2, no clipping.
 const SMALL: [&str; 20] = [
@@ -65,7 +65,7 @@ fn icl_run_compares_with_gd_learns_and_resumes_exactly() {
         "icl_1layer",
         &["--set", "train.steps=1000", "--set", "train.log_every=50"],
     );
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_success(&r);
     let rows = rows(&run);
     assert_eq!(rows.len(), 21, "steps 0, 50, ..., 1000");
     let (first, last) = (&rows[0], rows.last().unwrap());
@@ -90,7 +90,7 @@ fn icl_run_compares_with_gd_learns_and_resumes_exactly() {
         "icl_1layer",
         &["--set", "train.steps=400", "--set", "train.log_every=50"],
     );
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_success(&r);
     let r = groklab(&[
         "train",
         "--no-plots",
@@ -101,7 +101,7 @@ fn icl_run_compares_with_gd_learns_and_resumes_exactly() {
     ])
     .output()
     .unwrap();
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_success(&r);
     assert_eq!(lines_without_wall_time(&cut), lines_without_wall_time(&run));
 }
 
@@ -111,7 +111,7 @@ fn two_layer_runs_are_compared_with_gd_plus_plus() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("icl2");
     let r = icl_train(&run, "icl_2layer_recurrent", &["--set", "train.steps=20"]);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_success(&r);
     let last = rows(&run).pop().unwrap();
     let f = |k: &str| last[k].as_f64().unwrap();
     assert!(f("gdpp_loss") < f("gd_loss"), "{last}");
@@ -159,15 +159,11 @@ fn icl_analyze_and_report() {
         "icl_dampened_rollout",
         &["--set", "model.rollout_steps=3"],
     );
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_success(&r);
     let out = groklab(&["analyze", run.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("roll-out ×3"), "{text}");
     let measures: Vec<serde_json::Value> = std::fs::read_to_string(run.join("measures.jsonl"))
@@ -209,11 +205,7 @@ fn icl_analyze_and_report() {
     let out = groklab(&["report", run.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let page = run.join("report.html");
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains("view-qk-0") && html.contains("view-interp"));
@@ -233,7 +225,7 @@ fn alternating_tokens_train() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("alt");
     let r = icl_train(&run, "icl_1layer", &["--set", "task.format=alternating"]);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_success(&r);
     let rows = rows(&run);
     let last = rows.last().unwrap();
     let f = |k: &str| last[k].as_f64().unwrap();
@@ -253,7 +245,7 @@ fn softmax_with_layer_norm_and_mlp() {
         "icl_softmax_2heads",
         &["--set", "model.layer_norm=true", "--set", "model.d_mlp=16"],
     );
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_success(&r);
     let rows = rows(&run);
     let f = |row: &serde_json::Value, k: &str| row[k].as_f64().unwrap();
     let (first, last) = (&rows[0], rows.last().unwrap());
@@ -274,11 +266,7 @@ fn softmax_with_layer_norm_and_mlp() {
     let out = groklab(&["analyze", "--no-plots", run.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let m = std::fs::read_to_string(run.join("measures.jsonl")).unwrap();
     assert!(m.lines().all(|l| l.contains("\"interpolation\":[]")), "{m}");
 }

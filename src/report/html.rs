@@ -112,6 +112,23 @@ pub(super) fn inline_plot(stem: &Path, png: bool) -> String {
     }
 }
 
+/// A run directory's name (its last component; `run` if none) and its `config.toml`.
+///
+/// # Errors
+/// [`GrokError::Io`] when the config cannot be read.
+pub(super) fn run_name_and_config(run_dir: &Path) -> Result<(String, String)> {
+    let path = run_dir.join("config.toml");
+    let config = std::fs::read_to_string(&path).map_err(|e| GrokError::io(&path, e))?;
+    let name = (run_dir.file_name()).map_or("run".into(), |n| n.to_string_lossy().to_string());
+    Ok((name, config))
+}
+
+/// The checkpoint slider and its step label, above a report's explorer views.
+pub(super) const SLIDER_ROW: &str = r#"<div class="slider-row">
+<input type="range" id="slider" min="0" max="0" value="0" aria-label="checkpoint">
+<span id="step-label"></span>
+</div>"#;
+
 /// One captioned figure per chart of `charts` (`(file stem under plots/, title)`) that was
 /// drawn, its SVG inlined; charts not drawn are left out.
 pub(super) fn drawn_figures(plots: &Path, charts: &[(&str, &str)]) -> String {
@@ -132,13 +149,8 @@ pub(super) fn drawn_figures(plots: &Path, charts: &[(&str, &str)]) -> String {
 /// # Errors
 /// [`GrokError::Io`] when the config cannot be read or the page cannot be written.
 pub fn write_report(run_dir: &Path, rows: &[Measures], analysis: &RunAnalysis) -> Result<PathBuf> {
-    let config_path = run_dir.join("config.toml");
-    let config =
-        std::fs::read_to_string(&config_path).map_err(|e| GrokError::io(&config_path, e))?;
+    let (name, config) = run_name_and_config(run_dir)?;
     let plots = run_dir.join("plots");
-    let name = run_dir
-        .file_name()
-        .map_or("run".into(), |n| n.to_string_lossy().to_string());
     let data = json!({
         "run": name,
         "key_freqs": analysis.key_freqs,
@@ -207,10 +219,7 @@ pub fn write_report(run_dir: &Path, rows: &[Measures], analysis: &RunAnalysis) -
 </section>
 <section id="explorer">
 <h2>Checkpoint explorer</h2>
-<div class="slider-row">
-<input type="range" id="slider" min="0" max="0" value="0" aria-label="checkpoint">
-<span id="step-label"></span>
-</div>
+{SLIDER_ROW}
 <div class="views">
 <figure><figcaption>Loss (marker: selected checkpoint)</figcaption><svg id="view-loss" class="view" viewBox="0 0 460 260"></svg></figure>
 <figure><figcaption>Embedding Fourier norm per frequency</figcaption><svg id="view-embed" class="view" viewBox="0 0 460 260"></svg></figure>

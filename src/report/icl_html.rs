@@ -4,9 +4,9 @@
 //! interpolation curve, and the charts of [`super::icl_plots`]; self-contained as the other
 //! reports are.
 
-use super::html::{drawn_figures, escape, page, round, rounded};
+use super::html::{drawn_figures, escape, page, round, rounded, run_name_and_config, SLIDER_ROW};
 use super::icl_plots::ICL_CHARTS;
-use crate::error::{GrokError, Result};
+use crate::error::Result;
 use crate::measures::icl_run::{IclAnalysis, IclRow};
 use crate::rundir::atomic_write;
 use serde_json::{json, Value};
@@ -24,12 +24,7 @@ pub fn write_icl_report(
     rows: &[IclRow],
     analysis: &IclAnalysis,
 ) -> Result<PathBuf> {
-    let config_path = run_dir.join("config.toml");
-    let config =
-        std::fs::read_to_string(&config_path).map_err(|e| GrokError::io(&config_path, e))?;
-    let name = run_dir
-        .file_name()
-        .map_or("run".into(), |n| n.to_string_lossy().to_string());
+    let (name, config) = run_name_and_config(run_dir)?;
     let c = &analysis.construction;
     let metric = |r: &IclRow, k: String| {
         r.metrics
@@ -108,10 +103,7 @@ function.</p>
 </section>
 <section id="explorer">
 <h2>Checkpoint explorer</h2>
-<div class="slider-row">
-<input type="range" id="slider" min="0" max="0" value="0" aria-label="checkpoint">
-<span id="step-label"></span>
-</div>
+{SLIDER_ROW}
 <div class="views">
 {views}</div>
 </section>

@@ -2,8 +2,8 @@
 //! each phase change), its config and its curves (loss, accuracy, per position, per class, the
 //! attention scores), self-contained as the binary-operation report is.
 
-use super::html::{drawn_figures, escape, page};
-use crate::error::{GrokError, Result};
+use super::html::{drawn_figures, escape, page, run_name_and_config};
+use crate::error::Result;
 use crate::measures::sequence_run::SequenceAnalysis;
 use crate::rundir::{atomic_write, MetricsRow};
 use std::path::{Path, PathBuf};
@@ -29,12 +29,7 @@ pub fn write_sequence_report(
     last: Option<&MetricsRow>,
     analysis: &SequenceAnalysis,
 ) -> Result<PathBuf> {
-    let config_path = run_dir.join("config.toml");
-    let config =
-        std::fs::read_to_string(&config_path).map_err(|e| GrokError::io(&config_path, e))?;
-    let name = run_dir
-        .file_name()
-        .map_or("run".into(), |n| n.to_string_lossy().to_string());
+    let (name, config) = run_name_and_config(run_dir)?;
     let final_row = last.map_or(String::new(), |m| {
         format!(
             "<tr><th>final step</th><td>{}</td></tr>\

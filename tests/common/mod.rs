@@ -83,11 +83,7 @@ pub fn resume_to(run: &Path, steps: u64) {
     ])
     .output()
     .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
 }
 
 /// The lines of `metrics.jsonl` as written, each with its `"wall_s":…` field cut out of the text
