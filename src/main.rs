@@ -607,7 +607,7 @@ fn bench_suite(steps: usize) -> Result<()> {
         let cfg = RunConfig::build(preset, None, &overrides)?;
         let r = train::bench_train_step(&cfg, steps)?;
         println!(
-            "{name:<34} {:>5} rows {:>7.1} ms/step  {:>6.2} GFLOP nominal ({:.2} executed)  {:>6.1} GFLOP/s effective  {:>5.1}% of gemm 2x105  [{}]",
+            "{name:<52} {:>5} rows {:>7.1} ms/step  {:>6.2} GFLOP nominal ({:.2} executed)  {:>6.1} GFLOP/s effective  {:>5.1}% of gemm 2x105  [{}]",
             r.rows,
             r.ms_per_step,
             r.flops / 1e9,
@@ -623,7 +623,7 @@ fn bench_suite(steps: usize) -> Result<()> {
         );
         Ok(())
     };
-    println!("training step (2 threads, f32 compute, f64 loss; median of {steps} steps)");
+    println!("training step (2 threads, f32 compute, the preset's loss precision; median of {steps} steps)");
     step_line("nanda2023", "nanda2023", &[])?;
     step_line(
         "nanda2023, burn engine",
@@ -633,24 +633,40 @@ fn bench_suite(steps: usize) -> Result<()> {
     let two_layer = ["model.n_layers=2", "train.batch_size=512"];
     step_line("2-layer nanda2023, minibatch 512", "nanda2023", &two_layer)?;
     step_line(
-        "induction (2L attn-only, 128 x 85)",
+        "induction, authors' (2L attn-only, 128 x 85, f32 loss)",
         "nanda_induction_infinite",
         &[],
     )?;
     step_line(
-        "induction, burn engine",
+        "induction, authors', burn engine",
         "nanda_induction_infinite",
         &["train.engine=burn"],
     )?;
+    step_line("induction, standard (f64 loss)", "induction_standard", &[])?;
     step_line(
-        "5-digit addition (1L, 128 x 18)",
+        "skip trigrams (1L 1-head attn-only, 256 x 42)",
+        "nanda_skip_trigram_infinite",
+        &[],
+    )?;
+    step_line(
+        "skip trigrams, burn engine",
+        "nanda_skip_trigram_infinite",
+        &["train.engine=burn"],
+    )?;
+    step_line(
+        "5-digit addition (1L d512 / d_mlp 2048, 64 x 18)",
         "nanda_digit_add5_infinite",
         &[],
     )?;
     step_line(
-        "5-digit addition, burn engine",
+        "5-digit addition d512, burn engine",
         "nanda_digit_add5_infinite",
         &["train.engine=burn"],
+    )?;
+    step_line(
+        "5-digit addition (1L d128, 128 x 18)",
+        "digit_add5_d128_infinite",
+        &[],
     )?;
     step_line(
         "in-context regression (1L LSA, 2048 tasks)",

@@ -10,7 +10,9 @@ mod common;
 
 use burn::tensor::Device;
 use common::rel_err;
-use groklab::models::{Activation, ModelSpec, Normalization, ParamStore, TransformerConfig};
+use groklab::models::{
+    Activation, ModelSpec, Normalization, ParamStore, Residual, TransformerConfig,
+};
 use groklab::tasks::{SeqBatch, IGNORE};
 use groklab::train::{Engine, Precision, Step};
 
@@ -27,6 +29,8 @@ fn config(n_layers: usize, d_head: usize, n_ctx: usize) -> TransformerConfig {
         act_fn: Activation::Relu,
         normalization: Normalization::None,
         attn_only: true,
+        residual: Default::default(),
+        init_std: Default::default(),
     }
 }
 
@@ -64,6 +68,18 @@ fn batch(cfg: &TransformerConfig, scored: impl Fn(usize, usize) -> bool) -> SeqB
 }
 
 fn check(cfg: TransformerConfig, data: &SeqBatch, compute: Precision, tol: f64) {
+    check_loss(cfg, data, compute, Precision::F64, tol)
+}
+
+/// [`check`] with the log-softmax in `loss_dtype` on both engines (the reference's forward in
+/// f64, so an f32 loss differs from it by the f32 rounding of the logits alone).
+fn check_loss(
+    cfg: TransformerConfig,
+    data: &SeqBatch,
+    compute: Precision,
+    loss_dtype: Precision,
+    tol: f64,
+) {
     let net = ModelSpec::Transformer(cfg.clone());
     let params = params(&cfg);
     let device = Device::flex().autodiff();
@@ -72,7 +88,7 @@ fn check(cfg: TransformerConfig, data: &SeqBatch, compute: Precision, tol: f64) 
         params: &params,
         device: &device,
         compute,
-        loss_dtype: Precision::F64,
+        loss_dtype,
         loss_fn: groklab::train::LossFn::Softmax,
         engine,
         threads: 2,
@@ -165,4 +181,44 @@ fn three_pre_ln_gelu_layers_with_varying_targets_match_burn() {
         check(cfg.clone(), &data, Precision::F64, 1e-10);
         check(cfg, &data, Precision::F32, 2e-4);
     }
+}
+
+/// The authors' induction model: the doubled residual (2-layer attention-only, and 1 layer
+/// with an MLP, where the MLP reads x + attn(x) but the output adds x once more).
+#[test]
+fn doubled_residual_matches_burn() {
+    let cfg = TransformerConfig {
+        residual: Residual::Doubled,
+        ..config(2, 12, 21)
+    };
+    let data = batch(&cfg, |_, t| [4, 9, 10, 17, 20].contains(&t));
+    check(cfg.clone(), &data, Precision::F64, 1e-10);
+    check(cfg, &data, Precision::F32, 2e-4);
+    let cfg = TransformerConfig {
+        residual: Residual::Doubled,
+        attn_only: false,
+        ..config(1, 32, 18)
+    };
+    let data = batch(&cfg, |_, t| t >= 12);
+    check(cfg, &data, Precision::F64, 1e-10);
+}
+
+/// The log-softmax in f32 (the authors' induction loss; the f32 slingshot presets): the fused
+/// pass's losses and gradients against burn's f32 `log_softmax`, with the forward in f64 and
+/// in f32, on the same positions as above.
+#[test]
+fn f32_loss_matches_burn() {
+    let cfg = TransformerConfig {
+        residual: Residual::Doubled,
+        ..config(2, 12, 21)
+    };
+    let data = batch(&cfg, |_, t| [4, 9, 10, 17, 20].contains(&t));
+    check_loss(cfg.clone(), &data, Precision::F64, Precision::F32, 2e-5);
+    check_loss(cfg, &data, Precision::F32, Precision::F32, 2e-4);
+    let cfg = TransformerConfig {
+        attn_only: false,
+        ..config(1, 32, 18)
+    };
+    let data = batch(&cfg, |s, t| (s + t) % 3 == 0);
+    check_loss(cfg, &data, Precision::F64, Precision::F32, 2e-5);
 }

@@ -4,7 +4,7 @@
 
 use burn::tensor::{Device, Int, Tensor};
 use groklab::models::{
-    Activation, ModelSpec, Normalization, ParamStore, Transformer, TransformerConfig,
+    Activation, ModelSpec, Normalization, ParamStore, Residual, Transformer, TransformerConfig,
 };
 use groklab::tasks::{ModularDataset, Operation};
 use groklab::train::{cross_entropy, tensors, Engine, Precision, Step};
@@ -48,7 +48,7 @@ fn check(cfg: TransformerConfig, engine: Engine) {
     };
     assert_eq!(
         step.uses_fused(),
-        engine == Engine::Auto && cfg.n_layers == 1
+        engine == Engine::Auto && cfg.n_layers == 1 && cfg.residual == Residual::Standard
     );
     let data = ModularDataset::new(Operation::Sub, P as u64, 0).unwrap();
     let rows: Vec<usize> = (0..data.len()).collect();
@@ -122,4 +122,32 @@ fn two_layer_attention_only_gradients_match_finite_differences() {
         },
         Engine::Auto,
     );
+}
+
+/// The authors' induction model (REFERENCES.md §3): the doubled residual x_{l+1} = 2·x_l +
+/// attn_l(x_l), drawn with per-weight init scales (W_Q/W_K/W_V std 1/√d_head), on the burn
+/// graph and the fused sequence pass.
+fn doubled(n_layers: usize, attn_only: bool) -> TransformerConfig {
+    let std = 1.0 / (tiny().d_head as f64).sqrt();
+    TransformerConfig {
+        n_layers,
+        attn_only,
+        residual: Residual::Doubled,
+        init_std: [("W_Q", std), ("W_K", std), ("W_V", std), ("W_U", 0.3)]
+            .map(|(k, v)| (k.to_string(), v))
+            .into(),
+        ..tiny()
+    }
+}
+
+#[test]
+fn doubled_residual_attention_only_gradients_match_finite_differences() {
+    check(doubled(2, true), Engine::Auto);
+    check(doubled(2, true), Engine::Burn);
+}
+
+#[test]
+fn doubled_residual_with_mlp_gradients_match_finite_differences() {
+    check(doubled(1, false), Engine::Auto);
+    check(doubled(2, false), Engine::Burn);
 }

@@ -48,6 +48,8 @@ fn config(model: &Value) -> TransformerConfig {
             Normalization::None
         },
         attn_only: c["d_mlp"].is_null(),
+        residual: Default::default(),
+        init_std: Default::default(),
     }
 }
 
@@ -273,6 +275,8 @@ fn tiny() -> TransformerConfig {
         act_fn: Activation::Gelu,
         normalization: Normalization::PreLn,
         attn_only: false,
+        residual: Default::default(),
+        init_std: Default::default(),
     }
 }
 

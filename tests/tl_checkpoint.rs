@@ -39,6 +39,8 @@ fn config(c: &Value) -> TransformerConfig {
             _ => Normalization::None,
         },
         attn_only,
+        residual: Default::default(),
+        init_std: Default::default(),
     }
 }
 

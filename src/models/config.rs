@@ -3,6 +3,7 @@
 use super::params::{NamedTensors, RawTensor};
 use crate::error::{GrokError, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// MLP non-linearity (`act_fn` in TransformerLens).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +24,33 @@ pub enum Normalization {
     /// Pre-LN: `ln1` before attention, `ln2` before the MLP, `ln_final` before the unembedding.
     PreLn,
 }
+
+/// How each block adds to the residual stream (`model.residual`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Residual {
+    /// TransformerLens: `x_{l+1} = x_l + attn_l(x_l)` (and `+ mlp_l(·)`).
+    #[default]
+    Standard,
+    /// The authors' induction notebook (Nanda et al. 2023, `Non_Modular_Addition_Grokking_Tasks`;
+    /// REFERENCES.md §3): each block returns `x + attn(x)` and the model loop adds `x` again,
+    /// so `x_{l+1} = 2·x_l + attn_l(x_l)` (with an MLP, `2·x_l + attn_l + mlp_l(x_l + attn_l)`);
+    /// the unembedding of a 2-layer attention-only model reads `4·(W_E + W_pos) + 2·attn_0 +
+    /// attn_1`. It reproduces the saved runs' step-0 loss (5.05 against ln 128 ≈ 4.86).
+    Doubled,
+}
+
+impl Residual {
+    fn is_standard(&self) -> bool {
+        *self == Residual::Standard
+    }
+}
+
+/// The weights whose initial standard deviation `model.init_std` may set, by their
+/// TransformerLens short name.
+pub const INIT_STD_NAMES: [&str; 9] = [
+    "W_E", "W_pos", "W_Q", "W_K", "W_V", "W_O", "W_in", "W_out", "W_U",
+];
 
 /// Shape of a decoder-only transformer in TransformerLens terms.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,6 +77,14 @@ pub struct TransformerConfig {
     pub normalization: Normalization,
     /// Blocks without MLPs.
     pub attn_only: bool,
+    /// How blocks add to the residual stream (default: standard).
+    #[serde(default, skip_serializing_if = "Residual::is_standard")]
+    pub residual: Residual,
+    /// Initial standard deviation of the weights named here by short name ([`INIT_STD_NAMES`],
+    /// e.g. `W_Q = 0.2887` for the authors' 1/√d_head); every other weight keeps
+    /// [`TransformerConfig::param_specs`]' default.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub init_std: BTreeMap<String, f64>,
 }
 
 impl TransformerConfig {
@@ -67,6 +103,8 @@ impl TransformerConfig {
             act_fn: Activation::Relu,
             normalization: Normalization::None,
             attn_only: false,
+            residual: Residual::Standard,
+            init_std: BTreeMap::new(),
         }
     }
 
@@ -117,6 +155,8 @@ impl TransformerConfig {
                 Normalization::None
             },
             attn_only,
+            residual: Residual::Standard,
+            init_std: BTreeMap::new(),
         })
     }
 
@@ -136,7 +176,29 @@ impl TransformerConfig {
                 return Err(GrokError::invalid(name, v, "a positive integer"));
             }
         }
+        for (name, &std) in &self.init_std {
+            if !INIT_STD_NAMES.contains(&name.as_str()) {
+                return Err(GrokError::invalid(
+                    "model.init_std",
+                    name,
+                    INIT_STD_NAMES.join("|"),
+                ));
+            }
+            if !(std > 0.0 && std.is_finite()) {
+                return Err(GrokError::invalid(
+                    &format!("model.init_std.{name}"),
+                    std,
+                    "a positive number",
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The initial standard deviation of weight `short` (`W_Q`, ...): `model.init_std`'s, else
+    /// `default`.
+    fn init_normal(&self, short: &str, default: f64) -> Init {
+        Init::Normal(self.init_std.get(short).copied().unwrap_or(default))
     }
 
     /// Every parameter tensor with its TransformerLens name, shape, initialisation and whether it
@@ -144,13 +206,21 @@ impl TransformerConfig {
     /// frozen zeros so checkpoints carry every TransformerLens key.
     ///
     /// Init (Nanda et al. 2023, REFERENCES.md §1): weights N(0, 1)/√d_model, `W_U` N(0, 1)/√d_vocab,
-    /// biases 0, LayerNorm scales 1.
+    /// biases 0, LayerNorm scales 1; `model.init_std` overrides a weight's standard deviation.
     pub fn param_specs(&self) -> Vec<ParamSpec> {
         let (d, h, dh, m) = (self.d_model, self.n_heads, self.d_head, self.d_mlp);
         let w = (d as f64).sqrt().recip();
         let mut specs = vec![
-            ParamSpec::new("embed.W_E", vec![self.d_vocab, d], Init::Normal(w)),
-            ParamSpec::new("pos_embed.W_pos", vec![self.n_ctx, d], Init::Normal(w)),
+            ParamSpec::new(
+                "embed.W_E",
+                vec![self.d_vocab, d],
+                self.init_normal("W_E", w),
+            ),
+            ParamSpec::new(
+                "pos_embed.W_pos",
+                vec![self.n_ctx, d],
+                self.init_normal("W_pos", w),
+            ),
         ];
         let ln = self.normalization == Normalization::PreLn;
         for l in 0..self.n_layers {
@@ -159,14 +229,16 @@ impl TransformerConfig {
                 specs.push(ParamSpec::new(&b("ln1.w"), vec![d], Init::Ones));
                 specs.push(ParamSpec::new(&b("ln1.b"), vec![d], Init::Zeros));
             }
-            for name in ["attn.W_Q", "attn.W_K", "attn.W_V"] {
-                specs.push(ParamSpec::new(&b(name), vec![h, d, dh], Init::Normal(w)));
+            for short in ["W_Q", "W_K", "W_V"] {
+                let init = self.init_normal(short, w);
+                specs.push(ParamSpec::new(
+                    &b(&format!("attn.{short}")),
+                    vec![h, d, dh],
+                    init,
+                ));
             }
-            specs.push(ParamSpec::new(
-                &b("attn.W_O"),
-                vec![h, dh, d],
-                Init::Normal(w),
-            ));
+            let init = self.init_normal("W_O", w);
+            specs.push(ParamSpec::new(&b("attn.W_O"), vec![h, dh, d], init));
             for name in ["attn.b_Q", "attn.b_K", "attn.b_V"] {
                 specs.push(ParamSpec::frozen(&b(name), vec![h, dh]));
             }
@@ -176,9 +248,11 @@ impl TransformerConfig {
                     specs.push(ParamSpec::new(&b("ln2.w"), vec![d], Init::Ones));
                     specs.push(ParamSpec::new(&b("ln2.b"), vec![d], Init::Zeros));
                 }
-                specs.push(ParamSpec::new(&b("mlp.W_in"), vec![d, m], Init::Normal(w)));
+                let init = self.init_normal("W_in", w);
+                specs.push(ParamSpec::new(&b("mlp.W_in"), vec![d, m], init));
                 specs.push(ParamSpec::new(&b("mlp.b_in"), vec![m], Init::Zeros));
-                specs.push(ParamSpec::new(&b("mlp.W_out"), vec![m, d], Init::Normal(w)));
+                let init = self.init_normal("W_out", w);
+                specs.push(ParamSpec::new(&b("mlp.W_out"), vec![m, d], init));
                 specs.push(ParamSpec::new(&b("mlp.b_out"), vec![d], Init::Zeros));
             }
         }
@@ -190,7 +264,7 @@ impl TransformerConfig {
         specs.push(ParamSpec::new(
             "unembed.W_U",
             vec![d, self.d_vocab_out],
-            Init::Normal(wu),
+            self.init_normal("W_U", wu),
         ));
         specs.push(ParamSpec::frozen("unembed.b_U", vec![self.d_vocab_out]));
         specs

@@ -15,7 +15,9 @@ mod params;
 mod sequence;
 mod transformer;
 
-pub use config::{Activation, Init, Normalization, ParamSpec, TransformerConfig};
+pub use config::{
+    Activation, Init, Normalization, ParamSpec, Residual, TransformerConfig, INIT_STD_NAMES,
+};
 pub use params::{
     encode_safetensors, is_tl_buffer, read_safetensors, read_safetensors_metadata, NamedTensors,
     ParamEntry, ParamStore, RawTensor,

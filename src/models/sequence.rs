@@ -5,8 +5,9 @@
 //!
 //! Per block (TransformerLens `HookedTransformer`): `x += attn(ln1(x))`, `x += mlp(ln2(x))`, with
 //! `attn = softmax(q·kᵀ/√d_head + causal mask)·v·W_O + b_O` per head; `logits = ln_final(x)·W_U + b_U`.
+//! With [`Residual::Doubled`] each block's input is added once more at its output.
 
-use super::config::Activation;
+use super::config::{Activation, Residual};
 use super::transformer::Transformer;
 use burn::tensor::activation::{gelu, relu, softmax};
 use burn::tensor::{Bool, Int, Tensor, TensorData};
@@ -92,7 +93,8 @@ impl Transformer {
                 .reshape([b * tq, h * dh]); // (B·Tq, H·dh)
             let attn_out = z.matmul(self.heads_2d(&format!("{prefix}.attn.W_O"), true));
             let attn_out = self.add_bias(attn_out, &format!("{prefix}.attn.b_O"));
-            x = at_queries(x) + attn_out; // (B·Tq, D)
+            let resid_in = at_queries(x);
+            x = resid_in.clone() + attn_out; // (B·Tq, D)
             patterns.push(pattern);
 
             // ---- MLP ----
@@ -108,6 +110,9 @@ impl Transformer {
                 x = x
                     + post.matmul(self.w(&format!("{prefix}.mlp.W_out"), [m, d]))
                     + self.w(&format!("{prefix}.mlp.b_out"), [1, d]);
+            }
+            if c.residual == Residual::Doubled {
+                x = x + resid_in; // the notebook's loop adds the block's input again
             }
         }
         let x = self.layer_norm(x, "ln_final");

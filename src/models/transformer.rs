@@ -9,7 +9,7 @@
 //! depends only on (token, position), so its queries, keys and values are projected once for the
 //! `n_ctx × d_vocab` table of such pairs and gathered per example.
 
-use super::config::{Activation, Normalization, TransformerConfig};
+use super::config::{Activation, Normalization, Residual, TransformerConfig};
 use super::params::{leaf_gradients, upload, ParamStore};
 use burn::tensor::activation::{gelu, relu, softmax};
 use burn::tensor::Gradients;
@@ -198,7 +198,7 @@ impl Transformer {
             } else {
                 all_rows.take(resid_src)
             };
-            let mut x = resid_in + attn_out; // (B·Tq, D)
+            let mut x = resid_in.clone() + attn_out; // (B·Tq, D)
 
             // ---- MLP ----
             let mut post_hook = None;
@@ -217,6 +217,9 @@ impl Transformer {
                         .matmul(self.w(&format!("{prefix}.mlp.W_out"), [m, d]))
                     + self.w(&format!("{prefix}.mlp.b_out"), [1, d]);
                 post_hook = Some(post);
+            }
+            if c.residual == Residual::Doubled {
+                x = x + resid_in; // the notebook's loop adds the block's input again
             }
             if last {
                 let x = self.layer_norm(x, "ln_final");

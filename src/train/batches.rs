@@ -250,6 +250,36 @@ impl Batches {
         (overall.unwrap_or_else(|| eval.evaluate_seq(&d.test)), out)
     }
 
+    /// The training batch's own per-position loss and accuracy (`train_loss_at.<t>`,
+    /// `train_acc_at.<t>`) of a sequence task drawn fresh every step whose sequences score the
+    /// same several positions (5-digit addition: the authors' per-digit curves are the training
+    /// batch's, REFERENCES.md §3). The batch of `step` is drawn again and evaluated with the
+    /// weights the step's update starts from, so the figures are the step's own. Empty for
+    /// every other run.
+    pub(crate) fn train_batch_metrics(
+        &self,
+        eval: &Step,
+        step: u64,
+        batch_size: usize,
+    ) -> Vec<(String, f64)> {
+        let Batches::Sequence(d) = self else {
+            return Vec::new();
+        };
+        let by_position = d.test.common_positions().is_some_and(|p| p.len() > 1);
+        if d.train.is_some() || !by_position {
+            return Vec::new();
+        }
+        let pairs = eval.evaluate_seq_pairs(&d.train_batch(step, batch_size));
+        (group_pairs(&pairs, |p| p.position as i64).into_iter())
+            .flat_map(|(t, loss, acc)| {
+                [
+                    (format!("train_loss_at.{t}"), loss),
+                    (format!("train_acc_at.{t}"), acc),
+                ]
+            })
+            .collect()
+    }
+
     /// Softmax collapse and logit scale on the fixed training set (`None` for a fresh sample
     /// every step).
     pub(crate) fn train_logit_stats(&self, eval: &Step) -> Option<LogitStats> {
@@ -315,7 +345,7 @@ pub fn checkpoint_test_metrics(
     eval.threads = 1;
     let ((loss, acc), task) = batches.test_metrics(&eval);
     let mut out = vec![
-        ("test_loss".to_string(), loss),
+        ("test_loss".to_string(), loss * cfg.train.loss_scale),
         ("test_acc".to_string(), acc),
     ];
     out.extend(task);

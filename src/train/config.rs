@@ -9,12 +9,12 @@ use super::task_config::{task_names, RegimeName, TaskConfig, ICL_TASK};
 use crate::error::{GrokError, Result};
 use crate::models::lsa::LsaConfig;
 use crate::models::mlp::{Combine, MlpConfig};
-use crate::models::{Activation, ModelSpec, Normalization, TransformerConfig};
+use crate::models::{Activation, ModelSpec, Normalization, Residual, TransformerConfig};
 use crate::tasks::{ModularDataset, Operation, SplitMode};
 use serde::{Deserialize, Serialize};
 
 /// The embedded presets: `(name, one-line description, TOML)`.
-pub const PRESETS: [(&str, &str, &str); 31] = [
+pub const PRESETS: [(&str, &str, &str); 35] = [
     (
         "quick",
         "default: the paper's model family on (a+b) mod 59, 40% train, lr 3e-3: groks in about a minute on 2 cores",
@@ -37,33 +37,53 @@ pub const PRESETS: [(&str, &str, &str); 31] = [
     ),
     (
         "nanda_digit_add5_infinite",
-        "Nanda et al. 2023: 5-digit addition, a fresh batch of 128 every step, 1 layer: one phase change per answer digit",
+        "Nanda et al. 2023, the authors' per-digit run: 5-digit addition, 1 layer d_model 512 / d_mlp 2048, lr 1e-4, a fresh batch of 64 every step; logs the training batch's per-digit loss",
         include_str!("../../presets/nanda_digit_add5_infinite.toml"),
     ),
     (
+        "digit_add5_d128_infinite",
+        "5-digit addition on the authors' earlier d_model 128 model (lr 1e-3, batch 128 groklab's): one phase change per answer digit",
+        include_str!("../../presets/digit_add5_d128_infinite.toml"),
+    ),
+    (
         "nanda_digit_add5_finite",
-        "Nanda et al. 2023: 5-digit addition from 700 fixed sums, weight decay 1: the phase changes become grokking",
+        "5-digit addition from 700 fixed sums, weight decay 1 (the authors' finite config was not saved): the phase changes become grokking",
         include_str!("../../presets/nanda_digit_add5_finite.toml"),
     ),
     (
         "nanda_induction_infinite",
-        "Nanda et al. 2023: repeated subsequences (vocab 128, 85 tokens, 16 x 3), 2-layer attention-only, wd 0.01: induction heads in a phase change",
+        "Nanda et al. 2023, the authors' induction run exactly: doubled residual, Q/K/V init 1/sqrt(d_head), AdamW (0.9, 0.999) wd 1, 100-step warm-up, BOS + windows, f32 loss",
         include_str!("../../presets/nanda_induction_infinite.toml"),
     ),
     (
         "nanda_induction_finite",
-        "Nanda et al. 2023: repeated subsequences from 4 fixed batches (512 sequences), weight decay 1",
+        "Nanda et al. 2023, the authors' finite induction run: 512 fixed sequences, 285,820 steps, wd 1: memorises, groks after ~200,000 steps",
         include_str!("../../presets/nanda_induction_finite.toml"),
     ),
     (
+        "induction_standard",
+        "repeated subsequences on a standard residual stream (2-layer attention-only, d_model 48), wd 0.01: induction heads in a phase change",
+        include_str!("../../presets/induction_standard.toml"),
+    ),
+    (
         "nanda_skip_trigram_infinite",
-        "Nanda et al. 2023: max of 10 values among 30, 1-layer attention-only: skip trigrams",
+        "Nanda et al. 2023, the authors' skip trigrams: one of 10 signal tokens among 40 noise tokens, read at END; 1 layer, 1 head, d_model 32, batch 256",
         include_str!("../../presets/nanda_skip_trigram_infinite.toml"),
     ),
     (
         "nanda_skip_trigram_finite",
-        "Nanda et al. 2023: max of a sequence from 1,000 fixed sequences, weight decay 1",
+        "the authors' skip trigrams from 100 fixed sequences, full batch",
         include_str!("../../presets/nanda_skip_trigram_finite.toml"),
+    ),
+    (
+        "max_element_infinite",
+        "max of 10 values among 30, 1-layer attention-only (d_model 64), a fresh batch every step",
+        include_str!("../../presets/max_element_infinite.toml"),
+    ),
+    (
+        "max_element_finite",
+        "max of a sequence from 1,000 fixed sequences, weight decay 1",
+        include_str!("../../presets/max_element_finite.toml"),
     ),
     (
         "sparse_parity",
@@ -254,6 +274,14 @@ pub struct ModelSection {
     pub normalization: Normalization,
     /// No MLPs.
     pub attn_only: bool,
+    /// `standard` or `doubled` ([`Residual`]: the authors' induction notebook adds each block's
+    /// input twice, x_{l+1} = 2·x_l + attn_l(x_l)).
+    #[serde(default, skip_serializing_if = "is_standard")]
+    pub residual: Residual,
+    /// Initial standard deviation per weight by TransformerLens short name
+    /// (`{ W_Q = 0.2887, ... }`); unnamed weights keep the default N(0, 1/d_model).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub init_std: std::collections::BTreeMap<String, f64>,
     /// Output classes of a binary-operation task: `"p"` or `"p+1"` (sequence tasks fix their
     /// own and take no value).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -317,6 +345,10 @@ pub struct LsaSection {
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+fn is_standard(r: &Residual) -> bool {
+    *r == Residual::Standard
 }
 
 /// The attention of an `arch = "lsa"` model.
@@ -495,6 +527,20 @@ pub struct TrainSection {
     /// time-to-grok sweep needs no steps after it. The run ends with a checkpoint there.
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub stop_at_test_acc: f64,
+    /// Multiplies the loss the optimiser sees (and the logged `train_loss` and `test_loss`; the
+    /// per-position and per-class curves stay plain means). The authors' induction notebook
+    /// scales its mean over the scored tokens by 85/84 (REFERENCES.md §3), which shows in the
+    /// step-0 loss; under Adam it barely changes the updates. Default 1.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub loss_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn is_one(x: &f64) -> bool {
+    *x == 1.0
 }
 
 fn is_zero_f64(x: &f64) -> bool {
@@ -526,7 +572,7 @@ pub enum Sampling {
 
 impl TrainSection {
     /// Keys of `[train]` that presets may leave out (they have defaults).
-    pub const OPTIONAL_KEYS: [&'static str; 17] = [
+    pub const OPTIONAL_KEYS: [&'static str; 18] = [
         "engine",
         "optimizer",
         "momentum",
@@ -544,6 +590,7 @@ impl TrainSection {
         "orthograd",
         "constrain_norm",
         "stop_at_test_acc",
+        "loss_scale",
     ];
 
     /// Checks the optimiser, schedule and gradient-filter keys.
@@ -551,6 +598,13 @@ impl TrainSection {
     /// # Errors
     /// [`GrokError::InvalidValue`] naming the first offending field.
     fn validate_dynamics(&self) -> Result<()> {
+        if !(self.loss_scale > 0.0 && self.loss_scale.is_finite()) {
+            return Err(GrokError::invalid(
+                "train.loss_scale",
+                self.loss_scale,
+                "a positive number",
+            ));
+        }
         let non_negative = [
             ("train.clip_grad_norm", self.clip_grad_norm),
             ("train.constrain_norm", self.constrain_norm),
@@ -925,6 +979,8 @@ impl RunConfig {
             act_fn: m.act_fn,
             normalization: m.normalization,
             attn_only: m.attn_only,
+            residual: m.residual,
+            init_std: m.init_std.clone(),
         })
     }
 
@@ -999,12 +1055,23 @@ fn all_keys(table: &toml::Table) -> Vec<String> {
         .collect()
 }
 
-/// Keys `--set` may add where the preset does not name them: the optional train keys, and the
-/// LSA's optional `model.rollout_steps`, `model.layer_norm` and `model.d_mlp`.
+/// Keys `--set` may add where the preset does not name them: the optional train keys, the
+/// LSA's optional `model.rollout_steps`, `model.layer_norm` and `model.d_mlp`, the transformer's
+/// `model.residual` and `model.init_std`, and `repeat_subsequence`'s `task.bos` and `task.layout`.
 fn optional_keys() -> Vec<String> {
     (TrainSection::OPTIONAL_KEYS.iter())
         .map(|k| format!("train.{k}"))
-        .chain(["rollout_steps", "layer_norm", "d_mlp"].map(|k| format!("model.{k}")))
+        .chain(
+            [
+                "rollout_steps",
+                "layer_norm",
+                "d_mlp",
+                "residual",
+                "init_std",
+            ]
+            .map(|k| format!("model.{k}")),
+        )
+        .chain(["bos", "layout"].map(|k| format!("task.{k}")))
         .collect()
 }
 

@@ -186,10 +186,10 @@ pub fn group_pairs(pairs: &[ScoredPair], key: impl Fn(&ScoredPair) -> i64) -> Ve
 
 impl Step<'_> {
     /// Whether [`Step::train_seq`] and [`Step::evaluate_seq`] run the fused sequence pass
-    /// ([`fused_seq`]): engine `auto`, a transformer, and an f64 loss (the pass's log-softmax).
+    /// ([`fused_seq`]): engine `auto`, a transformer, and a softmax loss (its log-softmax in f64
+    /// or f32, as `loss_dtype` says).
     pub fn uses_fused_seq(&self) -> bool {
         self.engine == Engine::Auto
-            && self.loss_dtype == Precision::F64
             && self.loss_fn == LossFn::Softmax
             && self.model.transformer().is_some()
     }
@@ -221,6 +221,7 @@ impl Step<'_> {
             positions: &positions,
             targets: &targets,
             ignore: IGNORE,
+            f32_loss: self.loss_dtype == Precision::F32,
         };
         let chunks = self.threads.max(batch.len().div_ceil(EVAL_CHUNK));
         Some(match self.compute {

@@ -141,6 +141,7 @@ impl<'a> Step<'a> {
             positions: &[t - 1],
             targets: labels,
             ignore: -1,
+            f32_loss: self.loss_dtype == Precision::F32,
         };
         let chunks = self.threads.min(labels.len().div_ceil(64)).max(1);
         let r = match self.compute {

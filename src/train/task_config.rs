@@ -1,21 +1,22 @@
 //! `[task]`: a binary operation enumerated and split by fraction (`add`, `div`, `s5_compose`,
 //! …; [`TaskSection`]), a sampled sequence task (`digit_add`, `repeat_subsequence`,
-//! `max_element`, `sparse_parity`; [`SeqTaskSection`]) or in-context linear regression
+//! `skip_trigram`, `max_element`, `sparse_parity`; [`SeqTaskSection`]) or in-context linear regression
 //! (`linear_regression_icl`; [`IclTaskSection`]). `task.name` picks the family, and each
 //! family's section accepts only its own keys.
 
 use super::config::{section, TaskSection};
 use crate::error::{GrokError, Result};
 use crate::tasks::{
-    DigitAdd, IclFormat, IclRegression, MaxElement, Operation, Regime, RepeatSubsequence, SeqData,
-    SequenceTask, SparseParity,
+    CopyLayout, DigitAdd, IclFormat, IclRegression, MaxElement, Operation, Regime,
+    RepeatSubsequence, SeqData, SequenceTask, SkipTrigram, SparseParity,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The sequence tasks' config names.
-pub const SEQUENCE_TASKS: [&str; 4] = [
+pub const SEQUENCE_TASKS: [&str; 5] = [
     "digit_add",
     "repeat_subsequence",
+    "skip_trigram",
     "max_element",
     "sparse_parity",
 ];
@@ -28,6 +29,10 @@ pub enum RegimeName {
     Finite,
     /// A fresh sample every step.
     Infinite,
+}
+
+fn is_random_layout(l: &CopyLayout) -> bool {
+    *l == CopyLayout::Random
 }
 
 /// `[task]` of a sequence task. Keys of other tasks are rejected by [`SeqTaskSection::validate`].
@@ -60,10 +65,24 @@ pub struct SeqTaskSection {
     /// `repeat_subsequence`: copies of it (≥ 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copies: Option<usize>,
+    /// `repeat_subsequence`: position 0 is a BOS token 0, the others are drawn from
+    /// `1..d_vocab` (the authors' notebook). Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bos: bool,
+    /// `repeat_subsequence`: where the copies go, `random` (default) or `windows` (copy i in
+    /// its own window of `(n_ctx − bos) / copies` tokens, the authors' notebook).
+    #[serde(default, skip_serializing_if = "is_random_layout")]
+    pub layout: CopyLayout,
+    /// `skip_trigram`: signal tokens (= classes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_signal: Option<usize>,
+    /// `skip_trigram`: noise tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_noise: Option<usize>,
     /// `max_element`: values are `0..n_values`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n_values: Option<usize>,
-    /// `max_element`: values per sequence.
+    /// `max_element`: values per sequence; `skip_trigram`: positions between BOS and END.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n_elems: Option<usize>,
     /// `sparse_parity`: bits per sequence.
@@ -81,12 +100,15 @@ impl SeqTaskSection {
             "digit_add" => &["n_digits"],
             "repeat_subsequence" => &["d_vocab", "n_ctx", "sub_len", "copies"],
             "max_element" => &["n_values", "n_elems"],
+            "skip_trigram" => &["n_signal", "n_noise", "n_elems"],
             _ => &["n_bits", "k"],
         }
     }
 
-    fn keys(&self) -> [(&'static str, Option<usize>); 9] {
+    fn keys(&self) -> [(&'static str, Option<usize>); 11] {
         [
+            ("n_signal", self.n_signal),
+            ("n_noise", self.n_noise),
             ("n_digits", self.n_digits),
             ("d_vocab", self.d_vocab),
             ("n_ctx", self.n_ctx),
@@ -134,6 +156,22 @@ impl SeqTaskSection {
                 _ => {}
             }
         }
+        if self.name != "repeat_subsequence" {
+            if self.bos {
+                return Err(GrokError::invalid(
+                    "task.bos",
+                    true,
+                    "no value: only task `repeat_subsequence` takes it",
+                ));
+            }
+            if self.layout != CopyLayout::Random {
+                return Err(GrokError::invalid(
+                    "task.layout",
+                    "windows",
+                    "no value: only task `repeat_subsequence` takes it",
+                ));
+            }
+        }
         match (self.regime, self.n_train) {
             (RegimeName::Finite, None | Some(0)) => {
                 return Err(GrokError::invalid(
@@ -161,9 +199,20 @@ impl SeqTaskSection {
                 v(self.copies),
                 "an integer >= 2",
             )),
-            "repeat_subsequence" if v(self.copies) * v(self.sub_len) > v(self.n_ctx) => Err(
-                GrokError::invalid("task.n_ctx", v(self.n_ctx), "at least copies x sub_len"),
-            ),
+            "repeat_subsequence"
+                if v(self.copies) * v(self.sub_len) + usize::from(self.bos) > v(self.n_ctx) =>
+            {
+                Err(GrokError::invalid(
+                    "task.n_ctx",
+                    v(self.n_ctx),
+                    "at least copies x sub_len (+ 1 with bos)",
+                ))
+            }
+            "repeat_subsequence" if self.bos && v(self.d_vocab) < 2 => Err(GrokError::invalid(
+                "task.d_vocab",
+                v(self.d_vocab),
+                "at least 2 with bos (token 0 is the BOS)",
+            )),
             "max_element" if v(self.n_elems) > v(self.n_values) => Err(GrokError::invalid(
                 "task.n_elems",
                 v(self.n_elems),
@@ -188,6 +237,13 @@ impl SeqTaskSection {
                 n_ctx: v(self.n_ctx),
                 sub_len: v(self.sub_len),
                 copies: v(self.copies),
+                bos: self.bos,
+                layout: self.layout,
+            }),
+            "skip_trigram" => Box::new(SkipTrigram {
+                n_signal: v(self.n_signal),
+                n_noise: v(self.n_noise),
+                n_elems: v(self.n_elems),
             }),
             "max_element" => Box::new(MaxElement {
                 n_values: v(self.n_values),

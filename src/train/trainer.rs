@@ -6,7 +6,7 @@ use super::config::{Precision, RunConfig};
 use super::grad_filter::global_norm;
 use super::numerics::{last_layer_norm, Slingshots};
 use super::optim::Optimizer;
-use super::step::Step;
+use super::step::{Step, StepResult};
 use crate::error::{GrokError, Result};
 use crate::measures::phases::{detect_phase_change, PhaseChange};
 use crate::models::{ModelSpec, ParamStore};
@@ -270,12 +270,13 @@ impl<'a> Run<'a> {
         if self.cfg.is_checkpoint_step(step) && !(self.resumed && step == self.start) {
             self.checkpoint(step)?;
         }
-        let (r, whole) = (self.batches).train(
+        let (mut r, whole) = (self.batches).train(
             &self.step_fn(&self.devices.0),
             step,
             t.batch_size,
             t.sampling,
         );
+        scale_result(&mut r, t.loss_scale);
         if !r.loss.is_finite() {
             return Err(GrokError::NonFiniteLoss {
                 step,
@@ -297,9 +298,12 @@ impl<'a> Run<'a> {
             let train_metrics = if whole {
                 (r.loss, r.acc)
             } else {
-                self.batches.evaluate_train(&eval)
+                let (loss, acc) = self.batches.evaluate_train(&eval);
+                (loss * t.loss_scale, acc)
             };
-            let (test_metrics, task_metrics) = self.batches.test_metrics(&eval);
+            let ((test_loss, test_acc), mut task_metrics) = self.batches.test_metrics(&eval);
+            let test_metrics = (test_loss * t.loss_scale, test_acc);
+            task_metrics.extend(self.batches.train_batch_metrics(&eval, step, t.batch_size));
             let mut row = MetricsRow::new(
                 step,
                 self.batches.epoch(step, t.batch_size),
@@ -415,5 +419,16 @@ fn report_row(bar: &ProgressBar, row: &MetricsRow) {
         println!("step {:>6}  {msg}  {:.1}s", row.step, row.wall_s);
     } else {
         bar.set_message(msg);
+    }
+}
+
+/// Multiplies a step's loss and gradients by `train.loss_scale` (a no-op at 1).
+fn scale_result(r: &mut StepResult, scale: f64) {
+    if scale == 1.0 {
+        return;
+    }
+    r.loss *= scale;
+    for g in r.grads.iter_mut().flatten() {
+        g.iter_mut().for_each(|x| *x *= scale);
     }
 }

@@ -56,6 +56,35 @@ pub fn log_sum_exp(x: &[f64]) -> (f64, usize) {
     portable::log_sum_exp(x)
 }
 
+/// Cross-entropy of one row of `logits` `[Vo]` against `label` with the log-softmax in **f32**,
+/// as PyTorch's `log_softmax` on a float32 tensor computes it: `s = x − max`,
+/// `log p = s − ln Σ_c exp(s_c)`, every operation rounded to f32. Returns `(−log p[label], first
+/// arg-max)`; a row whose label has p = 1 in f32 has loss 0 and gradient 0 there, the rounding
+/// behind the f32 "slingshots" (Nanda et al. 2023, appendix; REFERENCES.md §3). With
+/// `backward`, overwrites the row with `∂L/∂x = (exp(log p) − onehot)·inv_n` in f32 (autograd's
+/// log-softmax backward, `g − softmax·Σg`).
+pub fn cross_entropy_f32<T: Real>(
+    x: &mut [T],
+    label: usize,
+    inv_n: f64,
+    backward: bool,
+) -> (f64, usize) {
+    let argmax = (0..x.len()).fold(0, |b, c| if x[c] > x[b] { c } else { b });
+    let max = x[argmax].f64() as f32;
+    let shifted = |v: T| v.f64() as f32 - max;
+    let z: f32 = x.iter().map(|&v| shifted(v).exp()).sum();
+    let lz = z.ln();
+    let log_p_label = shifted(x[label]) - lz;
+    if backward {
+        let g = inv_n as f32;
+        for v in x.iter_mut() {
+            *v = T::of(f64::from((shifted(*v) - lz).exp() * g));
+        }
+        x[label] = T::of(f64::from((log_p_label.exp() - 1.0) * g));
+    }
+    (-f64::from(log_p_label), argmax)
+}
+
 /// Whether this CPU runs the AVX2 + FMA loops.
 fn avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -284,6 +313,38 @@ mod portable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The f32 log-softmax: uniform logits give ln Vo rounded to f32 and the gradient
+    /// (1/Vo − onehot)·inv_n; a row whose label leads by 30 nats has p = 1 in f32, so loss 0 and
+    /// no gradient at the label (the rounding behind the slingshots), where the f64 kernel still
+    /// sees e^−30·(Vo − 1); and on random rows it agrees with the f64 kernel to f32 rounding.
+    #[test]
+    fn f32_cross_entropy_rounds_as_float32() {
+        let vo = 113;
+        let mut x = vec![0.5f64; vo];
+        let (loss, _) = cross_entropy_f32(&mut x, 7, 0.5, true);
+        assert_eq!(loss, f64::from((vo as f32).ln()));
+        assert!((x[3] - 0.5 / vo as f64).abs() < 1e-8 && (x[7] + 0.5 * 112.0 / 113.0).abs() < 1e-7);
+        let mut sure = vec![0.0f32; vo];
+        sure[7] = 30.0;
+        let mut sure64 = sure.clone();
+        let (loss, argmax) = cross_entropy_f32(&mut sure, 7, 1.0, true);
+        assert_eq!((loss, argmax, sure[7]), (0.0, 7, 0.0));
+        let mut exps = vec![0.0; vo];
+        let (loss64, _) = portable::cross_entropy(&mut sure64, 7, 1.0, true, &mut exps);
+        assert!(loss64 > 1e-11, "{loss64}");
+        for trial in 0..50 {
+            let x: Vec<f32> = noise(vo, trial).iter().map(|v| v * 8.0).collect();
+            let (mut a, mut b) = (x.clone(), x.clone());
+            let (la, ia) = cross_entropy_f32(&mut a, 5, 0.25, true);
+            let (lb, ib) = portable::cross_entropy(&mut b, 5, 0.25, true, &mut exps);
+            assert_eq!(ia, ib);
+            assert!((la - lb).abs() <= 1e-5 * lb.max(1.0), "{la} vs {lb}");
+            for (u, v) in a.iter().zip(&b) {
+                assert!((u - v).abs() <= 1e-6, "{u} vs {v}");
+            }
+        }
+    }
 
     #[test]
     fn cross_entropy_kernels_agree_and_uniform_logits_give_ln_vo() {

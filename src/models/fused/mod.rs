@@ -22,12 +22,12 @@ mod table;
 use super::{Activation, Normalization, ParamStore, TransformerConfig};
 pub use crate::models::linalg::Real;
 use crate::models::linalg::{heads_side_by_side, heads_stacked};
-pub use kernels::{log_sum_exp, Kernel};
+pub use kernels::{cross_entropy_f32, log_sum_exp, Kernel};
 use rayon::prelude::*;
 pub use rows::RowsForward;
 
-/// Whether the fused step applies: 1 layer, no LayerNorm, ReLU MLP, 3 positions (and a
-/// vocabulary below 2²⁰ tokens).
+/// Whether the fused step applies: 1 layer, no LayerNorm, ReLU MLP, 3 positions, the standard
+/// residual (and a vocabulary below 2²⁰ tokens).
 pub fn applies(cfg: &TransformerConfig) -> bool {
     cfg.n_layers == 1
         && 2 * cfg.d_vocab < 1 << 21
@@ -36,6 +36,7 @@ pub fn applies(cfg: &TransformerConfig) -> bool {
         && !cfg.attn_only
         && cfg.act_fn == Activation::Relu
         && cfg.n_ctx == 3
+        && cfg.residual == super::Residual::Standard
 }
 
 /// FLOPs (2 × multiply-adds) the fused training step executes on `rows` examples: per row three

@@ -183,9 +183,11 @@ pub struct SeqInput<'a> {
     pub targets: &'a [i64],
     /// The target value of an unscored pair.
     pub ignore: i64,
+    /// The log-softmax in f32 ([`crate::models::fused::cross_entropy_f32`]) instead of f64.
+    pub f32_loss: bool,
 }
 
-/// Mean cross-entropy (nats, log-softmax in f64) over the scored pairs, accuracy, and for a
+/// Mean cross-entropy (nats, log-softmax in f64, or f32 where asked) over the scored pairs, accuracy, and for a
 /// training step every store entry's gradient in store order (`None` for frozen tensors).
 pub struct SeqResult {
     /// Mean loss over the pairs whose target is not `ignore` (NaN when there are none).

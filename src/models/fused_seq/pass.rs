@@ -2,12 +2,14 @@
 //!
 //! Residual stream (TransformerLens `HookedTransformer`): `x = W_E[tok] + W_pos[pos]`; per block
 //! `x = x[queries] + attn(ln1(x))`, `x += mlp(ln2(x))`, where the queries are every position
-//! except in the last block (the scored positions); `logits = ln_final(x)·W_U + b_U`.
+//! except in the last block (the scored positions); `logits = ln_final(x)·W_U + b_U`. A
+//! doubled residual ([`Residual::Doubled`]) adds the block's input `x[queries]` once more.
 
 use super::attention::{self, Dims, SoftmaxExp};
 use super::dense::*;
 use super::{BlockW, Ln, SeqInput, SeqWeights};
-use crate::models::fused::Kernel;
+use crate::models::fused::{cross_entropy_f32, Kernel};
+use crate::models::Residual;
 
 /// Loss sum (nats), correct count and (for a backward pass) the gradients of one chunk, scaled
 /// by the whole batch's 1/n.
@@ -87,6 +89,7 @@ pub fn run<T: Kernel + SoftmaxExp>(
     let b = input.tokens.len() / t;
     let all: Vec<usize> = (0..t).collect();
     let scale = T::of(1.0 / (dh as f64).sqrt());
+    let doubled = c.residual == Residual::Doubled;
 
     // x = W_E[tok] + W_pos[pos]                                                  // (B·T, D)
     let mut x = Vec::with_capacity(b * t * d);
@@ -119,11 +122,12 @@ pub fn run<T: Kernel + SoftmaxExp>(
         };
         let (z, pattern) = attention::forward(&q, &k, &v, dims);
         let attn_out = affine(&z, &blk.w_o, &blk.b_o, b * tq);
-        x = if tq == t {
+        let resid_in = if tq == t {
             x
         } else {
             gather_rows(&x, t, d, queries)
         };
+        x = resid_in.clone();
         x.iter_mut().zip(&attn_out).for_each(|(x, &a)| *x += a); // (B·Tq, D)
         let mlp = blk.mlp.as_ref().map(|m| {
             let (n2, ln2) = norm(&x, &m.ln2);
@@ -134,6 +138,10 @@ pub fn run<T: Kernel + SoftmaxExp>(
             add_bias(&mut x, &m.b_out);
             (n2, ln2, pre, post)
         });
+        if doubled {
+            // the notebook's loop adds the block's input again: x_{l+1} = x_l + block(x_l)
+            x.iter_mut().zip(&resid_in).for_each(|(x, &r)| *x += r);
+        }
         caches.push(BlockCache {
             n1,
             ln1,
@@ -159,7 +167,11 @@ pub fn run<T: Kernel + SoftmaxExp>(
             row.fill(T::zero());
             continue;
         }
-        let (loss, argmax) = T::cross_entropy(row, y as usize, inv_n, backward, &mut exps);
+        let (loss, argmax) = if input.f32_loss {
+            cross_entropy_f32(row, y as usize, inv_n, backward)
+        } else {
+            T::cross_entropy(row, y as usize, inv_n, backward, &mut exps)
+        };
         loss_sum += loss;
         correct += usize::from(argmax == y as usize);
         pairs.push((loss, argmax == y as usize));
@@ -188,6 +200,8 @@ pub fn run<T: Kernel + SoftmaxExp>(
         };
         let tq = queries.len();
         let gb = &mut g.blocks[l];
+        // ∂L/∂x_out, which a doubled residual passes straight to the block's input
+        let d_out = doubled.then(|| dx.clone());
         if let (Some(m), Some((n2, ln2, pre, post)), Some(gm)) = (&blk.mlp, &cache.mlp, &mut gb.mlp)
         {
             let mm_ = c.d_mlp;
@@ -216,6 +230,7 @@ pub fn run<T: Kernel + SoftmaxExp>(
                 queries,
             },
             scale,
+            d_out.as_deref(),
         );
     }
     for (toks, dxs) in input.tokens.chunks_exact(t).zip(dx.chunks_exact(t * d)) {
@@ -235,7 +250,8 @@ pub fn run<T: Kernel + SoftmaxExp>(
 }
 
 /// The backward of one block's attention sublayer: from `dx` `[B·Tq, D]` (the gradient at the
-/// block's output after the MLP's share is added) to the gradient at its input `[B·T, D]`.
+/// block's output after the MLP's share is added) to the gradient at its input `[B·T, D]`;
+/// `d_out` (a doubled residual's, the gradient at the block's output) reaches the input once more.
 fn block_attention_backward<T: Kernel>(
     blk: &BlockW<T>,
     g: &mut BlockW<T>,
@@ -243,6 +259,7 @@ fn block_attention_backward<T: Kernel>(
     dx: Vec<T>,
     dims: Dims,
     scale: T,
+    d_out: Option<&[T]>,
 ) -> Vec<T> {
     let Dims {
         b,
@@ -277,11 +294,13 @@ fn block_attention_backward<T: Kernel>(
         scatter_add_rows(&mut dn1, &dn1_q, t, d, queries);
     }
     let mut dx_in = norm_backward(dn1, &blk.ln1, &cache.ln1, &mut g.ln1);
-    // the residual: x_out = x_in[queries] + …
-    if tq == t {
-        dx_in.iter_mut().zip(&dx).for_each(|(a, &b)| *a += b);
-    } else {
-        scatter_add_rows(&mut dx_in, &dx, t, d, queries);
+    // the residual: x_out = x_in[queries] + … (+ x_in[queries] again where doubled)
+    for skip in std::iter::once(&dx[..]).chain(d_out) {
+        if tq == t {
+            dx_in.iter_mut().zip(skip).for_each(|(a, &b)| *a += b);
+        } else {
+            scatter_add_rows(&mut dx_in, skip, t, d, queries);
+        }
     }
     dx_in
 }
