@@ -482,7 +482,7 @@ fn run(cli: Cli) -> Result<()> {
                 };
                 let log = groklab::rundir::MetricsLog::load(&run_dir)?;
                 report::plot_run(&run_dir, &log.rows)?;
-                let path = report::write_sequence_report(&run_dir, log.rows.last(), &analysis)?;
+                let path = report::write_sequence_report(&run_dir, &log.rows, &analysis)?;
                 println!("report written to {}", path.display());
                 return Ok(());
             }

@@ -9,6 +9,7 @@
 
 pub mod activations;
 pub mod attention;
+pub mod attention_views;
 mod bench;
 mod checkpoint;
 pub mod fourier;

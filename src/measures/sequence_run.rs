@@ -1,8 +1,10 @@
 //! `analyze` for the sequence tasks (digit addition, induction, max of a sequence, sparse
 //! parity): every checkpoint's test metrics — loss and accuracy, per scored position, per class,
 //! per-head induction and previous-token scores, as the run logs them (`train::Batches`) — in
-//! `measures.jsonl` / `measures.csv`, and the run's phase changes in `analysis.json`.
+//! `measures.jsonl` / `measures.csv`, the run's phase changes in `analysis.json`, and the
+//! attention views of the report's explorer in `attention.json`.
 
+use super::attention_views::{checkpoint_views, explorer_steps, AttentionViews, PROBE};
 use super::phases::{grokking_phases, PhaseChange, Phases};
 use crate::error::{GrokError, Result};
 use crate::models::ParamStore;
@@ -75,8 +77,8 @@ pub fn is_sequence_run(run_dir: &Path) -> bool {
 }
 
 /// Measures every checkpoint of the sequence run `run_dir` (one checkpoint per rayon thread, each
-/// evaluated single-threaded) and writes `measures.jsonl`, `measures.csv` and `analysis.json`
-/// atomically. Returns the rows (`step` and the metric names of `metrics.jsonl`) and the
+/// evaluated single-threaded) and writes `measures.jsonl`, `measures.csv`, `analysis.json` and,
+/// for a transformer, the explorer's `attention.json` ([`super::attention_views`]) atomically. Returns the rows (`step` and the metric names of `metrics.jsonl`) and the
 /// analysis.
 ///
 /// # Errors
@@ -105,10 +107,27 @@ pub fn analyze_sequence_run(run_dir: &Path) -> Result<(Vec<Map<String, Value>>, 
         });
     }
     let specs = cfg.model_spec().param_specs();
-    let rows = (steps.par_iter())
+    // the explorer's views: a transformer's attention on the first test sequences
+    let explorer = match (&cfg.task, cfg.transformer()) {
+        (TaskConfig::Sequence(t), Some(tc)) => {
+            let data = t.data()?;
+            let n = data.test.len().min(PROBE);
+            let probe = data.test.select(&(0..n).collect::<Vec<_>>());
+            let induction = data.task().scores_induction();
+            let signal = data.task().signal_tokens();
+            Some((tc, probe, induction, explorer_steps(&steps), signal))
+        }
+        _ => None,
+    };
+    let results = (steps.par_iter())
         .map(|&step| {
             let store =
                 ParamStore::from_safetensors_specs(&model_path(run_dir, step), specs.clone())?;
+            let views = (explorer.as_ref())
+                .filter(|(_, _, _, shown, _)| shown.contains(&step))
+                .map(|(tc, probe, induction, _, _)| {
+                    checkpoint_views(tc, &store, probe, step, *induction)
+                });
             let mut row = Map::new();
             row.insert("step".into(), step.into());
             for (k, v) in checkpoint_test_metrics(&cfg, &store)? {
@@ -117,9 +136,16 @@ pub fn analyze_sequence_run(run_dir: &Path) -> Result<(Vec<Map<String, Value>>, 
                     serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
                 );
             }
-            Ok(row)
+            Ok((row, views))
         })
         .collect::<Result<Vec<_>>>()?;
+    let (rows, views): (Vec<_>, Vec<_>) = results.into_iter().unzip();
+    if let Some((tc, probe, _, _, signal)) = &explorer {
+        let mut all = AttentionViews::new(tc, probe, signal.clone());
+        all.checkpoints = views.into_iter().flatten().collect();
+        let json = serde_json::to_string(&all).expect("views serialise");
+        atomic_write(&run_dir.join("attention.json"), json.as_bytes())?;
+    }
     let log = MetricsLog::load(run_dir)?;
     let summary = RunSummary::of_rows(&log.rows);
     let (s, tr, te): (Vec<u64>, Vec<f64>, Vec<f64>) = log

@@ -7,8 +7,9 @@ use plotters::prelude::{Color, Palette, Palette99, RGBColor, BLACK, BLUE, RED};
 use std::path::Path;
 
 /// Draws `plots/{loss,accuracy,weights}.{png,svg}` in `run_dir` from the metrics rows, and for
-/// sequence tasks `test_loss_at` (test loss per scored position, e.g. per answer digit),
-/// `test_loss_class`, `induction_score` and `prev_token_score` (per head) where the rows have
+/// sequence tasks `test_loss_at` (test loss per scored position; per answer digit s₀ … s₅ for
+/// digit addition), `train_loss_at` (the training batch's), `test_loss_class`,
+/// `signal_attention`, `induction_score` and `prev_token_score` (per head) where the rows have
 /// them.
 ///
 /// # Errors
@@ -53,13 +54,32 @@ pub fn plot_run(run_dir: &Path, rows: &[MetricsRow]) -> Result<()> {
         vec![("total".into(), BLACK, col(|r| r.sum_sq_weights))],
     )
     .save(&dir, "weights", "Sum of squared weights")?;
+    let digits = is_digit_run(run_dir);
     for (prefix, name, title, y_label, log_y) in [
         (
             "test_loss_at.",
             "test_loss_at",
-            "Test loss per scored position",
+            if digits {
+                "Test loss per answer digit"
+            } else {
+                "Test loss per scored position"
+            },
             "cross-entropy (nats, log scale)",
             true,
+        ),
+        (
+            "train_loss_at.",
+            "train_loss_at",
+            "Training-batch loss per answer digit",
+            "cross-entropy (nats, log scale)",
+            true,
+        ),
+        (
+            "signal_attention.",
+            "signal_attention",
+            "Attention from END to the signal token per head (layer.head)",
+            "attention",
+            false,
         ),
         (
             "test_loss_class.",
@@ -83,7 +103,13 @@ pub fn plot_run(run_dir: &Path, rows: &[MetricsRow]) -> Result<()> {
             false,
         ),
     ] {
-        let series = task_series(rows, prefix);
+        let mut series = task_series(rows, prefix);
+        if digits && prefix.ends_with("_loss_at.") {
+            // positions in order are the answer digits s₀ (the final carry) … s_n
+            for (i, (label, _, _)) in series.iter_mut().enumerate() {
+                *label = digit_label(i);
+            }
+        }
         if !series.is_empty() {
             lines(y_label, log_y, series).save(&dir, name, title)?;
         }
@@ -114,4 +140,28 @@ fn task_series(rows: &[MetricsRow], prefix: &str) -> Vec<Series> {
             (label, RGBColor(c.0, c.1, c.2), points)
         })
         .collect()
+}
+
+/// Whether the run in `run_dir` is digit addition (its scored positions are the answer digits).
+fn is_digit_run(run_dir: &Path) -> bool {
+    std::fs::read_to_string(run_dir.join("config.toml"))
+        .ok()
+        .and_then(|t| crate::train::RunConfig::from_toml(&t).ok())
+        .is_some_and(|c| c.task.name() == "digit_add")
+}
+
+/// `s₀ (carry)`, `s₁`, …: the answer digit at the `i`-th scored position, most significant
+/// first (Nanda et al. 2023 §5: `a₁…a₅ + b₁…b₅ = s₀…s₅`).
+pub fn digit_label(i: usize) -> String {
+    const SUB: [char; 10] = ['₀', '₁', '₂', '₃', '₄', '₅', '₆', '₇', '₈', '₉'];
+    let digits: String = i
+        .to_string()
+        .chars()
+        .map(|c| SUB[c as usize - '0' as usize])
+        .collect();
+    if i == 0 {
+        format!("s{digits} (carry)")
+    } else {
+        format!("s{digits}")
+    }
 }

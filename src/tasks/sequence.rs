@@ -44,6 +44,12 @@ pub trait SequenceTask: Send + Sync {
         false
     }
 
+    /// The signal tokens whose attention from the scored position is a curve worth logging
+    /// (skip trigrams: how much END reads the signal), `None` for other tasks.
+    fn signal_tokens(&self) -> Option<std::ops::Range<i64>> {
+        None
+    }
+
     /// `n` random sequences.
     fn sample(&self, rng: &mut ChaCha8Rng, n: usize) -> SeqBatch {
         let mut batch = SeqBatch::new(self.shape().n_ctx);

@@ -49,6 +49,10 @@ impl SequenceTask for SkipTrigram {
         true
     }
 
+    fn signal_tokens(&self) -> Option<std::ops::Range<i64>> {
+        Some(self.signal(0)..self.signal(self.n_signal))
+    }
+
     fn sample_one(&self, rng: &mut ChaCha8Rng, batch: &mut SeqBatch) {
         let mut tokens = Vec::with_capacity(self.n_elems + 2);
         tokens.push(Self::BOS);

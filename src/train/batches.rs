@@ -11,7 +11,7 @@ use super::step::{Step, StepResult};
 use super::task_config::TaskConfig;
 use super::trainer::RunData;
 use crate::error::Result;
-use crate::measures::attention::{induction_score, previous_token_score};
+use crate::measures::attention::{attention_to_tokens, induction_score, previous_token_score};
 use crate::models::{Scored, Transformer};
 use crate::tasks::{SeqBatch, SeqData};
 use burn::tensor::{Int, Tensor, TensorData};
@@ -185,7 +185,8 @@ impl Batches {
     /// ([`super::MetricsRow::task_metrics`]): loss and accuracy per scored position where every
     /// sequence scores the same several positions, per target class where the task asks for it,
     /// and per-head induction and previous-token scores on the first [`PROBE`] test sequences
-    /// where the task scores induction. Where per-pair metrics are asked for, one pass gives them
+    /// where the task scores induction (`signal_attention.<l>.<h>`, the attention from the
+    /// scored position to the signal token, where the task has signal tokens). Where per-pair metrics are asked for, one pass gives them
     /// and the overall loss and accuracy (their means over the pairs).
     pub(crate) fn test_metrics(&self, eval: &Step) -> ((f64, f64), Vec<(String, f64)>) {
         if let Batches::Icl(d) = self {
@@ -219,7 +220,9 @@ impl Batches {
                 }
             }
         }
-        if let (true, Some(cfg)) = (d.task().scores_induction(), eval.model.transformer()) {
+        let signal = d.task().signal_tokens();
+        let attention = d.task().scores_induction() || signal.is_some();
+        if let (true, Some(cfg)) = (attention, eval.model.transformer()) {
             let n = d.test.len().min(PROBE);
             let probe = d.test.select(&(0..n).collect::<Vec<_>>());
             let model =
@@ -236,6 +239,13 @@ impl Batches {
                 .enumerate()
             {
                 let p: Vec<f64> = pattern.into_data().try_into_vec_as::<f64>().expect("float");
+                if let Some(tokens) = signal.clone() {
+                    let scores = attention_to_tokens(&p, &probe, h, tokens).into_iter();
+                    out.extend(
+                        (scores.enumerate()).map(|(i, s)| (format!("signal_attention.{l}.{i}"), s)),
+                    );
+                    continue;
+                }
                 let heads = (induction_score(&p, &probe, h).into_iter().enumerate())
                     .map(|(i, s)| (format!("induction_score.{l}.{i}"), s))
                     .chain(
