@@ -16,13 +16,16 @@ the paper's code.
 Prints one line: threads, timed steps, median / min / max ms per step (milliseconds of wall
 time for zero_grad + forward + loss + backward + optimiser and scheduler step).
 
-With `--model induction` or `--model digit_add` it times instead the general path's two sequence
-models with the settings of groklab's presets `nanda_induction_infinite` (2-layer
-attention-only, d_model 48, 4 heads of 12, vocabulary 128, 128 sequences of 85 tokens, loss on
-the 30 tokens per sequence a copy predicts) and `nanda_digit_add5_infinite` (1 layer, d_model
-128, 4 heads of 32, d_mlp 512, vocabulary 12 in and 10 out, 128 sequences of 18 tokens, loss on
-the 6 answer digits): a TransformerLens-style model on whole sequences (causal mask, f64
-log_softmax at the scored positions), AdamW (lr 1e-3, betas (0.9, 0.98), weight decay 1 / 0.1).
+With `--model induction|skip_trigram|digit_add|digit_add_d128` it times instead the general
+path's sequence models with the settings of groklab's presets: `nanda_induction_infinite` (the
+authors' notebook: 2-layer attention-only, d_model 48, 4 heads of 12, the doubled residual,
+vocabulary 128, 128 sequences of 85 tokens, loss on the 30 tokens a copy predicts in f32 times
+85/84, AdamW betas (0.9, 0.999), wd 1); `nanda_skip_trigram_infinite` (1 layer attention-only,
+d_model 32, 1 head of 8, 256 sequences of 42 tokens scored at END, f64 loss, wd 0.1);
+`nanda_digit_add5_infinite` (1 layer, d_model 512, 4 heads of 128, d_mlp 2048, 64 sequences of
+18 tokens, loss on the 6 answer digits, lr 1e-4, wd 0.1) and `digit_add5_d128_infinite`
+(d_model 128, 4 heads of 32, d_mlp 512, 128 sequences): a TransformerLens-style model on whole
+sequences (causal mask, log_softmax at the scored positions), AdamW.
 
 With `--model icl` it times the step of groklab's ICL preset `--icl-preset` (default
 `icl_1layer`; von Oswald et al. 2023): linear self-attention layers (square 11 x 11 W_Q, W_K,
@@ -34,7 +37,7 @@ and AdamW (lr 1e-3, betas (0.9, 0.98), no weight decay). `--last-position` compu
 query's row in the last layer, as groklab does.
 
 usage: python3 scripts/bench_pytorch.py [--threads N] [--steps N] [--warmup N] [--last-position]
-                                        [--model paper|induction|digit_add|icl]
+                                        [--model paper|induction|skip_trigram|digit_add|digit_add_d128|icl]
                                         [--icl-preset NAME]
 """
 import argparse
@@ -111,7 +114,8 @@ class SeqTransformer(nn.Module):
     [n_heads, d_model, d_head], W_O [n_heads, d_head, d_model], biases, causal attention scaled
     by 1/sqrt(d_head), optional ReLU MLP, W_U [d_model, d_vocab_out]."""
 
-    def __init__(self, n_layers, d_model, n_heads, d_head, d_mlp, d_vocab, d_vocab_out, n_ctx):
+    def __init__(self, n_layers, d_model, n_heads, d_head, d_mlp, d_vocab, d_vocab_out, n_ctx,
+                 doubled=False):
         super().__init__()
         r = lambda *s: nn.Parameter(torch.randn(*s) / math.sqrt(d_model))
         z = lambda *s: nn.Parameter(torch.zeros(*s))
@@ -128,12 +132,13 @@ class SeqTransformer(nn.Module):
             self.blocks.append(b)
         self.W_U, self.b_U = r(d_model, d_vocab_out), z(d_vocab_out)
         self.register_buffer("mask", torch.tril(torch.ones(n_ctx, n_ctx, dtype=torch.bool)))
-        self.d_head, self.d_mlp = d_head, d_mlp
+        self.d_head, self.d_mlp, self.doubled = d_head, d_mlp, doubled
 
     def forward(self, tokens):  # (B, T) -> (B, T, d_vocab_out)
         t = tokens.shape[1]
         x = self.W_E[tokens] + self.W_pos[:t]
         for b in self.blocks:
+            x_in = x
             q = torch.einsum("btd,hde->bhte", x, b.W_Q) + b.b_Q[None, :, None]
             k = torch.einsum("btd,hde->bhte", x, b.W_K) + b.b_K[None, :, None]
             v = torch.einsum("btd,hde->bhte", x, b.W_V) + b.b_V[None, :, None]
@@ -143,25 +148,38 @@ class SeqTransformer(nn.Module):
             x = x + torch.einsum("bhte,hed->btd", z, b.W_O) + b.b_O
             if self.d_mlp:
                 x = x + torch.relu(x @ b.W_in + b.b_in) @ b.W_out + b.b_out
+            if self.doubled:  # the authors' notebook: the loop adds the block's input again
+                x = x + x_in
         return x @ self.W_U + self.b_U
 
 
-def sequence_batch(model_name, gen):
+def sequence_batch(model_name, gen, rows):
     """tokens (B, T) and targets (B, T) with -1 where unscored, as groklab's generators make them."""
-    if model_name == "digit_add":
-        a = torch.randint(0, 10, (128, 5), generator=gen)
-        b = torch.randint(0, 10, (128, 5), generator=gen)
+    if model_name.startswith("digit_add"):
+        a = torch.randint(0, 10, (rows, 5), generator=gen)
+        b = torch.randint(0, 10, (rows, 5), generator=gen)
         sums = (a * 10 ** torch.arange(4, -1, -1)).sum(1) + (b * 10 ** torch.arange(4, -1, -1)).sum(1)
         s = torch.stack([(sums // 10 ** k) % 10 for k in range(5, -1, -1)], 1)
-        tokens = torch.cat([a, torch.full((128, 1), 10), b, torch.full((128, 1), 11), s], 1)
+        tokens = torch.cat([a, torch.full((rows, 1), 10), b, torch.full((rows, 1), 11), s], 1)
         targets = torch.full_like(tokens, -1)
         targets[:, 11:17] = s
         return tokens, targets
-    tokens = torch.randint(0, 128, (128, 85), generator=gen)
+    if model_name == "skip_trigram":
+        # BOS 0, 40 noise tokens in 2..11, END 1; one position holds signal 12 + c; target c at END
+        tokens = torch.randint(2, 12, (rows, 42), generator=gen)
+        tokens[:, 0], tokens[:, 41] = 0, 1
+        c = torch.randint(0, 10, (rows,), generator=gen)
+        at = torch.randint(1, 41, (rows,), generator=gen)
+        tokens[torch.arange(rows), at] = 12 + c
+        targets = torch.full_like(tokens, -1)
+        targets[:, 41] = c
+        return tokens, targets
+    tokens = torch.randint(1, 128, (rows, 85), generator=gen)
+    tokens[:, 0] = 0
     targets = torch.full_like(tokens, -1)
-    for i in range(128):
-        sub = torch.randint(0, 128, (16,), generator=gen)
-        for c, start in enumerate((0, 30, 60)):  # fixed layout: the cost does not depend on it
+    for i in range(rows):
+        sub = torch.randint(1, 128, (16,), generator=gen)
+        for c, start in enumerate((1, 30, 58)):  # fixed layout: the cost does not depend on it
             tokens[i, start : start + 16] = sub
             if c:
                 targets[i, start : start + 15] = sub[1:]
@@ -172,27 +190,35 @@ def sequence_main(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    if args.model == "induction":
-        model = SeqTransformer(2, 48, 4, 12, 0, 128, 128, 85)
-        wd = 1.0
-    else:
+    # (model, rows, lr, weight decay, betas, loss dtype, loss scale) of each preset
+    f64, f32 = torch.float64, torch.float32
+    if args.model == "induction":  # nanda_induction_infinite: the authors' notebook
+        model = SeqTransformer(2, 48, 4, 12, 0, 128, 128, 85, doubled=True)
+        rows, lr, wd, betas, loss_dtype, scale = 128, 1e-3, 1.0, (0.9, 0.999), f32, 85 / 84
+    elif args.model == "skip_trigram":  # nanda_skip_trigram_infinite
+        model = SeqTransformer(1, 32, 1, 8, 0, 22, 10, 42)
+        rows, lr, wd, betas, loss_dtype, scale = 256, 1e-3, 0.1, (0.9, 0.98), f64, 1.0
+    elif args.model == "digit_add":  # nanda_digit_add5_infinite: the authors' per-digit run
+        model = SeqTransformer(1, 512, 4, 128, 2048, 12, 10, 18)
+        rows, lr, wd, betas, loss_dtype, scale = 64, 1e-4, 0.1, (0.9, 0.98), f64, 1.0
+    else:  # digit_add_d128: digit_add5_d128_infinite
         model = SeqTransformer(1, 128, 4, 32, 512, 12, 10, 18)
-        wd = 0.1
-    tokens, targets = sequence_batch(args.model, gen)
+        rows, lr, wd, betas, loss_dtype, scale = 128, 1e-3, 0.1, (0.9, 0.98), f64, 1.0
+    tokens, targets = sequence_batch(args.model, gen, rows)
     scored = targets >= 0
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=wd, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd, betas=betas)
 
     def step():
         opt.zero_grad()
-        logits = model(tokens)[scored].to(torch.float64)
-        loss = -logits.log_softmax(-1).gather(-1, targets[scored][:, None]).mean()
+        logits = model(tokens)[scored].to(loss_dtype)
+        loss = -scale * logits.log_softmax(-1).gather(-1, targets[scored][:, None]).mean()
         loss.backward()
         opt.step()
         return loss
 
     times, loss = time_steps(step, args.warmup, args.steps)
     print(
-        f"pytorch {torch.__version__} threads {args.threads} {args.model}: 128 sequences of "
+        f"pytorch {torch.__version__} threads {args.threads} {args.model}: {rows} sequences of "
         f"{tokens.shape[1]} tokens, {int(scored.sum())} scored, steps {args.steps}: median "
         f"{statistics.median(times):.1f} ms (min {min(times):.1f}, max {max(times):.1f}), "
         f"final loss {loss.item():.4f}"
@@ -276,7 +302,9 @@ def main():
         help="compute the query, MLP and unembedding at the last position only (what the loss reads)",
     )
     ap.add_argument(
-        "--model", choices=["paper", "induction", "digit_add", "icl"], default="paper"
+        "--model",
+        choices=["paper", "induction", "skip_trigram", "digit_add", "digit_add_d128", "icl"],
+        default="paper",
     )
     ap.add_argument("--icl-preset", choices=sorted(ICL_PRESETS), default="icl_1layer")
     args = ap.parse_args()

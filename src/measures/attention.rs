@@ -182,9 +182,7 @@ mod tests {
         let mut batch = SeqBatch::new(t);
         let toks = [1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6];
         let mut targets = [IGNORE; 12];
-        for q in 6..11 {
-            targets[q] = toks[q + 1];
-        }
+        targets[6..11].copy_from_slice(&toks[7..12]);
         batch.push(&toks, &targets);
         let mut pattern = vec![0.0; h * t * t];
         for q in 0..t {
