@@ -12,7 +12,10 @@ use crate::rundir::atomic_write;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-const SCRIPT: &str = include_str!("icl_report.js");
+const SCRIPT: &str = concat!(
+    include_str!("explorer_core.js"),
+    include_str!("icl_report.js"),
+);
 
 /// Writes `run_dir/report.html` from the run's config, the rows and analysis of
 /// [`crate::measures::icl_run::analyze_icl_run`] and the plots in `plots/`; returns its path.

@@ -10,7 +10,10 @@ use crate::rundir::{atomic_write, MetricsRow};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-const SCRIPT: &str = include_str!("sequence_report.js");
+const SCRIPT: &str = concat!(
+    include_str!("explorer_core.js"),
+    include_str!("sequence_report.js"),
+);
 
 /// The curves shown, from `plots/` ([`super::plot_run`]); those a task does not log are left out.
 const CURVES: [(&str, &str); 9] = [
