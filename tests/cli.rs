@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{assert_error, groklab, lines_without_wall_time, train, TINY};
+use common::{assert_error, assert_success, groklab, lines_without_wall_time, train, TINY};
 
 fn bad_config(extra: &[&str], needles: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
@@ -343,4 +343,26 @@ fn compare_labels_runs_by_their_differing_keys() {
     }
     assert!(page.contains("train.lr=0.003") && page.contains("train.lr=0.01"));
     assert!(!page.contains("train.steps="), "an equal key in the legend");
+}
+
+/// A run whose length is not a multiple of the checkpoint interval still ends with a checkpoint
+/// of its final weights and optimiser state: `train.steps = 55` with checkpoints every 50 leaves
+/// steps 0, 50 and 55, and resuming the finished run trains nothing more.
+#[test]
+fn the_last_step_is_always_checkpointed() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("r");
+    assert_success(&train(&run, &["--set", "train.steps=55"]));
+    assert_eq!(groklab::rundir::list_steps(&run), [0, 50, 55]);
+    assert!(run
+        .join("checkpoints/step_000055.optim.safetensors")
+        .exists());
+    let before = std::fs::read(run.join("checkpoints/step_000055.safetensors")).unwrap();
+    let out = groklab(&["train", "--no-plots", "--resume", run.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(groklab::rundir::list_steps(&run), [0, 50, 55]);
+    let after = std::fs::read(run.join("checkpoints/step_000055.safetensors")).unwrap();
+    assert_eq!(before, after);
 }

@@ -263,11 +263,14 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Checkpoints (on schedule), steps, logs (on schedule; returned) and updates, for `step`.
+    /// Checkpoints (on schedule, and always at the last step), steps, logs (on schedule;
+    /// returned) and updates, for `step`.
     pub(crate) fn advance(&mut self, step: u64) -> Result<Option<MetricsRow>> {
         let t = &self.cfg.train;
         let wall = self.wall0 + self.clock.elapsed().as_secs_f64();
-        if self.cfg.is_checkpoint_step(step) && !(self.resumed && step == self.start) {
+        // the last step is always checkpointed, so the final weights are never lost
+        let due = self.cfg.is_checkpoint_step(step) || step == t.steps;
+        if due && !(self.resumed && step == self.start) {
             self.checkpoint(step)?;
         }
         let (mut r, whole) = (self.batches).train(
