@@ -316,7 +316,36 @@ pub fn encode_safetensors<'a>(
         (name, view)
     });
     let meta = (!metadata.is_empty()).then_some(metadata);
-    safetensors::serialize(views, meta).expect("safetensors serialisation of valid views")
+    let bytes =
+        safetensors::serialize(views, meta).expect("safetensors serialisation of valid views");
+    sorted_header(bytes)
+}
+
+/// `bytes` (a safetensors buffer) with its JSON header's keys, and those of `__metadata__`, in
+/// sorted order: safetensors writes the metadata map in `HashMap` order, which differs from one
+/// write to the next, so identical runs would write checkpoints that differ in bytes. The same
+/// keys and values in another order take the same bytes, so the header keeps its length and the
+/// tensors their offsets.
+fn sorted_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    use serde_json::Value;
+    use std::collections::BTreeMap;
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8-byte length")) as usize;
+    let header: BTreeMap<String, Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).expect("safetensors writes a JSON object");
+    let sorted: BTreeMap<String, Value> = (header.into_iter())
+        .map(|(k, v)| match v {
+            Value::Object(m) => {
+                let m: BTreeMap<String, Value> = m.into_iter().collect();
+                (k, serde_json::to_value(m).expect("a JSON object"))
+            }
+            v => (k, v),
+        })
+        .collect();
+    let mut text = serde_json::to_vec(&sorted).expect("JSON serialises");
+    assert!(text.len() <= n, "a reordered header has the same length");
+    text.resize(n, b' ');
+    bytes[8..8 + n].copy_from_slice(&text);
+    bytes
 }
 
 /// Tensors by name: `(shape, row-major values as f64)`.
@@ -379,4 +408,37 @@ pub fn read_safetensors_metadata(path: &Path, bytes: &[u8]) -> Result<HashMap<St
         reason: format!("not a valid safetensors file ({e})"),
     })?;
     Ok(meta.metadata().clone().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Identical tensors and metadata give identical bytes, whatever order the metadata map
+    /// iterates in (each `HashMap` draws its own hash seed), and the file reads back.
+    #[test]
+    fn safetensors_bytes_do_not_depend_on_the_metadata_map_order() {
+        let data = [1.0, -2.5, 3.25, 0.0, 7.0, 0.125];
+        let write = || {
+            let meta: HashMap<String, String> = (0..12)
+                .map(|i| (format!("key{i}"), format!("{i}")))
+                .collect();
+            let tensors = [
+                ("b.w", &[2usize, 3][..], &data[..]),
+                ("a.w", &[6][..], &data[..]),
+            ];
+            encode_safetensors(tensors.into_iter(), Dtype::F32, &[], meta)
+        };
+        let first = write();
+        for _ in 0..20 {
+            assert_eq!(write(), first);
+        }
+        let path = Path::new("memory");
+        let read = read_safetensors(path, &first).unwrap();
+        assert_eq!(read["b.w"], (vec![2, 3], data.to_vec()));
+        assert_eq!(
+            read_safetensors_metadata(path, &first).unwrap()["key7"],
+            "7"
+        );
+    }
 }
