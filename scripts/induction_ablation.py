@@ -7,7 +7,10 @@ last step, the best layer-1 induction score on the plateau (the logged steps bef
 first one with train loss < 4, where the fall starts) and after the fall (train loss < 1 reached),
 the last step's, and the last step's test accuracy. Standard library only.
 
-usage: python3 scripts/induction_ablation.py RUN_DIR [RUN_DIR ...]
+With `--plot FILE.png` it also draws every seed's train loss, one colour per run directory
+(needs matplotlib).
+
+usage: python3 scripts/induction_ablation.py [--plot FILE.png] RUN_DIR [RUN_DIR ...]
 """
 import json
 import pathlib
@@ -23,11 +26,37 @@ def best_layer1(row):
     return max(scores) if scores else float("nan")
 
 
+def plot(runs, out):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    for i, run in enumerate(runs):
+        for j, seed in enumerate(sorted(run.glob("seed_*"))):
+            r = rows(seed / "metrics.jsonl")
+            ax.plot([x["step"] for x in r], [x["train_loss"] for x in r], color=f"C{i}",
+                    lw=1.2, label=run.name if j == 0 else None)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("train loss (nats, fresh batch; log scale)")
+    ax.axhline(1.0, color="grey", lw=0.6, ls=":")
+    ax.legend(fontsize=8)
+    ax.set_title("Induction at weight decay 1: the authors' setting with one difference undone")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
 def main():
+    args = sys.argv[1:]
+    if args[:1] == ["--plot"]:
+        out, args = args[1], args[2:]
+        plot([pathlib.Path(a) for a in args], out)
     print("| setting | seed | step-0 loss | train loss < 1 at | last train loss | "
           "layer-1 induction on the plateau / after the fall / last | last test acc |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for arg in sys.argv[1:]:
+    for arg in args:
         run = pathlib.Path(arg)
         for seed in sorted(run.glob("seed_*")):
             r = rows(seed / "metrics.jsonl")

@@ -119,14 +119,15 @@ fn corrupt_or_missing_checkpoint_is_reported_on_resume() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     assert!(train(&out, &["--set", "train.steps=60"]).status.success());
-    let ckpt = out.join("checkpoints/step_000050.safetensors");
+    // the latest checkpoint: the last step's (every run ends with one)
+    let ckpt = out.join("checkpoints/step_000060.safetensors");
     std::fs::write(&ckpt, b"not a checkpoint").unwrap();
     let r = groklab(&["train", "--no-plots", "--resume", out.to_str().unwrap()])
         .output()
         .unwrap();
     assert_error(
         &r,
-        &["step_000050.safetensors", "not a valid safetensors file"],
+        &["step_000060.safetensors", "not a valid safetensors file"],
     );
     let missing = dir.path().join("nothing");
     let r = groklab(&["train", "--resume", missing.to_str().unwrap()])
