@@ -151,3 +151,46 @@ fn doubled_residual_with_mlp_gradients_match_finite_differences() {
     check(doubled(1, false), Engine::Auto);
     check(doubled(2, false), Engine::Burn);
 }
+
+/// The fused step with the log-softmax in f32 (the `f32_slingshot` recipe) against the burn
+/// graph's f32 `log_softmax` on the same weights: the same loss and gradients up to the f32
+/// rounding of the logits (the forward in f64 on both).
+#[test]
+fn fused_step_f32_loss_matches_burn() {
+    let cfg = tiny();
+    let store = ParamStore::init(&cfg, 3);
+    let device = Device::flex().autodiff();
+    let model = ModelSpec::Transformer(cfg.clone());
+    let step = |engine| Step {
+        model: &model,
+        params: &store,
+        device: &device,
+        compute: Precision::F64,
+        loss_dtype: Precision::F32,
+        loss_fn: groklab::train::LossFn::Softmax,
+        engine,
+        threads: 2,
+    };
+    let (fused, burn) = (step(Engine::Auto), step(Engine::Burn));
+    assert!(fused.uses_fused() && !burn.uses_fused());
+    let data = ModularDataset::new(Operation::Sub, P as u64, 0).unwrap();
+    let rows: Vec<usize> = (0..data.len()).collect();
+    let (tokens, labels) = data.gather(&rows);
+    let (got, want) = (
+        fused.train_host(&tokens, &labels),
+        burn.train_host(&tokens, &labels),
+    );
+    assert!(
+        (got.loss - want.loss).abs() < 2e-6 * want.loss,
+        "{} vs {}",
+        got.loss,
+        want.loss
+    );
+    for (e, (g, w)) in store.entries.iter().zip(got.grads.iter().zip(&want.grads)) {
+        let (Some(g), Some(w)) = (g, w) else { continue };
+        let scale = w.iter().fold(1e-6f64, |m, x| m.max(x.abs()));
+        for (a, b) in g.iter().zip(w) {
+            assert!((a - b).abs() < 1e-5 * scale, "{}: {a} vs {b}", e.name);
+        }
+    }
+}

@@ -94,7 +94,7 @@ impl<'a> Step<'a> {
     }
 
     /// Whether the fused step ([`crate::models::fused`]) runs this step: engine `auto`, an
-    /// architecture it covers, and a loss it computes the same way (f64 log-softmax).
+    /// architecture it covers, and a softmax loss (its log-softmax in f64 or f32).
     pub fn uses_fused(&self) -> bool {
         self.fused_cfg().is_some()
     }
@@ -102,10 +102,7 @@ impl<'a> Step<'a> {
     /// The transformer's config where the fused step runs.
     fn fused_cfg(&self) -> Option<&'a TransformerConfig> {
         let cfg = self.model.transformer()?;
-        (self.engine == Engine::Auto
-            && fused::applies(cfg)
-            && self.loss_dtype == Precision::F64
-            && self.loss_fn == LossFn::Softmax)
+        (self.engine == Engine::Auto && fused::applies(cfg) && self.loss_fn == LossFn::Softmax)
             .then_some(cfg)
     }
 
@@ -116,9 +113,11 @@ impl<'a> Step<'a> {
     fn fused(&self, tokens: &[i64], labels: &[i64], backward: bool) -> Option<fused::FusedResult> {
         let cfg = self.fused_cfg()?;
         let chunks = self.chunks_for(labels.len());
+        let f32_loss = self.loss_dtype == Precision::F32;
+        let (p, c, b) = (self.params, chunks, backward);
         match self.compute {
-            Precision::F32 => fused::run::<f32>(cfg, self.params, tokens, labels, chunks, backward),
-            Precision::F64 => fused::run::<f64>(cfg, self.params, tokens, labels, chunks, backward),
+            Precision::F32 => fused::run::<f32>(cfg, p, tokens, labels, c, b, f32_loss),
+            Precision::F64 => fused::run::<f64>(cfg, p, tokens, labels, c, b, f32_loss),
         }
     }
 

@@ -242,6 +242,7 @@ pub fn run<T: Kernel>(
     labels: &[i64],
     chunks: usize,
     backward: bool,
+    f32_loss: bool,
 ) -> Option<FusedResult> {
     let n = labels.len();
     let (eq_tok, ids) = table_ids(cfg, tokens)?;
@@ -258,7 +259,13 @@ pub fn run<T: Kernel>(
         .into_par_iter()
         .map(|c| {
             let (lo, hi) = (c * n / chunks, (c + 1) * n / chunks);
-            rows::run(&w, &t, &ids[lo..hi], &labels[lo..hi], n, backward)
+            rows::run(
+                &w,
+                &t,
+                &ids[lo..hi],
+                &labels[lo..hi],
+                (n, backward, f32_loss),
+            )
         })
         .collect();
     let loss = parts.iter().map(|p| p.loss_sum).sum::<f64>() / n as f64;

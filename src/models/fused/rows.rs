@@ -36,17 +36,17 @@ pub struct RowsForward<T> {
 }
 
 /// Forward, loss and (with `backward`) backward of `ids` (`[R, 3]` table rows) against
-/// `labels` (`[R]`). The loss gradient is scaled by `1/n_total` (the mean over the whole batch).
+/// `labels` (`[R]`). The loss gradient is scaled by `1/n_total` (the mean over the whole batch);
+/// with `f32_loss` the log-softmax runs in f32 ([`super::kernels::cross_entropy_f32`]).
 pub fn run<T: Kernel>(
     w: &Weights<T>,
     t: &Table<T>,
     ids: &[[usize; 3]],
     labels: &[usize],
-    n_total: usize,
-    backward: bool,
+    (n_total, backward, f32_loss): (usize, bool, bool),
 ) -> ChunkResult<T> {
     let f = forward_padded(w, t, ids);
-    loss_and_backward(w, t, ids, (labels, n_total, backward), f)
+    loss_and_backward(w, t, ids, (labels, n_total, backward, f32_loss), f)
 }
 
 /// Table row `i`'s `[H, W]` block of a `[n_tab, H, W]` table.
@@ -122,7 +122,7 @@ fn loss_and_backward<T: Kernel>(
     w: &Weights<T>,
     t: &Table<T>,
     ids: &[[usize; 3]],
-    (labels, n_total, backward): (&[usize], usize, bool),
+    (labels, n_total, backward, f32_loss): (&[usize], usize, bool, bool),
     f: RowsForward<T>,
 ) -> ChunkResult<T> {
     let (h, m, vo, rs) = (w.h, w.m, w.vo, t.w_l_rs);
@@ -133,14 +133,18 @@ fn loss_and_backward<T: Kernel>(
         post,
         mut logits,
     } = f;
-    // Loss with log-softmax in f64; d logits = (softmax − onehot) / n_total.
+    // Loss with log-softmax in f64 (or f32); d logits = (softmax − onehot) / n_total.
     let mut loss_sum = 0.0;
     let mut correct = 0;
     let inv_n = 1.0 / n_total as f64;
     let mut exps = vec![0.0f64; vo];
     for (row, &label) in labels.iter().enumerate() {
         let out = &mut logits[row * rs..row * rs + vo];
-        let (loss, argmax) = T::cross_entropy(out, label, inv_n, backward, &mut exps);
+        let (loss, argmax) = if f32_loss {
+            super::kernels::cross_entropy_f32(out, label, inv_n, backward)
+        } else {
+            T::cross_entropy(out, label, inv_n, backward, &mut exps)
+        };
         loss_sum += loss;
         correct += usize::from(argmax == label);
     }
