@@ -43,7 +43,7 @@ def plot(runs, out):
     ax.set_ylabel("train loss (nats, fresh batch; log scale)")
     ax.axhline(1.0, color="grey", lw=0.6, ls=":")
     ax.legend(fontsize=8)
-    ax.set_title("Induction at weight decay 1: the authors' setting with one difference undone")
+    ax.set_title("Induction at weight decay 1: the authors' setting, one difference undone at a time")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 
