@@ -12,7 +12,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-const SCRIPT: &str = include_str!("report.js");
+const SCRIPT: &str = concat!(include_str!("explorer_core.js"), include_str!("report.js"));
 pub(super) const STYLE: &str = include_str!("report.css");
 
 /// The charts inlined in the page, from `plots/` (training) and `plots/measures/` (analysis):

@@ -1,9 +1,9 @@
-// groklab report: the checkpoint explorer. No library: plain DOM and SVG.
+// groklab report: the checkpoint explorer. No library: plain DOM and SVG. Runs after
+// explorer_core.js (`GL`).
 "use strict";
-window.__reportErrors = [];
-window.addEventListener("error", (e) => window.__reportErrors.push(String(e.message)));
 
 (function () {
+  const { el, clear } = GL;
   const data = JSON.parse(document.getElementById("report-data").textContent);
   const cps = data.checkpoints;
   const keys = new Set(data.key_freqs);
@@ -11,14 +11,6 @@ window.addEventListener("error", (e) => window.__reportErrors.push(String(e.mess
   const W = 460, H = 260, L = 48, R = 10, T = 12, B = 30;
   const COLORS = { train: "#1f4fd8", test: "#d62728", restricted: "#2ca02c", excluded: "#ff7f0e" };
 
-  function el(tag, attrs, parent, text) {
-    const e = document.createElementNS(NS, tag);
-    for (const k in attrs) e.setAttribute(k, attrs[k]);
-    if (text !== undefined) e.textContent = text;
-    parent.appendChild(e);
-    return e;
-  }
-  function clear(svg) { while (svg.firstChild) svg.removeChild(svg.firstChild); }
   const fmt = (v) => (Math.abs(v) >= 100 || v === 0 ? v.toFixed(0) : v.toPrecision(2));
 
   // Linear y axis from 0 to yMax, x from x0 to x1; returns coordinate maps.
@@ -115,36 +107,12 @@ window.addEventListener("error", (e) => window.__reportErrors.push(String(e.mess
     drawAttention(document.getElementById("view-attention"), c.attention);
   }
 
-  const slider = document.getElementById("slider");
-  slider.max = Math.max(cps.length - 1, 0);
-  slider.value = slider.max;
-  slider.addEventListener("input", () => show(+slider.value));
-  if (cps.length) show(+slider.value);
-
-  // `#selftest`: move the slider like a user and record whether every view redrew.
+  const slider = GL.slider(cps.length, show);
+  const ids = ["view-loss", "view-embed", "view-wl", "view-clusters", "view-attention"];
+  GL.selfTest(slider, cps.map((c) => c.step), (id) => ids.includes(id));
   if (location.hash === "#selftest") {
-    const ids = ["view-loss", "view-embed", "view-wl", "view-clusters", "view-attention"];
-    const problems = [];
-    let changed = 0, prev = null;
-    for (const i of [0, Math.floor(cps.length / 2), cps.length - 1]) {
-      slider.value = i;
-      slider.dispatchEvent(new Event("input", { bubbles: true }));
-      const label = document.getElementById("step-label").textContent;
-      if (!label.startsWith("step " + cps[i].step + " ")) problems.push("label " + label);
-      const now = ids.map((id) => document.getElementById(id).innerHTML);
-      ids.forEach((id, j) => {
-        if (document.getElementById(id).childElementCount < 5) problems.push(id + " empty");
-        if (prev && now[j] !== prev[j]) changed++;
-      });
-      prev = now;
-    }
-    if (changed === 0) problems.push("no view changed with the slider");
-    problems.push(...window.__reportErrors);
     const b = document.body;
-    b.setAttribute("data-selftest", problems.length ? "fail: " + problems.join("; ") : "pass");
-    b.setAttribute("data-views-changed", String(changed));
     b.setAttribute("data-explorer-shapes", String(document.querySelectorAll("#explorer rect, #explorer path").length));
-    b.setAttribute("data-curve-svgs", String(document.querySelectorAll("#curves svg").length));
     const images = [...document.querySelectorAll("img")];
     b.setAttribute("data-images", images.length + "/" + images.filter((im) => im.complete && im.naturalWidth > 0).length);
   }
