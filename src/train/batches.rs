@@ -186,8 +186,9 @@ impl Batches {
     /// sequence scores the same several positions, per target class where the task asks for it,
     /// and per-head induction and previous-token scores on the first [`PROBE`] test sequences
     /// where the task scores induction (`signal_attention.<l>.<h>`, the attention from the
-    /// scored position to the signal token, where the task has signal tokens). Where per-pair metrics are asked for, one pass gives them
-    /// and the overall loss and accuracy (their means over the pairs).
+    /// scored position to the signal token, where the task has signal tokens). Where per-pair
+    /// metrics are asked for, one pass gives them and the overall loss and accuracy (their means
+    /// over the pairs).
     pub(crate) fn test_metrics(&self, eval: &Step) -> ((f64, f64), Vec<(String, f64)>) {
         if let Batches::Icl(d) = self {
             let (loss, metrics) = eval.evaluate_icl(d);
