@@ -367,3 +367,37 @@ fn the_last_step_is_always_checkpointed() {
     let after = std::fs::read(run.join("checkpoints/step_000055.safetensors")).unwrap();
     assert_eq!(before, after);
 }
+
+/// Two identical runs write identical files, byte for byte, wall time aside: every checkpoint
+/// (weights and optimiser state: sorted safetensors headers, no wall-clock values), the config
+/// and the metrics without their `wall_s`.
+#[test]
+fn identical_runs_write_identical_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for run in [&a, &b] {
+        assert_success(&train(run, &["--set", "train.steps=60"]));
+    }
+    let files = |run: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(run.join("checkpoints"))
+            .unwrap()
+            .map(|e| format!("checkpoints/{}", e.unwrap().file_name().to_string_lossy()))
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(files(&a), files(&b));
+    assert!(files(&a).iter().any(|f| f.ends_with(".optim.safetensors")));
+    for f in files(&a)
+        .iter()
+        .map(String::as_str)
+        .chain(["config.toml", "split.json"])
+    {
+        let (x, y) = (
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+        );
+        assert!(x == y, "{f} differs between identical runs");
+    }
+    assert_eq!(lines_without_wall_time(&a), lines_without_wall_time(&b));
+}

@@ -18,11 +18,11 @@ use std::path::Path;
 /// Saves the model (in `dtype`, with the model's non-parameter `buffers`, e.g.
 /// [`ModelSpec::buffers`]) and the optimiser state at `step` (with the loop's own state as
 /// `extra` metadata, returned in [`Resumed::meta`]), then deletes the previous optimiser file
-/// (only the latest is needed to resume).
+/// (only the latest is needed to resume). No wall-clock time goes in (it belongs in
+/// `metrics.jsonl`), so identical runs write identical bytes.
 ///
 /// # Errors
 /// [`GrokError::Io`].
-#[allow(clippy::too_many_arguments)] // each is a separate part of the file; none derives from another
 pub fn save(
     run_dir: &Path,
     step: u64,
@@ -30,7 +30,6 @@ pub fn save(
     buffers: &[RawTensor],
     optim: &Optimizer,
     dtype: Dtype,
-    wall_s: f64,
     extra: &[(String, String)],
 ) -> Result<()> {
     let dir = checkpoint_dir(run_dir);
@@ -49,7 +48,6 @@ pub fn save(
     let mut meta = HashMap::from([
         ("step".to_string(), optim.step.to_string()),
         ("grokfast_seen".to_string(), optim.grokfast.seen.to_string()),
-        ("wall_s".to_string(), format!("{wall_s:e}")),
     ]);
     meta.extend(extra.iter().cloned());
     let bytes = encode_safetensors(tensors, Dtype::F64, &[], meta);
@@ -68,7 +66,8 @@ pub struct Resumed {
     pub params: ParamStore,
     /// Optimiser state.
     pub optim: Optimizer,
-    /// Wall-clock seconds the run had used.
+    /// Wall-clock seconds the run had used, where the checkpoint records it (runs written before
+    /// checkpoints stopped carrying it); 0 otherwise.
     pub wall_s: f64,
     /// The optimiser file's metadata (the `extra` of [`save`] among it).
     pub meta: HashMap<String, String>,

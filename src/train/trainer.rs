@@ -207,7 +207,10 @@ impl<'a> Run<'a> {
             if let Some(s) = r.meta.get(SLINGSHOT_META) {
                 slingshots = Slingshots::from_meta(s).unwrap_or_default();
             }
-            (r.params, r.optim, r.step, log, r.wall_s)
+            // the clock goes on from the last row logged before the checkpoint (checkpoints of
+            // older runs carried their own `wall_s`)
+            let wall0 = log.rows.last().map_or(0.0, |row| row.wall_s).max(r.wall_s);
+            (r.params, r.optim, r.step, log, wall0)
         } else {
             prepare_dir(&dir, opts.force)?;
             atomic_write(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
@@ -250,7 +253,6 @@ impl<'a> Run<'a> {
     /// Saves the current weights and optimiser state as the checkpoint of `step` (the state
     /// before `step`'s update).
     pub(crate) fn checkpoint(&mut self, step: u64) -> Result<()> {
-        let wall = self.wall0 + self.clock.elapsed().as_secs_f64();
         let dtype = match self.cfg.train.compute_dtype {
             Precision::F32 => safetensors::Dtype::F32,
             Precision::F64 => safetensors::Dtype::F64,
@@ -258,7 +260,7 @@ impl<'a> Run<'a> {
         let buffers = self.model.buffers();
         let (dir, params, optim) = (&self.dir, &self.params, &self.optim);
         let extra = [(SLINGSHOT_META.to_string(), self.slingshots.to_meta())];
-        checkpoint::save(dir, step, params, &buffers, optim, dtype, wall, &extra)?;
+        checkpoint::save(dir, step, params, &buffers, optim, dtype, &extra)?;
         self.last_ckpt = Some(step);
         Ok(())
     }
