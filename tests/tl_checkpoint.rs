@@ -62,17 +62,7 @@ fn checkpoints_hold_exactly_the_transformer_lens_state_dict() {
         let store = ParamStore::init(&cfg, 7);
         let run = dir.path().join(name);
         let optim = Optimizer::adamw(&store, [0.9, 0.98], 1e-8, 1.0);
-        save(
-            &run,
-            0,
-            &store,
-            &cfg.tl_buffers(),
-            &optim,
-            Dtype::F32,
-            0.0,
-            &[],
-        )
-        .unwrap();
+        save(&run, 0, &store, &cfg.tl_buffers(), &optim, Dtype::F32, &[]).unwrap();
         let bytes = std::fs::read(model_path(&run, 0)).unwrap();
         let st = SafeTensors::deserialize(&bytes).unwrap();
 
