@@ -161,7 +161,7 @@ pub fn matmul_into<T: Real>(
 }
 
 /// [`matmul_into`] through the `gemm` crate's AVX-512 kernels where the CPU has AVX-512F
-/// (else `matrixmultiply`, as [`matmul_into`]): on the Xeon of session 9 the induction step
+/// (else `matrixmultiply`, as [`matmul_into`]): on the 2-core AVX-512 Xeon the induction step
 /// took 44–47 ms with them against 61–66 ms.
 ///
 /// A row's value depends on the product's shape here (the `gemm` crate sums a single-row
