@@ -32,7 +32,7 @@ pub enum GrokError {
     },
     /// Training produced a non-finite loss.
     #[error(
-        "train loss is {value} at step {step}; stopped, last good checkpoint: {last_checkpoint}"
+        "train loss is {value} at step {step}; stopped, last checkpoint (finite weights): {last_checkpoint}"
     )]
     NonFiniteLoss {
         /// The step at which the loss was computed.
@@ -41,6 +41,35 @@ pub enum GrokError {
         value: f64,
         /// Path of the last checkpoint written, or `none`.
         last_checkpoint: String,
+    },
+    /// A run directory is held by another live groklab process ([`crate::rundir::RunLock`]).
+    #[error("run directory {dir} is in use by `groklab {holder}` (pid {pid}): wait for it to finish or stop it")]
+    Locked {
+        /// The run directory.
+        dir: PathBuf,
+        /// The holder's process id.
+        pid: i32,
+        /// The holder's command (`train`, `analyze`, `sweep`).
+        holder: String,
+    },
+    /// A data file groklab wrote (metrics, measures, a manifest, a sweep's `sweep.json`) does not
+    /// parse.
+    #[error("{path}: {reason}")]
+    DataFile {
+        /// The file, with `line N` appended where a line is meant.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The resolved config needs more memory than allowed (see [`crate::train::resources`]).
+    #[error("this run needs about {need} of memory ({detail}), above the limit of {limit}: lower the sizes, or raise the limit with --mem-limit GIB")]
+    TooLarge {
+        /// The estimate, human-readable.
+        need: String,
+        /// Its largest parts.
+        detail: String,
+        /// The limit, human-readable.
+        limit: String,
     },
     /// An I/O failure, with the path concerned.
     #[error("{path}: {source}")]
@@ -63,12 +92,29 @@ impl GrokError {
         }
     }
 
+    /// Shorthand for [`GrokError::DataFile`].
+    pub fn data_file(path: impl std::fmt::Display, reason: impl ToString) -> Self {
+        Self::DataFile {
+            path: path.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// `text` cut to at most 200 characters (with `…`), for echoing user input in a one-line error.
+pub fn clip(text: &str) -> String {
+    const MAX: usize = 200;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
     }
 }
 

@@ -111,7 +111,7 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
         /// Continue the stopped run in this directory from its latest checkpoint.
-        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["out", "config", "force"])]
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["out", "config", "force", "preset"])]
         resume: Option<PathBuf>,
         /// Overwrite a non-empty run directory.
         #[arg(long)]
@@ -303,6 +303,7 @@ fn run(cli: Cli) -> Result<()> {
                 force,
                 plots: !no_plots,
                 quiet: false,
+                set: if resume { overrides } else { Vec::new() },
             };
             let s = train::train(&cfg, &opts)?;
             println!(
@@ -389,6 +390,7 @@ fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             let run_dir = run_dir.expect("clap requires RUN_DIR without --checkpoint");
+            let _lock = groklab::rundir::RunLock::acquire(&run_dir, "analyze")?;
             if measures::icl_run::is_icl_run(&run_dir) {
                 let (rows, a) = measures::icl_run::analyze_icl_run(&run_dir)?;
                 println!(
@@ -458,6 +460,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Report { run_dir, reanalyze } => {
+            let _lock = groklab::rundir::RunLock::acquire(&run_dir, "report")?;
             if measures::icl_run::is_icl_run(&run_dir) {
                 use measures::icl_run::{analyze_icl_run, load_icl_analysis};
                 let (rows, analysis) = if reanalyze || !run_dir.join("measures.jsonl").exists() {
@@ -529,6 +532,7 @@ fn run(cli: Cli) -> Result<()> {
                 threads
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             );
+            let _lock = groklab::rundir::RunLock::acquire(&run_dir, "saliency")?;
             let opts = measures::saliency::SaliencyOptions {
                 baseline: parse_enum("--baseline", &baseline, "zero|mean")?,
                 steps: ig_steps,

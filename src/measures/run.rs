@@ -138,7 +138,7 @@ pub fn load_measures(run_dir: &Path) -> Result<RunMeasures> {
 pub(super) fn read_json<T: serde::de::DeserializeOwned>(run_dir: &Path, name: &str) -> Result<T> {
     let path = run_dir.join(name);
     let text = std::fs::read_to_string(&path).map_err(|e| GrokError::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| GrokError::Config(format!("{}: {e}", path.display())))
+    serde_json::from_str(&text).map_err(|e| GrokError::data_file(path.display(), e))
 }
 
 /// The rows of `measures.jsonl` and `analysis.json`, as `analyze` wrote them.
@@ -155,10 +155,7 @@ where
     let text = std::fs::read_to_string(&path).map_err(|e| GrokError::io(&path, e))?;
     let rows = (text.lines())
         .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            serde_json::from_str(l)
-                .map_err(|e| GrokError::Config(format!("{}: {e}", path.display())))
-        })
+        .map(|l| serde_json::from_str(l).map_err(|e| GrokError::data_file(path.display(), e)))
         .collect::<Result<Vec<R>>>()?;
     Ok((rows, read_json(run_dir, "analysis.json")?))
 }

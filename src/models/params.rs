@@ -121,6 +121,13 @@ impl ParamStore {
             .collect()
     }
 
+    /// The name of the first tensor holding a NaN or an infinity, if any.
+    pub fn first_non_finite(&self) -> Option<&str> {
+        (self.entries.iter())
+            .find(|e| e.data.iter().any(|x| !x.is_finite()))
+            .map(|e| e.name.as_str())
+    }
+
     /// Serialises every tensor (frozen biases included) as safetensors in `dtype` (F32 or F64),
     /// followed by `buffers` as they are (TransformerLens' non-parameter state such as
     /// [`TransformerConfig::tl_buffers`]), with `metadata` in the header.

@@ -52,10 +52,10 @@ pub fn expand_run_dirs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
             })
             .collect();
         if seeds.is_empty() {
-            return Err(GrokError::Config(format!(
-                "{}: not a run directory (no metrics.jsonl) nor a `train --seeds` one (no seed_<i>/)",
-                d.display()
-            )));
+            return Err(GrokError::data_file(
+                d.display(),
+                "not a run directory (no metrics.jsonl) nor a `train --seeds` one (no seed_<i>/)",
+            ));
         }
         seeds.sort();
         out.extend(seeds.into_iter().map(|(_, p)| p));
@@ -73,7 +73,7 @@ pub fn load_runs(dirs: &[PathBuf]) -> Result<Vec<ComparedRun>> {
             let path = d.join("config.toml");
             let text = std::fs::read_to_string(&path).map_err(|e| GrokError::io(&path, e))?;
             let table: toml::Table = toml::from_str(&text)
-                .map_err(|e| GrokError::Config(format!("{}: {e}", path.display())))?;
+                .map_err(|e| GrokError::data_file(path.display(), e.message()))?;
             let mut flat = BTreeMap::new();
             flatten("", &toml::Value::Table(table), &mut flat);
             Ok(flat)

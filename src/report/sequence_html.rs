@@ -50,9 +50,8 @@ pub fn write_sequence_report(
     let last = rows.last();
     let explorer = match std::fs::read_to_string(run_dir.join("attention.json")) {
         Ok(text) => {
-            let views: AttentionViews = serde_json::from_str(&text).map_err(|e| {
-                GrokError::Config(format!("{}: {e}", run_dir.join("attention.json").display()))
-            })?;
+            let views: AttentionViews = serde_json::from_str(&text)
+                .map_err(|e| GrokError::data_file(run_dir.join("attention.json").display(), e))?;
             explorer(&views, rows)
         }
         Err(_) => String::new(),

@@ -197,11 +197,10 @@ impl MetricsLog {
                     .ok()
                     .and_then(|m| MetricsRow::from_json(&m))
                     .ok_or_else(|| {
-                        GrokError::Config(format!(
-                            "{}: line {} is not a metrics row",
-                            path.display(),
-                            i + 1
-                        ))
+                        GrokError::data_file(
+                            format!("{} line {}", path.display(), i + 1),
+                            "not a metrics row",
+                        )
                     })
             })
             .collect::<Result<_>>()?;

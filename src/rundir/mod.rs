@@ -11,8 +11,10 @@
 //!
 //! Every file is written atomically ([`atomic_write`]: a temporary file and a rename).
 
+pub mod lock;
 pub mod metrics;
 
+pub use lock::{RunLock, LOCK_FILE};
 pub use metrics::{MetricsLog, MetricsRow};
 
 use crate::error::{GrokError, Result};
@@ -69,20 +71,114 @@ pub fn list_steps(run_dir: &Path) -> Vec<u64> {
     steps
 }
 
+/// The names a run directory may hold: what `train`, `analyze`, `report`, `saliency` and
+/// `sweep run` write there. Anything else is someone else's, and is never deleted.
+pub const RUN_FILES: [&str; 17] = [
+    "config.toml",
+    "split.json",
+    "metrics.jsonl",
+    "metrics.csv",
+    "checkpoints",
+    "plots",
+    "measures.jsonl",
+    "measures.csv",
+    "analysis.json",
+    "final_neurons.json",
+    "attention.json",
+    "saliency.jsonl",
+    "saliency.csv",
+    "report.html",
+    "sweep.json",
+    "DONE",
+    LOCK_FILE,
+];
+
+/// Whether a directory entry named `name` is one groklab writes in a run directory (one of
+/// [`RUN_FILES`], or a temporary file of [`atomic_write`] left by a killed process).
+pub fn is_run_file(name: &str) -> bool {
+    RUN_FILES.contains(&name) || name.ends_with(".tmp")
+}
+
 /// Makes `dir` an empty run directory: creates it, or, when it holds files, deletes them with
-/// `force`.
+/// `force` — only when each is a run file ([`is_run_file`]) and `checkpoints/` is not a
+/// symbolic link, so that nothing outside the run is ever removed. The lock file is kept.
 ///
 /// # Errors
-/// [`GrokError::OutputExists`] for a non-empty directory without `force`; [`GrokError::Io`].
+/// [`GrokError::OutputExists`] for a non-empty directory without `force`;
+/// [`GrokError::Checkpoint`] naming a foreign entry with `force`; [`GrokError::Io`].
 pub fn prepare_dir(dir: &Path, force: bool) -> Result<()> {
-    let non_empty = std::fs::read_dir(dir)
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false);
-    if non_empty {
+    let entries: Vec<std::fs::DirEntry> = match std::fs::read_dir(dir) {
+        Ok(d) => d
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| GrokError::io(dir, e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(GrokError::io(dir, e)),
+    };
+    let entries: Vec<_> = (entries.into_iter())
+        .filter(|e| e.file_name() != LOCK_FILE)
+        .collect();
+    if !entries.is_empty() {
         if !force {
             return Err(GrokError::OutputExists(dir.to_path_buf()));
         }
-        std::fs::remove_dir_all(dir).map_err(|e| GrokError::io(dir, e))?;
+        for e in &entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let link = e.file_type().is_ok_and(|t| t.is_symlink());
+            if !is_run_file(&name) || (link && name != "DONE") {
+                return Err(GrokError::Checkpoint {
+                    path: e.path(),
+                    reason: format!(
+                        "not a file groklab writes in a run directory{}; refusing to clear {} (move it away, or choose another --out)",
+                        if link { " (a symbolic link)" } else { "" },
+                        dir.display()
+                    ),
+                });
+            }
+        }
+        for e in &entries {
+            let path = e.path();
+            let r = if e.file_type().is_ok_and(|t| t.is_dir()) {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            r.map_err(|err| GrokError::io(&path, err))?;
+        }
     }
     std::fs::create_dir_all(dir).map_err(|e| GrokError::io(dir, e))
+}
+
+/// The latest checkpoint step a run can resume from: its weights and optimiser state both
+/// present (the optimiser file is written first, so a kill between the two leaves no model file
+/// without its state).
+pub fn resumable_step(run_dir: &Path) -> Option<u64> {
+    (list_steps(run_dir).into_iter().rev()).find(|&s| optim_path(run_dir, s).exists())
+}
+
+/// Checks that `checkpoints/` is a real directory (or absent), not a symbolic link: resuming
+/// deletes old optimiser files in it, which must never reach outside the run.
+///
+/// # Errors
+/// [`GrokError::Checkpoint`] naming the link.
+pub fn check_checkpoint_dir(run_dir: &Path) -> Result<()> {
+    let dir = checkpoint_dir(run_dir);
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) if m.file_type().is_symlink() => Err(GrokError::Checkpoint {
+            path: dir,
+            reason: "is a symbolic link; groklab writes and deletes checkpoint files only in a real directory of the run (copy the files in instead)".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Removes the temporary files (`*.tmp`) a killed writer left in the run directory and its
+/// `checkpoints/`.
+pub fn remove_stale_temporaries(run_dir: &Path) {
+    for d in [run_dir.to_path_buf(), checkpoint_dir(run_dir)] {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().ends_with(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
 }

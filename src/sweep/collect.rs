@@ -102,8 +102,8 @@ impl RunRow {
 pub fn collect_run(dir: &Path) -> Result<RunRow> {
     let path = dir.join("sweep.json");
     let text = std::fs::read_to_string(&path).map_err(|e| GrokError::io(&path, e))?;
-    let meta: Value = serde_json::from_str(&text)
-        .map_err(|e| GrokError::Config(format!("{}: {e}", path.display())))?;
+    let meta: Value =
+        serde_json::from_str(&text).map_err(|e| GrokError::data_file(path.display(), e))?;
     let swept = (meta["swept"].as_object().into_iter().flatten())
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();

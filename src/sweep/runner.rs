@@ -6,7 +6,7 @@
 
 use super::spec::ManifestLine;
 use crate::error::{GrokError, Result};
-use crate::rundir::{atomic_write, list_steps};
+use crate::rundir::{atomic_write, prepare_dir, resumable_step, RunLock};
 use crate::train::{train, train_side_by_side, RunConfig, RunSummary, TrainOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -93,15 +93,51 @@ pub fn is_done(out: &Path, id: &str) -> bool {
 pub enum Outcome {
     /// Finished before: nothing done.
     Skipped,
+    /// Another process holds the line's run directory (a second `sweep run` of the manifest
+    /// trains it): nothing done.
+    Busy,
     /// Trained (fresh or resumed) to its last step.
     Trained,
 }
 
-/// Runs manifest line `i` of `lines` into `out` (see the module docs); prints its progress
-/// lines.
+/// Takes line `id`'s lock for this process, or says who holds it.
+fn lock_line(dir: &Path, tag: &str) -> Result<Option<RunLock>> {
+    std::fs::create_dir_all(dir).map_err(|e| GrokError::io(dir, e))?;
+    match RunLock::acquire(dir, "sweep") {
+        Ok(lock) => Ok(Some(lock)),
+        Err(GrokError::Locked { pid, .. }) => {
+            println!("{tag} busy (pid {pid} holds it)");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Readies line `line`'s directory under its lock: whether to resume (a checkpoint with its
+/// optimiser state), else the directory emptied of this run's own files — refused when it holds
+/// anything else, or a `config.toml` that is not the line's.
+fn ready_line(line: &ManifestLine, dir: &Path) -> Result<bool> {
+    if resumable_step(dir).is_some() {
+        return Ok(true);
+    }
+    if let Ok(text) = std::fs::read_to_string(dir.join("config.toml")) {
+        if text != line.config {
+            return Err(GrokError::data_file(
+                dir.join("config.toml").display(),
+                format!("not the config of sweep line {}; refusing to restart over it", line.id),
+            ));
+        }
+    }
+    prepare_dir(dir, true)?;
+    Ok(false)
+}
+
+/// Runs manifest line `i` of `lines` into `out` (see the module docs) under the line's lock;
+/// prints its progress lines.
 ///
 /// # Errors
-/// The run's own errors (config, I/O, training).
+/// The run's own errors (config, I/O, training); a directory holding files that are not the
+/// line's run's.
 pub fn run_line(lines: &[ManifestLine], i: usize, out: &Path) -> Result<Outcome> {
     let line = &lines[i];
     let tag = format!("sweep {}/{} {}", i + 1, lines.len(), line.id);
@@ -111,21 +147,29 @@ pub fn run_line(lines: &[ManifestLine], i: usize, out: &Path) -> Result<Outcome>
         return Ok(Outcome::Skipped);
     }
     let cfg = RunConfig::from_toml(&line.config)?;
-    let resume = !list_steps(&dir).is_empty();
+    let Some(_lock) = lock_line(&dir, &tag)? else {
+        return Ok(Outcome::Busy);
+    };
+    // another process may have finished it while this one waited for the lock
+    if dir.join("DONE").exists() {
+        println!("{tag} skip (done)");
+        return Ok(Outcome::Skipped);
+    }
+    let resume = ready_line(line, &dir)?;
     let swept: Vec<String> = line.swept.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!(
         "{tag} {} {}",
         if resume { "resume" } else { "start" },
         swept.join(" ")
     );
-    std::fs::create_dir_all(&dir).map_err(|e| GrokError::io(&dir, e))?;
     let start = Instant::now();
     let opts = TrainOptions {
         out: dir.clone(),
         resume,
-        force: !resume,
+        force: false,
         plots: false,
         quiet: true,
+        set: Vec::new(),
     };
     let summary = train(&cfg, &opts)?;
     finish_line(line, &dir, &summary, &tag, start.elapsed().as_secs_f64())?;
@@ -170,7 +214,7 @@ pub fn seed_groups(
     let mut groups: Vec<(Option<String>, Vec<usize>)> = Vec::new();
     for &i in selected {
         let dir = run_dir(out, &lines[i].id);
-        let fresh = !dir.join("DONE").exists() && list_steps(&dir).is_empty();
+        let fresh = !dir.join("DONE").exists() && resumable_step(&dir).is_none();
         let mut cfg = RunConfig::from_toml(&lines[i].config)?;
         // early stopping ends runs at different steps: those run alone
         let key = (fresh && cfg.train.stop_at_test_acc == 0.0).then(|| {
@@ -185,30 +229,37 @@ pub fn seed_groups(
     Ok(groups.into_iter().map(|(_, g)| g).collect())
 }
 
-/// Trains the fresh lines `group` (configs equal but for the seed) side by side.
-fn run_group(lines: &[ManifestLine], group: &[usize], out: &Path) -> Result<()> {
+/// Trains the fresh lines `group` (configs equal but for the seed) side by side, each under its
+/// lock; lines another process holds (or finished meanwhile) are left out. Returns how many
+/// trained.
+fn run_group(lines: &[ManifestLine], group: &[usize], out: &Path) -> Result<usize> {
     let start = Instant::now();
-    let mut runs = Vec::with_capacity(group.len());
+    let (mut runs, mut kept, mut locks) = (Vec::new(), Vec::new(), Vec::new());
     for &i in group {
         let line = &lines[i];
+        let tag = format!("sweep {}/{} {}", i + 1, lines.len(), line.id);
+        let dir = run_dir(out, &line.id);
+        let Some(lock) = lock_line(&dir, &tag)? else {
+            continue;
+        };
+        if dir.join("DONE").exists() || ready_line(line, &dir)? {
+            // finished or started by another process meanwhile: left to the next sweep run
+            println!("{tag} skip (taken by another process)");
+            continue;
+        }
         let swept: Vec<String> = line.swept.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        println!(
-            "sweep {}/{} {} start (batched, {} seeds) {}",
-            i + 1,
-            lines.len(),
-            line.id,
-            group.len(),
-            swept.join(" ")
-        );
-        runs.push((RunConfig::from_toml(&line.config)?, run_dir(out, &line.id)));
+        println!("{tag} start (batched, {} seeds) {}", group.len(), swept.join(" "));
+        runs.push((RunConfig::from_toml(&line.config)?, dir));
+        kept.push(i);
+        locks.push(lock);
     }
-    let summaries = train_side_by_side(&runs, true, false, true)?;
-    for (&i, summary) in group.iter().zip(&summaries) {
+    let summaries = train_side_by_side(&runs, false, false, true)?;
+    for (&i, summary) in kept.iter().zip(&summaries) {
         let tag = format!("sweep {}/{} {}", i + 1, lines.len(), lines[i].id);
         let secs = start.elapsed().as_secs_f64();
         finish_line(&lines[i], &run_dir(out, &lines[i].id), summary, &tag, secs)?;
     }
-    Ok(())
+    Ok(kept.len())
 }
 
 /// Runs the `selected` lines of the manifest at `manifest` into `out`: in this process when
@@ -230,13 +281,14 @@ pub fn run_sweep(
     if jobs <= 1 {
         for group in seed_groups(lines, selected, out)? {
             if group.len() > 1 {
-                run_group(lines, &group, out)?;
-                trained += group.len();
+                let n = run_group(lines, &group, out)?;
+                trained += n;
+                skipped += group.len() - n;
                 continue;
             }
             match run_line(lines, group[0], out)? {
                 Outcome::Trained => trained += 1,
-                Outcome::Skipped => skipped += 1,
+                Outcome::Skipped | Outcome::Busy => skipped += 1,
             }
         }
         return Ok((trained, skipped));
@@ -298,10 +350,13 @@ pub fn run_sweep(
     if failed.is_empty() {
         Ok((trained, skipped))
     } else {
-        Err(GrokError::Config(format!(
-            "{} sweep run(s) failed: {} (rerun the sweep to retry them)",
-            failed.len(),
-            failed.join(", ")
-        )))
+        Err(GrokError::data_file(
+            manifest.display(),
+            format!(
+                "{} sweep run(s) failed: {} (rerun the sweep to retry them)",
+                failed.len(),
+                failed.join(", ")
+            ),
+        ))
     }
 }

@@ -206,17 +206,45 @@ pub fn run_id(config_toml: &str) -> String {
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Reads a manifest (one JSON [`ManifestLine`] per line; blank lines skipped).
+/// Reads a manifest (one JSON [`ManifestLine`] per line; blank lines skipped). Each line's `id`
+/// must be [`run_id`] of its `config`: the id becomes a directory name under `sweep run --out`,
+/// so one that is not 16 hex digits (`..`, `a/b`, an absolute path) could name a directory
+/// outside it.
 ///
 /// # Errors
-/// [`GrokError::Io`] when unreadable, [`GrokError::Config`] naming the bad line.
+/// [`GrokError::Io`] when unreadable; [`GrokError::DataFile`] naming the line that does not
+/// parse, whose id is not its config's hash, or whose id repeats an earlier line's.
 pub fn read_manifest(path: &std::path::Path) -> Result<Vec<ManifestLine>> {
     let text = std::fs::read_to_string(path).map_err(|e| GrokError::io(path, e))?;
+    parse_manifest(&text, &path.display().to_string())
+}
+
+/// [`read_manifest`] of a manifest's text; `name` labels the errors.
+///
+/// # Errors
+/// As [`read_manifest`].
+pub fn parse_manifest(text: &str, name: &str) -> Result<Vec<ManifestLine>> {
+    let mut seen = std::collections::HashSet::new();
     (text.lines().enumerate())
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l)
-                .map_err(|e| GrokError::Config(format!("{} line {}: {e}", path.display(), i + 1)))
+            let at = || format!("{name} line {}", i + 1);
+            let line: ManifestLine = serde_json::from_str(l)
+                .map_err(|e| GrokError::data_file(at(), crate::error::clip(&e.to_string())))?;
+            let expected = run_id(&line.config);
+            if line.id != expected {
+                return Err(GrokError::data_file(
+                    at(),
+                    format!(
+                        "id {:?} is not the run id of its config (expected {expected}: the first 16 hex digits of the config's SHA-256, as `sweep expand` writes)",
+                        crate::error::clip(&line.id)
+                    ),
+                ));
+            }
+            if !seen.insert(line.id.clone()) {
+                return Err(GrokError::data_file(at(), format!("id {} repeats an earlier line", line.id)));
+            }
+            Ok(line)
         })
         .collect()
 }

@@ -10,7 +10,9 @@ use crate::models::{
     encode_safetensors, read_safetensors, read_safetensors_metadata, ModelSpec, ParamStore,
     RawTensor,
 };
-use crate::rundir::{atomic_write, checkpoint_dir, list_steps, model_path, optim_path};
+use crate::rundir::{
+    atomic_write, checkpoint_dir, list_steps, model_path, optim_path, resumable_step,
+};
 use safetensors::Dtype;
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,7 +24,8 @@ use std::path::Path;
 /// `metrics.jsonl`), so identical runs write identical bytes.
 ///
 /// # Errors
-/// [`GrokError::Io`].
+/// [`GrokError::Checkpoint`] when a weight is not finite (nothing is written: every checkpoint
+/// on disk is one a run can go on from); [`GrokError::Io`].
 pub fn save(
     run_dir: &Path,
     step: u64,
@@ -34,15 +37,14 @@ pub fn save(
 ) -> Result<()> {
     let dir = checkpoint_dir(run_dir);
     std::fs::create_dir_all(&dir).map_err(|e| GrokError::io(&dir, e))?;
-    let meta = HashMap::from([
-        ("format".to_string(), "TransformerLens".to_string()),
-        ("step".to_string(), step.to_string()),
-    ]);
-    atomic_write(
-        &model_path(run_dir, step),
-        &params.to_safetensors(dtype, buffers, meta),
-    )?;
-
+    if let Some(name) = params.first_non_finite() {
+        return Err(GrokError::Checkpoint {
+            path: model_path(run_dir, step),
+            reason: format!("not written: tensor `{name}` holds NaN or infinity"),
+        });
+    }
+    // the optimiser state first: a model file then always has its state beside it
+    // (`rundir::resumable_step`), however the process is killed
     let tensors = state_tensors(params, optim);
     let tensors = (tensors.iter()).map(|(name, shape, data)| (name.as_str(), *shape, *data));
     let mut meta = HashMap::from([
@@ -52,6 +54,15 @@ pub fn save(
     meta.extend(extra.iter().cloned());
     let bytes = encode_safetensors(tensors, Dtype::F64, &[], meta);
     atomic_write(&optim_path(run_dir, step), &bytes)?;
+
+    let meta = HashMap::from([
+        ("format".to_string(), "TransformerLens".to_string()),
+        ("step".to_string(), step.to_string()),
+    ]);
+    atomic_write(
+        &model_path(run_dir, step),
+        &params.to_safetensors(dtype, buffers, meta),
+    )?;
     for old in list_steps(run_dir).into_iter().filter(|&s| s < step) {
         let _ = std::fs::remove_file(optim_path(run_dir, old));
     }
@@ -78,16 +89,19 @@ pub struct Resumed {
 /// # Errors
 /// [`GrokError::Checkpoint`] when there is none, or it is corrupt or does not match `cfg`.
 pub fn load_latest(run_dir: &Path, model: &ModelSpec, template: &Optimizer) -> Result<Resumed> {
-    let step = list_steps(run_dir)
-        .into_iter()
-        .rev()
-        .find(|&s| optim_path(run_dir, s).exists())
-        .ok_or_else(|| GrokError::Checkpoint {
-            path: checkpoint_dir(run_dir),
-            reason: "no checkpoint with optimiser state to resume from".into(),
-        })?;
+    crate::rundir::check_checkpoint_dir(run_dir)?;
+    let step = resumable_step(run_dir).ok_or_else(|| GrokError::Checkpoint {
+        path: checkpoint_dir(run_dir),
+        reason: "no checkpoint with optimiser state to resume from".into(),
+    })?;
     let params =
         ParamStore::from_safetensors_specs(&model_path(run_dir, step), model.param_specs())?;
+    if let Some(name) = params.first_non_finite() {
+        return Err(GrokError::Checkpoint {
+            path: model_path(run_dir, step),
+            reason: format!("tensor `{name}` holds NaN or infinity; cannot resume from it"),
+        });
+    }
     let path = optim_path(run_dir, step);
     let bytes = std::fs::read(&path).map_err(|e| GrokError::Checkpoint {
         path: path.clone(),

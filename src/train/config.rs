@@ -676,6 +676,23 @@ impl TrainSection {
     }
 }
 
+/// `key=value` pairs of every leaf of `v`, keys dotted from `prefix` (arrays are leaves).
+fn flatten_table(prefix: &str, v: &toml::Value, out: &mut Vec<(String, String)>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, x) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten_table(&key, x, out);
+            }
+        }
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
 /// A whole run's configuration, as written to `config.toml` in the run directory.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -686,7 +703,31 @@ pub struct RunConfig {
     pub model: ModelConfig,
     /// Training.
     pub train: TrainSection,
+    /// The `--set` overrides of each `train --resume` that gave any, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumed_with: Vec<ResumeRecord>,
 }
+
+/// One `train --resume --set ...`: from which checkpoint, with which overrides.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeRecord {
+    /// The checkpoint step the run resumed from (the overrides apply from this step on).
+    pub step: u64,
+    /// The overrides, `key=value` as given.
+    pub set: Vec<String>,
+}
+
+/// `train` keys that change the data a run sees or the meaning of its saved state, fixed for a
+/// run's life like every `task.*` and `model.*` key ([`RunConfig::fixed_keys`]).
+const FIXED_TRAIN_KEYS: [&str; 6] = [
+    "train.batch_size",
+    "train.sampling",
+    "train.compute_dtype",
+    "train.optimizer",
+    "train.grokfast",
+    "train.grokfast_window",
+];
 
 impl RunConfig {
     /// Builds a config from a preset, an optional TOML file merged over it, and `key=value`
@@ -759,6 +800,47 @@ impl RunConfig {
     /// The resolved TOML text.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("config serialises")
+    }
+
+    /// The keys fixed for a run's life, `key=value` per line in key order: every `task.*` and
+    /// `model.*` key and [`FIXED_TRAIN_KEYS`]. Checkpoints record them, and a resume whose
+    /// config differs in any is refused ([`RunConfig::fixed_key_change`]).
+    pub fn fixed_keys(&self) -> String {
+        let table: toml::Table = toml::from_str(&self.to_toml()).expect("own TOML parses");
+        let mut flat = Vec::new();
+        flatten_table("", &toml::Value::Table(table), &mut flat);
+        flat.retain(|(k, _)| {
+            k.starts_with("task.")
+                || k.starts_with("model.")
+                || FIXED_TRAIN_KEYS.contains(&k.as_str())
+        });
+        flat.sort();
+        flat.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+    }
+
+    /// The first fixed key ([`RunConfig::fixed_keys`]) whose value differs between a
+    /// checkpoint's record `recorded` and this config, as `(key, recorded value, value now)`.
+    pub fn fixed_key_change(&self, recorded: &str) -> Option<(String, String, String)> {
+        let parse = |text: &str| -> std::collections::BTreeMap<String, String> {
+            (text.lines())
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let (then, now) = (parse(recorded), parse(&self.fixed_keys()));
+        let keys: std::collections::BTreeSet<String> =
+            then.keys().chain(now.keys()).cloned().collect();
+        let absent = || "(absent)".to_string();
+        keys.into_iter().find_map(|k| {
+            let (a, b) = (then.get(&k), now.get(&k));
+            (a != b).then(|| {
+                (
+                    k.clone(),
+                    a.cloned().unwrap_or_else(absent),
+                    b.cloned().unwrap_or_else(absent),
+                )
+            })
+        })
     }
 
     /// Checks every value against its allowed range.

@@ -22,7 +22,7 @@ pub use bench::{bench_seeds, bench_train_step, peak_memory_mib, BenchReport, See
 pub use checkpoint::{load_latest, save, Resumed};
 pub use config::{
     preset_names, AttentionKind, Engine, LsaSection, MlpSection, ModelConfig, ModelSection,
-    Precision, RunConfig, Sampling, TaskSection, TrainSection, VocabOut, PRESETS,
+    Precision, ResumeRecord, RunConfig, Sampling, TaskSection, TrainSection, VocabOut, PRESETS,
 };
 pub use grad_filter::{
     clip_global_norm, global_norm, orthogonalize, rescale_to_norm, trainable_norm, Grads, Grokfast,

@@ -72,6 +72,7 @@ pub fn train_side_by_side(
                 force,
                 plots,
                 quiet,
+                set: Vec::new(),
             };
             Run::open(c, &opts, 1)
         })

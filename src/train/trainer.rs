@@ -2,7 +2,7 @@
 
 use super::batches::Batches;
 use super::checkpoint;
-use super::config::{Precision, RunConfig};
+use super::config::{Precision, ResumeRecord, RunConfig};
 use super::grad_filter::global_norm;
 use super::numerics::{last_layer_norm, Slingshots};
 use super::optim::Optimizer;
@@ -10,7 +10,7 @@ use super::step::{Step, StepResult};
 use crate::error::{GrokError, Result};
 use crate::measures::phases::{detect_phase_change, PhaseChange};
 use crate::models::{ModelSpec, ParamStore};
-use crate::rundir::{atomic_write, prepare_dir, MetricsLog, MetricsRow};
+use crate::rundir::{atomic_write, prepare_dir, MetricsLog, MetricsRow, RunLock};
 use crate::tasks::{split_indices, ModularDataset, Operation, Split};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -31,6 +31,9 @@ pub struct TrainOptions {
     pub plots: bool,
     /// No line per logged row (sweeps print their own progress).
     pub quiet: bool,
+    /// With `resume`: the `--set` overrides `cfg` was built with, recorded in `config.toml`
+    /// (`resumed_with`) together with the step they apply from.
+    pub set: Vec<String>,
 }
 
 /// What a finished run reports.
@@ -166,6 +169,43 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<RunSummary> {
 /// Checkpoint metadata key of the slingshot counter's state.
 const SLINGSHOT_META: &str = "slingshots";
 
+/// Checkpoint metadata key of the config's fixed keys ([`RunConfig::fixed_keys`]).
+const FIXED_META: &str = "fixed_keys";
+
+/// Refuses a resume whose config changes the data or the model: a fixed key
+/// ([`RunConfig::fixed_keys`]) that differs from the latest checkpoint's record.
+fn check_fixed_keys(cfg: &RunConfig, dir: &std::path::Path) -> Result<()> {
+    let Some(step) = crate::rundir::resumable_step(dir) else {
+        return Ok(()); // load_latest says why
+    };
+    let path = crate::rundir::optim_path(dir, step);
+    let bytes = std::fs::read(&path).map_err(|e| GrokError::io(&path, e))?;
+    let meta = crate::models::read_safetensors_metadata(&path, &bytes)?;
+    match meta.get(FIXED_META).and_then(|m| cfg.fixed_key_change(m)) {
+        Some((key, then, now)) => Err(GrokError::Checkpoint {
+            path,
+            reason: format!(
+                "cannot resume: `{key}` was {then} at this checkpoint and is {now} now; keys that change the data or the model are fixed for a run's life (start a new run for another value)"
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a resume whose split is not the one `split.json` records (an edited `config.toml`).
+fn check_split(dir: &std::path::Path, batches: &Batches) -> Result<()> {
+    let Some(split) = batches.split_json() else {
+        return Ok(());
+    };
+    let path = dir.join("split.json");
+    let reason = match std::fs::read_to_string(&path) {
+        Ok(saved) if saved == split => return Ok(()),
+        Ok(_) => "cannot resume: the config's split (task.split_seed, task.frac_train, task.split, task.keep_commutative) is not the one this file records; restore config.toml".into(),
+        Err(e) => format!("cannot resume: {e}"),
+    };
+    Err(GrokError::Checkpoint { path, reason })
+}
+
 /// One run's state between steps: what the loop of [`train`] (one run on all threads) and
 /// [`super::seeds::train_seeds`] (several runs side by side, one thread each) advance.
 pub(crate) struct Run<'a> {
@@ -185,6 +225,8 @@ pub(crate) struct Run<'a> {
     threads: usize,
     devices: (Device, Device),
     slingshots: Slingshots,
+    /// Held while the run is open: no second writer.
+    _lock: RunLock,
 }
 
 impl<'a> Run<'a> {
@@ -195,13 +237,26 @@ impl<'a> Run<'a> {
         let devices = (Device::flex().autodiff(), Device::flex());
         let batches = Batches::new(cfg)?;
         let dir = opts.out.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| GrokError::io(&dir, e))?;
+        let lock = RunLock::acquire(&dir, "train")?;
         // θ₀: the anchor of decay toward init and the reference of the norm constraint
         let init = ParamStore::init_specs(model.param_specs(), cfg.model.init_seed());
         let fresh_optim = |p: &ParamStore| Optimizer::for_run(p, t, &init);
         let mut slingshots = Slingshots::default();
         let (params, optim, start, log, wall0) = if opts.resume {
             let template = fresh_optim(&ParamStore::zeros_specs(model.param_specs()));
+            crate::rundir::remove_stale_temporaries(&dir);
+            check_fixed_keys(cfg, &dir)?;
             let r = checkpoint::load_latest(&dir, &model, &template)?;
+            check_split(&dir, &batches)?;
+            if !opts.set.is_empty() {
+                let mut c = cfg.clone();
+                c.resumed_with.push(ResumeRecord {
+                    step: r.step,
+                    set: opts.set.clone(),
+                });
+                atomic_write(&dir.join("config.toml"), c.to_toml().as_bytes())?;
+            }
             let mut log = MetricsLog::load(&dir)?;
             log.rows.retain(|row| row.step < r.step);
             if let Some(s) = r.meta.get(SLINGSHOT_META) {
@@ -241,6 +296,7 @@ impl<'a> Run<'a> {
             threads,
             devices,
             slingshots,
+            _lock: lock,
         })
     }
 
@@ -259,7 +315,10 @@ impl<'a> Run<'a> {
         };
         let buffers = self.model.buffers();
         let (dir, params, optim) = (&self.dir, &self.params, &self.optim);
-        let extra = [(SLINGSHOT_META.to_string(), self.slingshots.to_meta())];
+        let extra = [
+            (SLINGSHOT_META.to_string(), self.slingshots.to_meta()),
+            (FIXED_META.to_string(), self.cfg.fixed_keys()),
+        ];
         checkpoint::save(dir, step, params, &buffers, optim, dtype, &extra)?;
         self.last_ckpt = Some(step);
         Ok(())

@@ -1,0 +1,131 @@
+//! An advisory lock per run directory: `<run_dir>/.lock`, created exclusively, holding the
+//! owner's pid. `train` (fresh or `--resume`), `analyze` and every `sweep run` line take it
+//! before they write, so a second writer gets a one-line error naming the holder instead of
+//! mixing two histories in one directory. A lock whose pid is no longer alive (a killed run) is
+//! taken over. The lock is removed when its guard drops.
+
+use crate::error::{GrokError, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// File name of the lock inside a run directory.
+pub const LOCK_FILE: &str = ".lock";
+
+/// A held lock on one run directory; released (its file removed) on drop.
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+    /// False when this process already held the lock (a nested acquire): only the outer guard
+    /// removes the file.
+    owned: bool,
+}
+
+/// Whether process `pid` is alive (Linux/Unix: `kill(pid, 0)`; elsewhere assumed alive).
+fn pid_alive(pid: i32) -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: signal 0 only checks that the process exists and may be signalled.
+        let r = unsafe { libc::kill(pid, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
+impl RunLock {
+    /// Takes the lock of the existing directory `dir` for `what` (e.g. `"train"`,
+    /// named to a second writer). A lock held by this very process is re-entered; one whose
+    /// pid is dead is taken over.
+    ///
+    /// # Errors
+    /// [`GrokError::Locked`] naming the holder's pid and command while it lives;
+    /// [`GrokError::Checkpoint`] when `dir` is not a directory; [`GrokError::Io`] when the lock
+    /// file cannot be created (a read-only directory).
+    pub fn acquire(dir: &Path, what: &str) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(GrokError::Checkpoint {
+                path: dir.to_path_buf(),
+                reason: "no such run directory".into(),
+            });
+        }
+        let path = dir.join(LOCK_FILE);
+        let me = std::process::id() as i32;
+        // two tries: the second after removing a stale lock
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    f.write_all(format!("{me} {what}\n").as_bytes())
+                        .and_then(|_| f.sync_all())
+                        .map_err(|e| GrokError::io(&path, e))?;
+                    return Ok(Self { path, owned: true });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    let mut words = text.split_whitespace();
+                    let pid: Option<i32> = words.next().and_then(|p| p.parse().ok());
+                    let holder = words.next().unwrap_or("groklab").to_string();
+                    match pid {
+                        Some(p) if p == me => return Ok(Self { path, owned: false }),
+                        Some(p) if pid_alive(p) => {
+                            return Err(GrokError::Locked {
+                                dir: dir.to_path_buf(),
+                                pid: p,
+                                holder,
+                            })
+                        }
+                        // dead holder, or a lock torn by a kill before its pid was written
+                        _ => {
+                            std::fs::remove_file(&path).map_err(|e| GrokError::io(&path, e))?;
+                        }
+                    }
+                }
+                Err(e) => return Err(GrokError::io(&path, e)),
+            }
+        }
+        Err(GrokError::io(
+            &path,
+            std::io::Error::other("lock taken and released repeatedly; try again"),
+        ))
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_holder_blocks_a_dead_one_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        // pid 1 is always alive: a foreign live holder
+        std::fs::write(dir.path().join(LOCK_FILE), "1 train\n").unwrap();
+        let err = RunLock::acquire(dir.path(), "analyze")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pid 1") && err.contains("train"), "{err}");
+        // a pid above the kernel's pid_max is never alive: stale
+        std::fs::write(dir.path().join(LOCK_FILE), "2000000000 train\n").unwrap();
+        let lock = RunLock::acquire(dir.path(), "train").unwrap();
+        let text = std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
+        assert_eq!(text, format!("{} train\n", std::process::id()));
+        // re-entered by the same process; only the outer guard removes the file
+        drop(RunLock::acquire(dir.path(), "train").unwrap());
+        assert!(dir.path().join(LOCK_FILE).exists());
+        drop(lock);
+        assert!(!dir.path().join(LOCK_FILE).exists());
+    }
+}
