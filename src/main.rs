@@ -123,6 +123,13 @@ enum Command {
         /// `<out>/seed_<i>` [default out: runs/<preset>-seeds].
         #[arg(long, conflicts_with = "resume")]
         seeds: Option<usize>,
+        /// Memory the run may plan to use, in GiB [default: the machine's physical memory]; a
+        /// config estimated above it is refused before anything is allocated.
+        #[arg(long, value_name = "GIB")]
+        mem_limit: Option<f64>,
+        /// Allow `train.threads` above this machine's cores.
+        #[arg(long)]
+        oversubscribe: bool,
     },
     /// Progress measures (Nanda et al. 2023) of every checkpoint of a run, or of one checkpoint.
     Analyze {
@@ -265,12 +272,24 @@ fn run(cli: Cli) -> Result<()> {
             force,
             no_plots,
             seeds,
+            mem_limit,
+            oversubscribe,
         } => {
+            let limits = train::Limits {
+                mem_bytes: match mem_limit {
+                    Some(g) if g.is_finite() && g > 0.0 => g * (1u64 << 30) as f64,
+                    Some(g) => {
+                        return Err(GrokError::invalid("--mem-limit", g, "a positive number of GiB"))
+                    }
+                    None => train::resources::physical_memory(),
+                },
+                oversubscribe,
+            };
             if let Some(seeds) = seeds {
                 let cfg = build_config(&preset, config.as_deref(), &overrides)?;
                 let out = out.unwrap_or_else(|| free_run_dir(&format!("{preset}-seeds")));
                 println!("run directory: {}", out.display());
-                let summaries = train::train_seeds(&cfg, &out, seeds, force, !no_plots)?;
+                let summaries = train::train_seeds(&cfg, &out, seeds, force, !no_plots, &limits)?;
                 for (i, s) in summaries.iter().enumerate() {
                     println!(
                         "seed_{i} (init_seed {}): {} | {:.1} s",
@@ -304,6 +323,7 @@ fn run(cli: Cli) -> Result<()> {
                 plots: !no_plots,
                 quiet: false,
                 set: if resume { overrides } else { Vec::new() },
+                limits,
             };
             let s = train::train(&cfg, &opts)?;
             println!(

@@ -38,6 +38,9 @@ pub const SWEEP_PRESETS: [(&str, &str, &str); 2] = [
     ),
 ];
 
+/// The most runs one sweep file may expand to (a manifest line is a few KB: a million is a few GB).
+pub const MAX_RUNS: usize = 1_000_000;
+
 /// One key's distribution in a random sweep.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -145,8 +148,18 @@ impl SweepSpec {
     /// kept once. Deterministic: the same file gives the same lines.
     ///
     /// # Errors
-    /// A key or value the preset rejects (the one-line config error, naming the key).
+    /// More than [`MAX_RUNS`] runs (checked before any is built); a key or value the preset
+    /// rejects (the one-line config error, naming the key).
     pub fn expand(&self) -> Result<Vec<ManifestLine>> {
+        let runs = (self.grid.values().map(|v| v.len() as f64)).product::<f64>()
+            * self.random.as_ref().map_or(1.0, |r| r.samples as f64);
+        if runs > MAX_RUNS as f64 {
+            return Err(GrokError::invalid(
+                "grid",
+                format!("{runs:.3e} runs (the product of the grid's lengths × random.samples)"),
+                format!("at most {MAX_RUNS} runs per sweep file; split it into several"),
+            ));
+        }
         let mut points: Vec<BTreeMap<String, toml::Value>> = vec![BTreeMap::new()];
         for (key, values) in &self.grid {
             points = (points.iter())

@@ -11,6 +11,7 @@ mod loss;
 mod numerics;
 mod optim;
 mod schedule;
+pub mod resources;
 mod seeds;
 mod seq_step;
 mod step;
@@ -36,6 +37,7 @@ pub use numerics::{
 };
 pub use optim::{DecayTarget, Optimizer, OptimizerKind};
 pub use schedule::{warmup_lr, Schedule, ScheduleKind};
+pub use resources::{Estimate, Limits};
 pub use seeds::{seed_configs, train_seeds, train_side_by_side};
 pub use seq_step::{group_pairs, seq_evaluate, seq_evaluate_pairs, seq_train, ScoredPair};
 pub use step::{Step, StepResult};

@@ -6,6 +6,7 @@
 //! metrics and checkpoints, written atomically, resumable on its own with `train --resume`.
 
 use super::config::RunConfig;
+use super::resources::{check, Limits};
 use super::trainer::{set_threads, Run, RunSummary, TrainOptions};
 use crate::error::{GrokError, Result};
 use rayon::prelude::*;
@@ -26,13 +27,15 @@ pub fn seed_configs(cfg: &RunConfig, seeds: usize) -> Vec<RunConfig> {
 /// Trains `seeds` runs of `cfg` side by side into `out/seed_<i>` and returns their summaries.
 ///
 /// # Errors
-/// `--seeds` of 0; otherwise as [`super::train`] for any of the runs (the first error stops all).
+/// `--seeds` of 0; S runs above `limits` ([`check`], before any directory is made); otherwise
+/// as [`super::train`] for any of the runs (the first error stops all).
 pub fn train_seeds(
     cfg: &RunConfig,
     out: &Path,
     seeds: usize,
     force: bool,
     plots: bool,
+    limits: &Limits,
 ) -> Result<Vec<RunSummary>> {
     if seeds == 0 {
         return Err(GrokError::invalid(
@@ -41,10 +44,12 @@ pub fn train_seeds(
             "a positive number of seeds",
         ));
     }
+    // before a single seed directory is made
+    check(cfg, seeds, limits)?;
     let runs: Vec<(RunConfig, PathBuf)> = (seed_configs(cfg, seeds).into_iter().enumerate())
         .map(|(i, c)| (c, out.join(format!("seed_{i}"))))
         .collect();
-    train_side_by_side(&runs, force, plots, false)
+    train_side_by_side(&runs, force, plots, false, limits)
 }
 
 /// Trains fresh runs of configs that differ only in `model.init_seed` (the first config's
@@ -58,10 +63,12 @@ pub fn train_side_by_side(
     force: bool,
     plots: bool,
     quiet: bool,
+    limits: &Limits,
 ) -> Result<Vec<RunSummary>> {
     let Some((cfg, _)) = runs.first() else {
         return Ok(Vec::new());
     };
+    check(cfg, runs.len(), limits)?;
     let seeds = runs.len();
     set_threads(cfg.train.threads);
     let mut runs = (runs.iter())
@@ -73,6 +80,7 @@ pub fn train_side_by_side(
                 plots,
                 quiet,
                 set: Vec::new(),
+                limits: *limits,
             };
             Run::open(c, &opts, 1)
         })

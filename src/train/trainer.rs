@@ -34,6 +34,8 @@ pub struct TrainOptions {
     /// With `resume`: the `--set` overrides `cfg` was built with, recorded in `config.toml`
     /// (`resumed_with`) together with the step they apply from.
     pub set: Vec<String>,
+    /// Memory and thread limits the config is checked against before anything is allocated.
+    pub limits: super::resources::Limits,
 }
 
 /// What a finished run reports.
@@ -134,9 +136,12 @@ pub fn flush_denormals() {
 /// `train.log_every` steps, checkpoints on schedule, stops with an error on a non-finite loss.
 ///
 /// # Errors
-/// Invalid config, an existing non-empty directory without `resume`/`force`, I/O failures, a
-/// missing or corrupt checkpoint on resume, and [`GrokError::NonFiniteLoss`].
+/// Invalid config, a config above `opts.limits` ([`super::resources::check`]), an existing
+/// non-empty directory without `resume`/`force`, a directory another process holds
+/// ([`GrokError::Locked`]), I/O failures, a missing, corrupt or non-finite checkpoint or a
+/// changed fixed key on resume, and [`GrokError::NonFiniteLoss`].
 pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<RunSummary> {
+    super::resources::check(cfg, 1, &opts.limits)?;
     set_threads(cfg.train.threads);
     let mut run = Run::open(cfg, opts, cfg.train.threads)?;
     let bar = if opts.quiet {
