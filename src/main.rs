@@ -279,7 +279,11 @@ fn run(cli: Cli) -> Result<()> {
                 mem_bytes: match mem_limit {
                     Some(g) if g.is_finite() && g > 0.0 => g * (1u64 << 30) as f64,
                     Some(g) => {
-                        return Err(GrokError::invalid("--mem-limit", g, "a positive number of GiB"))
+                        return Err(GrokError::invalid(
+                            "--mem-limit",
+                            g,
+                            "a positive number of GiB",
+                        ))
                     }
                     None => train::resources::physical_memory(),
                 },

@@ -12,7 +12,7 @@ use crate::error::{GrokError, Result};
 use crate::models::lsa::{predict, LsaWeights};
 use crate::models::lsa_gd::{gdpp_predictions, half_mse, line_search_gd, train_gdpp_diagonal};
 use crate::models::{ModelSpec, ParamStore};
-use crate::rundir::{atomic_write, list_steps, model_path};
+use crate::rundir::{atomic_write, model_path};
 use crate::tasks::icl_regression::tokens_per_task;
 use crate::tasks::{IclFormat, IclRegression};
 use crate::train::{IclData, ModelConfig, RunConfig, TaskConfig};
@@ -112,6 +112,9 @@ pub struct IclAnalysis {
     pub checkpoints: usize,
     /// Wall-clock seconds the analysis took.
     pub seconds: f64,
+    /// Checkpoints left out: non-finite weights.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<super::run::SkippedCheckpoint>,
 }
 
 impl IclAnalysis {
@@ -202,13 +205,7 @@ pub fn analyze_icl_run(run_dir: &Path) -> Result<(Vec<IclRow>, IclAnalysis)> {
             "linear_regression_icl (other tasks have their own analysis)",
         ));
     };
-    let steps = list_steps(run_dir);
-    if steps.is_empty() {
-        return Err(GrokError::Checkpoint {
-            path: run_dir.join("checkpoints"),
-            reason: "no checkpoints to analyze".into(),
-        });
-    }
+    let (steps, skipped) = super::run::finite_checkpoints(run_dir)?;
     let data = IclData::new(task, lsa.n_layers);
     let eval = data.task.eval_set(task.n_eval);
     let best = (data.references.iter())
@@ -305,6 +302,7 @@ pub fn analyze_icl_run(run_dir: &Path) -> Result<(Vec<IclRow>, IclAnalysis)> {
         rollout,
         checkpoints: rows.len(),
         seconds: start.elapsed().as_secs_f64(),
+        skipped,
     };
     super::run::write_rows(run_dir, "measures", &rows, &["qk", "vp"])?;
     let json = serde_json::to_string_pretty(&analysis).expect("analysis serialises");

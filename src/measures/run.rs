@@ -32,6 +32,77 @@ pub struct RunAnalysis {
     pub checkpoints: usize,
     /// Wall-clock seconds the measures took.
     pub seconds: f64,
+    /// Checkpoints left out: non-finite weights or measures.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedCheckpoint>,
+}
+
+/// A checkpoint `analyze` left out, and why (`analysis.json`'s `skipped`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SkippedCheckpoint {
+    /// Its step.
+    pub step: u64,
+    /// Why: the tensor holding NaN or infinity, or the measure that came out non-finite.
+    pub reason: String,
+}
+
+/// The checkpoints of `run_dir` whose weights are all finite, and the others as
+/// [`SkippedCheckpoint`]s, each announced by a `warning:` line on stderr. A run can hold such
+/// checkpoints only from before groklab refused to write them, or from outside.
+///
+/// # Errors
+/// No checkpoints, or none finite ([`GrokError::Checkpoint`]); an unreadable checkpoint.
+pub fn finite_checkpoints(run_dir: &Path) -> Result<(Vec<u64>, Vec<SkippedCheckpoint>)> {
+    let steps = list_steps(run_dir);
+    if steps.is_empty() {
+        return Err(GrokError::Checkpoint {
+            path: run_dir.join("checkpoints"),
+            reason: "no checkpoints to analyze".into(),
+        });
+    }
+    let verdicts = (steps.par_iter())
+        .map(|&step| {
+            let path = model_path(run_dir, step);
+            let bytes = std::fs::read(&path).map_err(|e| GrokError::io(&path, e))?;
+            let tensors = crate::models::read_safetensors(&path, &bytes)?;
+            let mut names: Vec<&String> = tensors.keys().collect();
+            names.sort();
+            let bad = names
+                .into_iter()
+                .find(|n| tensors[*n].1.iter().any(|x| !x.is_finite()));
+            Ok(bad.map(|n| format!("tensor `{n}` holds NaN or infinity")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (mut kept, mut skipped) = (Vec::new(), Vec::new());
+    for (step, bad) in steps.into_iter().zip(verdicts) {
+        match bad {
+            None => kept.push(step),
+            Some(reason) => skipped.push(SkippedCheckpoint { step, reason }),
+        }
+    }
+    warn_skipped(&skipped);
+    if kept.is_empty() {
+        return Err(GrokError::Checkpoint {
+            path: run_dir.join("checkpoints"),
+            reason: "every checkpoint holds NaN or infinity; nothing to analyze".into(),
+        });
+    }
+    Ok((kept, skipped))
+}
+
+/// One `warning:` line per skipped checkpoint, on stderr.
+pub(super) fn warn_skipped(skipped: &[SkippedCheckpoint]) {
+    for s in skipped {
+        eprintln!("warning: checkpoint step {} skipped: {}", s.step, s.reason);
+    }
+}
+
+/// The first non-finite number of a serialised row (serde writes NaN as `null`), by key.
+pub(super) fn non_finite_key(row: &impl Serialize) -> Option<String> {
+    let value = serde_json::to_value(row).ok()?;
+    let mut flat = Map::new();
+    flatten("", &value, &mut flat);
+    (flat.into_iter()).find_map(|(k, v)| v.is_null().then_some(k))
 }
 
 /// Reads a run's `config.toml` and rebuilds its dataset and split.
@@ -73,24 +144,36 @@ pub fn analyze_run(run_dir: &Path, rule: &KeyFreqRule) -> Result<RunMeasures> {
             "transformer (analyze supports it only so far)",
         )
     })?;
-    let steps = list_steps(run_dir);
-    let Some(&last) = steps.last() else {
-        return Err(GrokError::Checkpoint {
-            path: run_dir.join("checkpoints"),
-            reason: "no checkpoints to analyze".into(),
-        });
-    };
+    let (steps, mut skipped) = finite_checkpoints(run_dir)?;
+    let last = *steps.last().expect("finite_checkpoints returns some");
     let analyzer = Analyzer::new(&model, &dataset, Some(&split))?;
     let load = |step| ParamStore::from_safetensors(&model_path(run_dir, step), &model);
     let final_store = load(last)?;
     let (key_freqs, key_freq_votes) = analyzer.choose_key_freqs(&final_store, rule);
     check_key_freqs(&key_freqs, analyzer.p)?;
     let views = analyzer.neuron_views(&final_store, VIEW_NEURONS);
-    let rows = steps
+    let measured = steps
         .par_iter()
         .map(|&step| Ok(analyzer.measure(&load(step)?, step, &key_freqs)))
         .collect::<Result<Vec<_>>>()?;
+    // a row with a non-finite measure is left out, never written as `null`
+    let mut rows = Vec::with_capacity(measured.len());
+    for row in measured {
+        match non_finite_key(&row) {
+            None => rows.push(row),
+            Some(key) => {
+                let s = SkippedCheckpoint {
+                    step: row.step,
+                    reason: format!("measure `{key}` is not finite"),
+                };
+                warn_skipped(std::slice::from_ref(&s));
+                skipped.push(s);
+            }
+        }
+    }
+    skipped.sort_by_key(|s| s.step);
     let analysis = RunAnalysis {
+        skipped,
         key_freqs,
         key_freq_rule: rule.describe(),
         key_freq_step: last,

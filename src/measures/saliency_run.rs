@@ -11,7 +11,7 @@ use super::saliency::{check_saliency_model, neuron_saliency, NeuronSaliency, Sal
 use super::snapshot::{Analyzer, KeyFreqRule, DEFAULT_EMBED_THRESHOLD};
 use crate::error::{GrokError, Result};
 use crate::models::{ModelSpec, ParamStore};
-use crate::rundir::{list_steps, model_path};
+use crate::rundir::model_path;
 use crate::train::Step;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -67,13 +67,8 @@ pub fn saliency_run(
         let rule = KeyFreqRule::Consensus(DEFAULT_EMBED_THRESHOLD);
         analyze_run(run_dir, &rule)?.1
     };
-    let steps = list_steps(run_dir);
-    let Some(&last) = steps.last() else {
-        return Err(GrokError::Checkpoint {
-            path: run_dir.join("checkpoints"),
-            reason: "no checkpoints to measure".into(),
-        });
-    };
+    let (steps, _) = super::run::finite_checkpoints(run_dir)?;
+    let last = *steps.last().expect("finite_checkpoints returns some");
     let chosen: Vec<u64> = (steps.iter().enumerate())
         .filter(|(i, &s)| i % every.max(1) == 0 || s == last)
         .map(|(_, &s)| s)

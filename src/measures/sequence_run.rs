@@ -8,7 +8,7 @@ use super::attention_views::{checkpoint_views, explorer_steps, AttentionViews, P
 use super::phases::{grokking_phases, PhaseChange, Phases};
 use crate::error::{GrokError, Result};
 use crate::models::ParamStore;
-use crate::rundir::{atomic_write, list_steps, model_path, MetricsLog};
+use crate::rundir::{atomic_write, model_path, MetricsLog};
 use crate::train::{checkpoint_test_metrics, RegimeName, RunConfig, RunSummary, TaskConfig};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -35,6 +35,9 @@ pub struct SequenceAnalysis {
     pub checkpoints: usize,
     /// Wall-clock seconds the measures took.
     pub seconds: f64,
+    /// Checkpoints left out: non-finite weights.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<super::run::SkippedCheckpoint>,
 }
 
 impl SequenceAnalysis {
@@ -99,13 +102,7 @@ pub fn analyze_sequence_run(run_dir: &Path) -> Result<(Vec<Map<String, Value>>, 
             ))
         }
     };
-    let steps = list_steps(run_dir);
-    if steps.is_empty() {
-        return Err(GrokError::Checkpoint {
-            path: run_dir.join("checkpoints"),
-            reason: "no checkpoints to analyze".into(),
-        });
-    }
+    let (steps, skipped) = super::run::finite_checkpoints(run_dir)?;
     let specs = cfg.model_spec().param_specs();
     // the explorer's views: a transformer's attention on the first test sequences
     let explorer = match (&cfg.task, cfg.transformer()) {
@@ -165,6 +162,7 @@ pub fn analyze_sequence_run(run_dir: &Path) -> Result<(Vec<Map<String, Value>>, 
         phases: finite.then(|| grokking_phases(&s, &tr, &te)),
         checkpoints: rows.len(),
         seconds: start.elapsed().as_secs_f64(),
+        skipped,
     };
     super::run::write_rows(run_dir, "measures", &rows, &[])?;
     let json = serde_json::to_string_pretty(&analysis).expect("analysis serialises");

@@ -95,7 +95,93 @@ impl Chart {
         }
     }
 
-    /// Draws `dir/<name>.png` (900×500) and `dir/<name>.svg` with `title` on top.
+    /// The chart with its non-finite numbers made drawable: points of lines and markers
+    /// dropped, cells of matrices and heights of bars set to 0, heatmap edges replaced by their
+    /// index (a heatmap's non-finite cells are drawn grey). A NaN checkpoint's measures must
+    /// give a plot with a gap, never a panic in the plotting library.
+    pub fn finite(&self) -> Chart {
+        let zero = |v: &f64| if v.is_finite() { *v } else { 0.0 };
+        match self {
+            Chart::Lines {
+                x_label,
+                y_label,
+                log_y,
+                series,
+                markers,
+            } => Chart::Lines {
+                x_label: x_label.clone(),
+                y_label: y_label.clone(),
+                log_y: *log_y,
+                series: (series.iter())
+                    .map(|(l, c, pts)| {
+                        let ok = |&&(x, y): &&(f64, f64)| {
+                            x.is_finite() && y.is_finite() && (!*log_y || y > 0.0)
+                        };
+                        (l.clone(), *c, pts.iter().filter(ok).copied().collect())
+                    })
+                    .collect(),
+                markers: markers
+                    .iter()
+                    .filter(|m| m.0.is_finite())
+                    .cloned()
+                    .collect(),
+            },
+            Chart::Heatmap {
+                x_label,
+                y_label,
+                x_edges,
+                y0,
+                values,
+            } => {
+                let edges_ok = x_edges.iter().all(|x| x.is_finite())
+                    && x_edges.windows(2).all(|w| w[0] < w[1]);
+                Chart::Heatmap {
+                    x_label: x_label.clone(),
+                    y_label: y_label.clone(),
+                    x_edges: if edges_ok {
+                        x_edges.clone()
+                    } else {
+                        (0..x_edges.len()).map(|i| i as f64).collect()
+                    },
+                    y0: zero(y0),
+                    values: values.clone(),
+                }
+            }
+            Chart::Matrices { columns, panels } => Chart::Matrices {
+                columns: *columns,
+                panels: (panels.iter())
+                    .map(|(t, n, v)| (t.clone(), *n, v.iter().map(zero).collect()))
+                    .collect(),
+            },
+            Chart::Cells {
+                x_label,
+                y_label,
+                x_ticks,
+                y_ticks,
+                cells,
+                legend,
+            } => Chart::Cells {
+                x_label: x_label.clone(),
+                y_label: y_label.clone(),
+                x_ticks: x_ticks.clone(),
+                y_ticks: y_ticks.clone(),
+                cells: cells.clone(),
+                legend: legend.clone(),
+            },
+            Chart::Bars {
+                x_label,
+                y_label,
+                bars,
+            } => Chart::Bars {
+                x_label: x_label.clone(),
+                y_label: y_label.clone(),
+                bars: bars.iter().map(|(x, y)| (*x, zero(y))).collect(),
+            },
+        }
+    }
+
+    /// Draws `dir/<name>.png` (900×500) and `dir/<name>.svg` with `title` on top; non-finite
+    /// numbers are left out ([`Chart::finite`]).
     ///
     /// # Errors
     /// [`GrokError::Io`] when a file cannot be written.
@@ -103,12 +189,15 @@ impl Chart {
         let png = dir.join(format!("{name}.png"));
         let svg = dir.join(format!("{name}.svg"));
         let err = |p: &Path, e: String| GrokError::io(p, std::io::Error::other(e));
-        self.draw(
-            BitMapBackend::new(&png, (900, 500)).into_drawing_area(),
-            title,
-        )
-        .map_err(|e| err(&png, e))?;
-        self.draw(SVGBackend::new(&svg, (900, 500)).into_drawing_area(), title)
+        let chart = self.finite();
+        chart
+            .draw(
+                BitMapBackend::new(&png, (900, 500)).into_drawing_area(),
+                title,
+            )
+            .map_err(|e| err(&png, e))?;
+        chart
+            .draw(SVGBackend::new(&svg, (900, 500)).into_drawing_area(), title)
             .map_err(|e| err(&svg, e))
     }
 
@@ -239,7 +328,11 @@ impl Chart {
                 let cells = values.iter().enumerate().flat_map(|(r, row)| {
                     row.iter().enumerate().map(move |(col, v)| {
                         let y = y0 + r as f64;
-                        let color = ViridisRGB::get_color(v / max);
+                        let color = if v.is_finite() {
+                            ViridisRGB::get_color((v / max).clamp(0.0, 1.0))
+                        } else {
+                            RGBColor(200, 200, 200)
+                        };
                         Rectangle::new(
                             [(x_edges[col], y), (x_edges[col + 1], y + 1.0)],
                             color.filled(),
@@ -392,4 +485,50 @@ fn draw_cells<DB: DrawingBackend>(
         .map_err(e)?;
     }
     area.present().map_err(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charts_with_nan_and_infinity_draw_without_panicking() {
+        let dir = tempfile::tempdir().unwrap();
+        let (nan, inf) = (f64::NAN, f64::INFINITY);
+        let pts = vec![(0.0, 1.0), (1.0, nan), (2.0, inf), (nan, 2.0), (3.0, -1.0)];
+        let charts = [
+            Chart::over_steps(
+                "loss",
+                true,
+                vec![("a".into(), BLACK, pts.clone())],
+                &[(nan, "m".into())],
+            ),
+            Chart::over_steps(
+                "loss",
+                false,
+                vec![("a".into(), BLACK, vec![(0.0, nan)])],
+                &[],
+            ),
+            Chart::Heatmap {
+                x_label: "x".into(),
+                y_label: "y".into(),
+                x_edges: vec![0.0, nan, 2.0],
+                y0: nan,
+                values: vec![vec![nan, 1.0], vec![inf, -inf]],
+            },
+            Chart::Matrices {
+                columns: 2,
+                panels: vec![("m".into(), 2, vec![nan, 1.0, inf, 0.0])],
+            },
+            Chart::Bars {
+                x_label: "x".into(),
+                y_label: "y".into(),
+                bars: vec![(0, nan), (1, inf), (2, 1.0)],
+            },
+        ];
+        for (i, c) in charts.iter().enumerate() {
+            c.save(dir.path(), &format!("c{i}"), "nan").unwrap();
+            assert!(dir.path().join(format!("c{i}.png")).exists());
+        }
+    }
 }

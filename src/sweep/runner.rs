@@ -124,7 +124,10 @@ fn ready_line(line: &ManifestLine, dir: &Path) -> Result<bool> {
         if text != line.config {
             return Err(GrokError::data_file(
                 dir.join("config.toml").display(),
-                format!("not the config of sweep line {}; refusing to restart over it", line.id),
+                format!(
+                    "not the config of sweep line {}; refusing to restart over it",
+                    line.id
+                ),
             ));
         }
     }
@@ -249,7 +252,11 @@ fn run_group(lines: &[ManifestLine], group: &[usize], out: &Path) -> Result<usiz
             continue;
         }
         let swept: Vec<String> = line.swept.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        println!("{tag} start (batched, {} seeds) {}", group.len(), swept.join(" "));
+        println!(
+            "{tag} start (batched, {} seeds) {}",
+            group.len(),
+            swept.join(" ")
+        );
         runs.push((RunConfig::from_toml(&line.config)?, dir));
         kept.push(i);
         locks.push(lock);

@@ -10,8 +10,8 @@ pub(crate) use icl_step::IclData;
 mod loss;
 mod numerics;
 mod optim;
-mod schedule;
 pub mod resources;
+mod schedule;
 mod seeds;
 mod seq_step;
 mod step;
@@ -36,8 +36,8 @@ pub use numerics::{
     last_layer_norm, logit_stats, LogitStats, Slingshots, SLINGSHOT_RISE, SLINGSHOT_WINDOW,
 };
 pub use optim::{DecayTarget, Optimizer, OptimizerKind};
-pub use schedule::{warmup_lr, Schedule, ScheduleKind};
 pub use resources::{Estimate, Limits};
+pub use schedule::{warmup_lr, Schedule, ScheduleKind};
 pub use seeds::{seed_configs, train_seeds, train_side_by_side};
 pub use seq_step::{group_pairs, seq_evaluate, seq_evaluate_pairs, seq_train, ScoredPair};
 pub use step::{Step, StepResult};

@@ -101,7 +101,14 @@ pub fn estimate(cfg: &RunConfig) -> Estimate {
             let stored = f(t.n_train.unwrap_or(0) + t.n_test);
             let batch = f(cfg.train.batch_size.max(1)).max(f(t.n_test));
             let row = 2.0 * f(s.n_ctx) + 1.0;
-            (stored, batch, f(s.n_ctx), f(s.d_vocab), f(s.d_vocab_out), row)
+            (
+                stored,
+                batch,
+                f(s.n_ctx),
+                f(s.d_vocab),
+                f(s.d_vocab_out),
+                row,
+            )
         }
         TaskConfig::Icl(t) => {
             let tokens = f(t.n_pairs + 1);
@@ -120,7 +127,11 @@ pub fn estimate(cfg: &RunConfig) -> Estimate {
                 f(m.d_head),
                 f(m.d_mlp),
             );
-            let mlp = if m.attn_only { 0.0 } else { 2.0 * d * dm + dm + d };
+            let mlp = if m.attn_only {
+                0.0
+            } else {
+                2.0 * d * dm + dm + d
+            };
             let block = 4.0 * h * d * dh + 3.0 * h * dh + d + mlp + 4.0 * d;
             let params = d_vocab * d + n_ctx * d + l * block + d * d_vocab_out + d_vocab_out;
             let act = l * (8.0 * d + 4.0 * h * dh + 2.0 * h * n_ctx + 2.0 * dm) + 2.0 * d_vocab_out;
@@ -224,15 +235,24 @@ mod tests {
             mem_bytes: 64.0 * GIB,
             oversubscribe: false,
         };
-        for set in ["task.p=99991", "model.d_model=100000000", "model.n_layers=1000000"] {
+        for set in [
+            "task.p=99991",
+            "model.d_model=100000000",
+            "model.n_layers=1000000",
+        ] {
             let err = check(&cfg(&[set]), 1, &limits).unwrap_err().to_string();
             assert!(err.contains("--mem-limit"), "{set}: {err}");
         }
         let err = check(&cfg(&[]), 100_000, &limits).unwrap_err().to_string();
         assert!(err.contains("100000 runs"), "{err}");
         let threads = format!("train.threads={}", cores() + 1);
-        let err = check(&cfg(&[&threads]), 1, &limits).unwrap_err().to_string();
-        assert!(err.contains("train.threads") && err.contains("--oversubscribe"), "{err}");
+        let err = check(&cfg(&[&threads]), 1, &limits)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("train.threads") && err.contains("--oversubscribe"),
+            "{err}"
+        );
         let forced = Limits {
             oversubscribe: true,
             ..limits
