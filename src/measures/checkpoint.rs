@@ -46,8 +46,9 @@ pub fn parse_split(text: &str) -> Result<(SplitMode, u64)> {
 /// Loads `path`, infers the model shape, and measures it (key frequencies by `rule`).
 ///
 /// # Errors
-/// Unreadable or non-TransformerLens checkpoint ([`GrokError::Checkpoint`]); invalid p, split
-/// fraction or key frequencies.
+/// Unreadable or non-TransformerLens checkpoint, one with NaN or infinite weights, or one that
+/// is not a binary-operation model (n_ctx ≠ 3) ([`GrokError::Checkpoint`]); a `p` its
+/// vocabulary does not fit (`--p`); invalid split fraction or key frequencies.
 pub fn analyze_checkpoint(
     path: &Path,
     task: &CheckpointTask,
@@ -63,7 +64,35 @@ pub fn analyze_checkpoint(
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-    let p = task.p.unwrap_or(cfg.d_vocab.saturating_sub(1));
+    let bad = |reason: String| GrokError::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    if let Some(name) = names.iter().find(|n| tensors[**n].1.iter().any(|x| !x.is_finite())) {
+        return Err(bad(format!("tensor `{name}` holds NaN or infinity; nothing to measure")));
+    }
+    // a binary-operation model: [a, b, =] in, p + 1 tokens (0..p and `=`), p or p + 1 classes out
+    if cfg.n_ctx != ModularDataset::N_CTX {
+        return Err(bad(format!(
+            "W_pos has n_ctx {}, but a binary-operation model reads {} positions ([a, b, =]); for a sequence-task checkpoint analyze its run directory",
+            cfg.n_ctx,
+            ModularDataset::N_CTX
+        )));
+    }
+    let p_model = cfg.d_vocab.saturating_sub(1);
+    let p = task.p.unwrap_or(p_model);
+    if p != p_model || !(cfg.d_vocab_out == p || cfg.d_vocab_out == p + 1) {
+        return Err(GrokError::invalid(
+            "--p",
+            p,
+            format!(
+                "{p_model}: the checkpoint's W_E has d_vocab {} (p + 1 tokens) and W_U d_vocab_out {}",
+                cfg.d_vocab, cfg.d_vocab_out
+            ),
+        ));
+    }
     let data = ModularDataset::new(task.op, p as u64, task.split.map_or(0, |s| s.1))?;
     let split = match task.split {
         Some((mode, seed)) => Some(split_indices(&data, task.frac, mode, seed, false)?),

@@ -12,6 +12,30 @@ use std::path::{Path, PathBuf};
 /// The metrics `compare` draws when none are asked for.
 pub const DEFAULT_METRICS: [&str; 4] = ["train_acc", "test_acc", "train_loss", "test_loss"];
 
+/// Checks that every metric asked for is logged by at least one of the runs.
+///
+/// # Errors
+/// [`GrokError::InvalidValue`] naming `--metrics`, the metric, and the keys the runs log.
+pub fn check_metrics(runs: &[ComparedRun], metrics: &[String]) -> Result<()> {
+    let logs = |m: &str| runs.iter().any(|r| r.rows.iter().any(|row| row.get(m).is_some()));
+    match metrics.iter().find(|m| !logs(m)) {
+        None => Ok(()),
+        Some(m) => {
+            let mut keys: Vec<String> = (runs.iter())
+                .filter_map(|r| r.rows.last())
+                .flat_map(|row| row.keys())
+                .collect();
+            keys.sort();
+            keys.dedup();
+            Err(GrokError::invalid(
+                "--metrics",
+                crate::error::clip(m),
+                crate::error::clip(&keys.join(", ")),
+            ))
+        }
+    }
+}
+
 /// One run of a comparison.
 #[derive(Clone, Debug)]
 pub struct ComparedRun {
@@ -76,6 +100,8 @@ pub fn load_runs(dirs: &[PathBuf]) -> Result<Vec<ComparedRun>> {
                 .map_err(|e| GrokError::data_file(path.display(), e.message()))?;
             let mut flat = BTreeMap::new();
             flatten("", &toml::Value::Table(table), &mut flat);
+            // the record of resumes is history, not a setting
+            flat.retain(|k, _| !k.starts_with("resumed_with"));
             Ok(flat)
         })
         .collect::<Result<_>>()?;
@@ -150,6 +176,7 @@ fn flatten(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
 /// # Errors
 /// [`GrokError::Io`] when `out` or a file cannot be written.
 pub fn write_comparison(runs: &[ComparedRun], metrics: &[String], out: &Path) -> Result<PathBuf> {
+    check_metrics(runs, metrics)?;
     std::fs::create_dir_all(out).map_err(|e| GrokError::io(out, e))?;
     let mut sections = String::new();
     for metric in metrics {

@@ -106,6 +106,14 @@ impl MetricsRow {
         }
     }
 
+    /// Every key [`MetricsRow::get`] answers for this row.
+    pub fn keys(&self) -> Vec<String> {
+        (SCALARS.iter().map(|k| k.to_string()))
+            .chain(self.sum_sq.iter().map(|(n, _)| format!("sum_sq.{n}")))
+            .chain(self.task_metrics.iter().map(|(n, _)| n.clone()))
+            .collect()
+    }
+
     fn scalars(&self) -> [f64; 9] {
         [
             self.step as f64,

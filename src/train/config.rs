@@ -766,7 +766,16 @@ impl RunConfig {
             let (key, raw) = item.split_once('=').ok_or_else(|| {
                 GrokError::invalid("--set", item, "key=value, e.g. train.lr=3e-3")
             })?;
-            set_key(&mut table, key.trim(), parse_value(raw.trim()))?;
+            let raw = raw.trim();
+            // TOML integers are i64: a larger one would silently become a string
+            if raw.parse::<u64>().is_ok_and(|v| v > i64::MAX as u64) {
+                return Err(GrokError::invalid(
+                    key.trim(),
+                    raw,
+                    format!("an integer up to {} (TOML's largest)", i64::MAX),
+                ));
+            }
+            set_key(&mut table, key.trim(), parse_value(raw))?;
         }
         Self::from_table(table)
     }
@@ -1199,8 +1208,10 @@ fn parse_value(raw: &str) -> toml::Value {
         .unwrap_or_else(|| toml::Value::String(raw.to_string()))
 }
 
+/// A parser's message on one line, clipped ([`crate::error::clip`]): TOML errors quote the
+/// offending line, which may be megabytes long.
 fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    crate::error::clip(&s.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 #[cfg(test)]

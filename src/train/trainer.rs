@@ -250,6 +250,7 @@ impl<'a> Run<'a> {
         let mut slingshots = Slingshots::default();
         let (params, optim, start, log, wall0) = if opts.resume {
             let template = fresh_optim(&ParamStore::zeros_specs(model.param_specs()));
+            crate::rundir::check_checkpoint_dir(&dir)?;
             crate::rundir::remove_stale_temporaries(&dir);
             check_fixed_keys(cfg, &dir)?;
             let r = checkpoint::load_latest(&dir, &model, &template)?;
