@@ -32,7 +32,7 @@ pub enum GrokError {
     },
     /// Training produced a non-finite loss.
     #[error(
-        "train loss is {value} at step {step}; stopped, last checkpoint (finite weights): {last_checkpoint}"
+        "train loss is {value} at step {step}; stopped, last good checkpoint (finite weights): {last_checkpoint}"
     )]
     NonFiniteLoss {
         /// The step at which the loss was computed.

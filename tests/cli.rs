@@ -107,7 +107,7 @@ fn nan_loss_stops_and_names_the_last_good_checkpoint() {
     );
     let stderr = String::from_utf8_lossy(&r.stderr);
     let ckpt = stderr
-        .rsplit("last good checkpoint: ")
+        .rsplit("last good checkpoint (finite weights): ")
         .next()
         .unwrap()
         .trim();

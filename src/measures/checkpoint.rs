@@ -70,8 +70,13 @@ pub fn analyze_checkpoint(
     };
     let mut names: Vec<&String> = tensors.keys().collect();
     names.sort();
-    if let Some(name) = names.iter().find(|n| tensors[**n].1.iter().any(|x| !x.is_finite())) {
-        return Err(bad(format!("tensor `{name}` holds NaN or infinity; nothing to measure")));
+    if let Some(name) = names
+        .iter()
+        .find(|n| tensors[**n].1.iter().any(|x| !x.is_finite()))
+    {
+        return Err(bad(format!(
+            "tensor `{name}` holds NaN or infinity; nothing to measure"
+        )));
     }
     // a binary-operation model: [a, b, =] in, p + 1 tokens (0..p and `=`), p or p + 1 classes out
     if cfg.n_ctx != ModularDataset::N_CTX {

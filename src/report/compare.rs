@@ -17,16 +17,25 @@ pub const DEFAULT_METRICS: [&str; 4] = ["train_acc", "test_acc", "train_loss", "
 /// # Errors
 /// [`GrokError::InvalidValue`] naming `--metrics`, the metric, and the keys the runs log.
 pub fn check_metrics(runs: &[ComparedRun], metrics: &[String]) -> Result<()> {
-    let logs = |m: &str| runs.iter().any(|r| r.rows.iter().any(|row| row.get(m).is_some()));
+    let logs = |m: &str| {
+        runs.iter()
+            .any(|r| r.rows.iter().any(|row| row.get(m).is_some()))
+    };
     match metrics.iter().find(|m| !logs(m)) {
         None => Ok(()),
         Some(m) => {
-            let mut keys: Vec<String> = (runs.iter())
+            // the common metrics first, the per-parameter norms as one pattern
+            let mut keys: Vec<String> = Vec::new();
+            for k in (runs.iter())
                 .filter_map(|r| r.rows.last())
                 .flat_map(|row| row.keys())
-                .collect();
-            keys.sort();
-            keys.dedup();
+                .filter(|k| !k.starts_with("sum_sq."))
+                .chain(std::iter::once("sum_sq.<parameter>".to_string()))
+            {
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
             Err(GrokError::invalid(
                 "--metrics",
                 crate::error::clip(m),
