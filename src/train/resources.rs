@@ -179,7 +179,7 @@ pub fn check(cfg: &RunConfig, runs: usize, limits: &Limits) -> Result<Estimate> 
     let e = estimate(cfg);
     let n = runs.max(1) as f64;
     let need = n * e.total();
-    if !(need <= limits.mem_bytes) {
+    if need.is_nan() || need > limits.mem_bytes {
         let each = if runs > 1 {
             format!("{runs} runs × ")
         } else {
