@@ -205,7 +205,8 @@ fn killed_and_resumed_matches(extra: &[&str]) {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let marker = killed.join("checkpoints/step_000300.optim.safetensors");
+    // the weights are written after the optimiser state: step 300 is then resumable
+    let marker = killed.join("checkpoints/step_000300.safetensors");
     let start = Instant::now();
     while !marker.exists() && start.elapsed() < Duration::from_secs(120) {
         std::thread::sleep(Duration::from_millis(2));
@@ -215,19 +216,9 @@ fn killed_and_resumed_matches(extra: &[&str]) {
     let before = std::fs::read_to_string(killed.join("metrics.jsonl")).unwrap();
     // a finished run logs 151 rows: steps 0, 10, ..., 1500
     assert!(before.lines().count() < 151, "run finished before the kill");
-    // the checkpoint a resume starts from: the latest one with optimiser state
-    let resumed_from = (killed.join("checkpoints"))
-        .read_dir()
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().into_string().unwrap();
-            name.strip_suffix(".optim.safetensors")?
-                .strip_prefix("step_")?
-                .parse::<u64>()
-                .ok()
-        })
-        .max()
-        .unwrap();
+    // the checkpoint a resume starts from: the latest whose weights and optimiser state are
+    // both written (a kill between the two writes leaves the optimiser file alone)
+    let resumed_from = groklab::rundir::resumable_step(&killed).unwrap();
 
     let r = groklab(&["train", "--no-plots", "--resume", killed.to_str().unwrap()])
         .output()
