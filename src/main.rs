@@ -587,8 +587,8 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Presets => {
-            for (name, description, _) in train::PRESETS {
-                println!("{name:<22} {description}");
+            for (name, _) in train::PRESETS {
+                println!("{name:<28} {}", train::describe_preset(name)?);
             }
             Ok(())
         }

@@ -108,7 +108,9 @@ pub fn load_runs(dirs: &[PathBuf]) -> Result<Vec<ComparedRun>> {
             let table: toml::Table = toml::from_str(&text)
                 .map_err(|e| GrokError::data_file(path.display(), e.message()))?;
             let mut flat = BTreeMap::new();
-            flatten("", &toml::Value::Table(table), &mut flat);
+            let mut leaves = Vec::new();
+            crate::train::flatten_table("", &toml::Value::Table(table), &mut leaves);
+            flat.extend(leaves);
             // the record of resumes is history, not a setting
             flat.retain(|k, _| !k.starts_with("resumed_with"));
             Ok(flat)
@@ -156,27 +158,6 @@ pub fn differing_labels(configs: &[BTreeMap<String, String>]) -> Vec<Option<Stri
             })
         })
         .collect()
-}
-
-fn flatten(prefix: &str, v: &toml::Value, out: &mut BTreeMap<String, String>) {
-    match v {
-        toml::Value::Table(t) => {
-            for (k, v) in t {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, v, out);
-            }
-        }
-        toml::Value::String(s) => {
-            out.insert(prefix.to_string(), s.clone());
-        }
-        other => {
-            out.insert(prefix.to_string(), other.to_string());
-        }
-    }
 }
 
 /// Draws one chart per metric into `out` (`<metric>.png`, `.svg`; log y for losses) and writes

@@ -4,6 +4,7 @@
 use super::grad_filter::GrokfastKind;
 use super::loss::LossFn;
 use super::optim::{DecayTarget, OptimizerKind};
+use super::presets::preset_table;
 use super::schedule::{Schedule, ScheduleKind};
 use super::task_config::{task_names, RegimeName, TaskConfig, ICL_TASK};
 use crate::error::{GrokError, Result};
@@ -12,185 +13,6 @@ use crate::models::mlp::{Combine, MlpConfig};
 use crate::models::{Activation, ModelSpec, Normalization, Residual, TransformerConfig};
 use crate::tasks::{ModularDataset, Operation, SplitMode};
 use serde::{Deserialize, Serialize};
-
-/// The embedded presets: `(name, one-line description, TOML)`.
-pub const PRESETS: [(&str, &str, &str); 35] = [
-    (
-        "quick",
-        "default: the paper's model family on (a+b) mod 59, 40% train, lr 3e-3: groks in about a minute on 2 cores",
-        include_str!("../../presets/quick.toml"),
-    ),
-    (
-        "nanda2023",
-        "Nanda et al. 2023 exactly: (a+b) mod 113, 30% python split seed 0, AdamW wd 1, 40k full-batch epochs",
-        include_str!("../../presets/nanda2023.toml"),
-    ),
-    (
-        "power2022_s5",
-        "Power et al. 2022: S5 composition x∘y, 50% of the 14,400 pairs, 2 layers x 128, 4 heads, AdamW wd 1, minibatch 512, 1e5 steps",
-        include_str!("../../presets/power2022_s5.toml"),
-    ),
-    (
-        "power2022_div",
-        "Power et al. 2022: x/y mod 97, 50% of the pairs, 2 layers x 128, 4 heads, AdamW wd 1, minibatch 512, 1e5 steps",
-        include_str!("../../presets/power2022_div.toml"),
-    ),
-    (
-        "nanda_digit_add5_infinite",
-        "Nanda et al. 2023, the authors' per-digit run: 5-digit addition, 1 layer d_model 512 / d_mlp 2048, lr 1e-4, a fresh batch of 64 every step; logs the training batch's per-digit loss",
-        include_str!("../../presets/nanda_digit_add5_infinite.toml"),
-    ),
-    (
-        "digit_add5_d128_infinite",
-        "5-digit addition on the authors' earlier d_model 128 model (lr 1e-3, batch 128 groklab's): one phase change per answer digit",
-        include_str!("../../presets/digit_add5_d128_infinite.toml"),
-    ),
-    (
-        "nanda_digit_add5_finite",
-        "5-digit addition from 700 fixed sums, weight decay 1 (the authors' finite config was not saved): the phase changes become grokking",
-        include_str!("../../presets/nanda_digit_add5_finite.toml"),
-    ),
-    (
-        "nanda_induction_infinite",
-        "Nanda et al. 2023, the authors' induction run exactly: doubled residual, Q/K/V init 1/sqrt(d_head), AdamW (0.9, 0.999) wd 1, 100-step warm-up, BOS + windows, f32 loss",
-        include_str!("../../presets/nanda_induction_infinite.toml"),
-    ),
-    (
-        "nanda_induction_finite",
-        "Nanda et al. 2023, the authors' finite induction run: 512 fixed sequences, 285,820 steps, wd 1: memorises, groks after ~200,000 steps",
-        include_str!("../../presets/nanda_induction_finite.toml"),
-    ),
-    (
-        "induction_standard",
-        "repeated subsequences on a standard residual stream (2-layer attention-only, d_model 48), wd 0.01: induction heads in a phase change",
-        include_str!("../../presets/induction_standard.toml"),
-    ),
-    (
-        "nanda_skip_trigram_infinite",
-        "Nanda et al. 2023, the authors' skip trigrams: one of 10 signal tokens among 40 noise tokens, read at END; 1 layer, 1 head, d_model 32, batch 256",
-        include_str!("../../presets/nanda_skip_trigram_infinite.toml"),
-    ),
-    (
-        "nanda_skip_trigram_finite",
-        "the authors' skip trigrams from 100 fixed sequences, full batch",
-        include_str!("../../presets/nanda_skip_trigram_finite.toml"),
-    ),
-    (
-        "max_element_infinite",
-        "max of 10 values among 30, 1-layer attention-only (d_model 64), a fresh batch every step",
-        include_str!("../../presets/max_element_infinite.toml"),
-    ),
-    (
-        "max_element_finite",
-        "max of a sequence from 1,000 fixed sequences, weight decay 1",
-        include_str!("../../presets/max_element_finite.toml"),
-    ),
-    (
-        "sparse_parity",
-        "Barak et al. 2022 / Prieto et al. 2025: parity of 3 of 43 bits, 1,000 training samples, their MLP (2 x 200, no biases), weight decay 1",
-        include_str!("../../presets/sparse_parity.toml"),
-    ),
-    (
-        "mlp_modadd",
-        "Liu et al. 2022: an MLP on one-hot(a) + one-hot(b), (a+b) mod 59, 40% train, 2 x 200, wd 1: groks",
-        include_str!("../../presets/mlp_modadd.toml"),
-    ),
-    (
-        "lr_jump_x10",
-        "seed 001 thread: (x+y) mod 97, 50%, Power et al.'s 2 x 128 model; lr x10 from step 1,000 (train accuracy fell to test, never converged)",
-        include_str!("../../presets/lr_jump_x10.toml"),
-    ),
-    (
-        "lr_jump_x50",
-        "seed 001 thread: as lr_jump_x10 with lr x50 from step 1,000 (train and test in tandem, faster than default)",
-        include_str!("../../presets/lr_jump_x50.toml"),
-    ),
-    (
-        "div_lr5_from_start",
-        "seed 001 thread: x/y mod 97, 50%, lr 5e-3 from the start (worked very well)",
-        include_str!("../../presets/div_lr5_from_start.toml"),
-    ),
-    (
-        "div_lr5_at_grok",
-        "seed 001 thread: x/y mod 97, 50%, lr x5 from step 1,000, as grokking starts (destroyed progress)",
-        include_str!("../../presets/div_lr5_at_grok.toml"),
-    ),
-    (
-        "s5_lr_jump",
-        "seed 001 thread: S5, 50%, lr x5 from step 5,000 (raising lr never helped on S5)",
-        include_str!("../../presets/s5_lr_jump.toml"),
-    ),
-    (
-        "sgd_vs_adam",
-        "SGD (lr 0.1, momentum 0.9, L2 1e-3) on quick's task and model; Adam is --preset quick (Power et al. 2022, Fig. 4)",
-        include_str!("../../presets/sgd_vs_adam.toml"),
-    ),
-    (
-        "f32_slingshot",
-        "Nanda et al. 2023's recipe with a float32 loss: repeated slingshots the f64 run lacks",
-        include_str!("../../presets/f32_slingshot.toml"),
-    ),
-    (
-        "wd_0.1",
-        "quick with weight decay 0.1 instead of 1: slower grokking (Power et al. 2022, Fig. 4)",
-        include_str!("../../presets/wd_0.1.toml"),
-    ),
-    (
-        "grokfast_ema",
-        "Lee et al. 2024: x*y mod 97, 50%, 2 x 128, Adam wd 0, Grokfast EMA (alpha 0.98, lambda 2)",
-        include_str!("../../presets/grokfast_ema.toml"),
-    ),
-    (
-        "grokfast_ma",
-        "Lee et al. 2024: x*y mod 97, 50%, 2 x 128, Adam wd 0, Grokfast MA (w 100, lambda 5)",
-        include_str!("../../presets/grokfast_ma.toml"),
-    ),
-    (
-        "stablemax_no_wd",
-        "Prieto et al. 2025: their MLP on (a+b) mod 113, 40%, lr 0.01, wd 0, StableMax loss: groks without weight decay",
-        include_str!("../../presets/stablemax_no_wd.toml"),
-    ),
-    (
-        "orthograd",
-        "Prieto et al. 2025: the stablemax_no_wd setting with softmax and orthogonal gradients (perp-AdamW), wd 0",
-        include_str!("../../presets/orthograd.toml"),
-    ),
-    (
-        "omnigrok_constrained",
-        "Liu et al. 2022 (Omnigrok): mlp_modadd without weight decay, weights held at their initial norm",
-        include_str!("../../presets/omnigrok_constrained.toml"),
-    ),
-    (
-        "saliency",
-        "quick with a checkpoint every 20 steps, for `groklab saliency`: neuron saliency, top-k ablation and the gradient's key-frequency share over training",
-        include_str!("../../presets/saliency.toml"),
-    ),
-    (
-        "icl_1layer",
-        "von Oswald et al. 2023: one linear self-attention layer on in-context linear regression (d = N = 10) becomes one GD step (loss ≈ 0.205, model cos ≥ 0.99)",
-        include_str!("../../presets/icl_1layer.toml"),
-    ),
-    (
-        "icl_2layer_recurrent",
-        "von Oswald et al. 2023: two layers of one shared LSA block approach GD++ (loss ≈ 0.113, γ ≈ 0.18) rather than 2 GD steps (≈ 0.155)",
-        include_str!("../../presets/icl_2layer_recurrent.toml"),
-    ),
-    (
-        "icl_softmax_1head",
-        "von Oswald et al. 2023 §4: one layer of softmax attention with one head on in-context regression stays far from GD (≈ 0.29, model cos ≈ 0.72)",
-        include_str!("../../presets/icl_softmax_1head.toml"),
-    ),
-    (
-        "icl_softmax_2heads",
-        "von Oswald et al. 2023 §4: with two softmax heads the layer comes close to one GD step (≈ 0.22, model cos ≈ 0.96)",
-        include_str!("../../presets/icl_softmax_2heads.toml"),
-    ),
-    (
-        "icl_dampened_rollout",
-        "von Oswald et al. 2023: icl_1layer, then `analyze` applies the trained layer 1–6 times with its best dampening λ, against K-step GD",
-        include_str!("../../presets/icl_dampened_rollout.toml"),
-    ),
-];
 
 /// Floating-point precision of a computation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -676,8 +498,9 @@ impl TrainSection {
     }
 }
 
-/// `key=value` pairs of every leaf of `v`, keys dotted from `prefix` (arrays are leaves).
-fn flatten_table(prefix: &str, v: &toml::Value, out: &mut Vec<(String, String)>) {
+/// `(dotted key, value)` of every leaf of `v` under `prefix`, in table order; strings without
+/// their quotes, other values (arrays too) as TOML writes them.
+pub fn flatten_table(prefix: &str, v: &toml::Value, out: &mut Vec<(String, String)>) {
     match v {
         toml::Value::Table(t) => {
             for (k, x) in t {
@@ -689,6 +512,7 @@ fn flatten_table(prefix: &str, v: &toml::Value, out: &mut Vec<(String, String)>)
                 flatten_table(&key, x, out);
             }
         }
+        toml::Value::String(s) => out.push((prefix.to_string(), s.clone())),
         other => out.push((prefix.to_string(), other.to_string())),
     }
 }
@@ -1121,19 +945,6 @@ impl RunConfig {
     }
 }
 
-/// Names of the embedded presets, joined by `|`.
-pub fn preset_names() -> String {
-    PRESETS.map(|(n, _, _)| n).join("|")
-}
-
-fn preset_table(name: &str) -> Result<toml::Table> {
-    let (_, _, text) = PRESETS
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .ok_or_else(|| GrokError::invalid("--preset", name, preset_names()))?;
-    Ok(toml::from_str(text).expect("embedded presets parse"))
-}
-
 /// Every dotted key of a config table, for error messages.
 fn all_keys(table: &toml::Table) -> Vec<String> {
     table
@@ -1220,7 +1031,7 @@ mod tests {
 
     #[test]
     fn presets_parse_and_round_trip_through_toml() {
-        for (name, _, _) in PRESETS {
+        for (name, _) in crate::train::PRESETS {
             let cfg = RunConfig::build(name, None, &[]).unwrap();
             assert_eq!(RunConfig::from_toml(&cfg.to_toml()).unwrap(), cfg, "{name}");
         }

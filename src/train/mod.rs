@@ -10,6 +10,7 @@ pub(crate) use icl_step::IclData;
 mod loss;
 mod numerics;
 mod optim;
+mod presets;
 pub mod resources;
 mod schedule;
 mod seeds;
@@ -22,8 +23,8 @@ pub use batches::checkpoint_test_metrics;
 pub use bench::{bench_seeds, bench_train_step, peak_memory_mib, BenchReport, SeedsReport};
 pub use checkpoint::{load_latest, save, Resumed};
 pub use config::{
-    preset_names, AttentionKind, Engine, LsaSection, MlpSection, ModelConfig, ModelSection,
-    Precision, ResumeRecord, RunConfig, Sampling, TaskSection, TrainSection, VocabOut, PRESETS,
+    flatten_table, AttentionKind, Engine, LsaSection, MlpSection, ModelConfig, ModelSection,
+    Precision, ResumeRecord, RunConfig, Sampling, TaskSection, TrainSection, VocabOut,
 };
 pub use grad_filter::{
     clip_global_norm, global_norm, orthogonalize, rescale_to_norm, trainable_norm, Grads, Grokfast,
@@ -36,6 +37,7 @@ pub use numerics::{
     last_layer_norm, logit_stats, LogitStats, Slingshots, SLINGSHOT_RISE, SLINGSHOT_WINDOW,
 };
 pub use optim::{DecayTarget, Optimizer, OptimizerKind};
+pub use presets::{describe_preset, find_preset, preset_names, PRESETS};
 pub use resources::{Estimate, Limits};
 pub use schedule::{warmup_lr, Schedule, ScheduleKind};
 pub use seeds::{seed_configs, train_seeds, train_side_by_side};

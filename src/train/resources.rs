@@ -223,7 +223,7 @@ mod tests {
 
     #[test]
     fn every_preset_fits_in_the_ci_machine() {
-        for (name, _, _) in crate::train::PRESETS {
+        for (name, _) in crate::train::PRESETS {
             let e = estimate(&RunConfig::build(name, None, &[]).unwrap());
             assert!(e.total() < 8.0 * GIB, "{name}: {}", human(e.total()));
         }
