@@ -111,11 +111,28 @@ impl GrokError {
 
 /// `text` cut to at most 200 characters (with `…`), for echoing user input in a one-line error.
 pub fn clip(text: &str) -> String {
-    const MAX: usize = 200;
-    match text.char_indices().nth(MAX) {
+    clip_to(text, 200)
+}
+
+/// `text` cut to at most `max` characters (with `…`), its control characters (a newline in a
+/// quoted TOML key) escaped so that the error stays on one line.
+pub fn clip_to(text: &str, max: usize) -> String {
+    let cut = match text.char_indices().nth(max) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_string(),
+    };
+    if !cut.chars().any(char::is_control) {
+        return cut;
     }
+    cut.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Result alias used throughout groklab.

@@ -393,28 +393,6 @@ pub enum Sampling {
 }
 
 impl TrainSection {
-    /// Keys of `[train]` that presets may leave out (they have defaults).
-    pub const OPTIONAL_KEYS: [&'static str; 18] = [
-        "engine",
-        "optimizer",
-        "momentum",
-        "nesterov",
-        "decay_to",
-        "schedule",
-        "lr_jumps",
-        "clip_grad_norm",
-        "sampling",
-        "loss_fn",
-        "grokfast",
-        "grokfast_alpha",
-        "grokfast_lambda",
-        "grokfast_window",
-        "orthograd",
-        "constrain_norm",
-        "stop_at_test_acc",
-        "loss_scale",
-    ];
-
     /// Checks the optimiser, schedule and gradient-filter keys.
     ///
     /// # Errors
@@ -579,7 +557,10 @@ impl RunConfig {
                 toml::from_str(text).map_err(|e| GrokError::Config(one_line(&e.to_string())))?;
             for (section, value) in extra {
                 let toml::Value::Table(items) = value else {
-                    return Err(unknown_key(&section, &table));
+                    return Err(GrokError::Config(format!(
+                        "`{}` in the config file is a value; the file's keys go in [task], [model] and [train]",
+                        crate::error::clip(&section)
+                    )));
                 };
                 for (key, v) in items {
                     set_key(&mut table, &format!("{section}.{key}"), v)?;
@@ -615,6 +596,7 @@ impl RunConfig {
     }
 
     fn from_table(table: toml::Table) -> Result<Self> {
+        let keys = all_keys(&table);
         let cfg: RunConfig =
             serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
                 let mut path = e.path().to_string();
@@ -623,6 +605,9 @@ impl RunConfig {
                 if let Some((inner, rest)) = msg.split_once(SECTION_PATH) {
                     path = format!("{path}.{inner}");
                     msg = rest.to_string();
+                }
+                if let Some(err) = unknown_field(&path, &msg, &keys) {
+                    return err;
                 }
                 GrokError::Config(format!("`{path}`: {}", one_line(&msg)))
             })?;
@@ -957,58 +942,84 @@ fn all_keys(table: &toml::Table) -> Vec<String> {
         .collect()
 }
 
-/// Keys `--set` may add where the preset does not name them: the optional train keys, the
-/// LSA's optional `model.rollout_steps`, `model.layer_norm` and `model.d_mlp`, the transformer's
-/// `model.residual` and `model.init_std`, and `repeat_subsequence`'s `task.bos` and `task.layout`.
-fn optional_keys() -> Vec<String> {
-    (TrainSection::OPTIONAL_KEYS.iter())
-        .map(|k| format!("train.{k}"))
-        .chain(
-            [
-                "rollout_steps",
-                "layer_norm",
-                "d_mlp",
-                "residual",
-                "init_std",
-            ]
-            .map(|k| format!("model.{k}")),
-        )
-        .chain(["bos", "layout"].map(|k| format!("task.{k}")))
-        .collect()
-}
-
-fn unknown_key(key: &str, table: &toml::Table) -> GrokError {
-    let mut keys = all_keys(table);
-    for k in optional_keys() {
-        if !keys.contains(&k) {
-            keys.push(k);
+/// The error for serde's "unknown field `f`, expected one of `a`, `b`" at `path`: the dotted key,
+/// the nearest allowed one (Jaro–Winkler similarity, `strsim`), and every key the config has
+/// or the section allows (`present`: the keys given, which include the preset's).
+fn unknown_field(path: &str, msg: &str, present: &[String]) -> Option<GrokError> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    let (field, expected) = rest.split_once('`')?;
+    // the path ends at the unknown field itself
+    let parent = path
+        .strip_suffix(field)
+        .unwrap_or(path)
+        .trim_end_matches('.');
+    let prefix = if parent.is_empty() {
+        String::new()
+    } else {
+        format!("{parent}.")
+    };
+    let key = format!("{prefix}{field}");
+    // the section's own fields, as serde lists them: the nearest is one of these
+    let fields: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let nearest = (fields.iter())
+        .max_by(|a, b| {
+            let (x, y) = (
+                strsim::jaro_winkler(field, a),
+                strsim::jaro_winkler(field, b),
+            );
+            x.total_cmp(&y)
+        })
+        .map(|f| format!("{prefix}{f}"))?;
+    let mut allowed: Vec<String> = fields.iter().map(|f| format!("{prefix}{f}")).collect();
+    for k in present {
+        if !allowed.contains(k) && *k != key && !k.starts_with(&format!("{key}.")) {
+            allowed.push(k.clone());
         }
     }
-    GrokError::invalid("config key", key, keys.join("|"))
+    Some(GrokError::Config(format!(
+        "unknown key `{}`: did you mean `{}`? (keys: {})",
+        crate::error::clip(&key),
+        crate::error::clip(&nearest),
+        // every key of a config fits (≈ 60); a file of thousands of unknown ones is cut
+        crate::error::clip_to(&allowed.join("|"), 1500)
+    )))
 }
 
+/// Sets the dotted `key` (`train.lr`, `model.init_std.W_Q`) in `table`, making the tables on its
+/// path as needed. Whether the key exists is left to the config's deserializer, which knows
+/// every key of every family ([`unknown_field`] words its refusal).
+///
+/// # Errors
+/// A key with an empty part, or one whose path runs through a value that is not a table.
 fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
-    let slot = key.split_once('.').and_then(|(section, field)| {
-        table
-            .get_mut(section)
-            .and_then(|s| s.as_table_mut())
-            .and_then(|s| s.get_mut(field))
-    });
-    match slot {
-        Some(slot) => {
-            *slot = value;
-            Ok(())
-        }
-        None => match key.split_once('.') {
-            Some((section, field)) if optional_keys().iter().any(|k| k == key) => {
-                let slot = table.get_mut(section).and_then(|s| s.as_table_mut());
-                slot.ok_or_else(|| unknown_key(key, &toml::Table::new()))?
-                    .insert(field.to_string(), value);
-                Ok(())
-            }
-            _ => Err(unknown_key(key, table)),
-        },
+    let parts: Vec<&str> = key.split('.').collect();
+    let name = |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if parts.len() < 2 || !parts.iter().all(name) {
+        return Err(GrokError::invalid(
+            "--set",
+            crate::error::clip(key),
+            "section.key=value with names of letters, digits and _, e.g. train.lr=3e-3",
+        ));
     }
+    let (last, path) = parts.split_last().expect("two parts or more");
+    let mut node = table;
+    for (depth, part) in path.iter().enumerate() {
+        let entry = node
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = entry.as_table_mut().ok_or_else(|| {
+            GrokError::invalid(
+                "--set",
+                crate::error::clip(key),
+                format!(
+                    "`{}` is a value, not a table of keys",
+                    parts[..=depth].join(".")
+                ),
+            )
+        })?;
+    }
+    node.insert(last.to_string(), value);
+    Ok(())
 }
 
 /// A `--set` value: any TOML value (`3e-3`, `true`, `[0.9, 0.99]`, `"add"`), else a bare string.
@@ -1028,6 +1039,33 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_accepts_every_key_serde_knows_and_names_the_nearest_otherwise() {
+        // keys no preset names, known only to the config types
+        let sets = [
+            "model.init_std.W_Q=0.25",
+            "train.grokfast_window=7",
+            "train.clip_grad_norm=1.0",
+        ]
+        .map(String::from);
+        let c = RunConfig::build("quick", None, &sets).unwrap();
+        assert_eq!(c.train.grokfast_window, 7);
+        let err = |set: &str| {
+            RunConfig::build("quick", None, &[set.to_string()])
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("train.weight_decy=1");
+        assert!(e.contains("did you mean `train.weight_decay`"), "{e}");
+        assert!(!e.contains('\n'));
+        let e = err("model.d_hiden=[3]");
+        assert!(e.contains("did you mean `model.d_head`"), "{e}");
+        let mlp = RunConfig::build("mlp_modadd", None, &["model.d_hiden=[3]".into()]);
+        assert!(mlp.unwrap_err().to_string().contains("`model.d_hidden`"));
+        assert!(err("task.p.x=1").contains("`task.p` is a value"));
+        assert!(err("train.l r=1").contains("letters, digits and _"));
+    }
 
     #[test]
     fn presets_parse_and_round_trip_through_toml() {
