@@ -289,11 +289,12 @@ fn run(cli: Cli) -> Result<()> {
                 },
                 oversubscribe,
             };
+            let plots = (!no_plots).then_some(report::plot_run as train::PlotFn);
             if let Some(seeds) = seeds {
                 let cfg = build_config(&preset, config.as_deref(), &overrides)?;
                 let out = out.unwrap_or_else(|| free_run_dir(&format!("{preset}-seeds")));
                 println!("run directory: {}", out.display());
-                let summaries = train::train_seeds(&cfg, &out, seeds, force, !no_plots, &limits)?;
+                let summaries = train::train_seeds(&cfg, &out, seeds, force, plots, &limits)?;
                 for (i, s) in summaries.iter().enumerate() {
                     println!(
                         "seed_{i} (init_seed {}): {} | {:.1} s",
@@ -324,7 +325,7 @@ fn run(cli: Cli) -> Result<()> {
                 out: out.clone(),
                 resume,
                 force,
-                plots: !no_plots,
+                plots,
                 quiet: false,
                 set: if resume { overrides } else { Vec::new() },
                 limits,

@@ -170,7 +170,7 @@ pub fn run_line(lines: &[ManifestLine], i: usize, out: &Path) -> Result<Outcome>
         out: dir.clone(),
         resume,
         force: false,
-        plots: false,
+        plots: None,
         quiet: true,
         set: Vec::new(),
         limits: Default::default(),
@@ -261,7 +261,7 @@ fn run_group(lines: &[ManifestLine], group: &[usize], out: &Path) -> Result<usiz
         kept.push(i);
         locks.push(lock);
     }
-    let summaries = train_side_by_side(&runs, false, false, true, &Default::default())?;
+    let summaries = train_side_by_side(&runs, false, None, true, &Default::default())?;
     for (&i, summary) in kept.iter().zip(&summaries) {
         let tag = format!("sweep {}/{} {}", i + 1, lines.len(), lines[i].id);
         let secs = start.elapsed().as_secs_f64();

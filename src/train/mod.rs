@@ -47,5 +47,5 @@ pub use task_config::{
     task_names, IclTaskSection, RegimeName, SeqTaskSection, TaskConfig, ICL_TASK, SEQUENCE_TASKS,
 };
 pub use trainer::{
-    flush_denormals, set_threads, tensors, train, RunData, RunSummary, TrainOptions,
+    flush_denormals, set_threads, tensors, train, PlotFn, RunData, RunSummary, TrainOptions,
 };

@@ -7,7 +7,7 @@
 
 use super::config::RunConfig;
 use super::resources::{check, Limits};
-use super::trainer::{set_threads, Run, RunSummary, TrainOptions};
+use super::trainer::{set_threads, PlotFn, Run, RunSummary, TrainOptions};
 use crate::error::{GrokError, Result};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -34,7 +34,7 @@ pub fn train_seeds(
     out: &Path,
     seeds: usize,
     force: bool,
-    plots: bool,
+    plots: Option<PlotFn>,
     limits: &Limits,
 ) -> Result<Vec<RunSummary>> {
     if seeds == 0 {
@@ -61,7 +61,7 @@ pub fn train_seeds(
 pub fn train_side_by_side(
     runs: &[(RunConfig, PathBuf)],
     force: bool,
-    plots: bool,
+    plots: Option<PlotFn>,
     quiet: bool,
     limits: &Limits,
 ) -> Result<Vec<RunSummary>> {

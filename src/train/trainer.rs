@@ -27,8 +27,9 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Delete a non-empty `out` first.
     pub force: bool,
-    /// Draw the plots at the end.
-    pub plots: bool,
+    /// What draws the run's plots at the end, under the run's lock (`report::plot_run` from the
+    /// command line); `None`: no plots. The loop itself knows nothing of reports.
+    pub plots: Option<PlotFn>,
     /// No line per logged row (sweeps print their own progress).
     pub quiet: bool,
     /// With `resume`: the `--set` overrides `cfg` was built with, recorded in `config.toml`
@@ -37,6 +38,9 @@ pub struct TrainOptions {
     /// Memory and thread limits the config is checked against before anything is allocated.
     pub limits: super::resources::Limits,
 }
+
+/// Draws a run's plots from its directory and metrics rows, e.g. `groklab::report::plot_run`.
+pub type PlotFn = fn(&std::path::Path, &[MetricsRow]) -> Result<()>;
 
 /// What a finished run reports.
 #[derive(Clone, Debug)]
@@ -419,10 +423,10 @@ impl<'a> Run<'a> {
         ]
     }
 
-    /// Draws the plots (optionally) and summarises the run.
-    pub(crate) fn finish(&self, plots: bool) -> Result<RunSummary> {
-        if plots {
-            crate::report::plot_run(&self.dir, &self.log.rows)?;
+    /// Draws the plots (with `plots`) and summarises the run.
+    pub(crate) fn finish(&self, plots: Option<PlotFn>) -> Result<RunSummary> {
+        if let Some(draw) = plots {
+            draw(&self.dir, &self.log.rows)?;
         }
         Ok(RunSummary::of_rows(&self.log.rows).expect("the last step is always logged"))
     }
