@@ -124,7 +124,7 @@ pub fn prepare_dir(dir: &Path, force: bool) -> Result<()> {
         for e in &entries {
             let name = e.file_name().to_string_lossy().into_owned();
             let link = e.file_type().is_ok_and(|t| t.is_symlink());
-            if !is_run_file(&name) || (link && name != "DONE") {
+            if !is_run_file(&name) || link {
                 return Err(GrokError::Checkpoint {
                     path: e.path(),
                     reason: format!(
