@@ -33,5 +33,8 @@ pub mod weights;
 pub use bench::bench_analyze;
 pub use checkpoint::{analyze_checkpoint, parse_split, CheckpointTask};
 pub use neurons::KeyFreqVotes;
-pub use run::{analyze_run, check_key_freqs, load_measures, load_run, RunAnalysis, RunMeasures};
+pub use run::{
+    analyze_run, check_key_freqs, finite_checkpoints, load_measures, load_run, RunAnalysis,
+    RunMeasures, SkippedCheckpoint,
+};
 pub use snapshot::{Analyzer, KeyFreqRule, Measures, DEFAULT_EMBED_THRESHOLD};
