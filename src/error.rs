@@ -43,7 +43,7 @@ pub enum GrokError {
         last_checkpoint: String,
     },
     /// A run directory is held by another live groklab process ([`crate::rundir::RunLock`]).
-    #[error("run directory {dir} is in use by `groklab {holder}` (pid {pid}): wait for it to finish or stop it")]
+    #[error("run directory {dir} is in use by `groklab {holder}` (pid {pid}{elsewhere}): wait for it to finish or stop it")]
     Locked {
         /// The run directory.
         dir: PathBuf,
@@ -51,6 +51,8 @@ pub enum GrokError {
         pid: i32,
         /// The holder's command (`train`, `analyze`, `sweep`).
         holder: String,
+        /// Empty for this host; else `, host H; if that process is gone, delete PATH`.
+        elsewhere: String,
     },
     /// A data file groklab wrote (metrics, measures, a manifest, a sweep's `sweep.json`) does not
     /// parse.

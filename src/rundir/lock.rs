@@ -1,8 +1,10 @@
 //! An advisory lock per run directory: `<run_dir>/.lock`, created exclusively, holding the
-//! owner's pid. `train` (fresh or `--resume`), `analyze` and every `sweep run` line take it
-//! before they write, so a second writer gets a one-line error naming the holder instead of
-//! mixing two histories in one directory. A lock whose pid is no longer alive (a killed run) is
-//! taken over. The lock is removed when its guard drops.
+//! owner's pid, command and host. `train` (fresh or `--resume`), `analyze` and every `sweep run`
+//! line take it before they write, so a second writer gets a one-line error naming the holder
+//! instead of mixing two histories in one directory. A lock of this host whose pid is no longer
+//! alive (a killed run) is taken over; one of another host (a shared file system under a
+//! scheduler) cannot be checked, so it holds until removed by hand. The lock is removed when its
+//! guard drops.
 
 use crate::error::{GrokError, Result};
 use std::io::Write;
@@ -18,6 +20,27 @@ pub struct RunLock {
     /// False when this process already held the lock (a nested acquire): only the outer guard
     /// removes the file.
     owned: bool,
+}
+
+/// This machine's host name (`gethostname`; `localhost` where unavailable), without spaces.
+fn host_name() -> String {
+    #[cfg(unix)]
+    {
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is valid for its length; the name is NUL-terminated on success.
+        let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+        if r == 0 {
+            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+            let name: String = String::from_utf8_lossy(&buf[..end])
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            if !name.is_empty() {
+                return name;
+            }
+        }
+    }
+    "localhost".into()
 }
 
 /// Whether process `pid` is alive (Linux/Unix: `kill(pid, 0)`; elsewhere assumed alive).
@@ -53,6 +76,7 @@ impl RunLock {
         }
         let path = dir.join(LOCK_FILE);
         let me = std::process::id() as i32;
+        let host = host_name();
         // two tries: the second after removing a stale lock
         for _ in 0..2 {
             match std::fs::OpenOptions::new()
@@ -61,7 +85,7 @@ impl RunLock {
                 .open(&path)
             {
                 Ok(mut f) => {
-                    f.write_all(format!("{me} {what}\n").as_bytes())
+                    f.write_all(format!("{me} {what} {host}\n").as_bytes())
                         .and_then(|_| f.sync_all())
                         .map_err(|e| GrokError::io(&path, e))?;
                     return Ok(Self { path, owned: true });
@@ -71,13 +95,28 @@ impl RunLock {
                     let mut words = text.split_whitespace();
                     let pid: Option<i32> = words.next().and_then(|p| p.parse().ok());
                     let holder = words.next().unwrap_or("groklab").to_string();
+                    // locks written before the host was recorded are this host's
+                    let here = words.next().is_none_or(|h| h == host);
                     match pid {
-                        Some(p) if p == me => return Ok(Self { path, owned: false }),
+                        Some(p) if p == me && here => return Ok(Self { path, owned: false }),
+                        Some(p) if !here => {
+                            return Err(GrokError::Locked {
+                                dir: dir.to_path_buf(),
+                                pid: p,
+                                holder,
+                                elsewhere: format!(
+                                    ", host {}; if that process is gone, delete {}",
+                                    words_host(&text),
+                                    path.display()
+                                ),
+                            })
+                        }
                         Some(p) if pid_alive(p) => {
                             return Err(GrokError::Locked {
                                 dir: dir.to_path_buf(),
                                 pid: p,
                                 holder,
+                                elsewhere: String::new(),
                             })
                         }
                         // dead holder, or a lock torn by a kill before its pid was written
@@ -94,6 +133,11 @@ impl RunLock {
             std::io::Error::other("lock taken and released repeatedly; try again"),
         ))
     }
+}
+
+/// The host field of a lock file's text.
+fn words_host(text: &str) -> &str {
+    text.split_whitespace().nth(2).unwrap_or("?")
 }
 
 impl Drop for RunLock {
@@ -121,11 +165,23 @@ mod tests {
         std::fs::write(dir.path().join(LOCK_FILE), "2000000000 train\n").unwrap();
         let lock = RunLock::acquire(dir.path(), "train").unwrap();
         let text = std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap();
-        assert_eq!(text, format!("{} train\n", std::process::id()));
+        assert_eq!(
+            text,
+            format!("{} train {}\n", std::process::id(), host_name())
+        );
         // re-entered by the same process; only the outer guard removes the file
         drop(RunLock::acquire(dir.path(), "train").unwrap());
         assert!(dir.path().join(LOCK_FILE).exists());
         drop(lock);
         assert!(!dir.path().join(LOCK_FILE).exists());
+        // another host's lock cannot be checked: it holds, and says how to clear it
+        std::fs::write(dir.path().join(LOCK_FILE), "2000000000 sweep node17\n").unwrap();
+        let err = RunLock::acquire(dir.path(), "train")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("host node17") && err.contains("delete"),
+            "{err}"
+        );
     }
 }
