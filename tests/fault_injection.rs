@@ -127,14 +127,7 @@ fn a_two_line_sweep_killed_20_times_ends_byte_identical() {
     .unwrap();
     let m = dir.path().join("m.jsonl");
     std::fs::write(&m, stdout_of(&["sweep", "expand", s(&file)])).unwrap();
-    let ids: Vec<String> = (std::fs::read_to_string(&m).unwrap().lines())
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let ids = common::manifest_ids(&std::fs::read_to_string(&m).unwrap());
     let sweep = |out: &Path| groklab(&["sweep", "run", s(&m), "--out", s(out)]);
     let whole = dir.path().join("whole");
     let start = Instant::now();

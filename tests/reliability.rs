@@ -254,11 +254,7 @@ fn two_sweep_runs_of_one_manifest_share_the_lines() {
     let text = String::from_utf8_lossy(&a.stdout).to_string() + &String::from_utf8_lossy(&b.stdout);
     let trained = text.matches(" done step 150").count();
     assert_eq!(trained, 4, "each line trained once:\n{text}");
-    for line in std::fs::read_to_string(&m).unwrap().lines() {
-        let id = serde_json::from_str::<serde_json::Value>(line).unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+    for id in common::manifest_ids(&std::fs::read_to_string(&m).unwrap()) {
         let rows = std::fs::read_to_string(runs.join(&id).join("metrics.jsonl")).unwrap();
         assert_eq!(
             rows.lines().count(),

@@ -28,15 +28,7 @@ fn manifest(dir: &Path) -> (PathBuf, Vec<String>) {
     );
     let path = dir.join("manifest.jsonl");
     std::fs::write(&path, &text).unwrap();
-    let ids = (text.lines())
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    (path, ids)
+    (path, common::manifest_ids(&text))
 }
 
 fn done_dirs(runs: &Path) -> Vec<String> {

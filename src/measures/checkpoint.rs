@@ -68,12 +68,7 @@ pub fn analyze_checkpoint(
         path: path.to_path_buf(),
         reason,
     };
-    let mut names: Vec<&String> = tensors.keys().collect();
-    names.sort();
-    if let Some(name) = names
-        .iter()
-        .find(|n| tensors[**n].1.iter().any(|x| !x.is_finite()))
-    {
+    if let Some(name) = crate::models::first_non_finite_tensor(&tensors) {
         return Err(bad(format!(
             "tensor `{name}` holds NaN or infinity; nothing to measure"
         )));

@@ -65,11 +65,7 @@ pub fn finite_checkpoints(run_dir: &Path) -> Result<(Vec<u64>, Vec<SkippedCheckp
             let path = model_path(run_dir, step);
             let bytes = std::fs::read(&path).map_err(|e| GrokError::io(&path, e))?;
             let tensors = crate::models::read_safetensors(&path, &bytes)?;
-            let mut names: Vec<&String> = tensors.keys().collect();
-            names.sort();
-            let bad = names
-                .into_iter()
-                .find(|n| tensors[*n].1.iter().any(|x| !x.is_finite()));
+            let bad = crate::models::first_non_finite_tensor(&tensors);
             Ok(bad.map(|n| format!("tensor `{n}` holds NaN or infinity")))
         })
         .collect::<Result<Vec<_>>>()?;

@@ -19,8 +19,8 @@ pub use config::{
     Activation, Init, Normalization, ParamSpec, Residual, TransformerConfig, INIT_STD_NAMES,
 };
 pub use params::{
-    encode_safetensors, is_tl_buffer, read_safetensors, read_safetensors_metadata, NamedTensors,
-    ParamEntry, ParamStore, RawTensor,
+    encode_safetensors, first_non_finite_tensor, is_tl_buffer, read_safetensors,
+    read_safetensors_metadata, NamedTensors, ParamEntry, ParamStore, RawTensor,
 };
 pub use sequence::{Scored, SeqForward};
 pub use transformer::{ForwardOutput, Transformer};

@@ -405,6 +405,16 @@ pub fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<NamedTensors> {
     Ok(out)
 }
 
+/// The first tensor (in name order, so the answer does not depend on the map's order) holding a
+/// NaN or an infinity, if any.
+pub fn first_non_finite_tensor(tensors: &NamedTensors) -> Option<&str> {
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    (names.into_iter())
+        .find(|n| tensors[*n].1.iter().any(|x| !x.is_finite()))
+        .map(String::as_str)
+}
+
 /// The header metadata (`__metadata__`) of a safetensors buffer.
 ///
 /// # Errors

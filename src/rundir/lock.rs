@@ -92,11 +92,12 @@ impl RunLock {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let text = std::fs::read_to_string(&path).unwrap_or_default();
-                    let mut words = text.split_whitespace();
-                    let pid: Option<i32> = words.next().and_then(|p| p.parse().ok());
-                    let holder = words.next().unwrap_or("groklab").to_string();
-                    // locks written before the host was recorded are this host's
-                    let here = words.next().is_none_or(|h| h == host);
+                    // `pid command host`; locks written before the host was recorded are this host's
+                    let words: Vec<&str> = text.split_whitespace().collect();
+                    let pid: Option<i32> = words.first().and_then(|p| p.parse().ok());
+                    let holder = words.get(1).unwrap_or(&"groklab").to_string();
+                    let other_host = words.get(2).filter(|h| **h != host);
+                    let here = other_host.is_none();
                     match pid {
                         Some(p) if p == me && here => return Ok(Self { path, owned: false }),
                         Some(p) if !here => {
@@ -106,7 +107,7 @@ impl RunLock {
                                 holder,
                                 elsewhere: format!(
                                     ", host {}; if that process is gone, delete {}",
-                                    words_host(&text),
+                                    other_host.unwrap_or(&"?"),
                                     path.display()
                                 ),
                             })
@@ -133,11 +134,6 @@ impl RunLock {
             std::io::Error::other("lock taken and released repeatedly; try again"),
         ))
     }
-}
-
-/// The host field of a lock file's text.
-fn words_host(text: &str) -> &str {
-    text.split_whitespace().nth(2).unwrap_or("?")
 }
 
 impl Drop for RunLock {

@@ -186,6 +186,18 @@ pub fn stdout_of(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The run ids of a manifest's lines, in order.
+pub fn manifest_ids(manifest_text: &str) -> Vec<String> {
+    (manifest_text.lines())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
 /// A sweep file over a tiny transformer on (a+b) mod 23 (`quick` shrunk, one thread per run,
 /// a checkpoint every 20 steps): `steps` steps, then the `[grid]` lines given.
 pub fn tiny_sweep(steps: u64, grid: &str) -> String {
