@@ -123,11 +123,13 @@ fn killed_sweep_completes_with_no_lost_or_duplicated_run() {
         .spawn()
         .unwrap();
     // wait until the first run is done and the second has a checkpoint past step 0
-    let second = runs.join(&ids[1]).join("checkpoints");
+    let second = runs.join(&ids[1]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
-        let ckpts = std::fs::read_dir(&second).map(|d| d.count()).unwrap_or(0);
-        if runs.join(&ids[0]).join("DONE").exists() && ckpts >= 2 {
+        // resumable: weights and optimiser state both written (counting files would also count
+        // an optimiser file whose weights are still a temporary)
+        let past_step_0 = groklab::rundir::resumable_step(&second).is_some_and(|s| s > 0);
+        if runs.join(&ids[0]).join("DONE").exists() && past_step_0 {
             break;
         }
         assert!(
