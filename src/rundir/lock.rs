@@ -7,7 +7,6 @@
 //! guard drops.
 
 use crate::error::{GrokError, Result};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// File name of the lock inside a run directory.
@@ -77,19 +76,23 @@ impl RunLock {
         let path = dir.join(LOCK_FILE);
         let me = std::process::id() as i32;
         let host = host_name();
+        // The lock appears whole or not at all: its text is written to a file of this process,
+        // then hard-linked to `.lock`, which fails if a lock exists. (Created empty and then
+        // written, a reader could find it empty, call it torn, and take a live lock over.)
+        let mine = dir.join(format!("{LOCK_FILE}.{me}.tmp"));
+        std::fs::write(&mine, format!("{me} {what} {host}\n"))
+            .map_err(|e| GrokError::io(&mine, e))?;
+        let linked = Self::link(&mine, &path, dir, me, &host);
+        let _ = std::fs::remove_file(&mine);
+        linked
+    }
+
+    fn link(mine: &Path, path: &Path, dir: &Path, me: i32, host: &str) -> Result<Self> {
+        let path = path.to_path_buf();
         // two tries: the second after removing a stale lock
         for _ in 0..2 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    f.write_all(format!("{me} {what} {host}\n").as_bytes())
-                        .and_then(|_| f.sync_all())
-                        .map_err(|e| GrokError::io(&path, e))?;
-                    return Ok(Self { path, owned: true });
-                }
+            match std::fs::hard_link(mine, &path) {
+                Ok(()) => return Ok(Self { path, owned: true }),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let text = std::fs::read_to_string(&path).unwrap_or_default();
                     // `pid command host`; locks written before the host was recorded are this host's
@@ -120,7 +123,7 @@ impl RunLock {
                                 elsewhere: String::new(),
                             })
                         }
-                        // dead holder, or a lock torn by a kill before its pid was written
+                        // dead holder, or a lock file that is not groklab's
                         _ => {
                             std::fs::remove_file(&path).map_err(|e| GrokError::io(&path, e))?;
                         }
