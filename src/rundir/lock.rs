@@ -79,7 +79,8 @@ impl RunLock {
         // The lock appears whole or not at all: its text is written to a file of this process,
         // then hard-linked to `.lock`, which fails if a lock exists. (Created empty and then
         // written, a reader could find it empty, call it torn, and take a live lock over.)
-        let mine = dir.join(format!("{LOCK_FILE}.{me}.tmp"));
+        // (not `*.tmp`: those are cleared as a killed writer's leftovers, see `prepare_dir`)
+        let mine = dir.join(format!("{LOCK_FILE}.{me}"));
         std::fs::write(&mine, format!("{me} {what} {host}\n"))
             .map_err(|e| GrokError::io(&mine, e))?;
         let linked = Self::link(&mine, &path, dir, me, &host);

@@ -94,14 +94,15 @@ pub const RUN_FILES: [&str; 17] = [
 ];
 
 /// Whether a directory entry named `name` is one groklab writes in a run directory (one of
-/// [`RUN_FILES`], or a temporary file of [`atomic_write`] left by a killed process).
+/// [`RUN_FILES`], a temporary file of [`atomic_write`] left by a killed process, or a lock or a
+/// lock being taken, `.lock.<pid>`).
 pub fn is_run_file(name: &str) -> bool {
-    RUN_FILES.contains(&name) || name.ends_with(".tmp")
+    RUN_FILES.contains(&name) || name.ends_with(".tmp") || name.starts_with(LOCK_FILE)
 }
 
 /// Makes `dir` an empty run directory: creates it, or, when it holds files, deletes them with
 /// `force` — only when each is a run file ([`is_run_file`]) and `checkpoints/` is not a
-/// symbolic link, so that nothing outside the run is ever removed. The lock file is kept.
+/// symbolic link, so that nothing outside the run is ever removed. Lock files are kept.
 ///
 /// # Errors
 /// [`GrokError::OutputExists`] for a non-empty directory without `force`;
@@ -114,8 +115,9 @@ pub fn prepare_dir(dir: &Path, force: bool) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(GrokError::io(dir, e)),
     };
+    // the lock, and another process's lock being taken, stay
     let entries: Vec<_> = (entries.into_iter())
-        .filter(|e| e.file_name() != LOCK_FILE)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with(LOCK_FILE))
         .collect();
     if !entries.is_empty() {
         if !force {
