@@ -101,7 +101,7 @@ enum Command {
         /// Embedded preset to start from (see `groklab presets`).
         #[arg(long, default_value = "quick")]
         preset: String,
-        /// TOML file merged over the preset (only the keys that differ need be given).
+        /// TOML file merged over the preset (only the keys that differ need be given); a complete config, such as a run's config.toml, replaces the preset.
         #[arg(long)]
         config: Option<PathBuf>,
         /// Override one key, e.g. `--set train.lr=3e-3` (repeatable).

@@ -533,7 +533,8 @@ const FIXED_TRAIN_KEYS: [&str; 6] = [
 
 impl RunConfig {
     /// Builds a config from a preset, an optional TOML file merged over it, and `key=value`
-    /// overrides (dotted keys such as `train.lr=3e-3`), then validates it.
+    /// overrides (dotted keys such as `train.lr=3e-3`), then validates it. A file that is a
+    /// complete valid config by itself replaces the preset instead of merging over it.
     ///
     /// # Errors
     /// Unknown preset or key, unparsable values, and every check of [`RunConfig::validate`].
@@ -555,6 +556,11 @@ impl RunConfig {
         if let Some(text) = file {
             let extra: toml::Table =
                 toml::from_str(text).map_err(|e| GrokError::Config(one_line(&e.to_string())))?;
+            // a complete config (a run's config.toml, or one of another family than the
+            // preset's) stands alone: the preset's keys of its own family would not apply
+            if Self::from_table(extra.clone()).is_ok() {
+                table = toml::Table::new();
+            }
             for (section, value) in extra {
                 let toml::Value::Table(items) = value else {
                     return Err(GrokError::Config(format!(
