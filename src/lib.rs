@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod error;
 pub mod measures;
 pub mod models;

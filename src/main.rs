@@ -307,10 +307,10 @@ fn run(cli: Cli) -> Result<()> {
             }
             let (cfg, out, resume) = match resume {
                 Some(dir) => {
-                    let path = dir.join("config.toml");
-                    let text =
-                        std::fs::read_to_string(&path).map_err(|e| GrokError::Checkpoint {
-                            path: path.clone(),
+                    let text = groklab::rundir::RunDir::new(&dir)
+                        .config_text()
+                        .map_err(|e| GrokError::Checkpoint {
+                            path: dir.join("config.toml"),
                             reason: format!("cannot resume: {e}"),
                         })?;
                     (RunConfig::build_from_toml(&text, &overrides)?, dir, true)
@@ -732,9 +732,7 @@ fn bench_suite(steps: usize) -> Result<()> {
 /// Whether `run_dir`'s config trains the MLP (an unreadable config is left to the analysis to
 /// report).
 fn is_mlp_run(run_dir: &Path) -> bool {
-    std::fs::read_to_string(run_dir.join("config.toml"))
-        .ok()
-        .and_then(|t| RunConfig::from_toml(&t).ok())
+    (groklab::rundir::RunDir::new(run_dir).try_config())
         .is_some_and(|c| matches!(c.model, train::ModelConfig::Mlp(_)))
 }
 

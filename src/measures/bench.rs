@@ -22,7 +22,7 @@ pub fn bench_analyze(checkpoints: usize) -> Result<f64> {
         .parent()
         .expect("checkpoint files live in a directory");
     std::fs::create_dir_all(ckpts).map_err(|e| GrokError::io(ckpts, e))?;
-    atomic_write(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    crate::rundir::RunDir::new(&dir).write_config(&cfg)?;
     let model = cfg.transformer().expect("nanda2023 is a transformer");
     for i in 0..checkpoints {
         let bytes = ParamStore::init(&model, i as u64).to_safetensors(

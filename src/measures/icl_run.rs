@@ -12,10 +12,11 @@ use crate::error::{GrokError, Result};
 use crate::models::lsa::{predict, LsaWeights};
 use crate::models::lsa_gd::{gdpp_predictions, half_mse, line_search_gd, train_gdpp_diagonal};
 use crate::models::{ModelSpec, ParamStore};
+use crate::rundir::RunDir;
 use crate::rundir::{atomic_write, model_path};
 use crate::tasks::icl_regression::tokens_per_task;
 use crate::tasks::{IclFormat, IclRegression};
-use crate::train::{IclData, ModelConfig, RunConfig, TaskConfig};
+use crate::train::{IclData, ModelConfig, TaskConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -160,10 +161,7 @@ impl IclAnalysis {
 
 /// Whether `run_dir`'s config is the in-context regression task.
 pub fn is_icl_run(run_dir: &Path) -> bool {
-    std::fs::read_to_string(run_dir.join("config.toml"))
-        .ok()
-        .and_then(|t| RunConfig::from_toml(&t).ok())
-        .is_some_and(|c| matches!(c.task, TaskConfig::Icl(_)))
+    (RunDir::new(run_dir).try_config()).is_some_and(|c| matches!(c.task, TaskConfig::Icl(_)))
 }
 
 /// The model's and each reference's ½-MSE on `OOD_TASKS` tasks of `task`.
@@ -193,9 +191,7 @@ fn ood_point(model: &LsaWeights, data: &IclData, task: &IclRegression, scale: f6
 /// unreadable checkpoint; I/O errors.
 pub fn analyze_icl_run(run_dir: &Path) -> Result<(Vec<IclRow>, IclAnalysis)> {
     let start = Instant::now();
-    let path = run_dir.join("config.toml");
-    let text = std::fs::read_to_string(&path).map_err(|e| GrokError::io(&path, e))?;
-    let cfg = RunConfig::from_toml(&text)?;
+    let cfg = RunDir::new(run_dir).config()?;
     let (TaskConfig::Icl(task), ModelConfig::Lsa(section), ModelSpec::Lsa(lsa)) =
         (&cfg.task, &cfg.model, cfg.model_spec())
     else {

@@ -75,9 +75,7 @@ pub fn analyze_mlp_run(
 ) -> crate::Result<(u64, MlpFourier)> {
     use crate::error::GrokError;
     use crate::rundir::{atomic_write, list_steps, model_path};
-    let path = run_dir.join("config.toml");
-    let text = std::fs::read_to_string(&path).map_err(|e| GrokError::io(&path, e))?;
-    let cfg = crate::train::RunConfig::from_toml(&text)?;
+    let cfg = crate::rundir::RunDir::new(run_dir).config()?;
     let task = cfg.modular("analyze")?;
     let crate::models::ModelSpec::Mlp(mlp) = cfg.model_spec() else {
         return Err(GrokError::invalid("model.arch", "transformer", "mlp"));

@@ -5,7 +5,7 @@ use super::phases::{detect_phases, Phases};
 use super::snapshot::{Analyzer, KeyFreqRule, Measures};
 use crate::error::{GrokError, Result};
 use crate::models::ParamStore;
-use crate::rundir::{atomic_write, list_steps, model_path};
+use crate::rundir::{atomic_write, list_steps, model_path, RunDir};
 use crate::train::{RunConfig, RunData};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -106,9 +106,7 @@ pub(super) fn non_finite_key(row: &impl Serialize) -> Option<String> {
 /// # Errors
 /// Missing or invalid config ([`GrokError::Io`] / [`GrokError::Config`]).
 pub fn load_run(run_dir: &Path) -> Result<(RunConfig, RunData)> {
-    let path = run_dir.join("config.toml");
-    let text = std::fs::read_to_string(&path).map_err(|e| GrokError::io(&path, e))?;
-    let cfg = RunConfig::from_toml(&text)?;
+    let cfg = RunDir::new(run_dir).config()?;
     cfg.modular("analyze")?;
     let data = RunData::new(&cfg)?;
     Ok((cfg, data))

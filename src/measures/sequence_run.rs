@@ -8,8 +8,9 @@ use super::attention_views::{checkpoint_views, explorer_steps, AttentionViews, P
 use super::phases::{grokking_phases, PhaseChange, Phases};
 use crate::error::{GrokError, Result};
 use crate::models::ParamStore;
+use crate::rundir::RunDir;
 use crate::rundir::{atomic_write, model_path, MetricsLog};
-use crate::train::{checkpoint_test_metrics, RegimeName, RunConfig, RunSummary, TaskConfig};
+use crate::train::{checkpoint_test_metrics, RegimeName, RunSummary, TaskConfig};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -73,10 +74,7 @@ impl SequenceAnalysis {
 
 /// Whether `run_dir`'s config is a sequence task.
 pub fn is_sequence_run(run_dir: &Path) -> bool {
-    std::fs::read_to_string(run_dir.join("config.toml"))
-        .ok()
-        .and_then(|t| RunConfig::from_toml(&t).ok())
-        .is_some_and(|c| matches!(c.task, TaskConfig::Sequence(_)))
+    (RunDir::new(run_dir).try_config()).is_some_and(|c| matches!(c.task, TaskConfig::Sequence(_)))
 }
 
 /// Measures every checkpoint of the sequence run `run_dir` (one checkpoint per rayon thread, each
@@ -89,9 +87,7 @@ pub fn is_sequence_run(run_dir: &Path) -> bool {
 /// task (`task.name`); an unreadable checkpoint; I/O errors.
 pub fn analyze_sequence_run(run_dir: &Path) -> Result<(Vec<Map<String, Value>>, SequenceAnalysis)> {
     let start = Instant::now();
-    let path = run_dir.join("config.toml");
-    let text = std::fs::read_to_string(&path).map_err(|e| GrokError::io(&path, e))?;
-    let cfg = RunConfig::from_toml(&text)?;
+    let cfg = RunDir::new(run_dir).config()?;
     let finite = match &cfg.task {
         TaskConfig::Sequence(t) => t.regime == RegimeName::Finite,
         other => {

@@ -5,7 +5,7 @@
 //! checkpoint's neurons, and a checkpoint slider that redraws the embedding and W_L Fourier norms,
 //! the neuron clusters and the attention pattern for any checkpoint.
 
-use crate::error::{GrokError, Result};
+use crate::error::Result;
 use crate::measures::{Measures, RunAnalysis};
 use crate::rundir::atomic_write;
 use base64::Engine;
@@ -117,8 +117,7 @@ pub(super) fn inline_plot(stem: &Path, png: bool) -> String {
 /// # Errors
 /// [`GrokError::Io`] when the config cannot be read.
 pub(super) fn run_name_and_config(run_dir: &Path) -> Result<(String, String)> {
-    let path = run_dir.join("config.toml");
-    let config = std::fs::read_to_string(&path).map_err(|e| GrokError::io(&path, e))?;
+    let config = crate::rundir::RunDir::new(run_dir).config_text()?;
     let name = (run_dir.file_name()).map_or("run".into(), |n| n.to_string_lossy().to_string());
     Ok((name, config))
 }

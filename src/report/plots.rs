@@ -144,10 +144,7 @@ fn task_series(rows: &[MetricsRow], prefix: &str) -> Vec<Series> {
 
 /// Whether the run in `run_dir` is digit addition (its scored positions are the answer digits).
 fn is_digit_run(run_dir: &Path) -> bool {
-    std::fs::read_to_string(run_dir.join("config.toml"))
-        .ok()
-        .and_then(|t| crate::train::RunConfig::from_toml(&t).ok())
-        .is_some_and(|c| c.task.name() == "digit_add")
+    (crate::rundir::RunDir::new(run_dir).try_config()).is_some_and(|c| c.task.name() == "digit_add")
 }
 
 /// `s₀ (carry)`, `s₁`, …: the answer digit at the `i`-th scored position, most significant

@@ -17,6 +17,7 @@ pub mod metrics;
 pub use lock::{RunLock, LOCK_FILE};
 pub use metrics::{MetricsLog, MetricsRow};
 
+use crate::config::RunConfig;
 use crate::error::{GrokError, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,66 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// A run directory: where its files are, and its config read in one place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// The run directory at `path` (nothing is read yet).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `config.toml`'s text.
+    ///
+    /// # Errors
+    /// [`GrokError::Io`] naming the file.
+    pub fn config_text(&self) -> Result<String> {
+        let path = self.path.join("config.toml");
+        std::fs::read_to_string(&path).map_err(|e| GrokError::io(&path, e))
+    }
+
+    /// The run's resolved config, parsed and validated.
+    ///
+    /// # Errors
+    /// [`GrokError::Io`] when `config.toml` cannot be read, [`GrokError::Config`] when it is not
+    /// a valid config.
+    pub fn config(&self) -> Result<RunConfig> {
+        RunConfig::from_toml(&self.config_text()?)
+    }
+
+    /// Writes `config` to `config.toml`, atomically.
+    ///
+    /// # Errors
+    /// [`GrokError::Io`] naming the file.
+    pub fn write_config(&self, config: &RunConfig) -> Result<()> {
+        atomic_write(&self.path.join("config.toml"), config.to_toml().as_bytes())
+    }
+
+    /// The config when it reads and validates, else `None` (for choosing how to treat a run;
+    /// the analysis that follows reports the error).
+    pub fn try_config(&self) -> Option<RunConfig> {
+        self.config().ok()
+    }
+
+    /// Steps of every model checkpoint, ascending ([`list_steps`]).
+    pub fn steps(&self) -> Vec<u64> {
+        list_steps(&self.path)
+    }
+
+    /// Path of the model checkpoint at `step` ([`model_path`]).
+    pub fn model_path(&self, step: u64) -> PathBuf {
+        model_path(&self.path, step)
+    }
 }
 
 /// The checkpoint directory of a run.

@@ -120,7 +120,7 @@ fn ready_line(line: &ManifestLine, dir: &Path) -> Result<bool> {
     if resumable_step(dir).is_some() {
         return Ok(true);
     }
-    if let Ok(text) = std::fs::read_to_string(dir.join("config.toml")) {
+    if let Ok(text) = crate::rundir::RunDir::new(dir).config_text() {
         if text != line.config {
             return Err(GrokError::data_file(
                 dir.join("config.toml").display(),

@@ -3,13 +3,13 @@
 //! fresh sample per step), or in-context regression's fresh tasks per step. The loop asks for the step's result and the evaluation metrics and
 //! knows neither family in detail.
 
-use super::config::{ModelConfig, RunConfig, Sampling};
 use super::icl_step::IclData;
 use super::numerics::{logit_stats, LogitStats};
 use super::seq_step::group_pairs;
 use super::step::{Step, StepResult};
-use super::task_config::TaskConfig;
 use super::trainer::RunData;
+use crate::config::TaskConfig;
+use crate::config::{ModelConfig, RunConfig, Sampling};
 use crate::error::Result;
 use crate::measures::attention::{attention_to_tokens, induction_score, previous_token_score};
 use crate::models::{Scored, Transformer};

@@ -1,11 +1,11 @@
 //! Benchmarks (`groklab bench`, `groklab bench --all`). Figures are printed, never asserted.
 
 use super::batches::Batches;
-use super::config::RunConfig;
 use super::optim::Optimizer;
 use super::seeds::seed_configs;
 use super::step::Step;
 use super::trainer::set_threads;
+use crate::config::RunConfig;
 use crate::error::Result;
 use crate::models::{fused, ModelSpec, ParamStore};
 use burn::tensor::Device;

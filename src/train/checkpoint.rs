@@ -3,8 +3,9 @@
 //! state in f64: Adam moments or SGD momentum buffers, Grokfast's EMA or window; step, wall
 //! time). Every file is written atomically (temp file + rename).
 
-use super::grad_filter::{Grads, GrokfastKind};
+use super::grad_filter::Grads;
 use super::optim::Optimizer;
+use crate::config::GrokfastKind;
 use crate::error::{GrokError, Result};
 use crate::models::{
     encode_safetensors, read_safetensors, read_safetensors_metadata, ModelSpec, ParamStore,

@@ -2,26 +2,11 @@
 //! Grokfast's slow-gradient amplification (Lee et al. 2024), ⊥Grad (Prieto et al. 2025) and
 //! global-norm clipping; and, after the step, Omnigrok's norm constraint (Liu et al. 2022).
 
+use crate::config::GrokfastKind;
 use crate::models::ParamStore;
-use serde::{Deserialize, Serialize};
 
 /// A run's gradients: one flat vector per store entry, `None` for frozen tensors.
 pub type Grads = Vec<Option<Vec<f64>>>;
-
-/// Grokfast's filter of the gradient history.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GrokfastKind {
-    /// No filter.
-    #[default]
-    None,
-    /// `μ ← αμ + (1−α)g` (μ starts at the first gradient), `g ← g + λμ`
-    /// (Lee et al. 2024, Algorithm 2; `gradfilter_ema`).
-    Ema,
-    /// `g ← g + λ·mean(last w gradients, this one included)`, once w gradients have been seen
-    /// (Lee et al. 2024, Algorithm 1; `gradfilter_ma` with `warmup=True`).
-    Ma,
-}
 
 /// Grokfast's state: the EMA, or the window of the last w gradients and their running sum.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -3,7 +3,7 @@
 //! own forward and backward ([`crate::models::lsa`]), not burn's graph.
 
 use super::step::{Step, StepResult};
-use super::task_config::IclTaskSection;
+use crate::config::IclTaskSection;
 use crate::measures::icl::{icl_metrics, IclReference};
 use crate::models::lsa::{loss_and_grads, LsaWeights};
 use crate::models::ModelSpec;

@@ -1,22 +1,9 @@
 //! Cross-entropy over the last position's logits, with log-softmax in f64 by default, or over
 //! StableMax probabilities (Prieto et al. 2025).
 
-use super::config::Precision;
+use crate::config::{LossFn, Precision};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
-use serde::{Deserialize, Serialize};
-
-/// How logits become class probabilities in the loss.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LossFn {
-    /// Softmax cross-entropy.
-    #[default]
-    Softmax,
-    /// StableMax cross-entropy (Prieto et al. 2025, §4): `s(x) = x + 1` for x ≥ 0,
-    /// `1/(1 − x)` for x < 0, `p_i = s(x_i) / Σ_j s(x_j)`; no exponential, so no softmax collapse.
-    Stablemax,
-}
 
 /// Mean `−log p[label]` under `loss_fn`, in `precision` (shape `[1]`); `logits`
 /// `[batch, classes]`, `labels` `[batch]`.

@@ -1,35 +1,10 @@
 //! Optimisers with PyTorch semantics: AdamW, Adam with coupled L2, SGD (momentum, Nesterov);
 //! weight decay toward zero or toward the initial weights.
 
-use super::config::TrainSection;
 use super::grad_filter::{self, Grads, Grokfast};
+use crate::config::{DecayTarget, OptimizerKind, TrainSection};
 use crate::models::ParamStore;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
-
-/// Which update rule.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OptimizerKind {
-    /// `torch.optim.AdamW`: decoupled weight decay (Loshchilov & Hutter 2019).
-    #[default]
-    Adamw,
-    /// `torch.optim.Adam`: weight decay as an L2 term added to the gradient.
-    Adam,
-    /// `torch.optim.SGD`: L2 weight decay, optional momentum (dampening 0) and Nesterov.
-    Sgd,
-}
-
-/// Where weight decay pulls the weights.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DecayTarget {
-    /// Toward 0 (PyTorch).
-    #[default]
-    Zero,
-    /// Toward the initial weights θ₀: every `θ` in the decay term becomes `θ − θ₀`.
-    Init,
-}
 
 /// An optimiser's hyper-parameters and state, one flat f64 vector per store entry (empty for
 /// frozen tensors and for state a rule does not keep).

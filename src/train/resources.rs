@@ -7,8 +7,8 @@
 //! The estimate is deliberately rough (within a small factor): its job is to tell 10 MB from
 //! 10 TB, not to budget a run.
 
-use super::config::{ModelConfig, RunConfig};
-use super::task_config::TaskConfig;
+use crate::config::TaskConfig;
+use crate::config::{ModelConfig, RunConfig};
 use crate::error::{GrokError, Result};
 
 /// Limits a run is checked against ([`check`]).

@@ -5,9 +5,9 @@
 //! Each seed's directory (`<out>/seed_<i>`) is an ordinary run directory: config, split,
 //! metrics and checkpoints, written atomically, resumable on its own with `train --resume`.
 
-use super::config::RunConfig;
 use super::resources::{check, Limits};
 use super::trainer::{set_threads, PlotFn, Run, RunSummary, TrainOptions};
+use crate::config::RunConfig;
 use crate::error::{GrokError, Result};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};

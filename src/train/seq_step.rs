@@ -1,9 +1,10 @@
 //! One forward + backward pass of the sequence transformer on a [`SeqBatch`]: mean cross-entropy
 //! over the (sequence, position) pairs whose target is not [`IGNORE`] (nanoGPT's ignore index).
 
-use super::config::{Engine, Precision};
-use super::loss::{accuracy, classification_loss, log_probs, LossFn};
+use super::loss::{accuracy, classification_loss, log_probs};
 use super::step::{Step, StepResult};
+use crate::config::LossFn;
+use crate::config::{Engine, Precision};
 use crate::models::{fused_seq, ModelSpec, Net, ParamStore, Scored};
 use crate::tasks::{SeqBatch, IGNORE};
 use burn::tensor::{Device, Int, Tensor, TensorData};

@@ -1,7 +1,8 @@
 //! One training step (forward + backward) and one evaluation, data-parallel over CPU threads.
 
-use super::config::{Engine, Precision, TrainSection};
-use super::loss::{accuracy, classification_loss, LossFn};
+use super::loss::{accuracy, classification_loss};
+use crate::config::LossFn;
+use crate::config::{Engine, Precision, TrainSection};
 use crate::models::{fused, fused_seq, ModelSpec, Net, ParamStore, TransformerConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rayon::prelude::*;

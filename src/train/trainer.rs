@@ -2,11 +2,11 @@
 
 use super::batches::Batches;
 use super::checkpoint;
-use super::config::{Precision, ResumeRecord, RunConfig};
 use super::grad_filter::global_norm;
 use super::numerics::{last_layer_norm, Slingshots};
 use super::optim::Optimizer;
 use super::step::{Step, StepResult};
+use crate::config::{Precision, ResumeRecord, RunConfig};
 use crate::error::{GrokError, Result};
 use crate::measures::phases::{detect_phase_change, PhaseChange};
 use crate::models::{ModelSpec, ParamStore};
@@ -265,7 +265,7 @@ impl<'a> Run<'a> {
                     step: r.step,
                     set: opts.set.clone(),
                 });
-                atomic_write(&dir.join("config.toml"), c.to_toml().as_bytes())?;
+                crate::rundir::RunDir::new(&dir).write_config(&c)?;
             }
             let mut log = MetricsLog::load(&dir)?;
             log.rows.retain(|row| row.step < r.step);
@@ -278,7 +278,7 @@ impl<'a> Run<'a> {
             (r.params, r.optim, r.step, log, wall0)
         } else {
             prepare_dir(&dir, opts.force)?;
-            atomic_write(&dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+            crate::rundir::RunDir::new(&dir).write_config(cfg)?;
             if let Some(split) = batches.split_json() {
                 atomic_write(&dir.join("split.json"), split.as_bytes())?;
             }

@@ -4,13 +4,32 @@
 //! (`linear_regression_icl`; [`IclTaskSection`]). `task.name` picks the family, and each
 //! family's section accepts only its own keys.
 
-use super::config::{section, TaskSection};
+use super::section;
 use crate::error::{GrokError, Result};
+use crate::tasks::SplitMode;
 use crate::tasks::{
     CopyLayout, DigitAdd, IclFormat, IclRegression, MaxElement, Operation, Regime,
     RepeatSubsequence, SeqData, SequenceTask, SkipTrigram, SparseParity,
 };
 use serde::{Deserialize, Deserializer, Serialize};
+
+/// `[task]`: which examples, and how they are split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSection {
+    /// Operation name (see [`Operation`]).
+    pub name: String,
+    /// Modulus.
+    pub p: u64,
+    /// Fraction of examples used for training, in (0, 1].
+    pub frac_train: f64,
+    /// Shuffle used for the split.
+    pub split: SplitMode,
+    /// Seed of the split shuffle (and of `random_table` labels).
+    pub split_seed: u64,
+    /// Keep `(a, b)` and `(b, a)` on the same side (commutative operations).
+    pub keep_commutative: bool,
+}
 
 /// The sequence tasks' config names.
 pub const SEQUENCE_TASKS: [&str; 5] = [

@@ -1,200 +1,36 @@
 //! A run's configuration: TOML sections `[task]`, `[model]`, `[train]`, built from an embedded
-//! preset, an optional config file and `--set key=value` overrides.
+//! preset, an optional config file and `--set key=value` overrides. It sits below `train`,
+//! `measures` and `report`, which all read a run's config through
+//! [`crate::rundir::RunDir::config`].
+//!
+//! `task` ([`TaskConfig`]) and `model` ([`ModelConfig`]) are read by deserializers that pick the
+//! family by `task.name` and `model.arch`; `train` ([`TrainSection`]) is shared by every family;
+//! `presets` embeds the preset files and `schedule` the learning-rate schedules.
 
-use super::grad_filter::GrokfastKind;
-use super::loss::LossFn;
-use super::optim::{DecayTarget, OptimizerKind};
-use super::presets::preset_table;
-use super::schedule::{Schedule, ScheduleKind};
-use super::task_config::{task_names, RegimeName, TaskConfig, ICL_TASK};
+mod model;
+mod presets;
+mod schedule;
+mod task;
+mod train;
+
+pub use model::{AttentionKind, LsaSection, MlpSection, ModelConfig, ModelSection, VocabOut};
+pub use presets::{describe_preset, find_preset, preset_names, PRESETS};
+pub use schedule::{warmup_lr, Schedule, ScheduleKind};
+pub use task::{
+    task_names, IclTaskSection, RegimeName, SeqTaskSection, TaskConfig, TaskSection, ICL_TASK,
+    SEQUENCE_TASKS,
+};
+pub use train::{
+    DecayTarget, Engine, GrokfastKind, LossFn, OptimizerKind, Precision, Sampling, TrainSection,
+};
+
 use crate::error::{GrokError, Result};
 use crate::models::lsa::LsaConfig;
-use crate::models::mlp::{Combine, MlpConfig};
-use crate::models::{Activation, ModelSpec, Normalization, Residual, TransformerConfig};
-use crate::tasks::{ModularDataset, Operation, SplitMode};
+use crate::models::mlp::MlpConfig;
+use crate::models::{ModelSpec, TransformerConfig};
+use crate::tasks::{ModularDataset, Operation};
+use presets::preset_table;
 use serde::{Deserialize, Serialize};
-
-/// Floating-point precision of a computation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Precision {
-    /// 32-bit floats.
-    F32,
-    /// 64-bit floats.
-    F64,
-}
-
-impl Precision {
-    /// The burn dtype.
-    pub fn dtype(self) -> burn::tensor::DType {
-        match self {
-            Precision::F32 => burn::tensor::DType::F32,
-            Precision::F64 => burn::tensor::DType::F64,
-        }
-    }
-}
-
-/// Which implementation runs the training step.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Engine {
-    /// A fused hand-written step where one applies with an f64 loss: `models::fused` for the
-    /// 1-layer LayerNorm-free ReLU model on `[a, b, =]`, `models::fused_seq` for the
-    /// transformer on sequence tasks; the burn graph otherwise.
-    #[default]
-    Auto,
-    /// Always the burn graph (the reference).
-    Burn,
-}
-
-/// Number of output classes relative to p.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum VocabOut {
-    /// p classes (TransformerLens demo).
-    #[serde(rename = "p")]
-    P,
-    /// p + 1 classes, the `=` class never a label (the paper).
-    #[serde(rename = "p+1")]
-    PPlus1,
-}
-
-/// `[task]`: which examples, and how they are split.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaskSection {
-    /// Operation name (see [`Operation`]).
-    pub name: String,
-    /// Modulus.
-    pub p: u64,
-    /// Fraction of examples used for training, in (0, 1].
-    pub frac_train: f64,
-    /// Shuffle used for the split.
-    pub split: SplitMode,
-    /// Seed of the split shuffle (and of `random_table` labels).
-    pub split_seed: u64,
-    /// Keep `(a, b)` and `(b, a)` on the same side (commutative operations).
-    pub keep_commutative: bool,
-}
-
-/// `[model]`: the transformer (TransformerLens field names).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelSection {
-    /// Blocks.
-    pub n_layers: usize,
-    /// Heads per block.
-    pub n_heads: usize,
-    /// Residual width.
-    pub d_model: usize,
-    /// Head width.
-    pub d_head: usize,
-    /// MLP width.
-    pub d_mlp: usize,
-    /// MLP activation.
-    pub act_fn: Activation,
-    /// LayerNorm placement.
-    pub normalization: Normalization,
-    /// No MLPs.
-    pub attn_only: bool,
-    /// `standard` or `doubled` ([`Residual`]: the authors' induction notebook adds each block's
-    /// input twice, x_{l+1} = 2·x_l + attn_l(x_l)).
-    #[serde(default, skip_serializing_if = "is_standard")]
-    pub residual: Residual,
-    /// Initial standard deviation per weight by TransformerLens short name
-    /// (`{ W_Q = 0.2887, ... }`); unnamed weights keep the default N(0, 1/d_model).
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub init_std: std::collections::BTreeMap<String, f64>,
-    /// Output classes of a binary-operation task: `"p"` or `"p+1"` (sequence tasks fix their
-    /// own and take no value).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub d_vocab_out: Option<VocabOut>,
-    /// Seed of the weight initialisation.
-    pub init_seed: u64,
-}
-
-/// `[model]` with `arch = "mlp"`: the MLP over one-hot inputs ([`crate::models::mlp`]).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MlpSection {
-    /// `"mlp"`.
-    pub arch: String,
-    /// Widths of the hidden layers, e.g. `[200, 200]`.
-    pub d_hidden: Vec<usize>,
-    /// Non-linearity.
-    pub act_fn: Activation,
-    /// Inputs summed (`sum`, one shared embedding) or concatenated (`concat`).
-    pub combine: Combine,
-    /// Trained biases (else frozen zeros).
-    pub biases: bool,
-    /// Output classes of a binary-operation task: `"p"` or `"p+1"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub d_vocab_out: Option<VocabOut>,
-    /// Seed of the weight initialisation.
-    pub init_seed: u64,
-}
-
-/// `[model]` with `arch = "lsa"`: linear self-attention on real-valued tokens
-/// ([`crate::models::lsa`]).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LsaSection {
-    /// `"lsa"`.
-    pub arch: String,
-    /// Layers K.
-    pub n_layers: usize,
-    /// One block applied K times ("recurrent") instead of K blocks.
-    pub shared: bool,
-    /// Heads per layer.
-    pub n_heads: usize,
-    /// `linear` (LSA: no softmax, no scale) or `softmax` (scaled by 1/√e, over the context).
-    pub attention: AttentionKind,
-    /// Init variance scale s: truncated normal with variance s / (K · fan_in) (the paper: 0.002).
-    pub init_scale: f64,
-    /// Seed of the weight initialisation.
-    pub init_seed: u64,
-    /// `analyze` also rolls the trained first layer out 1, …, this many times with its best
-    /// dampening λ ([`crate::measures::icl_weights::best_rollout`]); 0: no roll-out.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub rollout_steps: usize,
-    /// Pre-LayerNorm before the attention (and the MLP), as in von Oswald et al.'s softmax
-    /// models with LayerNorm.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub layer_norm: bool,
-    /// Hidden width of a ReLU MLP after each attention (0: none).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub d_mlp: usize,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
-
-fn is_standard(r: &Residual) -> bool {
-    *r == Residual::Standard
-}
-
-/// The attention of an `arch = "lsa"` model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AttentionKind {
-    /// `A = Q Kᵀ`.
-    Linear,
-    /// `A = softmax(Q Kᵀ / √e)`.
-    Softmax,
-}
-
-/// `[model]`: the transformer (no `arch` key, or `arch = "transformer"`), the MLP
-/// (`arch = "mlp"`) or linear self-attention (`arch = "lsa"`), each with its own keys.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum ModelConfig {
-    /// TransformerLens-layout transformer.
-    Transformer(ModelSection),
-    /// MLP.
-    Mlp(MlpSection),
-    /// Linear self-attention.
-    Lsa(LsaSection),
-}
 
 /// Separates the key path inside a section from the message, in errors of the sections that pick
 /// their family by a key ([`ModelConfig`], [`TaskConfig`]).
@@ -206,274 +42,6 @@ pub(crate) fn section<T: serde::de::DeserializeOwned, E: serde::de::Error>(
 ) -> std::result::Result<T, E> {
     serde_path_to_error::deserialize(value)
         .map_err(|e| E::custom(format!("{}{SECTION_PATH}{}", e.path(), e.inner())))
-}
-
-impl<'de> Deserialize<'de> for ModelConfig {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        use serde::de::Error;
-        let mut value = toml::Value::deserialize(d)?;
-        match value.get("arch").and_then(toml::Value::as_str) {
-            Some("mlp") => section(value).map(ModelConfig::Mlp),
-            Some("lsa") => section(value).map(ModelConfig::Lsa),
-            None | Some("transformer") => {
-                if let Some(t) = value.as_table_mut() {
-                    t.remove("arch");
-                }
-                section(value).map(ModelConfig::Transformer)
-            }
-            Some(other) => Err(D::Error::custom(format!(
-                "invalid value for `model.arch`: {other} (allowed: transformer|mlp|lsa)"
-            ))),
-        }
-    }
-}
-
-impl ModelConfig {
-    /// Seed of the weight initialisation.
-    pub fn init_seed(&self) -> u64 {
-        match self {
-            ModelConfig::Transformer(m) => m.init_seed,
-            ModelConfig::Mlp(m) => m.init_seed,
-            ModelConfig::Lsa(m) => m.init_seed,
-        }
-    }
-
-    /// Sets the seed of the weight initialisation.
-    pub fn set_init_seed(&mut self, seed: u64) {
-        match self {
-            ModelConfig::Transformer(m) => m.init_seed = seed,
-            ModelConfig::Mlp(m) => m.init_seed = seed,
-            ModelConfig::Lsa(m) => m.init_seed = seed,
-        }
-    }
-
-    /// The `arch` name of this section.
-    pub fn arch(&self) -> &'static str {
-        match self {
-            ModelConfig::Transformer(_) => "transformer",
-            ModelConfig::Mlp(_) => "mlp",
-            ModelConfig::Lsa(_) => "lsa",
-        }
-    }
-
-    fn d_vocab_out(&self) -> Option<VocabOut> {
-        match self {
-            ModelConfig::Transformer(m) => m.d_vocab_out,
-            ModelConfig::Mlp(m) => m.d_vocab_out,
-            ModelConfig::Lsa(_) => None,
-        }
-    }
-}
-
-/// `[train]`: optimiser, schedule, precision, logging.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainSection {
-    /// Optimiser updates (= epochs with full batch).
-    pub steps: u64,
-    /// AdamW learning rate.
-    pub lr: f64,
-    /// Decoupled weight decay (PyTorch `AdamW.weight_decay`).
-    pub weight_decay: f64,
-    /// Adam (β₁, β₂).
-    pub betas: [f64; 2],
-    /// Adam ε.
-    pub eps: f64,
-    /// Linear warm-up: lr × min(step / warmup_steps, 1), so step 0 has lr 0 (0 disables).
-    pub warmup_steps: u64,
-    /// Minibatch size; 0 means full batch.
-    pub batch_size: usize,
-    /// Precision of the forward and backward pass.
-    pub compute_dtype: Precision,
-    /// Precision of log-softmax and the loss.
-    pub loss_dtype: Precision,
-    /// Log metrics every N steps.
-    pub log_every: u64,
-    /// Checkpoint every N steps.
-    pub checkpoint_every: u64,
-    /// Before this step, checkpoint ten times as often.
-    pub dense_checkpoints_until: u64,
-    /// CPU threads.
-    pub threads: usize,
-    /// Step implementation: `auto` (fused where it applies) or `burn`.
-    #[serde(default)]
-    pub engine: Engine,
-    /// Update rule: `adamw`, `adam` (coupled L2) or `sgd`.
-    #[serde(default)]
-    pub optimizer: OptimizerKind,
-    /// SGD momentum μ in [0, 1) (0: none).
-    #[serde(default)]
-    pub momentum: f64,
-    /// SGD Nesterov momentum (needs `momentum` > 0).
-    #[serde(default)]
-    pub nesterov: bool,
-    /// Weight decay pulls toward `zero` or toward the initial weights (`init`).
-    #[serde(default)]
-    pub decay_to: DecayTarget,
-    /// Shape after warm-up: `constant`, `cosine` or `linear` (to 0 at `steps`).
-    #[serde(default)]
-    pub schedule: ScheduleKind,
-    /// Learning-rate multipliers `[[from_step, factor], ...]`: lr × factor from that step on.
-    #[serde(default)]
-    pub lr_jumps: Vec<(u64, f64)>,
-    /// Global-norm gradient clipping threshold (0: none).
-    #[serde(default)]
-    pub clip_grad_norm: f64,
-    /// Minibatches `without_replacement` (a fresh permutation per epoch) or
-    /// `with_replacement` (each batch drawn independently).
-    #[serde(default)]
-    pub sampling: Sampling,
-    /// Class probabilities of the loss: `softmax` or `stablemax`.
-    #[serde(default)]
-    pub loss_fn: LossFn,
-    /// Grokfast gradient filter: `none`, `ema` or `ma`.
-    #[serde(default)]
-    pub grokfast: GrokfastKind,
-    /// Grokfast EMA momentum α in [0, 1).
-    #[serde(default = "default_grokfast_alpha")]
-    pub grokfast_alpha: f64,
-    /// Grokfast amplification λ (the paper's: 2 for EMA, 5 for MA).
-    #[serde(default = "default_grokfast_lambda")]
-    pub grokfast_lambda: f64,
-    /// Grokfast MA window w.
-    #[serde(default = "default_grokfast_window")]
-    pub grokfast_window: usize,
-    /// ⊥Grad: step along the gradient's component orthogonal to each weight tensor.
-    #[serde(default)]
-    pub orthograd: bool,
-    /// Omnigrok: after every update, rescale the weights to this multiple of their initial
-    /// total L2 norm (0: unconstrained).
-    #[serde(default)]
-    pub constrain_norm: f64,
-    /// Stop at the first logged step whose test accuracy reaches this (0: run every step): a
-    /// time-to-grok sweep needs no steps after it. The run ends with a checkpoint there.
-    #[serde(default, skip_serializing_if = "is_zero_f64")]
-    pub stop_at_test_acc: f64,
-    /// Multiplies the loss the optimiser sees (and the logged `train_loss` and `test_loss`; the
-    /// per-position and per-class curves stay plain means). The authors' induction notebook
-    /// scales its mean over the scored tokens by 85/84 (REFERENCES.md §3), which shows in the
-    /// step-0 loss; under Adam it barely changes the updates. Default 1.
-    #[serde(default = "one", skip_serializing_if = "is_one")]
-    pub loss_scale: f64,
-}
-
-fn one() -> f64 {
-    1.0
-}
-
-fn is_one(x: &f64) -> bool {
-    *x == 1.0
-}
-
-fn is_zero_f64(x: &f64) -> bool {
-    *x == 0.0
-}
-
-fn default_grokfast_alpha() -> f64 {
-    0.98
-}
-
-fn default_grokfast_lambda() -> f64 {
-    2.0
-}
-
-fn default_grokfast_window() -> usize {
-    100
-}
-
-/// How minibatches are drawn from a fixed training set.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Sampling {
-    /// Each epoch walks a fresh permutation (PyTorch `DataLoader(shuffle=True)`).
-    #[default]
-    WithoutReplacement,
-    /// Each batch is `batch_size` rows drawn uniformly with replacement.
-    WithReplacement,
-}
-
-impl TrainSection {
-    /// Checks the optimiser, schedule and gradient-filter keys.
-    ///
-    /// # Errors
-    /// [`GrokError::InvalidValue`] naming the first offending field.
-    fn validate_dynamics(&self) -> Result<()> {
-        if !(self.loss_scale > 0.0 && self.loss_scale.is_finite()) {
-            return Err(GrokError::invalid(
-                "train.loss_scale",
-                self.loss_scale,
-                "a positive number",
-            ));
-        }
-        let non_negative = [
-            ("train.clip_grad_norm", self.clip_grad_norm),
-            ("train.constrain_norm", self.constrain_norm),
-            ("train.grokfast_lambda", self.grokfast_lambda),
-        ];
-        for (name, v) in non_negative {
-            if !(v >= 0.0 && v.is_finite()) {
-                return Err(GrokError::invalid(name, v, "a number >= 0 (0 disables)"));
-            }
-        }
-        if !(0.0..=1.0).contains(&self.stop_at_test_acc) {
-            return Err(GrokError::invalid(
-                "train.stop_at_test_acc",
-                self.stop_at_test_acc,
-                "a number in [0, 1] (0 disables)",
-            ));
-        }
-        for (name, v) in [
-            ("train.momentum", self.momentum),
-            ("train.grokfast_alpha", self.grokfast_alpha),
-        ] {
-            if !(0.0..1.0).contains(&v) {
-                return Err(GrokError::invalid(name, v, "a number in [0, 1)"));
-            }
-        }
-        let sgd = self.optimizer == OptimizerKind::Sgd;
-        if self.momentum != 0.0 && !sgd {
-            return Err(GrokError::invalid(
-                "train.momentum",
-                self.momentum,
-                "0 unless train.optimizer = \"sgd\" (Adam's momentum is train.betas)",
-            ));
-        }
-        if self.nesterov && !(sgd && self.momentum > 0.0) {
-            return Err(GrokError::invalid(
-                "train.nesterov",
-                true,
-                "false unless train.optimizer = \"sgd\" with train.momentum > 0",
-            ));
-        }
-        if self.grokfast_window == 0 {
-            return Err(GrokError::invalid(
-                "train.grokfast_window",
-                0,
-                "a positive integer",
-            ));
-        }
-        for (i, (_, k)) in self.lr_jumps.iter().enumerate() {
-            if !(*k > 0.0 && k.is_finite()) {
-                return Err(GrokError::invalid(
-                    &format!("train.lr_jumps[{i}]"),
-                    k,
-                    "[from_step, factor] with a positive factor",
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The learning-rate schedule of these settings.
-    pub fn schedule(&self) -> Schedule {
-        Schedule {
-            lr: self.lr,
-            warmup_steps: self.warmup_steps,
-            steps: self.steps,
-            kind: self.schedule,
-            jumps: self.lr_jumps.clone(),
-        }
-    }
 }
 
 /// `(dotted key, value)` of every leaf of `v` under `prefix`, in table order; strings without
@@ -1045,6 +613,8 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::Activation;
+    use crate::tasks::SplitMode;
 
     #[test]
     fn set_accepts_every_key_serde_knows_and_names_the_nearest_otherwise() {

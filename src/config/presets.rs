@@ -2,7 +2,7 @@
 //! comes from and, value by value, which settings are a paper's and which are groklab's. A preset
 //! describes itself ([`describe_preset`]): nothing about it is kept anywhere else.
 
-use super::config::{flatten_table, RunConfig};
+use super::{flatten_table, RunConfig};
 use crate::error::{GrokError, Result};
 
 /// Every embedded preset, `(name, TOML)`, the default (`quick`) first.
