@@ -18,7 +18,6 @@ pub use presets::{describe_preset, find_preset, preset_names, PRESETS};
 pub use schedule::{warmup_lr, Schedule, ScheduleKind};
 pub use task::{
     task_names, IclTaskSection, RegimeName, SeqTaskSection, TaskConfig, TaskSection, ICL_TASK,
-    SEQUENCE_TASKS,
 };
 pub use train::{
     DecayTarget, Engine, GrokfastKind, LossFn, OptimizerKind, Precision, Sampling, TrainSection,
@@ -346,7 +345,7 @@ impl RunConfig {
                 }
                 // one prediction per example: a task scored at one position
                 if let TaskConfig::Sequence(t) = &self.task {
-                    if !matches!(t.name.as_str(), "max_element" | "sparse_parity") {
+                    if !t.task().one_scored_position() {
                         return Err(GrokError::invalid(
                             "model.arch",
                             "mlp",
@@ -534,6 +533,8 @@ fn unknown_field(path: &str, msg: &str, present: &[String]) -> Option<GrokError>
     };
     let key = format!("{prefix}{field}");
     // the section's own fields, as serde lists them: the nearest is one of these
+    // (toml appends "\n\nin `task`" to the message of a section read by its own deserializer)
+    let expected = expected.split('\n').next().unwrap_or(expected);
     let fields: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
     let nearest = (fields.iter())
         .max_by(|a, b| {

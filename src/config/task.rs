@@ -1,15 +1,14 @@
 //! `[task]`: a binary operation enumerated and split by fraction (`add`, `div`, `s5_compose`,
-//! …; [`TaskSection`]), a sampled sequence task (`digit_add`, `repeat_subsequence`,
-//! `skip_trigram`, `max_element`, `sparse_parity`; [`SeqTaskSection`]) or in-context linear regression
+//! …; [`TaskSection`]), a sampled sequence task (any of [`SEQUENCE_TASKS`], each reading its
+//! own keys; [`SeqTaskSection`]) or in-context linear regression
 //! (`linear_regression_icl`; [`IclTaskSection`]). `task.name` picks the family, and each
 //! family's section accepts only its own keys.
 
-use super::section;
+use super::{section, SECTION_PATH};
 use crate::error::{GrokError, Result};
-use crate::tasks::SplitMode;
 use crate::tasks::{
-    CopyLayout, DigitAdd, IclFormat, IclRegression, MaxElement, Operation, Regime,
-    RepeatSubsequence, SeqData, SequenceTask, SkipTrigram, SparseParity,
+    sequence_task, IclFormat, IclRegression, Operation, Regime, SeqData, SeqTaskEntry,
+    SequenceTask, SplitMode, SEQUENCE_TASKS,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -31,15 +30,6 @@ pub struct TaskSection {
     pub keep_commutative: bool,
 }
 
-/// The sequence tasks' config names.
-pub const SEQUENCE_TASKS: [&str; 5] = [
-    "digit_add",
-    "repeat_subsequence",
-    "skip_trigram",
-    "max_element",
-    "sparse_parity",
-];
-
 /// How a sequence run draws its training data (`task.regime`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -50,147 +40,92 @@ pub enum RegimeName {
     Infinite,
 }
 
-fn is_random_layout(l: &CopyLayout) -> bool {
-    *l == CopyLayout::Random
+/// The keys every sequence task has.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeqCommon {
+    name: String,
+    regime: RegimeName,
+    #[serde(default)]
+    n_train: Option<usize>,
+    n_test: usize,
+    seed: u64,
 }
 
-/// `[task]` of a sequence task. Keys of other tasks are rejected by [`SeqTaskSection::validate`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The keys of [`SeqCommon`].
+const SEQ_COMMON_KEYS: [&str; 5] = ["name", "regime", "n_train", "n_test", "seed"];
+
+/// `[task]` of a sequence task: the keys every sequence task has, and the task's own keys as its
+/// config type ([`SeqTaskConfig`], registered in [`SEQUENCE_TASKS`]) reads and writes them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SeqTaskSection {
-    /// One of [`SEQUENCE_TASKS`].
+    /// A registered task's name ([`SEQUENCE_TASKS`]).
     pub name: String,
     /// `finite` or `infinite`.
     pub regime: RegimeName,
     /// Training sequences (`finite` only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub n_train: Option<usize>,
     /// Test sequences (a fixed sample).
     pub n_test: usize,
     /// Seed of the data (test set, training set or stream, sparse parity's bits).
     pub seed: u64,
-    /// `digit_add`: digits per operand.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub n_digits: Option<usize>,
-    /// `repeat_subsequence`: vocabulary size.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub d_vocab: Option<usize>,
-    /// `repeat_subsequence`: sequence length.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub n_ctx: Option<usize>,
-    /// `repeat_subsequence`: length of the repeated subsequence.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sub_len: Option<usize>,
-    /// `repeat_subsequence`: copies of it (≥ 2).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub copies: Option<usize>,
-    /// `repeat_subsequence`: position 0 is a BOS token 0, the others are drawn from
-    /// `1..d_vocab` (the authors' notebook). Default false.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub bos: bool,
-    /// `repeat_subsequence`: where the copies go, `random` (default) or `windows` (copy i in
-    /// its own window of `(n_ctx − bos) / copies` tokens, the authors' notebook).
-    #[serde(default, skip_serializing_if = "is_random_layout")]
-    pub layout: CopyLayout,
-    /// `skip_trigram`: signal tokens (= classes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub n_signal: Option<usize>,
-    /// `skip_trigram`: noise tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub n_noise: Option<usize>,
-    /// `max_element`: values are `0..n_values`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub n_values: Option<usize>,
-    /// `max_element`: values per sequence; `skip_trigram`: positions between BOS and END.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub n_elems: Option<usize>,
-    /// `sparse_parity`: bits per sequence.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub n_bits: Option<usize>,
-    /// `sparse_parity`: parity bits.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub k: Option<usize>,
+    /// The task's own keys, as its config type wrote them back after reading them.
+    #[serde(flatten)]
+    pub own: toml::Table,
 }
 
 impl SeqTaskSection {
-    /// The task's own keys (besides `name`, `regime`, `n_train`, `n_test`, `seed`).
-    fn own_keys(&self) -> &'static [&'static str] {
-        match self.name.as_str() {
-            "digit_add" => &["n_digits"],
-            "repeat_subsequence" => &["d_vocab", "n_ctx", "sub_len", "copies"],
-            "max_element" => &["n_values", "n_elems"],
-            "skip_trigram" => &["n_signal", "n_noise", "n_elems"],
-            _ => &["n_bits", "k"],
-        }
+    /// Reads a `[task]` table whose `name` is a registered sequence task. `Err` is the key path
+    /// inside the section and serde's message.
+    fn read(value: toml::Value) -> std::result::Result<Self, (String, String)> {
+        let toml::Value::Table(mut table) = value else {
+            return Err((String::new(), "[task] is a table".into()));
+        };
+        let common: toml::Table = SEQ_COMMON_KEYS
+            .iter()
+            .filter_map(|k| table.remove(*k).map(|v| (k.to_string(), v)))
+            .collect();
+        let c: SeqCommon = serde_path_to_error::deserialize(toml::Value::Table(common))
+            .map_err(|e| (e.path().to_string(), e.inner().to_string()))?;
+        let entry = sequence_task(&c.name).ok_or_else(|| {
+            (
+                "name".to_string(),
+                format!("unknown sequence task `{}`", c.name),
+            )
+        })?;
+        let own = (entry.read)(table).map_err(|(path, msg)| {
+            // the nearest key may be one every sequence task has
+            let first = msg.lines().next().unwrap_or_default();
+            if first.starts_with("unknown field") {
+                let common: Vec<String> =
+                    SEQ_COMMON_KEYS.iter().map(|k| format!("`{k}`")).collect();
+                (path, format!("{first}, {}", common.join(", ")))
+            } else {
+                (path, msg)
+            }
+        })?;
+        Ok(Self {
+            own,
+            name: c.name,
+            regime: c.regime,
+            n_train: c.n_train,
+            n_test: c.n_test,
+            seed: c.seed,
+        })
     }
 
-    fn keys(&self) -> [(&'static str, Option<usize>); 11] {
-        [
-            ("n_signal", self.n_signal),
-            ("n_noise", self.n_noise),
-            ("n_digits", self.n_digits),
-            ("d_vocab", self.d_vocab),
-            ("n_ctx", self.n_ctx),
-            ("sub_len", self.sub_len),
-            ("copies", self.copies),
-            ("n_values", self.n_values),
-            ("n_elems", self.n_elems),
-            ("n_bits", self.n_bits),
-            ("k", self.k),
-        ]
+    fn entry(&self) -> Result<&'static SeqTaskEntry> {
+        sequence_task(&self.name)
+            .ok_or_else(|| GrokError::invalid("task.name", &self.name, task_names()))
     }
 
-    /// Checks the task's keys (present, positive, consistent) and the regime's.
+    /// Checks the task's own keys ([`SeqTaskConfig::validate`]) and the regime's.
     ///
     /// # Errors
     /// The first offending `task.<key>`, with what is allowed.
     pub fn validate(&self) -> Result<()> {
-        if !SEQUENCE_TASKS.contains(&self.name.as_str()) {
-            return Err(GrokError::invalid("task.name", &self.name, task_names()));
-        }
-        let own = self.own_keys();
-        for (key, value) in self.keys() {
-            match (own.contains(&key), value) {
-                (true, None) => {
-                    return Err(GrokError::invalid(
-                        &format!("task.{key}"),
-                        "(missing)",
-                        format!("a positive integer (task `{}` needs {own:?})", self.name),
-                    ))
-                }
-                (true, Some(0)) => {
-                    return Err(GrokError::invalid(
-                        &format!("task.{key}"),
-                        0,
-                        "a positive integer",
-                    ))
-                }
-                (false, Some(v)) => {
-                    return Err(GrokError::invalid(
-                        &format!("task.{key}"),
-                        v,
-                        format!("no value: task `{}` takes {own:?}", self.name),
-                    ))
-                }
-                _ => {}
-            }
-        }
-        if self.name != "repeat_subsequence" {
-            if self.bos {
-                return Err(GrokError::invalid(
-                    "task.bos",
-                    true,
-                    "no value: only task `repeat_subsequence` takes it",
-                ));
-            }
-            if self.layout != CopyLayout::Random {
-                return Err(GrokError::invalid(
-                    "task.layout",
-                    "windows",
-                    "no value: only task `repeat_subsequence` takes it",
-                ));
-            }
-        }
+        (self.entry()?.validate)(&self.own)?;
         match (self.regime, self.n_train) {
             (RegimeName::Finite, None | Some(0)) => {
                 return Err(GrokError::invalid(
@@ -211,65 +146,16 @@ impl SeqTaskSection {
         if self.n_test == 0 {
             return Err(GrokError::invalid("task.n_test", 0, "a positive integer"));
         }
-        let v = |k: Option<usize>| k.unwrap_or(0);
-        match self.name.as_str() {
-            "repeat_subsequence" if v(self.copies) < 2 => Err(GrokError::invalid(
-                "task.copies",
-                v(self.copies),
-                "an integer >= 2",
-            )),
-            "repeat_subsequence"
-                if v(self.copies) * v(self.sub_len) + usize::from(self.bos) > v(self.n_ctx) =>
-            {
-                Err(GrokError::invalid(
-                    "task.n_ctx",
-                    v(self.n_ctx),
-                    "at least copies x sub_len (+ 1 with bos)",
-                ))
-            }
-            "repeat_subsequence" if self.bos && v(self.d_vocab) < 2 => Err(GrokError::invalid(
-                "task.d_vocab",
-                v(self.d_vocab),
-                "at least 2 with bos (token 0 is the BOS)",
-            )),
-            "max_element" if v(self.n_elems) > v(self.n_values) => Err(GrokError::invalid(
-                "task.n_elems",
-                v(self.n_elems),
-                "at most n_values",
-            )),
-            "sparse_parity" if v(self.k) > v(self.n_bits) => {
-                Err(GrokError::invalid("task.k", v(self.k), "at most n_bits"))
-            }
-            _ => Ok(()),
-        }
+        Ok(())
     }
 
-    /// The task's generator (validated section).
+    /// The task's generator.
+    ///
+    /// # Panics
+    /// When `name` is not a registered task, which reading the section refuses.
     pub fn task(&self) -> Box<dyn SequenceTask> {
-        let v = |k: Option<usize>| k.expect("validated");
-        match self.name.as_str() {
-            "digit_add" => Box::new(DigitAdd {
-                n_digits: v(self.n_digits),
-            }),
-            "repeat_subsequence" => Box::new(RepeatSubsequence {
-                d_vocab: v(self.d_vocab),
-                n_ctx: v(self.n_ctx),
-                sub_len: v(self.sub_len),
-                copies: v(self.copies),
-                bos: self.bos,
-                layout: self.layout,
-            }),
-            "skip_trigram" => Box::new(SkipTrigram {
-                n_signal: v(self.n_signal),
-                n_noise: v(self.n_noise),
-                n_elems: v(self.n_elems),
-            }),
-            "max_element" => Box::new(MaxElement {
-                n_values: v(self.n_values),
-                n_elems: v(self.n_elems),
-            }),
-            _ => Box::new(SparseParity::new(v(self.n_bits), v(self.k), self.seed)),
-        }
+        let entry = self.entry().expect("read checked task.name");
+        (entry.build)(&self.own, self.seed)
     }
 
     /// The run's data: test set and training set or stream.
@@ -289,10 +175,11 @@ impl SeqTaskSection {
 
 /// Every task name, joined by `|`.
 pub fn task_names() -> String {
+    let seq: Vec<&str> = SEQUENCE_TASKS.iter().map(|e| e.name).collect();
     format!(
         "{}|{}|{ICL_TASK}",
         Operation::allowed_names(),
-        SEQUENCE_TASKS.join("|")
+        seq.join("|")
     )
 }
 
@@ -409,8 +296,10 @@ impl<'de> Deserialize<'de> for TaskConfig {
             .and_then(toml::Value::as_str)
             .ok_or_else(|| D::Error::custom("missing `name`"))?
             .to_string();
-        if SEQUENCE_TASKS.contains(&name.as_str()) {
-            section(value).map(TaskConfig::Sequence)
+        if sequence_task(&name).is_some() {
+            SeqTaskSection::read(value)
+                .map(TaskConfig::Sequence)
+                .map_err(|(path, msg)| D::Error::custom(format!("{path}{SECTION_PATH}{msg}")))
         } else if name == ICL_TASK {
             section(value).map(TaskConfig::Icl)
         } else {

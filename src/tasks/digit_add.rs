@@ -8,7 +8,9 @@
 //! same position, so per-position loss is per-digit loss.
 
 use super::batch::{SeqBatch, IGNORE};
-use super::sequence::{SeqShape, SequenceTask};
+use super::sequence::{positive, SeqShape, SeqTaskConfig, SequenceTask};
+use crate::error::Result;
+use serde::{Deserialize, Serialize};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -17,8 +19,9 @@ pub const PLUS: i64 = 10;
 /// Token `=`.
 pub const EQUALS: i64 = 11;
 
-/// n-digit addition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// n-digit addition (`task.name = "digit_add"`; keys: `n_digits`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DigitAdd {
     /// Digits per operand.
     pub n_digits: usize,
@@ -53,6 +56,18 @@ impl DigitAdd {
             targets[self.answer_position(j)] = s;
         }
         (tokens, targets)
+    }
+}
+
+impl SeqTaskConfig for DigitAdd {
+    const NAME: &'static str = "digit_add";
+
+    fn validate(&self) -> Result<()> {
+        positive("n_digits", self.n_digits)
+    }
+
+    fn build(&self, _seed: u64) -> Box<dyn SequenceTask> {
+        Box::new(*self)
     }
 }
 

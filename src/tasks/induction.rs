@@ -16,7 +16,8 @@
 //! predictable. d_vocab_out = d_vocab.
 
 use super::batch::{SeqBatch, IGNORE};
-use super::sequence::{SeqShape, SequenceTask};
+use super::sequence::{positive, SeqShape, SeqTaskConfig, SequenceTask};
+use crate::error::{GrokError, Result};
 use rand::seq::index::sample;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -33,8 +34,10 @@ pub enum CopyLayout {
     Windows,
 }
 
-/// Repeated subsequences.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Repeated subsequences (`task.name = "repeat_subsequence"`; keys: `d_vocab`, `n_ctx`,
+/// `sub_len`, `copies`, and optionally `bos`, `layout`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RepeatSubsequence {
     /// Vocabulary size (tokens and classes).
     pub d_vocab: usize,
@@ -44,10 +47,54 @@ pub struct RepeatSubsequence {
     pub sub_len: usize,
     /// How many times it appears (≥ 2).
     pub copies: usize,
-    /// Position 0 is token 0 (a BOS) and every other token is drawn from `1..d_vocab`.
+    /// Position 0 is token 0 (a BOS) and every other token is drawn from `1..d_vocab` (the
+    /// authors' notebook). Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bos: bool,
-    /// Where the copies go.
+    /// Where the copies go: `random` (default) or `windows` (the authors' notebook).
+    #[serde(default, skip_serializing_if = "is_random")]
     pub layout: CopyLayout,
+}
+
+fn is_random(l: &CopyLayout) -> bool {
+    *l == CopyLayout::Random
+}
+
+impl SeqTaskConfig for RepeatSubsequence {
+    const NAME: &'static str = "repeat_subsequence";
+
+    fn validate(&self) -> Result<()> {
+        for (key, v) in [
+            ("d_vocab", self.d_vocab),
+            ("n_ctx", self.n_ctx),
+            ("sub_len", self.sub_len),
+            ("copies", self.copies),
+        ] {
+            positive(key, v)?;
+        }
+        if self.copies < 2 {
+            return Err(GrokError::invalid("task.copies", self.copies, "an integer >= 2"));
+        }
+        if self.copies * self.sub_len + usize::from(self.bos) > self.n_ctx {
+            return Err(GrokError::invalid(
+                "task.n_ctx",
+                self.n_ctx,
+                "at least copies x sub_len (+ 1 with bos)",
+            ));
+        }
+        if self.bos && self.d_vocab < 2 {
+            return Err(GrokError::invalid(
+                "task.d_vocab",
+                self.d_vocab,
+                "at least 2 with bos (token 0 is the BOS)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn build(&self, _seed: u64) -> Box<dyn SequenceTask> {
+        Box::new(*self)
+    }
 }
 
 impl RepeatSubsequence {

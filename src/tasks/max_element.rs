@@ -7,12 +7,15 @@
 //! frequent (the maximum of n uniform values) and class 0 never occurs for n ≥ 2.
 
 use super::batch::{SeqBatch, IGNORE};
-use super::sequence::{SeqShape, SequenceTask};
+use super::sequence::{positive, SeqShape, SeqTaskConfig, SequenceTask};
+use crate::error::{GrokError, Result};
+use serde::{Deserialize, Serialize};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-/// Max of a sequence.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Max of a sequence (`task.name = "max_element"`; keys: `n_values`, `n_elems`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MaxElement {
     /// Values are `0..n_values`.
     pub n_values: usize,
@@ -32,7 +35,32 @@ impl MaxElement {
     }
 }
 
+impl SeqTaskConfig for MaxElement {
+    const NAME: &'static str = "max_element";
+
+    fn validate(&self) -> Result<()> {
+        positive("n_values", self.n_values)?;
+        positive("n_elems", self.n_elems)?;
+        if self.n_elems > self.n_values {
+            return Err(GrokError::invalid(
+                "task.n_elems",
+                self.n_elems,
+                "at most n_values",
+            ));
+        }
+        Ok(())
+    }
+
+    fn build(&self, _seed: u64) -> Box<dyn SequenceTask> {
+        Box::new(*self)
+    }
+}
+
 impl SequenceTask for MaxElement {
+    fn one_scored_position(&self) -> bool {
+        true
+    }
+
     fn shape(&self) -> SeqShape {
         SeqShape {
             d_vocab: self.n_values + 2,

@@ -10,26 +10,41 @@
 //!   2023), a fresh batch of tasks every step.
 
 mod batch;
-mod digit_add;
 pub mod icl_regression;
-mod induction;
-mod max_element;
 pub mod modular;
 pub mod permutation;
 mod python_random;
 mod sequence;
-mod skip_trigram;
-mod sparse_parity;
 mod split;
 
 pub use batch::{indices_with_replacement, stream_rng, SeqBatch, IGNORE};
-pub use digit_add::DigitAdd;
 pub use icl_regression::{IclBatch, IclFormat, IclRegression};
-pub use induction::{CopyLayout, RepeatSubsequence};
-pub use max_element::MaxElement;
+pub use induction::CopyLayout;
 pub use modular::{is_prime, ModularDataset, Operation};
 pub use python_random::PythonRandom;
-pub use sequence::{Regime, SeqData, SeqShape, SequenceTask};
-pub use skip_trigram::SkipTrigram;
+pub use sequence::{Regime, SeqData, SeqShape, SeqTaskConfig, SeqTaskEntry, SequenceTask};
 pub use sparse_parity::SparseParity;
 pub use split::{split_indices, Split, SplitMode};
+
+/// Declares each sequence task's module, re-exports its config type, and lists it in
+/// [`SEQUENCE_TASKS`]: `module::ConfigType,` is the one line a new task adds.
+macro_rules! sequence_tasks {
+    ($($module:ident :: $config:ident),* $(,)?) => {
+        $(pub mod $module; pub use $module::$config;)*
+        /// Every sequence task, by `task.name` ([`SeqTaskConfig::NAME`]).
+        pub const SEQUENCE_TASKS: &[SeqTaskEntry] = &[$(SeqTaskEntry::of::<$config>()),*];
+    };
+}
+
+sequence_tasks! {
+    digit_add::DigitAdd,
+    induction::RepeatSubsequence,
+    skip_trigram::SkipTrigram,
+    max_element::MaxElement,
+    sparse_parity::SparseParityConfig,
+}
+
+/// The registered sequence task named `name`.
+pub fn sequence_task(name: &str) -> Option<&'static SeqTaskEntry> {
+    SEQUENCE_TASKS.iter().find(|e| e.name == name)
+}

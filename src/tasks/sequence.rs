@@ -11,6 +11,8 @@ use super::batch::{indices_with_replacement, stream_rng, SeqBatch};
 use crate::error::{GrokError, Result};
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::collections::HashSet;
 
 /// Vocabulary and length of a sequence task.
@@ -50,6 +52,12 @@ pub trait SequenceTask: Send + Sync {
         None
     }
 
+    /// Whether every sequence is scored at one and the same position, so a model that makes one
+    /// prediction per sequence (the MLP) can learn it.
+    fn one_scored_position(&self) -> bool {
+        false
+    }
+
     /// `n` random sequences.
     fn sample(&self, rng: &mut ChaCha8Rng, n: usize) -> SeqBatch {
         let mut batch = SeqBatch::new(self.shape().n_ctx);
@@ -58,6 +66,84 @@ pub trait SequenceTask: Send + Sync {
         }
         batch
     }
+}
+
+/// A sequence task's own `[task]` keys as one config type: read by serde (unknown keys refused,
+/// so `--set` and config files are checked against the task's own fields), checked, and built
+/// into the generator. Registering the type in `tasks/mod.rs`'s `sequence_tasks!` list is all it
+/// takes for `task.name = NAME` to work everywhere (config, training, analysis, report).
+pub trait SeqTaskConfig: DeserializeOwned + Serialize {
+    /// `task.name`.
+    const NAME: &'static str;
+
+    /// Checks ranges and consistency beyond what the types say.
+    ///
+    /// # Errors
+    /// The first offending `task.<key>` ([`GrokError::invalid`]) with what is allowed.
+    fn validate(&self) -> Result<()>;
+
+    /// The generator. `seed` is `task.seed` (for a task whose definition is itself drawn, as
+    /// sparse parity's bits).
+    fn build(&self, seed: u64) -> Box<dyn SequenceTask>;
+}
+
+/// One registered sequence task: its name and its config type's read / check / build, erased to
+/// plain functions over the `[task]` keys that are the task's own.
+#[derive(Clone, Copy)]
+pub struct SeqTaskEntry {
+    /// `task.name`.
+    pub name: &'static str,
+    /// Reads the task's own keys into its config type and writes them back as it serialises
+    /// them. `Err` carries serde's message and the key path inside the section.
+    pub read: fn(toml::Table) -> std::result::Result<toml::Table, (String, String)>,
+    /// [`SeqTaskConfig::validate`] on keys `read` accepted.
+    pub validate: fn(&toml::Table) -> Result<()>,
+    /// [`SeqTaskConfig::build`] on keys `read` accepted.
+    pub build: fn(&toml::Table, u64) -> Box<dyn SequenceTask>,
+}
+
+impl SeqTaskEntry {
+    /// The entry of config type `T`.
+    pub const fn of<T: SeqTaskConfig>() -> Self {
+        Self {
+            name: T::NAME,
+            read: read_keys::<T>,
+            validate: |keys| parse::<T>(keys).validate(),
+            build: |keys, seed| parse::<T>(keys).build(seed),
+        }
+    }
+}
+
+fn read_keys<T: SeqTaskConfig>(
+    keys: toml::Table,
+) -> std::result::Result<toml::Table, (String, String)> {
+    let own: T = serde_path_to_error::deserialize(toml::Value::Table(keys))
+        .map_err(|e| (e.path().to_string(), e.inner().message().to_string()))?;
+    match toml::Value::try_from(&own) {
+        Ok(toml::Value::Table(t)) => Ok(t),
+        _ => Err((String::new(), "a task config serialises to a table".into())),
+    }
+}
+
+/// `T` from keys its own `read` wrote: cannot fail unless the table was edited in between.
+fn parse<T: SeqTaskConfig>(keys: &toml::Table) -> T {
+    T::deserialize(toml::Value::Table(keys.clone()))
+        .expect("the keys were written by the same config type")
+}
+
+/// Refuses 0 for `task.<key>`.
+///
+/// # Errors
+/// [`GrokError::invalid`] naming `task.<key>`.
+pub fn positive(key: &str, value: usize) -> Result<()> {
+    if value == 0 {
+        return Err(GrokError::invalid(
+            &format!("task.{key}"),
+            0,
+            "a positive integer",
+        ));
+    }
+    Ok(())
 }
 
 /// Stream of the test set (training batches use streams 0, 1, 2, … by step).

@@ -9,12 +9,16 @@
 //! the skip trigram "signal … END → c".
 
 use super::batch::{SeqBatch, IGNORE};
-use super::sequence::{SeqShape, SequenceTask};
+use super::sequence::{positive, SeqShape, SeqTaskConfig, SequenceTask};
+use crate::error::Result;
+use serde::{Deserialize, Serialize};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-/// A signal token among noise, its class predicted at END.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A signal token among noise, its class predicted at END (`task.name = "skip_trigram"`;
+/// keys: `n_signal`, `n_noise`, `n_elems`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SkipTrigram {
     /// Signal tokens = classes.
     pub n_signal: usize,
@@ -33,6 +37,20 @@ impl SkipTrigram {
     /// The token of signal class `c`.
     pub fn signal(&self, c: usize) -> i64 {
         (2 + self.n_noise + c) as i64
+    }
+}
+
+impl SeqTaskConfig for SkipTrigram {
+    const NAME: &'static str = "skip_trigram";
+
+    fn validate(&self) -> Result<()> {
+        positive("n_signal", self.n_signal)?;
+        positive("n_noise", self.n_noise)?;
+        positive("n_elems", self.n_elems)
+    }
+
+    fn build(&self, _seed: u64) -> Box<dyn SequenceTask> {
+        Box::new(*self)
     }
 }
 

@@ -5,13 +5,43 @@
 //! is scored. The k bit positions are drawn once from the task seed ([`SparseParity::new`]).
 
 use super::batch::{stream_rng, SeqBatch, IGNORE};
-use super::sequence::{SeqShape, SequenceTask};
+use super::sequence::{positive, SeqShape, SeqTaskConfig, SequenceTask};
+use crate::error::{GrokError, Result};
+use serde::{Deserialize, Serialize};
 use rand::seq::index::sample;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 /// Token `=`.
 pub const EQUALS: i64 = 2;
+
+/// `[task]` of sparse parity (`task.name = "sparse_parity"`): the parity bits are drawn from
+/// `task.seed` when the task is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparseParityConfig {
+    /// Bits per sequence.
+    pub n_bits: usize,
+    /// Parity bits (≤ n_bits).
+    pub k: usize,
+}
+
+impl SeqTaskConfig for SparseParityConfig {
+    const NAME: &'static str = "sparse_parity";
+
+    fn validate(&self) -> Result<()> {
+        positive("n_bits", self.n_bits)?;
+        positive("k", self.k)?;
+        if self.k > self.n_bits {
+            return Err(GrokError::invalid("task.k", self.k, "at most n_bits"));
+        }
+        Ok(())
+    }
+
+    fn build(&self, seed: u64) -> Box<dyn SequenceTask> {
+        Box::new(SparseParity::new(self.n_bits, self.k, seed))
+    }
+}
 
 /// Sparse parity.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +73,10 @@ impl SparseParity {
 }
 
 impl SequenceTask for SparseParity {
+    fn one_scored_position(&self) -> bool {
+        true
+    }
+
     fn shape(&self) -> SeqShape {
         SeqShape {
             d_vocab: 3,

@@ -20,7 +20,7 @@ pub use crate::config::{
     AttentionKind, DecayTarget, Engine, GrokfastKind, IclTaskSection, LossFn, LsaSection,
     MlpSection, ModelConfig, ModelSection, OptimizerKind, Precision, RegimeName, ResumeRecord,
     RunConfig, Sampling, Schedule, ScheduleKind, SeqTaskSection, TaskConfig, TaskSection,
-    TrainSection, VocabOut, ICL_TASK, PRESETS, SEQUENCE_TASKS,
+    TrainSection, VocabOut, ICL_TASK, PRESETS,
 };
 pub use batches::checkpoint_test_metrics;
 pub use bench::{bench_seeds, bench_train_step, peak_memory_mib, BenchReport, SeedsReport};
