@@ -42,6 +42,7 @@ sequence_tasks! {
     skip_trigram::SkipTrigram,
     max_element::MaxElement,
     sparse_parity::SparseParityConfig,
+    sort::Sort,
 }
 
 /// The registered sequence task named `name`.
