@@ -319,3 +319,52 @@ fn sequence_report_explores_attention_patterns_per_checkpoint() {
         }
     }
 }
+
+/// The `sort` task, registered by one line, trains through the sequence path: from chance (1 in
+/// 32 values) at step 0 to most sorted positions right within 150 steps, each of the 8 scored
+/// positions logged; its own keys are checked like every task's.
+#[test]
+fn the_sort_preset_trains_a_transformer_to_sort() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("sort");
+    let out = groklab(&[
+        "train",
+        "--preset",
+        "sort",
+        "--no-plots",
+        "--out",
+        run.to_str().unwrap(),
+        "--set",
+        "train.steps=150",
+        "--set",
+        "task.n_test=256",
+    ])
+    .output()
+    .unwrap();
+    assert_success(&out);
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (first, last) = (&rows[0], rows.last().unwrap());
+    assert!(first["test_acc"].as_f64().unwrap() < 0.1, "{first}");
+    assert!(last["test_acc"].as_f64().unwrap() > 0.8, "{last}");
+    // positions n..2n−1 = 8..15 are scored, the list and the last position are not
+    for p in 0..17 {
+        let key = format!("test_acc_at.{p}");
+        assert_eq!(last.get(&key).is_some(), (8..16).contains(&p), "{key}");
+    }
+    let bad = groklab(&[
+        "train",
+        "--preset",
+        "sort",
+        "--out",
+        dir.path().join("bad").to_str().unwrap(),
+        "--set",
+        "task.n_elemz=3",
+    ])
+    .output()
+    .unwrap();
+    assert_error(&bad, &["task.n_elemz", "did you mean `task.n_elems`"]);
+}

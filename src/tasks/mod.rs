@@ -4,7 +4,8 @@
 //!   and split by fraction (Power et al. 2022; Nanda et al. 2023).
 //! - Sequence tasks ([`SequenceTask`]), sampled in a `finite` or `infinite` [`Regime`]:
 //!   [`DigitAdd`] (n-digit addition), [`RepeatSubsequence`] (induction), [`SkipTrigram`] (the
-//!   authors' signal-token lookup), [`MaxElement`] (max of a sequence), [`SparseParity`]. Each documents its tokens and the positions it scores; a batch
+//!   authors' signal-token lookup), [`MaxElement`] (max of a sequence), [`SparseParity`], [`Sort`] (sorting a list); each is
+//!   one file registered by one line of `sequence_tasks!` below (`docs/extending.md`). Each documents its tokens and the positions it scores; a batch
 //!   carries a target per position ([`SeqBatch`], [`IGNORE`] where unscored).
 //! - [`IclRegression`]: in-context linear regression on real-valued tokens (von Oswald et al.
 //!   2023), a fresh batch of tasks every step.
