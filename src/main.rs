@@ -416,116 +416,18 @@ fn run(cli: Cli) -> Result<()> {
             }
             let run_dir = run_dir.expect("clap requires RUN_DIR without --checkpoint");
             let _lock = groklab::rundir::RunLock::acquire(&run_dir, "analyze")?;
-            if measures::icl_run::is_icl_run(&run_dir) {
-                let (rows, a) = measures::icl_run::analyze_icl_run(&run_dir)?;
-                println!(
-                    "{} checkpoints measured in {:.1} s",
-                    a.checkpoints, a.seconds
-                );
-                a.summary_lines(rows.last())
-                    .iter()
-                    .for_each(|l| println!("{l}"));
-                println!("wrote {}", run_dir.join("measures.jsonl").display());
-                if !no_plots {
-                    let dir = report::plot_icl(&run_dir, &rows, &a)?;
-                    println!("plots in {}", dir.display());
-                }
-                return Ok(());
-            }
-            if measures::sequence_run::is_sequence_run(&run_dir) {
-                let (_, a) = measures::sequence_run::analyze_sequence_run(&run_dir)?;
-                println!(
-                    "{} checkpoints measured in {:.1} s",
-                    a.checkpoints, a.seconds
-                );
-                a.summary_lines().iter().for_each(|l| println!("{l}"));
-                println!("wrote {}", run_dir.join("measures.jsonl").display());
-                return Ok(());
-            }
-            if is_mlp_run(&run_dir) {
-                let (step, m) = measures::mlp_fourier::analyze_mlp_run(&run_dir, embed_threshold)?;
-                let v = &m.key_freq_votes;
-                println!(
-                    "MLP at step {step}: key frequencies {:?} (consensus; neuron clusters {:?}, W_E norms {:?}, neuron argmax {:?}); cluster sizes {:?}, {} neurons in none",
-                    v.consensus(),
-                    v.neuron_clusters,
-                    v.embed_norm,
-                    v.neuron_argmax,
-                    m.clusters.sizes,
-                    m.clusters.none
-                );
-                println!("wrote {}", run_dir.join("analysis.json").display());
-                return Ok(());
-            }
-            let (rows, analysis, views) = measures::analyze_run(&run_dir, &rule)?;
-            println!(
-                "{} checkpoints measured in {:.1} s; key frequencies {:?} ({}, step {})",
-                analysis.checkpoints,
-                analysis.seconds,
-                analysis.key_freqs,
-                analysis.key_freq_rule,
-                analysis.key_freq_step
-            );
-            if let Some(note) = &analysis.key_freq_votes.disagreement {
-                println!("key frequencies: {note}");
-            }
-            let ph = &analysis.phases;
-            let at = |s: Option<u64>| s.map_or("not detected".to_string(), |s| format!("step {s}"));
-            println!(
-                "phases: memorisation ends {}, circuit formation ends {}, clean-up ends {}",
-                at(ph.memorisation_end),
-                at(ph.circuit_formation_end),
-                at(ph.cleanup_end)
-            );
-            println!("wrote {}", run_dir.join("measures.jsonl").display());
-            if !no_plots {
-                let dir = report::plot_measures(&run_dir, &rows, &analysis, views.as_ref())?;
-                println!("plots in {}", dir.display());
-            }
+            let opts = report::AnalyzeOptions {
+                rule,
+                embed_threshold,
+                plots: !no_plots,
+            };
+            let lines = report::analysis_for(&run_dir).analyze(&run_dir, &opts)?;
+            lines.iter().for_each(|l| println!("{l}"));
             Ok(())
         }
         Command::Report { run_dir, reanalyze } => {
             let _lock = groklab::rundir::RunLock::acquire(&run_dir, "report")?;
-            if measures::icl_run::is_icl_run(&run_dir) {
-                use measures::icl_run::{analyze_icl_run, load_icl_analysis};
-                let (rows, analysis) = if reanalyze || !run_dir.join("measures.jsonl").exists() {
-                    println!("measuring every checkpoint of {} first", run_dir.display());
-                    analyze_icl_run(&run_dir)?
-                } else {
-                    load_icl_analysis(&run_dir)?
-                };
-                report::plot_run(&run_dir, &groklab::rundir::MetricsLog::load(&run_dir)?.rows)?;
-                report::plot_icl(&run_dir, &rows, &analysis)?;
-                let path = report::write_icl_report(&run_dir, &rows, &analysis)?;
-                println!("report written to {}", path.display());
-                return Ok(());
-            }
-            if measures::sequence_run::is_sequence_run(&run_dir) {
-                use measures::sequence_run::{analyze_sequence_run, load_sequence_analysis};
-                let analysis = if reanalyze || !run_dir.join("measures.jsonl").exists() {
-                    println!("measuring every checkpoint of {} first", run_dir.display());
-                    analyze_sequence_run(&run_dir)?.1
-                } else {
-                    load_sequence_analysis(&run_dir)?
-                };
-                let log = groklab::rundir::MetricsLog::load(&run_dir)?;
-                report::plot_run(&run_dir, &log.rows)?;
-                let path = report::write_sequence_report(&run_dir, &log.rows, &analysis)?;
-                println!("report written to {}", path.display());
-                return Ok(());
-            }
-            let (rows, analysis, views) = if reanalyze || !run_dir.join("measures.jsonl").exists() {
-                println!("measuring every checkpoint of {} first", run_dir.display());
-                measures::analyze_run(
-                    &run_dir,
-                    &KeyFreqRule::Consensus(measures::DEFAULT_EMBED_THRESHOLD),
-                )?
-            } else {
-                measures::load_measures(&run_dir)?
-            };
-            report::plot_run(&run_dir, &groklab::rundir::MetricsLog::load(&run_dir)?.rows)?;
-            report::plot_measures(&run_dir, &rows, &analysis, views.as_ref())?;
-            let path = report::write_report(&run_dir, &rows, &analysis)?;
+            let path = report::analysis_for(&run_dir).report(&run_dir, reanalyze)?;
             println!("report written to {}", path.display());
             Ok(())
         }
@@ -727,13 +629,6 @@ fn bench_suite(steps: usize) -> Result<()> {
     );
     println!("peak memory: {:.0} MiB", train::peak_memory_mib());
     Ok(())
-}
-
-/// Whether `run_dir`'s config trains the MLP (an unreadable config is left to the analysis to
-/// report).
-fn is_mlp_run(run_dir: &Path) -> bool {
-    (groklab::rundir::RunDir::new(run_dir).try_config())
-        .is_some_and(|c| matches!(c.model, train::ModelConfig::Mlp(_)))
 }
 
 /// A finished run's last losses, and where the task has accuracy (not regression) its last

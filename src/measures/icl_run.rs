@@ -159,11 +159,6 @@ impl IclAnalysis {
     }
 }
 
-/// Whether `run_dir`'s config is the in-context regression task.
-pub fn is_icl_run(run_dir: &Path) -> bool {
-    (RunDir::new(run_dir).try_config()).is_some_and(|c| matches!(c.task, TaskConfig::Icl(_)))
-}
-
 /// The model's and each reference's ½-MSE on `OOD_TASKS` tasks of `task`.
 fn ood_point(model: &LsaWeights, data: &IclData, task: &IclRegression, scale: f64) -> OodPoint {
     let eval = task.eval_set(OOD_TASKS);

@@ -72,11 +72,6 @@ impl SequenceAnalysis {
     }
 }
 
-/// Whether `run_dir`'s config is a sequence task.
-pub fn is_sequence_run(run_dir: &Path) -> bool {
-    (RunDir::new(run_dir).try_config()).is_some_and(|c| matches!(c.task, TaskConfig::Sequence(_)))
-}
-
 /// Measures every checkpoint of the sequence run `run_dir` (one checkpoint per rayon thread, each
 /// evaluated single-threaded) and writes `measures.jsonl`, `measures.csv`, `analysis.json` and,
 /// for a transformer, the explorer's `attention.json` ([`super::attention_views`]) atomically. Returns the rows (`step` and the metric names of `metrics.jsonl`) and the

@@ -1,5 +1,6 @@
 //! Reports: plots of a run's metrics and measures, the readable measures table, the HTML report.
 
+mod analyses;
 pub mod charts;
 pub mod compare;
 mod html;
@@ -12,6 +13,7 @@ mod sequence_html;
 pub mod sweep_plots;
 mod table;
 
+pub use analyses::{analysis_for, AnalyzeOptions, RunAnalysis};
 pub use html::write_report;
 pub use icl_html::write_icl_report;
 pub use icl_plots::plot_icl;

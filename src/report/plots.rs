@@ -54,64 +54,71 @@ pub fn plot_run(run_dir: &Path, rows: &[MetricsRow]) -> Result<()> {
         vec![("total".into(), BLACK, col(|r| r.sum_sq_weights))],
     )
     .save(&dir, "weights", "Sum of squared weights")?;
-    let digits = is_digit_run(run_dir);
+    // a sequence task may name its scored positions (digit addition: the answer digits)
+    let task = match crate::rundir::RunDir::new(run_dir)
+        .try_config()
+        .map(|c| c.task)
+    {
+        Some(crate::config::TaskConfig::Sequence(t)) => Some(t.task()),
+        _ => None,
+    };
+    let positions = task
+        .as_ref()
+        .map_or("scored position", |t| t.position_name());
     for (prefix, name, title, y_label, log_y) in [
         (
             "test_loss_at.",
             "test_loss_at",
-            if digits {
-                "Test loss per answer digit"
-            } else {
-                "Test loss per scored position"
-            },
+            format!("Test loss per {positions}"),
             "cross-entropy (nats, log scale)",
             true,
         ),
         (
             "train_loss_at.",
             "train_loss_at",
-            "Training-batch loss per answer digit",
+            format!("Training-batch loss per {positions}"),
             "cross-entropy (nats, log scale)",
             true,
         ),
         (
             "signal_attention.",
             "signal_attention",
-            "Attention from END to the signal token per head (layer.head)",
+            "Attention from END to the signal token per head (layer.head)".into(),
             "attention",
             false,
         ),
         (
             "test_loss_class.",
             "test_loss_class",
-            "Test loss per class",
+            "Test loss per class".into(),
             "cross-entropy (nats, log scale)",
             true,
         ),
         (
             "induction_score.",
             "induction_score",
-            "Induction score per head (layer.head)",
+            "Induction score per head (layer.head)".into(),
             "attention to the token after an earlier occurrence",
             false,
         ),
         (
             "prev_token_score.",
             "prev_token_score",
-            "Previous-token score per head (layer.head)",
+            "Previous-token score per head (layer.head)".into(),
             "attention to the previous position",
             false,
         ),
     ] {
         let mut series = task_series(rows, prefix);
-        if digits && prefix.ends_with("_loss_at.") {
-            // positions in order are the answer digits s₀ (the final carry) … s_n
+        if let Some(t) = task.as_ref().filter(|_| prefix.ends_with("_loss_at.")) {
             for (i, (label, _, _)) in series.iter_mut().enumerate() {
-                *label = digit_label(i);
+                if let Some(l) = t.position_label(i) {
+                    *label = l;
+                }
             }
         }
         if !series.is_empty() {
-            lines(y_label, log_y, series).save(&dir, name, title)?;
+            lines(y_label, log_y, series).save(&dir, name, &title)?;
         }
     }
     Ok(())
@@ -140,25 +147,4 @@ fn task_series(rows: &[MetricsRow], prefix: &str) -> Vec<Series> {
             (label, RGBColor(c.0, c.1, c.2), points)
         })
         .collect()
-}
-
-/// Whether the run in `run_dir` is digit addition (its scored positions are the answer digits).
-fn is_digit_run(run_dir: &Path) -> bool {
-    (crate::rundir::RunDir::new(run_dir).try_config()).is_some_and(|c| c.task.name() == "digit_add")
-}
-
-/// `s₀ (carry)`, `s₁`, …: the answer digit at the `i`-th scored position, most significant
-/// first (Nanda et al. 2023 §5: `a₁…a₅ + b₁…b₅ = s₀…s₅`).
-pub fn digit_label(i: usize) -> String {
-    const SUB: [char; 10] = ['₀', '₁', '₂', '₃', '₄', '₅', '₆', '₇', '₈', '₉'];
-    let digits: String = i
-        .to_string()
-        .chars()
-        .map(|c| SUB[c as usize - '0' as usize])
-        .collect();
-    if i == 0 {
-        format!("s{digits} (carry)")
-    } else {
-        format!("s{digits}")
-    }
 }

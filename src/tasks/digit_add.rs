@@ -72,6 +72,15 @@ impl SeqTaskConfig for DigitAdd {
 }
 
 impl SequenceTask for DigitAdd {
+    fn position_name(&self) -> &'static str {
+        "answer digit"
+    }
+
+    /// `s₀ (carry)`, `s₁`, …: the answer digits in position order, most significant first.
+    fn position_label(&self, i: usize) -> Option<String> {
+        Some(digit_label(i))
+    }
+
     fn shape(&self) -> SeqShape {
         SeqShape {
             d_vocab: 12,
@@ -87,6 +96,22 @@ impl SequenceTask for DigitAdd {
         let b: Vec<u8> = (0..n).map(|_| rng.random_range(0..10)).collect();
         let (tokens, targets) = self.encode(&a, &b);
         batch.push(&tokens, &targets);
+    }
+}
+
+/// `s₀ (carry)`, `s₁`, …: the answer digit at the `i`-th scored position, most significant
+/// first (Nanda et al. 2023 §5: `a₁…a₅ + b₁…b₅ = s₀…s₅`).
+pub fn digit_label(i: usize) -> String {
+    const SUB: [char; 10] = ['₀', '₁', '₂', '₃', '₄', '₅', '₆', '₇', '₈', '₉'];
+    let digits: String = i
+        .to_string()
+        .chars()
+        .map(|c| SUB[c as usize - '0' as usize])
+        .collect();
+    if i == 0 {
+        format!("s{digits} (carry)")
+    } else {
+        format!("s{digits}")
     }
 }
 

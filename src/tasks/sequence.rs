@@ -52,6 +52,17 @@ pub trait SequenceTask: Send + Sync {
         None
     }
 
+    /// What a scored position is, in plot titles ("Test loss per {name}").
+    fn position_name(&self) -> &'static str {
+        "scored position"
+    }
+
+    /// The label of the `i`-th scored position (in position order) in plots; `None`: its
+    /// position number.
+    fn position_label(&self, _i: usize) -> Option<String> {
+        None
+    }
+
     /// Whether every sequence is scored at one and the same position, so a model that makes one
     /// prediction per sequence (the MLP) can learn it.
     fn one_scored_position(&self) -> bool {
