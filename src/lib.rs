@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod measures;
 pub mod models;
+pub mod numerics;
 pub mod report;
 pub mod rundir;
 pub mod sweep;

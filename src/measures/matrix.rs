@@ -1,9 +1,9 @@
-//! A dense row-major f64 matrix, multiplied through [`crate::models::linalg`] (`matrixmultiply`).
+//! A dense row-major f64 matrix, multiplied through [`crate::numerics::linalg`] (`matrixmultiply`).
 //!
 //! The measures work in f64 on host memory: they read whole activation tables (`[p², d_mlp]`)
 //! and reduce them in ways burn's op set would need many small kernels for.
 
-use crate::models::linalg::{matmul_into, View};
+use crate::numerics::linalg::{matmul_into, View};
 
 /// `[rows, cols]` row-major f64 matrix.
 #[derive(Clone, Debug, PartialEq)]

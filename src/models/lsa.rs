@@ -282,19 +282,6 @@ pub(super) fn mm_tn_acc(a: &[f32], b: &[f32], k: usize, m: usize, n: usize, out:
     }
 }
 
-/// Row-wise softmax of `s` `[rows, cols]` in place.
-pub(super) fn softmax_rows(s: &mut [f32], cols: usize) {
-    for row in s.chunks_mut(cols) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut z = 0.0;
-        row.iter_mut().for_each(|x| {
-            *x = (*x - max).exp();
-            z += *x;
-        });
-        row.iter_mut().for_each(|x| *x /= z);
-    }
-}
-
 /// First token whose query layer `l` computes: every token but in the last layer, whose only
 /// output the prediction reads is the query's (the loss reads nothing else).
 pub(super) fn first_query(w: &LsaWeights, l: usize, t: usize) -> usize {

@@ -9,11 +9,10 @@
 //! `A` `[m·tq, c]`, `O` `[m·tq, e]`; the MLP on the tq updated rows, `Z = LN2(·)`
 //! `[m·tq, e]`, `pre`, `post = ReLU(pre)` `[m·tq, d_mlp]`.
 
-use super::linalg::{matmul_into_shaped as matmul_into, View};
-use super::lsa::{first_query, mm, mm_nt, mm_tn_acc, softmax_rows, LsaBlock, LsaWeights};
-
-/// LayerNorm's ε (PyTorch's and TransformerLens' default).
-const LN_EPS: f32 = 1e-5;
+use super::lsa::{first_query, mm, mm_nt, mm_tn_acc, LsaBlock, LsaWeights};
+use crate::numerics::layer_norm::{self as ln, LnCache};
+use crate::numerics::linalg::{matmul_into_shaped as matmul_into, View};
+use crate::numerics::softmax::softmax_rows;
 
 /// Where each parameter's gradient goes among a block's parameters (store order:
 /// `W_Q, W_K, W_V, W_O`, then `ln1.w, ln1.b` with LayerNorm, then `ln2.w, ln2.b` with
@@ -41,30 +40,16 @@ impl Slots {
     }
 }
 
-/// LayerNorm's saved statistics: the normalised rows and 1/σ per row.
+/// A LayerNorm's output `[rows, e]` and what its backward needs.
 struct Normed {
     y: Vec<f32>,
-    hat: Vec<f32>,
-    rstd: Vec<f32>,
+    cache: LnCache<f32>,
 }
 
-/// `y = (x − mean)/σ · w + b` per row of `x` `[rows, e]`.
-fn layer_norm(x: &[f32], e: usize, w: &[f32], b: &[f32]) -> Normed {
-    let rows = x.len() / e;
-    let (mut y, mut hat, mut rstd) = (vec![0.0; x.len()], vec![0.0; x.len()], vec![0.0; rows]);
-    for r in 0..rows {
-        let xr = &x[r * e..(r + 1) * e];
-        let mean = xr.iter().sum::<f32>() / e as f32;
-        let var = xr.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / e as f32;
-        let rs = (var + LN_EPS).sqrt().recip();
-        rstd[r] = rs;
-        for j in 0..e {
-            let hv = (xr[j] - mean) * rs;
-            hat[r * e + j] = hv;
-            y[r * e + j] = hv * w[j] + b[j];
-        }
-    }
-    Normed { y, hat, rstd }
+/// `y = (x − mean)/σ · w + b` per row of `x` `[rows, e]` ([`crate::numerics::layer_norm`]).
+fn layer_norm(x: &[f32], w: &[f32], b: &[f32]) -> Normed {
+    let (y, cache) = ln::layer_norm(x, w, b);
+    Normed { y, cache }
 }
 
 /// Backward of [`layer_norm`]: returns dx and, when `g` is given, adds to its scale and shift.
@@ -74,30 +59,13 @@ fn layer_norm_back(
     w: &[f32],
     g: Option<(&mut [f32], &mut [f32])>,
 ) -> Vec<f32> {
-    let e = w.len();
-    let (mut dw, mut db) = (vec![0.0f32; e], vec![0.0f32; e]);
-    let mut dx = vec![0.0; dy.len()];
-    for r in 0..dy.len() / e {
-        let (dyr, hr) = (&dy[r * e..(r + 1) * e], &n.hat[r * e..(r + 1) * e]);
-        let (mut mean_g, mut mean_gh) = (0.0f32, 0.0f32);
-        for j in 0..e {
-            let g = dyr[j] * w[j];
-            mean_g += g;
-            mean_gh += g * hr[j];
-            dw[j] += dyr[j] * hr[j];
-            db[j] += dyr[j];
-        }
-        mean_g /= e as f32;
-        mean_gh /= e as f32;
-        for j in 0..e {
-            dx[r * e + j] = n.rstd[r] * (dyr[j] * w[j] - mean_g - hr[j] * mean_gh);
+    match g {
+        Some((gw, gb)) => ln::layer_norm_backward(dy, &n.cache, w, gw, gb),
+        None => {
+            let (mut gw, mut gb) = (vec![0.0; w.len()], vec![0.0; w.len()]);
+            ln::layer_norm_backward(dy, &n.cache, w, &mut gw, &mut gb)
         }
     }
-    if let Some((gw, gb)) = g {
-        gw.iter_mut().zip(&dw).for_each(|(a, b)| *a += b);
-        gb.iter_mut().zip(&db).for_each(|(a, b)| *a += b);
-    }
-    dx
 }
 
 /// Rows `q0..T` of every task of `x` `[m·T, e]` as a view: all rows, or the query rows alone.
@@ -204,7 +172,7 @@ fn layer_forward(
     let (e, c, nh) = (w.e, t - 1, w.n_heads);
     let (tq, rows) = (t - q0, m * t);
     let scale = (e as f32).sqrt().recip();
-    let ln1 = w.layer_norm.then(|| layer_norm(h, e, &b.ln1_w, &b.ln1_b));
+    let ln1 = w.layer_norm.then(|| layer_norm(h, &b.ln1_w, &b.ln1_b));
     let u = ln1.as_ref().map_or(h, |n| &n.y[..]);
     let mut next = h.to_vec();
     let mut heads = Vec::with_capacity(nh);
@@ -259,9 +227,7 @@ fn layer_forward(
     }
     let mlp = (w.d_mlp > 0).then(|| {
         let mid = gather(&next, m, t, e, q0);
-        let ln2 = w
-            .layer_norm
-            .then(|| layer_norm(&mid, e, &b.ln2_w, &b.ln2_b));
+        let ln2 = w.layer_norm.then(|| layer_norm(&mid, &b.ln2_w, &b.ln2_b));
         let z = ln2.as_ref().map_or(mid, |n| n.y.clone());
         let pre = affine(&z, e, &b.w_in, &b.b_in);
         let post: Vec<f32> = pre.iter().map(|&x| x.max(0.0)).collect();

@@ -6,7 +6,6 @@
 mod config;
 pub mod fused;
 pub mod fused_seq;
-pub mod linalg;
 pub mod lsa;
 mod lsa_batched;
 pub mod lsa_gd;

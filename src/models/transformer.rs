@@ -17,7 +17,7 @@ use burn::tensor::{Bool, DType, Device, Int, Tensor, TensorData};
 use std::collections::{HashMap, HashSet};
 
 /// LayerNorm epsilon (TransformerLens default).
-const LN_EPS: f64 = 1e-5;
+use crate::numerics::layer_norm::LN_EPS;
 
 /// A model bound to burn tensors for one forward (and backward) pass.
 pub struct Transformer {

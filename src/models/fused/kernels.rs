@@ -7,7 +7,7 @@
 //! partial sum of a chunk in registers, so a table row is read once and an output row written
 //! once, instead of one pass per (head, position) term.
 
-use crate::models::linalg::{dot, Real};
+use crate::numerics::linalg::{dot, Real};
 
 /// The row loops for one float type. Shapes: `p` `[H][3]` the row's attention pattern over
 /// (a, b, `=`); `x` the three `[H, W]` table blocks; `d` `[W]` a gradient row.
@@ -276,14 +276,7 @@ mod portable {
         }
     }
 
-    pub fn log_sum_exp(x: &[f64]) -> (f64, usize) {
-        let argmax = (0..x.len()).fold(0, |b, c| if x[c] > x[b] { c } else { b });
-        let max = x[argmax];
-        (
-            max + x.iter().map(|v| (v - max).exp()).sum::<f64>().ln(),
-            argmax,
-        )
-    }
+    pub use crate::numerics::softmax::log_sum_exp;
 
     pub fn cross_entropy<T: Real>(
         x: &mut [T],

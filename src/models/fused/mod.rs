@@ -20,8 +20,8 @@ mod rows;
 mod table;
 
 use super::{Activation, Normalization, ParamStore, TransformerConfig};
-pub use crate::models::linalg::Real;
-use crate::models::linalg::{heads_side_by_side, heads_stacked};
+pub use crate::numerics::linalg::Real;
+use crate::numerics::linalg::{heads_side_by_side, heads_stacked};
 pub use kernels::{cross_entropy_f32, log_sum_exp, Kernel};
 use rayon::prelude::*;
 pub use rows::RowsForward;

@@ -11,7 +11,7 @@
 use super::kernels::Kernel;
 use super::table::{Table, TableGrads};
 use super::Weights;
-use crate::models::linalg::{matmul_into, View};
+use crate::numerics::linalg::{matmul_into, View};
 
 /// Loss sum (nats, f64) and correct count of a chunk, with its gradients.
 pub struct ChunkResult<T> {
@@ -243,7 +243,7 @@ fn loss_and_backward<T: Kernel>(
 /// chunk) are overwritten entirely each step, so the next step on the same thread reuses them
 /// instead of allocating and zeroing fresh memory.
 mod spare {
-    use crate::models::linalg::Real;
+    use crate::numerics::linalg::Real;
     use std::any::Any;
     use std::cell::RefCell;
 

@@ -10,7 +10,7 @@
 //! comments use H heads, D = d_model, Dh = d_head, M = d_mlp, Vo = d_vocab_out.
 
 use super::Weights;
-use crate::models::linalg::{axpy, dot, matmul, matmul_into, par_rows, Real, View};
+use crate::numerics::linalg::{axpy, dot, matmul, matmul_into, par_rows, Real, View};
 use rayon::prelude::*;
 
 /// Forward quantities of the table stage.

@@ -8,7 +8,7 @@
 //! products over the padded columns add nothing. Backward (the softmax Jacobian):
 //! `∂P = ∂Z·Vᵀ`, `∂V = Pᵀ·∂Z`, `∂S = P ⊙ (∂P − rowsum(P ⊙ ∂P))`, `∂Q = ∂S·K`, `∂K = ∂Sᵀ·Q`.
 
-use crate::models::linalg::Real;
+use crate::numerics::linalg::Real;
 
 /// `exp` over a slice in place, per float type: f32 runs a branch-free polynomial the compiler
 /// vectorises (AVX2 + FMA where the CPU has them); f64 calls `f64::exp`.
@@ -517,6 +517,16 @@ mod tests {
         softmax_prefix(&mut row, 3);
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert_eq!(&row[3..], &[0.0; 5]);
+        // the prefix equals the plain softmax of the first n entries
+        let mut x = vec![
+            0.7f64, -3.0, 1.5, 0.0, 2.2, -0.4, 5.0, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+        ];
+        let mut want = x[..7].to_vec();
+        crate::numerics::softmax::softmax_rows(&mut want, 7);
+        softmax_prefix(&mut x, 7);
+        for (p, w) in x[..7].iter().zip(&want) {
+            assert!((p - w).abs() < 1e-14, "{p} vs {w}");
+        }
         let mut flat = vec![-2.0f32; 8];
         softmax_prefix(&mut flat, 4);
         assert!(flat[..4].iter().all(|&p| (p - 0.25).abs() < 1e-7));

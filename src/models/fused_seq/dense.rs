@@ -1,11 +1,9 @@
 //! The position-wise pieces of the sequence step, forward beside backward: matrix products on
 //! row-major buffers (the `gemm` crate's AVX-512 kernels where the CPU has them), LayerNorm, the MLP activation, and gathering the query rows.
 
-use crate::models::linalg::{matmul_into_shaped as matmul_into, Real, View};
 use crate::models::Activation;
-
-/// LayerNorm epsilon (TransformerLens default, as the burn model).
-const LN_EPS: f64 = 1e-5;
+pub use crate::numerics::layer_norm::{layer_norm, layer_norm_backward, LnCache};
+use crate::numerics::linalg::{matmul_into_shaped as matmul_into, Real, View};
 
 /// `out (+)= a · b`, all row-major: `a` `[r, k]`, `b` `[k, n]`, `out` `[r, n]`.
 pub fn mm<T: Real>(out: &mut [T], a: &[T], b: &[T], (r, k, n): (usize, usize, usize), acc: bool) {
@@ -67,65 +65,6 @@ pub fn scatter_add_rows<T: Real>(
             d.iter_mut().zip(row).for_each(|(d, &s)| *d += s);
         }
     }
-}
-
-/// What the backward of a LayerNorm needs: the normalised rows `x̂ = (x − μ)/σ` `[rows, D]` and
-/// `1/σ` per row, `σ = √(Var(x) + ε)` (biased variance).
-pub struct LnCache<T> {
-    xhat: Vec<T>,
-    rstd: Vec<T>,
-}
-
-/// LayerNorm of every row of `x` `[rows, D]`: `x̂·w + b` (TransformerLens `LayerNorm`).
-pub fn layer_norm<T: Real>(x: &[T], w: &[T], b: &[T]) -> (Vec<T>, LnCache<T>) {
-    let d = w.len();
-    let inv_d = T::of(1.0 / d as f64);
-    let mut xhat = x.to_vec();
-    let mut rstd = Vec::with_capacity(x.len() / d);
-    for row in xhat.chunks_exact_mut(d) {
-        let mean = row.iter().copied().sum::<T>() * inv_d;
-        row.iter_mut().for_each(|v| *v = *v - mean);
-        let var = row.iter().map(|&v| v * v).sum::<T>() * inv_d;
-        let r = (var + T::of(LN_EPS)).sqrt().recip();
-        row.iter_mut().for_each(|v| *v = *v * r);
-        rstd.push(r);
-    }
-    let mut out = xhat.clone();
-    for row in out.chunks_exact_mut(d) {
-        (row.iter_mut().zip(w).zip(b)).for_each(|((v, &w), &b)| *v = *v * w + b);
-    }
-    (out, LnCache { xhat, rstd })
-}
-
-/// The backward of [`layer_norm`]: returns `∂L/∂x` `[rows, D]` from `dy` `[rows, D]` and adds
-/// the scale's and bias's gradients to `gw`, `gb`:
-/// `∂x = (1/σ)·(∂x̂ − mean(∂x̂) − x̂·mean(∂x̂·x̂))` with `∂x̂ = dy·w`.
-pub fn layer_norm_backward<T: Real>(
-    dy: &[T],
-    cache: &LnCache<T>,
-    w: &[T],
-    gw: &mut [T],
-    gb: &mut [T],
-) -> Vec<T> {
-    let d = w.len();
-    let inv_d = T::of(1.0 / d as f64);
-    let mut dx = vec![T::zero(); dy.len()];
-    let rows = dy.chunks_exact(d).zip(cache.xhat.chunks_exact(d));
-    for (((dy, xh), dx), &r) in rows.zip(dx.chunks_exact_mut(d)).zip(&cache.rstd) {
-        let (mut mean_d, mut mean_dx) = (T::zero(), T::zero());
-        for j in 0..d {
-            gw[j] += dy[j] * xh[j];
-            gb[j] += dy[j];
-            let dxh = dy[j] * w[j];
-            mean_d += dxh;
-            mean_dx += dxh * xh[j];
-        }
-        let (mean_d, mean_dx) = (mean_d * inv_d, mean_dx * inv_d);
-        for j in 0..d {
-            dx[j] = r * (dy[j] * w[j] - mean_d - xh[j] * mean_dx);
-        }
-    }
-    dx
 }
 
 /// The MLP activation in place: ReLU, or the exact GELU `x·Φ(x)` (f64 `erf`, as burn's).

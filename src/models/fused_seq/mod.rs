@@ -18,8 +18,8 @@ mod pass;
 pub use attention::SoftmaxExp;
 
 use super::fused::Kernel;
-use super::linalg::{heads_side_by_side, heads_stacked};
 use super::{Normalization, ParamStore, TransformerConfig};
+use crate::numerics::linalg::{heads_side_by_side, heads_stacked};
 use rayon::prelude::*;
 
 /// A LayerNorm's scale and bias `[D]`.
