@@ -122,9 +122,9 @@ pub fn set_threads(n: usize) {
 ///
 /// Late in a grokking run the wrong classes' probabilities fall below f32's smallest normal
 /// (1.2e-38, a logit gap near 87), and f32 arithmetic on the subnormal gradients that follow
-/// takes a microcode assist per operation on Intel CPUs: on an AVX-512 Xeon, 300 steps of
-/// `nanda2023` from epoch 7,100 took 64.6 s without this and 11.7 s with it, with bit-identical
-/// metrics and weights (`docs/performance.md`). Subnormals carry no information a loss or an
+/// takes a microcode assist per operation on Intel CPUs: on a 2-core AVX-512 Xeon
+/// (2026-11-30), 300 steps of `nanda2023` from epoch 7,100 took 64.6 s without this and 11.7 s
+/// with it, with bit-identical metrics and weights (`docs/performance.md`). Subnormals carry no information a loss or an
 /// update of these models can use (each is < 1.2e-38 beside terms of order 1e-8 or more).
 #[allow(deprecated)] // `_mm_setcsr` is deprecated only in favour of inline assembly
 pub fn flush_denormals() {
