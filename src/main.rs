@@ -337,8 +337,10 @@ fn run(cli: Cli) -> Result<()> {
                 outcome(&s),
                 s.last.wall_s
             );
-            let (classes, curves): (Vec<_>, Vec<_>) = (s.phase_changes.iter())
-                .partition(|(curve, _)| curve.starts_with("test_loss_class."));
+            let rows = groklab::rundir::MetricsLog::load(&opts.out)?.rows;
+            let changes = measures::phases::phase_changes_of_rows(&rows);
+            let (classes, curves): (Vec<_>, Vec<_>) =
+                (changes.iter()).partition(|(curve, _)| curve.starts_with("test_loss_class."));
             if !classes.is_empty() {
                 println!(
                     "phase changes in {} per-class test losses (listed by groklab analyze)",

@@ -8,16 +8,13 @@
 //! (rows a-major, `a·p + b`).
 
 pub mod activations;
-pub mod attention;
 pub mod attention_views;
 mod bench;
 mod checkpoint;
 pub mod fourier;
 pub mod grad_split;
 pub mod head_saliency;
-pub mod icl;
 pub mod icl_run;
-pub mod icl_weights;
 pub mod logits;
 pub mod matrix;
 pub mod mlp_fourier;
@@ -30,6 +27,10 @@ pub mod sequence_run;
 mod snapshot;
 pub mod weights;
 
+// what the training loop also logs lives below it, in `models`, and is measured here too
+pub use crate::models::attention_scores as attention;
+pub use crate::models::lsa_compare as icl;
+pub use crate::models::lsa_heads as icl_weights;
 pub use bench::bench_analyze;
 pub use checkpoint::{analyze_checkpoint, parse_split, CheckpointTask};
 pub use neurons::KeyFreqVotes;

@@ -27,6 +27,7 @@
 //! On the paper's seed-0 run the paper puts the boundaries at 1.4k, 9.4k and 14k epochs.
 
 use super::snapshot::Measures;
+use crate::rundir::MetricsRow;
 use serde::{Deserialize, Serialize};
 
 /// Fraction of the steepest fall below which a loss counts as flat.
@@ -122,6 +123,25 @@ pub fn detect_phase_change(steps: &[u64], loss: &[f64]) -> Option<PhaseChange> {
         steepest: steps[top],
         end: end.map(|j| steps[j]),
     })
+}
+
+/// The phase change ([`detect_phase_change`]) of the test loss of a run's metrics rows (step
+/// order) and, for sequence tasks, of each scored position's (`test_loss_at.<t>`) and each
+/// class's (`test_loss_class.<c>`) test loss, by curve name; curves without one are left out.
+pub fn phase_changes_of_rows(rows: &[MetricsRow]) -> Vec<(String, PhaseChange)> {
+    let steps: Vec<u64> = rows.iter().map(|r| r.step).collect();
+    let curve = |key: &str| -> Vec<f64> {
+        (rows.iter())
+            .map(|r| r.get(key).unwrap_or(f64::NAN))
+            .collect()
+    };
+    let keys = std::iter::once("test_loss".to_string()).chain(
+        (rows.last().into_iter())
+            .flat_map(|r| r.task_metrics.iter().map(|(k, _)| k.clone()))
+            .filter(|k| k.starts_with("test_loss_at.") || k.starts_with("test_loss_class.")),
+    );
+    keys.filter_map(|k| Some((k.clone(), detect_phase_change(&steps, &curve(&k))?)))
+        .collect()
 }
 
 /// Phase boundaries of a grokking run from its measured checkpoints (in step order).

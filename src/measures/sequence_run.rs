@@ -149,7 +149,7 @@ pub fn analyze_sequence_run(run_dir: &Path) -> Result<(Vec<Map<String, Value>>, 
     let analysis = SequenceAnalysis {
         train_99_step: summary.as_ref().and_then(|s| s.train_99_step),
         test_99_step: summary.as_ref().and_then(|s| s.test_99_step),
-        phase_changes: summary.map(|s| s.phase_changes).unwrap_or_default(),
+        phase_changes: super::phases::phase_changes_of_rows(&log.rows),
         phases: finite.then(|| grokking_phases(&s, &tr, &te)),
         checkpoints: rows.len(),
         seconds: start.elapsed().as_secs_f64(),

@@ -3,12 +3,15 @@
 //! A model's weights live in a [`ParamStore`] (host memory, f64 master copy); each step builds a
 //! burn [`Transformer`] over them whose leaves carry gradients.
 
+pub mod attention_scores;
 mod config;
 pub mod fused;
 pub mod fused_seq;
 pub mod lsa;
 mod lsa_batched;
+pub mod lsa_compare;
 pub mod lsa_gd;
+pub mod lsa_heads;
 pub mod mlp;
 mod params;
 mod sequence;

@@ -11,7 +11,7 @@ use super::trainer::RunData;
 use crate::config::TaskConfig;
 use crate::config::{ModelConfig, RunConfig, Sampling};
 use crate::error::Result;
-use crate::measures::attention::{attention_to_tokens, induction_score, previous_token_score};
+use crate::models::attention_scores::{attention_to_tokens, induction_score, previous_token_score};
 use crate::models::{Scored, Transformer};
 use crate::tasks::{SeqBatch, SeqData};
 use burn::tensor::{Int, Tensor, TensorData};

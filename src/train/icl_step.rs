@@ -4,8 +4,8 @@
 
 use super::step::{Step, StepResult};
 use crate::config::IclTaskSection;
-use crate::measures::icl::{icl_metrics, IclReference};
 use crate::models::lsa::{loss_and_grads, LsaWeights};
+use crate::models::lsa_compare::{icl_metrics, IclReference};
 use crate::models::ModelSpec;
 use crate::tasks::{IclBatch, IclFormat, IclRegression};
 

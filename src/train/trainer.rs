@@ -8,7 +8,6 @@ use super::optim::Optimizer;
 use super::step::{Step, StepResult};
 use crate::config::{Precision, ResumeRecord, RunConfig};
 use crate::error::{GrokError, Result};
-use crate::measures::phases::{detect_phase_change, PhaseChange};
 use crate::models::{ModelSpec, ParamStore};
 use crate::rundir::{atomic_write, prepare_dir, MetricsLog, MetricsRow, RunLock};
 use crate::tasks::{split_indices, ModularDataset, Operation, Split};
@@ -51,9 +50,6 @@ pub struct RunSummary {
     pub train_99_step: Option<u64>,
     /// First logged step with test accuracy ≥ 99%.
     pub test_99_step: Option<u64>,
-    /// The phase change ([`detect_phase_change`]) of the test loss and, for sequence tasks, of
-    /// each scored position's (`test_loss_at.<t>`) and each class's (`test_loss_class.<c>`).
-    pub phase_changes: Vec<(String, PhaseChange)>,
 }
 
 /// A task's examples and their train/test split.
@@ -433,27 +429,12 @@ impl<'a> Run<'a> {
 }
 
 impl RunSummary {
-    /// The summary of a run's metrics rows (step order; `None` when there are none): the first
-    /// steps at 99% accuracy, and the phase change of the test loss and of each per-position
-    /// (`test_loss_at.<t>`) and per-class (`test_loss_class.<c>`) test loss curve.
+    /// The summary of a run's metrics rows (step order; `None` when there are none): the last
+    /// row and the first steps at 99% accuracy. (The phase changes of its curves are a measure:
+    /// [`crate::measures::phases::phase_changes_of_rows`].)
     pub fn of_rows(rows: &[MetricsRow]) -> Option<Self> {
         let first = |f: fn(&MetricsRow) -> f64| rows.iter().find(|r| f(r) >= 0.99).map(|r| r.step);
-        let steps: Vec<u64> = rows.iter().map(|r| r.step).collect();
-        let curve = |key: &str| -> Vec<f64> {
-            (rows.iter())
-                .map(|r| r.get(key).unwrap_or(f64::NAN))
-                .collect()
-        };
-        let keys = std::iter::once("test_loss".to_string()).chain(
-            (rows.last().into_iter())
-                .flat_map(|r| r.task_metrics.iter().map(|(k, _)| k.clone()))
-                .filter(|k| k.starts_with("test_loss_at.") || k.starts_with("test_loss_class.")),
-        );
-        let phase_changes = keys
-            .filter_map(|k| Some((k.clone(), detect_phase_change(&steps, &curve(&k))?)))
-            .collect();
         Some(RunSummary {
-            phase_changes,
             train_99_step: first(|r| r.train_acc),
             test_99_step: first(|r| r.test_acc),
             last: rows.last()?.clone(),

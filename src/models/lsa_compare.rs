@@ -10,7 +10,7 @@
 //! The reference is K-step GD with its line-searched step, and for K ≥ 2 also GD++ with its
 //! fitted (η, γ) ([`crate::models::lsa_gd`]).
 
-use super::icl_weights::{head_products, HeadProducts};
+use super::lsa_heads::{head_products, HeadProducts};
 use crate::models::lsa::{predict, query_gradients, LsaWeights};
 use crate::models::lsa_gd::{fit_gdpp, gd_block, gdpp_block, line_search_gd, stacked};
 use crate::tasks::{IclBatch, IclFormat};

@@ -150,7 +150,7 @@ pub fn interpolate(trained: &LsaWeights, constructed: &LsaWeights, alpha: f64) -
 pub fn loss_on(w: &LsaWeights, batch: &IclBatch) -> f64 {
     let tokens = batch.tokens(crate::tasks::IclFormat::Paired);
     let preds = predict(w, &tokens, batch.n + 1);
-    super::icl::half_mse_f32(&preds, &batch.y_q)
+    super::lsa_compare::half_mse_f32(&preds, &batch.y_q)
 }
 
 /// The ½-MSE on `batch` at every α of [`ALPHAS`] ([`interpolate`]).
