@@ -7,8 +7,8 @@
 use super::{section, SECTION_PATH};
 use crate::error::{GrokError, Result};
 use crate::tasks::{
-    sequence_task, IclFormat, IclRegression, Operation, Regime, SeqData, SeqTaskEntry,
-    SequenceTask, SplitMode, SEQUENCE_TASKS,
+    sequence_task, IclRegression, Operation, Regime, SeqData, SeqTaskEntry, SequenceTask,
+    SplitMode, SEQUENCE_TASKS,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -186,32 +186,69 @@ pub fn task_names() -> String {
 /// The in-context regression task's config name.
 pub const ICL_TASK: &str = "linear_regression_icl";
 
-/// `[task]` of in-context linear regression ([`IclRegression`]): real-valued tokens, a fresh
-/// batch of tasks every step, a fixed evaluation set.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[task]` of in-context linear regression: the task distribution's own keys
+/// ([`IclRegression`], read by its own serde derive) beside `name` and `n_eval`. Real-valued
+/// tokens, a fresh batch of tasks every step, a fixed evaluation set. Dereferences to the task.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct IclTaskSection {
     /// [`ICL_TASK`].
     pub name: String,
-    /// Input dimension d.
-    pub d: usize,
-    /// Context pairs N.
-    pub n_pairs: usize,
-    /// Inputs are uniform on `[−x_range/2, x_range/2]^d` (the paper's code: 1).
-    pub x_range: f64,
-    /// Weights are `w_scale · N(0, I)`.
-    pub w_scale: f64,
-    /// Standard deviation of Gaussian label noise (0: noiseless).
-    pub noise: f64,
-    /// Token layout: `paired` or `alternating`.
-    pub format: IclFormat,
+    /// The task distribution (`d`, `n_pairs`, `x_range`, `w_scale`, `noise`, `format`, `seed`).
+    #[serde(flatten)]
+    pub task: IclRegression,
     /// Tasks in the fixed evaluation set (the paper: 10,000).
     pub n_eval: usize,
-    /// Seed of the batches and the evaluation set.
-    pub seed: u64,
+}
+
+impl std::ops::Deref for IclTaskSection {
+    type Target = IclRegression;
+
+    fn deref(&self) -> &IclRegression {
+        &self.task
+    }
+}
+
+/// The keys of an [`IclTaskSection`] that are not the task's.
+const ICL_COMMON_KEYS: [&str; 2] = ["name", "n_eval"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IclCommon {
+    name: String,
+    n_eval: usize,
 }
 
 impl IclTaskSection {
+    /// Reads a `[task]` table of in-context regression. `Err` is the key path inside the
+    /// section and serde's message.
+    fn read(value: toml::Value) -> std::result::Result<Self, (String, String)> {
+        let toml::Value::Table(mut table) = value else {
+            return Err((String::new(), "[task] is a table".into()));
+        };
+        let common: toml::Table = ICL_COMMON_KEYS
+            .iter()
+            .filter_map(|k| table.remove(*k).map(|v| (k.to_string(), v)))
+            .collect();
+        let c: IclCommon = serde_path_to_error::deserialize(toml::Value::Table(common))
+            .map_err(|e| (e.path().to_string(), e.inner().to_string()))?;
+        let task: IclRegression = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+                let msg = e.inner().message().to_string();
+                let first = msg.lines().next().unwrap_or_default();
+                let msg = if first.starts_with("unknown field") {
+                    format!("{first}, `name`, `n_eval`")
+                } else {
+                    msg
+                };
+                (e.path().to_string(), msg)
+            })?;
+        Ok(Self {
+            name: c.name,
+            task,
+            n_eval: c.n_eval,
+        })
+    }
+
     /// Checks every key's range.
     ///
     /// # Errors
@@ -251,15 +288,7 @@ impl IclTaskSection {
 
     /// The task distribution.
     pub fn task(&self) -> IclRegression {
-        IclRegression {
-            d: self.d,
-            n_ctx_pairs: self.n_pairs,
-            x_range: self.x_range,
-            w_scale: self.w_scale,
-            noise: self.noise,
-            format: self.format,
-            seed: self.seed,
-        }
+        self.task.clone()
     }
 }
 
@@ -301,7 +330,9 @@ impl<'de> Deserialize<'de> for TaskConfig {
                 .map(TaskConfig::Sequence)
                 .map_err(|(path, msg)| D::Error::custom(format!("{path}{SECTION_PATH}{msg}")))
         } else if name == ICL_TASK {
-            section(value).map(TaskConfig::Icl)
+            IclTaskSection::read(value)
+                .map(TaskConfig::Icl)
+                .map_err(|(path, msg)| D::Error::custom(format!("{path}{SECTION_PATH}{msg}")))
         } else {
             section(value).map(TaskConfig::Modular)
         }

@@ -162,7 +162,7 @@ impl IclAnalysis {
 /// The model's and each reference's ½-MSE on `OOD_TASKS` tasks of `task`.
 fn ood_point(model: &LsaWeights, data: &IclData, task: &IclRegression, scale: f64) -> OodPoint {
     let eval = task.eval_set(OOD_TASKS);
-    let t = tokens_per_task(task.format, task.n_ctx_pairs);
+    let t = tokens_per_task(task.format, task.n_pairs);
     let preds = predict(model, &eval.tokens(task.format), t);
     let paired = eval.tokens(IclFormat::Paired);
     OodPoint {

@@ -204,7 +204,7 @@ mod tests {
     fn comparison_invariants() {
         let task = IclRegression {
             d: 4,
-            n_ctx_pairs: 6,
+            n_pairs: 6,
             x_range: 1.0,
             w_scale: 1.0,
             noise: 0.0,

@@ -294,7 +294,7 @@ pub fn train_gdpp_diagonal(
     batch: usize,
     lr: f64,
 ) -> (f64, f64, Vec<f64>) {
-    let (d, n) = (task.d, task.n_ctx_pairs);
+    let (d, n) = (task.d, task.n_pairs);
     let e = d + 1;
     let threads = rayon::current_num_threads();
     // θ = (η/N, γ) with Adam's moments
@@ -333,7 +333,7 @@ mod tests {
     fn task(d: usize, n: usize) -> IclRegression {
         IclRegression {
             d,
-            n_ctx_pairs: n,
+            n_pairs: n,
             x_range: 1.0,
             w_scale: 1.0,
             noise: 0.0,

@@ -199,7 +199,7 @@ mod tests {
     fn eval() -> IclBatch {
         IclRegression {
             d: 5,
-            n_ctx_pairs: 7,
+            n_pairs: 7,
             x_range: 1.0,
             w_scale: 1.0,
             noise: 0.0,

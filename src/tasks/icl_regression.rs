@@ -29,12 +29,13 @@ pub enum IclFormat {
 }
 
 /// The task distribution.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct IclRegression {
     /// Input dimension d.
     pub d: usize,
     /// Context pairs N.
-    pub n_ctx_pairs: usize,
+    pub n_pairs: usize,
     /// Inputs are uniform on `[−range/2, range/2]^d` (the paper's code: range 1).
     pub x_range: f64,
     /// Weights are `w_scale · N(0, I)`.
@@ -131,7 +132,7 @@ impl IclRegression {
     /// `b` tasks drawn from `rng`: per task w, then N context inputs, the query input, and the
     /// labels with their noise.
     pub fn sample(&self, rng: &mut ChaCha8Rng, b: usize) -> IclBatch {
-        let (d, n) = (self.d, self.n_ctx_pairs);
+        let (d, n) = (self.d, self.n_pairs);
         let mut batch = IclBatch {
             d,
             n,
@@ -187,7 +188,7 @@ mod tests {
     fn task() -> IclRegression {
         IclRegression {
             d: 3,
-            n_ctx_pairs: 4,
+            n_pairs: 4,
             x_range: 1.0,
             w_scale: 1.0,
             noise: 0.0,

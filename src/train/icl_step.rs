@@ -42,7 +42,7 @@ impl IclData {
 
     /// Tokens per task T.
     pub fn tokens_per_task(&self) -> usize {
-        crate::tasks::icl_regression::tokens_per_task(self.task.format, self.task.n_ctx_pairs)
+        crate::tasks::icl_regression::tokens_per_task(self.task.format, self.task.n_pairs)
     }
 }
 
@@ -75,7 +75,7 @@ impl Step<'_> {
             &self.lsa(),
             &data.eval_tokens,
             &data.eval_targets,
-            data.task.n_ctx_pairs,
+            data.task.n_pairs,
             &data.references,
         )
     }
