@@ -1,14 +1,12 @@
-//! Benchmarks (`groklab bench`, `groklab bench --all`). Figures are printed, never asserted.
+//! Benchmarks (`groklab bench`, `groklab bench --all`): the training step as a run takes it
+//! ([`Run::train_step`], the update of [`Run::advance`]), on a run held in memory. Figures are
+//! printed, never asserted.
 
-use super::batches::Batches;
-use super::optim::Optimizer;
 use super::seeds::seed_configs;
-use super::step::Step;
-use super::trainer::set_threads;
+use super::trainer::{set_threads, Run};
 use crate::config::RunConfig;
 use crate::error::Result;
-use crate::models::{fused, ModelSpec, ParamStore};
-use burn::tensor::Device;
+use crate::models::{fused, ModelSpec};
 use rayon::prelude::*;
 use std::time::Instant;
 
@@ -34,38 +32,6 @@ pub struct BenchReport {
     pub fused_seq: bool,
 }
 
-/// One run's weights and optimiser, stepping on a fixed batch.
-struct Stepper {
-    params: ParamStore,
-    optim: Optimizer,
-    step: u64,
-}
-
-impl Stepper {
-    fn new(cfg: &RunConfig) -> Self {
-        let t = &cfg.train;
-        let params = ParamStore::init_specs(cfg.model_spec().param_specs(), cfg.model.init_seed());
-        let optim = Optimizer::for_run(&params, t, &params);
-        Self {
-            params,
-            optim,
-            step: 0,
-        }
-    }
-
-    /// One update on the run's step-0 batch (the same batch every time).
-    fn advance(&mut self, cfg: &RunConfig, device: &Device, batches: &Batches, threads: usize) {
-        let t = &cfg.train;
-        let model = cfg.model_spec();
-        let mut step = Step::for_run(&model, &self.params, device, t);
-        step.threads = threads;
-        let (r, _) = batches.train(&step, 0, t.batch_size, t.sampling);
-        let lr = t.schedule().lr_at(self.step);
-        self.optim.step(&mut self.params, r.grads, lr);
-        self.step += 1;
-    }
-}
-
 /// Times `steps` training steps of `cfg` (full batch, or one minibatch of `train.batch_size`
 /// rows) after two warm-up steps.
 ///
@@ -75,22 +41,20 @@ pub fn bench_train_step(cfg: &RunConfig, steps: usize) -> Result<BenchReport> {
     let t = &cfg.train;
     set_threads(t.threads);
     let model = cfg.model_spec();
-    let device = Device::flex().autodiff();
-    let batches = Batches::new(cfg)?;
-    let mut run = Stepper::new(cfg);
+    let mut run = Run::scratch(cfg, t.threads)?;
     let mut times = Vec::new();
     for i in 0..steps + 2 {
         let clock = Instant::now();
-        run.advance(cfg, &device, &batches, t.threads);
+        run.train_step(i as u64);
         if i >= 2 {
             times.push(clock.elapsed().as_secs_f64());
         }
     }
     times.sort_by(f64::total_cmp);
     let secs = times[times.len() / 2];
-    let (rows, scored) = batches.shape_of_step0(t.batch_size);
+    let (rows, scored) = run.shape_of_step0();
     let flops = step_flops(&model, rows, scored);
-    let probe = Step::for_run(&model, &run.params, &device, t);
+    let probe = run.probe();
     let (fused, fused_seq) = (
         probe.uses_fused(),
         !probe.uses_fused() && probe.uses_fused_seq(),
@@ -140,19 +104,19 @@ pub struct SeedsReport {
 /// Invalid config.
 pub fn bench_seeds(cfg: &RunConfig, seeds: usize, steps: usize) -> Result<SeedsReport> {
     set_threads(cfg.train.threads);
-    let device = Device::flex().autodiff();
-    let batch = Batches::new(cfg)?;
     let configs = seed_configs(cfg, seeds);
     let clock = Instant::now();
     for c in &configs {
-        let mut run = Stepper::new(c);
-        (0..steps).for_each(|_| run.advance(c, &device, &batch, cfg.train.threads));
+        let mut run = Run::scratch(c, cfg.train.threads)?;
+        (0..steps as u64).for_each(|s| run.train_step(s));
     }
     let sequential = (seeds * steps) as f64 / clock.elapsed().as_secs_f64();
-    let mut runs: Vec<Stepper> = configs.iter().map(Stepper::new).collect();
+    let mut runs = (configs.iter())
+        .map(|c| Run::scratch(c, 1))
+        .collect::<Result<Vec<_>>>()?;
     let clock = Instant::now();
-    for _ in 0..steps {
-        (runs.par_iter_mut().zip(&configs)).for_each(|(r, c)| r.advance(c, &device, &batch, 1));
+    for s in 0..steps as u64 {
+        runs.par_iter_mut().for_each(|r| r.train_step(s));
     }
     let batched = (seeds * steps) as f64 / clock.elapsed().as_secs_f64();
     Ok(SeedsReport {

@@ -230,8 +230,8 @@ pub(crate) struct Run<'a> {
     threads: usize,
     devices: (Device, Device),
     slingshots: Slingshots,
-    /// Held while the run is open: no second writer.
-    _lock: RunLock,
+    /// Held while the run is open: no second writer (`None`: a scratch run, no directory).
+    _lock: Option<RunLock>,
 }
 
 impl<'a> Run<'a> {
@@ -302,8 +302,83 @@ impl<'a> Run<'a> {
             threads,
             devices,
             slingshots,
-            _lock: lock,
+            _lock: Some(lock),
         })
+    }
+
+    /// A fresh run of `cfg` in memory only (no directory, nothing written, nothing locked):
+    /// what `groklab bench` steps with [`Run::train_step`], the update [`Run::advance`] takes.
+    ///
+    /// # Errors
+    /// An invalid task config ([`Batches::new`]).
+    pub(crate) fn scratch(cfg: &'a RunConfig, threads: usize) -> Result<Self> {
+        let model = cfg.model_spec();
+        let batches = Batches::new(cfg)?;
+        let init = ParamStore::init_specs(model.param_specs(), cfg.model.init_seed());
+        let optim = Optimizer::for_run(&init, &cfg.train, &init);
+        let mut params = init;
+        if cfg.train.compute_dtype == Precision::F32 {
+            params.round_to_f32();
+        }
+        Ok(Self {
+            cfg,
+            model,
+            batches,
+            dir: PathBuf::new(),
+            params,
+            optim,
+            log: MetricsLog::default(),
+            start: 0,
+            resumed: false,
+            wall0: 0.0,
+            clock: Instant::now(),
+            last_ckpt: None,
+            threads,
+            devices: (Device::flex().autodiff(), Device::flex()),
+            slingshots: Slingshots::default(),
+            _lock: None,
+        })
+    }
+
+    /// Step `step`'s gradient (forward and backward on its batch, the loss scaled by
+    /// `train.loss_scale`) and whether the batch was the whole training set.
+    fn gradients(&self, step: u64) -> (StepResult, bool) {
+        let t = &self.cfg.train;
+        let (mut r, whole) = (self.batches).train(
+            &self.step_fn(&self.devices.0),
+            step,
+            t.batch_size,
+            t.sampling,
+        );
+        scale_result(&mut r, t.loss_scale);
+        (r, whole)
+    }
+
+    /// The update of `step`: the optimiser on `grads` at the schedule's lr, and the rounding of
+    /// an f32 run's weights.
+    fn apply(&mut self, grads: super::grad_filter::Grads, step: u64) {
+        let t = &self.cfg.train;
+        self.optim
+            .step(&mut self.params, grads, t.schedule().lr_at(step));
+        if t.compute_dtype == Precision::F32 {
+            self.params.round_to_f32();
+        }
+    }
+
+    /// One training step without checkpoint or log: [`Run::advance`]'s gradient and update.
+    pub(crate) fn train_step(&mut self, step: u64) {
+        let (r, _) = self.gradients(step);
+        self.apply(r.grads, step);
+    }
+
+    /// The batch shape of step 0: rows, and scored positions per sequence of a sequence task.
+    pub(crate) fn shape_of_step0(&self) -> (usize, Option<f64>) {
+        self.batches.shape_of_step0(self.cfg.train.batch_size)
+    }
+
+    /// The step function over the current weights (which engine runs it).
+    pub(crate) fn probe(&self) -> Step<'_> {
+        self.step_fn(&self.devices.0)
     }
 
     fn step_fn<'s>(&'s self, device: &'s Device) -> Step<'s> {
@@ -340,13 +415,7 @@ impl<'a> Run<'a> {
         if due && !(self.resumed && step == self.start) {
             self.checkpoint(step)?;
         }
-        let (mut r, whole) = (self.batches).train(
-            &self.step_fn(&self.devices.0),
-            step,
-            t.batch_size,
-            t.sampling,
-        );
-        scale_result(&mut r, t.loss_scale);
+        let (r, whole) = self.gradients(step);
         if !r.loss.is_finite() {
             return Err(GrokError::NonFiniteLoss {
                 step,
@@ -393,10 +462,7 @@ impl<'a> Run<'a> {
             logged = Some(row);
         }
         if step < t.steps {
-            self.optim.step(&mut self.params, r.grads, lr);
-            if t.compute_dtype == Precision::F32 {
-                self.params.round_to_f32();
-            }
+            self.apply(r.grads, step);
         }
         Ok(logged)
     }
