@@ -1,5 +1,8 @@
-//! Optimisers with PyTorch semantics: AdamW, Adam with coupled L2, SGD (momentum, Nesterov);
-//! weight decay toward zero or toward the initial weights.
+//! Optimisers with PyTorch semantics: the update rules behind [`UpdateRule`] (AdamW, Adam with
+//! coupled L2, SGD with momentum and Nesterov; weight decay toward zero or toward the initial
+//! weights) and the gradient filters behind [`GradFilter`] (Grokfast, ⊥Grad, clipping), which
+//! [`Optimizer::step`] applies in that order before the rule, with Omnigrok's norm constraint
+//! after it.
 
 use super::grad_filter::{self, Grads, Grokfast};
 use crate::config::{DecayTarget, OptimizerKind, TrainSection};
@@ -101,15 +104,17 @@ impl Optimizer {
         }
     }
 
-    /// A whole step from the raw gradient: Grokfast, ⊥Grad, clipping, the update rule at `lr`,
-    /// then the norm constraint.
+    /// A whole step from the raw gradient: the gradient filters in their documented order
+    /// ([`Optimizer::filters`]: Grokfast, ⊥Grad, clipping), the update rule at `lr`, then the
+    /// norm constraint.
     pub fn step(&mut self, store: &mut ParamStore, mut grads: Grads, lr: f64) {
-        self.grokfast.apply(&mut grads);
-        if self.orthograd {
-            grad_filter::orthogonalize(&mut grads, store);
-        }
-        if self.clip_grad_norm > 0.0 {
-            grad_filter::clip_global_norm(&mut grads, self.clip_grad_norm);
+        let filters: [&mut dyn GradFilter; 3] = [
+            &mut self.grokfast,
+            &mut Orthograd(self.orthograd),
+            &mut ClipGlobalNorm(self.clip_grad_norm),
+        ];
+        for f in filters {
+            f.filter(&mut grads, store);
         }
         self.update(store, &grads, lr);
         if let Some(target) = self.constrain_norm {
@@ -121,14 +126,8 @@ impl Optimizer {
     pub fn update(&mut self, store: &mut ParamStore, grads: &[Option<Vec<f64>>], lr: f64) {
         self.step += 1;
         let t = self.step;
-        let rule = Rule {
-            kind: self.kind,
-            betas: self.betas,
-            eps: self.eps,
-            weight_decay: self.weight_decay,
-            momentum: self.momentum,
-            nesterov: self.nesterov,
-        };
+        let rule = self.rule();
+        let rule = &*rule;
         let anchors: Vec<Option<&Vec<f64>>> = match &self.anchor {
             Some(a) => a.iter().map(Some).collect(),
             None => vec![None; store.entries.len()],
@@ -143,72 +142,157 @@ impl Optimizer {
                 let (Some(g), true) = (g, entry.trainable) else {
                     return;
                 };
-                rule.update_tensor(&mut entry.data, g, m, v, anchor.map(|a| &a[..]), lr, t);
+                let tensor = Tensor {
+                    w: &mut entry.data,
+                    m,
+                    v,
+                    anchor: anchor.map(|a| &a[..]),
+                };
+                rule.update_tensor(tensor, g, lr, t);
             });
     }
 }
 
-/// An optimiser's hyper-parameters, copied into each tensor's task.
-#[derive(Clone, Copy)]
-struct Rule {
-    kind: OptimizerKind,
-    betas: [f64; 2],
-    eps: f64,
-    weight_decay: f64,
-    momentum: f64,
-    nesterov: bool,
+impl Optimizer {
+    /// The update rule of `kind` with this optimiser's hyper-parameters (the one place the kind
+    /// is matched).
+    pub fn rule(&self) -> Box<dyn UpdateRule> {
+        let wd = self.weight_decay;
+        match self.kind {
+            OptimizerKind::Adamw => Box::new(Adam {
+                betas: self.betas,
+                eps: self.eps,
+                decay: Decay::Decoupled(wd),
+            }),
+            OptimizerKind::Adam => Box::new(Adam {
+                betas: self.betas,
+                eps: self.eps,
+                decay: Decay::L2(wd),
+            }),
+            OptimizerKind::Sgd => Box::new(Sgd {
+                momentum: self.momentum,
+                nesterov: self.nesterov,
+                weight_decay: wd,
+            }),
+        }
+    }
 }
 
-impl Rule {
-    #[allow(clippy::too_many_arguments)]
-    fn update_tensor(
-        &self,
-        w: &mut [f64],
-        g: &[f64],
-        m: &mut [f64],
-        v: &mut [f64],
-        anchor: Option<&[f64]>,
-        lr: f64,
-        t: u64,
-    ) {
-        let wd = self.weight_decay;
-        let decay_term = |i: usize, w: f64| anchor.map_or(w, |a| w - a[i]);
-        match self.kind {
-            OptimizerKind::Adamw | OptimizerKind::Adam => {
-                let [b1, b2] = self.betas;
-                let bc1 = 1.0 - b1.powi(t as i32);
-                let bc2_sqrt = (1.0 - b2.powi(t as i32)).sqrt();
-                let step_size = lr / bc1;
-                let decoupled = self.kind == OptimizerKind::Adamw;
-                for i in 0..w.len() {
-                    let mut gi = g[i];
-                    if decoupled {
-                        match anchor {
-                            None => w[i] *= 1.0 - lr * wd,
-                            Some(a) => w[i] -= lr * wd * (w[i] - a[i]),
-                        }
-                    } else if wd != 0.0 {
-                        gi += wd * decay_term(i, w[i]);
-                    }
-                    m[i] += (1.0 - b1) * (gi - m[i]);
-                    v[i] = v[i] * b2 + (1.0 - b2) * gi * gi;
-                    w[i] -= step_size * m[i] / (v[i].sqrt() / bc2_sqrt + self.eps);
-                }
+/// One trainable tensor's weights, optimiser state and decay anchor, as an update sees them.
+pub struct Tensor<'a> {
+    /// Weights θ, updated in place.
+    pub w: &'a mut [f64],
+    /// First moment (Adam) or momentum buffer (SGD); empty when the rule keeps none.
+    pub m: &'a mut [f64],
+    /// Second moment (Adam); empty for SGD.
+    pub v: &'a mut [f64],
+    /// θ₀ for decay toward the initial weights (`None`: toward zero).
+    pub anchor: Option<&'a [f64]>,
+}
+
+/// An optimiser's update of one tensor (PyTorch semantics; formulas on [`Optimizer`]).
+pub trait UpdateRule: Sync {
+    /// Updates `x.w` (and its state) with gradient `g` at learning rate `lr`; `t` is the update
+    /// count after increment (Adam's bias correction, SGD's first momentum step).
+    fn update_tensor(&self, x: Tensor<'_>, g: &[f64], lr: f64, t: u64);
+}
+
+/// A transformation of the raw gradient before the update rule (Grokfast, ⊥Grad, clipping).
+pub trait GradFilter {
+    /// Transforms `grads` (store order) in place; `store` holds the current weights.
+    fn filter(&mut self, grads: &mut Grads, store: &ParamStore);
+}
+
+impl GradFilter for Grokfast {
+    fn filter(&mut self, grads: &mut Grads, _store: &ParamStore) {
+        self.apply(grads);
+    }
+}
+
+/// ⊥Grad (Prieto et al. 2025, §5) when on: each tensor's gradient without its component along
+/// the weights, rescaled to the original norm ([`grad_filter::orthogonalize`]).
+struct Orthograd(bool);
+
+impl GradFilter for Orthograd {
+    fn filter(&mut self, grads: &mut Grads, store: &ParamStore) {
+        if self.0 {
+            grad_filter::orthogonalize(grads, store);
+        }
+    }
+}
+
+/// Global-norm clipping to this norm (0: none; [`grad_filter::clip_global_norm`]).
+struct ClipGlobalNorm(f64);
+
+impl GradFilter for ClipGlobalNorm {
+    fn filter(&mut self, grads: &mut Grads, _store: &ParamStore) {
+        if self.0 > 0.0 {
+            grad_filter::clip_global_norm(grads, self.0);
+        }
+    }
+}
+
+/// How Adam applies weight decay λ.
+#[derive(Clone, Copy)]
+enum Decay {
+    /// AdamW: `θ ← θ − lr·λ·d` before the moment update (Loshchilov & Hutter 2019).
+    Decoupled(f64),
+    /// Adam: `g ← g + λ·d` (coupled L2).
+    L2(f64),
+}
+
+/// Adam with decoupled (`torch.optim.AdamW`) or coupled L2 (`torch.optim.Adam`) decay.
+struct Adam {
+    betas: [f64; 2],
+    eps: f64,
+    decay: Decay,
+}
+
+impl UpdateRule for Adam {
+    fn update_tensor(&self, x: Tensor<'_>, g: &[f64], lr: f64, t: u64) {
+        let Tensor { w, m, v, anchor } = x;
+        let [b1, b2] = self.betas;
+        let bc1 = 1.0 - b1.powi(t as i32);
+        let bc2_sqrt = (1.0 - b2.powi(t as i32)).sqrt();
+        let step_size = lr / bc1;
+        for i in 0..w.len() {
+            let mut gi = g[i];
+            match self.decay {
+                Decay::Decoupled(wd) => match anchor {
+                    None => w[i] *= 1.0 - lr * wd,
+                    Some(a) => w[i] -= lr * wd * (w[i] - a[i]),
+                },
+                Decay::L2(wd) if wd != 0.0 => gi += wd * anchor.map_or(w[i], |a| w[i] - a[i]),
+                Decay::L2(_) => {}
             }
-            OptimizerKind::Sgd => {
-                let mu = self.momentum;
-                for i in 0..w.len() {
-                    let mut gi = g[i];
-                    if wd != 0.0 {
-                        gi += wd * decay_term(i, w[i]);
-                    }
-                    if mu != 0.0 {
-                        m[i] = if t == 1 { gi } else { mu * m[i] + gi };
-                        gi = if self.nesterov { gi + mu * m[i] } else { m[i] };
-                    }
-                    w[i] -= lr * gi;
-                }
+            m[i] += (1.0 - b1) * (gi - m[i]);
+            v[i] = v[i] * b2 + (1.0 - b2) * gi * gi;
+            w[i] -= step_size * m[i] / (v[i].sqrt() / bc2_sqrt + self.eps);
+        }
+    }
+}
+
+/// `torch.optim.SGD`: coupled L2 decay, momentum μ (dampening 0), optionally Nesterov.
+struct Sgd {
+    momentum: f64,
+    nesterov: bool,
+    weight_decay: f64,
+}
+
+impl UpdateRule for Sgd {
+    fn update_tensor(&self, x: Tensor<'_>, g: &[f64], lr: f64, t: u64) {
+        let Tensor { w, m, anchor, .. } = x;
+        let (mu, wd) = (self.momentum, self.weight_decay);
+        for i in 0..w.len() {
+            let mut gi = g[i];
+            if wd != 0.0 {
+                gi += wd * anchor.map_or(w[i], |a| w[i] - a[i]);
             }
+            if mu != 0.0 {
+                m[i] = if t == 1 { gi } else { mu * m[i] + gi };
+                gi = if self.nesterov { gi + mu * m[i] } else { m[i] };
+            }
+            w[i] -= lr * gi;
         }
     }
 }
