@@ -40,6 +40,35 @@ pub enum RegimeName {
     Infinite,
 }
 
+/// Splits a `[task]` table into the keys every task of a family has (`common`, read as `C`) and
+/// the rest, which are the task's own. `Err` is the key path inside the section and serde's
+/// message.
+fn split_section<C: serde::de::DeserializeOwned>(
+    value: toml::Value,
+    common: &[&str],
+) -> std::result::Result<(C, toml::Table), (String, String)> {
+    let toml::Value::Table(mut table) = value else {
+        return Err((String::new(), "[task] is a table".into()));
+    };
+    let keys: toml::Table = (common.iter())
+        .filter_map(|k| table.remove(*k).map(|v| (k.to_string(), v)))
+        .collect();
+    let c = serde_path_to_error::deserialize(toml::Value::Table(keys))
+        .map_err(|e| (e.path().to_string(), e.inner().to_string()))?;
+    Ok((c, table))
+}
+
+/// serde's "unknown field `x`, expected one of …" for a task's own keys, with the family's
+/// common keys added to the list, so that the nearest key named may be one of them.
+fn with_common_keys(msg: String, common: &[&str]) -> String {
+    let first = msg.lines().next().unwrap_or_default();
+    if !first.starts_with("unknown field") {
+        return msg;
+    }
+    let common: Vec<String> = common.iter().map(|k| format!("`{k}`")).collect();
+    format!("{first}, {}", common.join(", "))
+}
+
 /// The keys every sequence task has.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,32 +108,15 @@ impl SeqTaskSection {
     /// Reads a `[task]` table whose `name` is a registered sequence task. `Err` is the key path
     /// inside the section and serde's message.
     fn read(value: toml::Value) -> std::result::Result<Self, (String, String)> {
-        let toml::Value::Table(mut table) = value else {
-            return Err((String::new(), "[task] is a table".into()));
-        };
-        let common: toml::Table = SEQ_COMMON_KEYS
-            .iter()
-            .filter_map(|k| table.remove(*k).map(|v| (k.to_string(), v)))
-            .collect();
-        let c: SeqCommon = serde_path_to_error::deserialize(toml::Value::Table(common))
-            .map_err(|e| (e.path().to_string(), e.inner().to_string()))?;
+        let (c, table): (SeqCommon, _) = split_section(value, &SEQ_COMMON_KEYS)?;
         let entry = sequence_task(&c.name).ok_or_else(|| {
             (
                 "name".to_string(),
                 format!("unknown sequence task `{}`", c.name),
             )
         })?;
-        let own = (entry.read)(table).map_err(|(path, msg)| {
-            // the nearest key may be one every sequence task has
-            let first = msg.lines().next().unwrap_or_default();
-            if first.starts_with("unknown field") {
-                let common: Vec<String> =
-                    SEQ_COMMON_KEYS.iter().map(|k| format!("`{k}`")).collect();
-                (path, format!("{first}, {}", common.join(", ")))
-            } else {
-                (path, msg)
-            }
-        })?;
+        let own = (entry.read)(table)
+            .map_err(|(path, msg)| (path, with_common_keys(msg, &SEQ_COMMON_KEYS)))?;
         Ok(Self {
             own,
             name: c.name,
@@ -222,25 +234,14 @@ impl IclTaskSection {
     /// Reads a `[task]` table of in-context regression. `Err` is the key path inside the
     /// section and serde's message.
     fn read(value: toml::Value) -> std::result::Result<Self, (String, String)> {
-        let toml::Value::Table(mut table) = value else {
-            return Err((String::new(), "[task] is a table".into()));
-        };
-        let common: toml::Table = ICL_COMMON_KEYS
-            .iter()
-            .filter_map(|k| table.remove(*k).map(|v| (k.to_string(), v)))
-            .collect();
-        let c: IclCommon = serde_path_to_error::deserialize(toml::Value::Table(common))
-            .map_err(|e| (e.path().to_string(), e.inner().to_string()))?;
+        let (c, table): (IclCommon, _) = split_section(value, &ICL_COMMON_KEYS)?;
         let task: IclRegression = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| {
                 let msg = e.inner().message().to_string();
-                let first = msg.lines().next().unwrap_or_default();
-                let msg = if first.starts_with("unknown field") {
-                    format!("{first}, `name`, `n_eval`")
-                } else {
-                    msg
-                };
-                (e.path().to_string(), msg)
+                (
+                    e.path().to_string(),
+                    with_common_keys(msg, &ICL_COMMON_KEYS),
+                )
             })?;
         Ok(Self {
             name: c.name,
