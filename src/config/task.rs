@@ -99,9 +99,10 @@ pub struct SeqTaskSection {
     pub n_test: usize,
     /// Seed of the data (test set, training set or stream, sparse parity's bits).
     pub seed: u64,
-    /// The task's own keys, as its config type wrote them back after reading them.
+    /// The task's own keys, as its config type wrote them back after reading them (private:
+    /// only what the config type wrote can be built).
     #[serde(flatten)]
-    pub own: toml::Table,
+    own: toml::Table,
 }
 
 impl SeqTaskSection {

@@ -109,7 +109,10 @@ pub struct SeqTaskEntry {
     pub read: fn(toml::Table) -> std::result::Result<toml::Table, (String, String)>,
     /// [`SeqTaskConfig::validate`] on keys `read` accepted.
     pub validate: fn(&toml::Table) -> Result<()>,
-    /// [`SeqTaskConfig::build`] on keys `read` accepted.
+    /// [`SeqTaskConfig::build`] on keys `read` wrote.
+    ///
+    /// # Panics
+    /// On keys that `read` did not write (`SeqTaskSection` keeps them private).
     pub build: fn(&toml::Table, u64) -> Box<dyn SequenceTask>,
 }
 
@@ -119,8 +122,12 @@ impl SeqTaskEntry {
         Self {
             name: T::NAME,
             read: read_keys::<T>,
-            validate: |keys| parse::<T>(keys).validate(),
-            build: |keys, seed| parse::<T>(keys).build(seed),
+            validate: |keys| parse::<T>(keys)?.validate(),
+            build: |keys, seed| {
+                parse::<T>(keys)
+                    .expect("validated: the keys were written by the same config type")
+                    .build(seed)
+            },
         }
     }
 }
@@ -136,10 +143,13 @@ fn read_keys<T: SeqTaskConfig>(
     }
 }
 
-/// `T` from keys its own `read` wrote: cannot fail unless the table was edited in between.
-fn parse<T: SeqTaskConfig>(keys: &toml::Table) -> T {
+/// `T` from keys its own `read` wrote.
+///
+/// # Errors
+/// [`GrokError::Config`] for keys `T` does not read (not written by `read`).
+fn parse<T: SeqTaskConfig>(keys: &toml::Table) -> Result<T> {
     T::deserialize(toml::Value::Table(keys.clone()))
-        .expect("the keys were written by the same config type")
+        .map_err(|e| GrokError::Config(format!("task `{}`: {}", T::NAME, e.message())))
 }
 
 /// Refuses 0 for `task.<key>`.
