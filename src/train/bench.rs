@@ -30,6 +30,8 @@ pub struct BenchReport {
     pub fused: bool,
     /// Whether the fused sequence pass ([`crate::models::fused_seq`]) ran.
     pub fused_seq: bool,
+    /// Which engine ran the step: `fused`, `fused_seq`, `lsa` (the LSA's own step) or `burn`.
+    pub engine: &'static str,
 }
 
 /// Times `steps` training steps of `cfg` (full batch, or one minibatch of `train.batch_size`
@@ -72,6 +74,12 @@ pub fn bench_train_step(cfg: &RunConfig, steps: usize) -> Result<BenchReport> {
         threads: t.threads,
         fused,
         fused_seq,
+        engine: match (fused, fused_seq, &model) {
+            (true, _, _) => "fused",
+            (_, true, _) => "fused_seq",
+            (_, _, ModelSpec::Lsa(_)) => "lsa",
+            _ => "burn",
+        },
     })
 }
 
