@@ -197,6 +197,17 @@ fn check_fixed_keys(cfg: &RunConfig, dir: &std::path::Path) -> Result<()> {
     }
 }
 
+/// A fresh run's weights and optimiser from the initial weights `init`: the weights rounded to
+/// f32 for an f32 run (what its step-0 checkpoint stores, so that resuming from it is exact).
+fn fresh_state(cfg: &RunConfig, init: &ParamStore) -> (ParamStore, Optimizer) {
+    let optim = Optimizer::for_run(init, &cfg.train, init);
+    let mut params = init.clone();
+    if cfg.train.compute_dtype == Precision::F32 {
+        params.round_to_f32();
+    }
+    (params, optim)
+}
+
 /// Refuses a resume whose split is not the one `split.json` records (an edited `config.toml`).
 fn check_split(dir: &std::path::Path, batches: &Batches) -> Result<()> {
     let Some(split) = batches.split_json() else {
@@ -278,12 +289,7 @@ impl<'a> Run<'a> {
             if let Some(split) = batches.split_json() {
                 atomic_write(&dir.join("split.json"), split.as_bytes())?;
             }
-            let optim = fresh_optim(&init);
-            let mut params = init.clone();
-            // what an f32 run's step-0 checkpoint stores, so that resuming from it is exact
-            if t.compute_dtype == Precision::F32 {
-                params.round_to_f32();
-            }
+            let (params, optim) = fresh_state(cfg, &init);
             (params, optim, 0, MetricsLog::default(), 0.0)
         };
         Ok(Self {
@@ -315,11 +321,7 @@ impl<'a> Run<'a> {
         let model = cfg.model_spec();
         let batches = Batches::new(cfg)?;
         let init = ParamStore::init_specs(model.param_specs(), cfg.model.init_seed());
-        let optim = Optimizer::for_run(&init, &cfg.train, &init);
-        let mut params = init;
-        if cfg.train.compute_dtype == Precision::F32 {
-            params.round_to_f32();
-        }
+        let (params, optim) = fresh_state(cfg, &init);
         Ok(Self {
             cfg,
             model,
