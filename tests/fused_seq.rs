@@ -10,9 +10,7 @@ mod common;
 
 use burn::tensor::Device;
 use common::rel_err;
-use groklab::models::{
-    Activation, ModelSpec, Normalization, ParamStore, Residual, TransformerConfig,
-};
+use groklab::models::{Activation, Normalization, ParamStore, Residual, TransformerConfig};
 use groklab::tasks::{SeqBatch, IGNORE};
 use groklab::train::{Engine, Precision, Step};
 
@@ -80,7 +78,7 @@ fn check_loss(
     loss_dtype: Precision,
     tol: f64,
 ) {
-    let net = ModelSpec::Transformer(cfg.clone());
+    let net = cfg.clone();
     let params = params(&cfg);
     let device = Device::flex().autodiff();
     let step = |engine, compute| Step {

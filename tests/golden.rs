@@ -6,7 +6,7 @@ mod common;
 use common::{rel_err, to_vec};
 
 use burn::tensor::{Device, Int, Tensor};
-use groklab::models::{read_safetensors, ModelSpec, ParamStore, Transformer, TransformerConfig};
+use groklab::models::{read_safetensors, ParamStore, Transformer, TransformerConfig};
 use groklab::tasks::{ModularDataset, Operation};
 use groklab::train::{tensors, warmup_lr, Engine, Optimizer, Precision, Step};
 use std::collections::HashMap;
@@ -78,7 +78,7 @@ fn check_forward(precision: Precision, tol: f64) {
 fn check_training(precision: Precision, engine: Engine, tol: f64) {
     let Some((g, json)) = golden() else { return };
     let cfg = config();
-    let model = ModelSpec::Transformer(cfg.clone());
+    let model = cfg.clone();
     let device = Device::flex().autodiff();
     let train_idx: Vec<usize> = g["train_idx"].1.iter().map(|&x| x as usize).collect();
     let mut store = store_from(&g, "init.");
@@ -183,7 +183,7 @@ fn chunked_step_equals_single_graph_f64() {
     let rows: Vec<usize> = (0..data.len()).collect();
     let batch = tensors(&data, &rows, &device);
     let store = ParamStore::init(&cfg, 5);
-    let model = ModelSpec::Transformer(cfg.clone());
+    let model = cfg.clone();
     let step_fn = Step {
         model: &model,
         params: &store,

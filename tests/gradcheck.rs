@@ -4,7 +4,7 @@
 
 use burn::tensor::{Device, Int, Tensor};
 use groklab::models::{
-    Activation, ModelSpec, Normalization, ParamStore, Residual, Transformer, TransformerConfig,
+    Activation, Normalization, ParamStore, Residual, Transformer, TransformerConfig,
 };
 use groklab::tasks::{ModularDataset, Operation};
 use groklab::train::{cross_entropy, tensors, Engine, Precision, Step};
@@ -35,7 +35,7 @@ fn check(cfg: TransformerConfig, engine: Engine) {
             .for_each(|(i, x)| *x += 0.05 * ((i % 5) as f64 - 2.0));
     }
     let device = Device::flex().autodiff();
-    let model = ModelSpec::Transformer(cfg.clone());
+    let model = cfg.clone();
     let step = Step {
         model: &model,
         params: &store,
@@ -160,7 +160,7 @@ fn fused_step_f32_loss_matches_burn() {
     let cfg = tiny();
     let store = ParamStore::init(&cfg, 3);
     let device = Device::flex().autodiff();
-    let model = ModelSpec::Transformer(cfg.clone());
+    let model = cfg.clone();
     let step = |engine| Step {
         model: &model,
         params: &store,

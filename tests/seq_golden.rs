@@ -11,7 +11,7 @@ use common::{rel_err, to_vec};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use groklab::models::{
-    read_safetensors, Activation, ModelSpec, Normalization, ParamStore, Scored, Transformer,
+    read_safetensors, Activation, Model, Normalization, ParamStore, Scored, Transformer,
     TransformerConfig,
 };
 use groklab::tasks::{SeqBatch, IGNORE};
@@ -84,7 +84,7 @@ fn batch(g: &Tensors, model: &str, n_ctx: usize) -> SeqBatch {
 /// The step the checks run: the burn graph, or the fused sequence pass (`engine = auto`), on
 /// 2 threads (so the fused pass sums two chunks).
 fn stepper<'a>(
-    net: &'a ModelSpec,
+    net: &'a dyn Model,
     params: &'a ParamStore,
     device: &'a Device,
     engine: Engine,
@@ -105,7 +105,7 @@ fn check_model(name: &str, engine: Engine) {
     let Some((g, json)) = golden() else { return };
     let spec = &json["models"][name];
     let cfg = config(spec);
-    let net = ModelSpec::Transformer(cfg.clone());
+    let net = cfg.clone();
     let data = batch(&g, name, cfg.n_ctx);
     let init = store(&g, &cfg, &format!("{name}.init."));
 
@@ -209,7 +209,7 @@ fn fused_pre_ln_gelu_two_layer_matches_pytorch() {
 /// every tensor, on tiny 2-layer models (attention-only; pre-LN GELU with MLPs), with targets at
 /// positions that vary between sequences.
 fn gradcheck(cfg: TransformerConfig, engine: Engine) {
-    let net = ModelSpec::Transformer(cfg.clone());
+    let net = cfg.clone();
     let mut params = ParamStore::init(&cfg, 3);
     for e in &mut params.entries {
         e.trainable = true;

@@ -26,7 +26,7 @@ pub use train::{
 use crate::error::{GrokError, Result};
 use crate::models::lsa::LsaConfig;
 use crate::models::mlp::MlpConfig;
-use crate::models::{ModelSpec, TransformerConfig};
+use crate::models::{Model, TransformerConfig};
 use crate::tasks::{ModularDataset, Operation};
 use presets::preset_table;
 use serde::{Deserialize, Serialize};
@@ -459,14 +459,12 @@ impl RunConfig {
 
     /// The model of this run, shaped for its task. The MLP reads every position but the last
     /// (`[a, b, =]` → a, b; sparse parity's bits; max-of-sequence's values with START).
-    pub fn model_spec(&self) -> ModelSpec {
+    pub fn model_spec(&self) -> Box<dyn Model> {
         match &self.model {
-            ModelConfig::Transformer(_) => {
-                ModelSpec::Transformer(self.transformer().expect("a transformer"))
-            }
+            ModelConfig::Transformer(_) => Box::new(self.transformer().expect("a transformer")),
             ModelConfig::Mlp(m) => {
                 let (d_vocab, d_vocab_out, n_ctx) = self.task_shape();
-                ModelSpec::Mlp(MlpConfig {
+                Box::new(MlpConfig {
                     d_vocab,
                     n_inputs: n_ctx - 1,
                     d_hidden: m.d_hidden.clone(),
@@ -480,7 +478,7 @@ impl RunConfig {
                 let TaskConfig::Icl(t) = &self.task else {
                     panic!("validated: the LSA runs task `{ICL_TASK}`")
                 };
-                ModelSpec::Lsa(LsaConfig {
+                Box::new(LsaConfig {
                     d: t.d,
                     n_layers: m.n_layers,
                     shared: m.shared,

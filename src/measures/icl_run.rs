@@ -9,9 +9,10 @@
 use super::icl::{half_mse_f32, icl_metrics};
 use super::icl_weights::{best_rollout, head_products, interpolation_losses, ALPHAS};
 use crate::error::{GrokError, Result};
+use crate::models::lsa::LsaConfig;
 use crate::models::lsa::{predict, LsaWeights};
 use crate::models::lsa_gd::{gdpp_predictions, half_mse, line_search_gd, train_gdpp_diagonal};
-use crate::models::{ModelSpec, ParamStore};
+use crate::models::ParamStore;
 use crate::rundir::RunDir;
 use crate::rundir::{atomic_write, model_path};
 use crate::tasks::icl_regression::tokens_per_task;
@@ -187,8 +188,10 @@ fn ood_point(model: &LsaWeights, data: &IclData, task: &IclRegression, scale: f6
 pub fn analyze_icl_run(run_dir: &Path) -> Result<(Vec<IclRow>, IclAnalysis)> {
     let start = Instant::now();
     let cfg = RunDir::new(run_dir).config()?;
-    let (TaskConfig::Icl(task), ModelConfig::Lsa(section), ModelSpec::Lsa(lsa)) =
-        (&cfg.task, &cfg.model, cfg.model_spec())
+    let model = cfg.model_spec();
+    let lsa = model.as_any().downcast_ref::<LsaConfig>();
+    let (TaskConfig::Icl(task), ModelConfig::Lsa(section), Some(lsa)) =
+        (&cfg.task, &cfg.model, lsa)
     else {
         return Err(GrokError::invalid(
             "task.name",
@@ -207,10 +210,10 @@ pub fn analyze_icl_run(run_dir: &Path) -> Result<(Vec<IclRow>, IclAnalysis)> {
     // the construction is a plain linear LSA on paired tokens
     let comparable =
         !lsa.softmax && !lsa.layer_norm && lsa.d_mlp == 0 && task.format == IclFormat::Paired;
-    let specs = cfg.model_spec().param_specs();
+    let specs = model.param_specs();
     let load = |step: u64| -> Result<LsaWeights> {
         let store = ParamStore::from_safetensors_specs(&model_path(run_dir, step), specs.clone())?;
-        Ok(LsaWeights::from_store(&lsa, &store))
+        Ok(LsaWeights::from_store(lsa, &store))
     };
     let mut rows = Vec::with_capacity(steps.len());
     for &step in &steps {

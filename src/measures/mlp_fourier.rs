@@ -77,8 +77,12 @@ pub fn analyze_mlp_run(
     use crate::rundir::{atomic_write, list_steps, model_path};
     let cfg = crate::rundir::RunDir::new(run_dir).config()?;
     let task = cfg.modular("analyze")?;
-    let crate::models::ModelSpec::Mlp(mlp) = cfg.model_spec() else {
-        return Err(GrokError::invalid("model.arch", "transformer", "mlp"));
+    let model = cfg.model_spec();
+    let Some(mlp) = model
+        .as_any()
+        .downcast_ref::<crate::models::mlp::MlpConfig>()
+    else {
+        return Err(GrokError::invalid("model.arch", model.arch(), "mlp"));
     };
     let step = *list_steps(run_dir)
         .last()
@@ -87,7 +91,7 @@ pub fn analyze_mlp_run(
             reason: "no checkpoints to analyze".into(),
         })?;
     let store = ParamStore::from_safetensors_specs(&model_path(run_dir, step), mlp.param_specs())?;
-    let m = mlp_fourier(&mlp, &store, task.p as usize, threshold);
+    let m = mlp_fourier(mlp, &store, task.p as usize, threshold);
     let mut json = serde_json::to_value(&m).expect("serialisable");
     json["step"] = step.into();
     json["key_freqs"] = serde_json::to_value(m.key_freq_votes.consensus()).expect("serialisable");

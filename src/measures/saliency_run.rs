@@ -10,7 +10,7 @@ use super::run::{analyze_run, load_measures, load_run, write_rows, RunAnalysis};
 use super::saliency::{check_saliency_model, neuron_saliency, NeuronSaliency, SaliencyOptions};
 use super::snapshot::{Analyzer, KeyFreqRule, DEFAULT_EMBED_THRESHOLD};
 use crate::error::{GrokError, Result};
-use crate::models::{ModelSpec, ParamStore};
+use crate::models::ParamStore;
 use crate::rundir::model_path;
 use crate::train::Step;
 use rand::seq::SliceRandom;
@@ -84,7 +84,7 @@ pub fn saliency_run(
     let mut sample: Vec<usize> = (0..labels.len()).collect();
     sample.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed));
     sample.truncate(EXAMPLE_SAMPLE);
-    let spec = ModelSpec::Transformer(model.clone());
+    let spec = model.clone();
     let rows = chosen
         .par_iter()
         .map(|&step| {

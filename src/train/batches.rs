@@ -352,7 +352,7 @@ pub fn checkpoint_test_metrics(
     let batches = Batches::new(cfg)?;
     let model = cfg.model_spec();
     let device = burn::tensor::Device::flex();
-    let mut eval = Step::for_run(&model, params, &device, &cfg.train);
+    let mut eval = Step::for_run(&*model, params, &device, &cfg.train);
     eval.threads = 1;
     let ((loss, acc), task) = batches.test_metrics(&eval);
     let mut out = vec![

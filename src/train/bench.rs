@@ -6,7 +6,7 @@ use super::seeds::seed_configs;
 use super::trainer::{set_threads, Run};
 use crate::config::RunConfig;
 use crate::error::Result;
-use crate::models::{fused, ModelSpec};
+use crate::models::fused;
 use rayon::prelude::*;
 use std::time::Instant;
 
@@ -55,7 +55,7 @@ pub fn bench_train_step(cfg: &RunConfig, steps: usize) -> Result<BenchReport> {
     times.sort_by(f64::total_cmp);
     let secs = times[times.len() / 2];
     let (rows, scored) = run.shape_of_step0();
-    let flops = step_flops(&model, rows, scored);
+    let flops = model.train_step_flops(rows, scored);
     let probe = run.probe();
     let (fused, fused_seq) = (
         probe.uses_fused(),
@@ -74,24 +74,12 @@ pub fn bench_train_step(cfg: &RunConfig, steps: usize) -> Result<BenchReport> {
         threads: t.threads,
         fused,
         fused_seq,
-        engine: match (fused, fused_seq, &model) {
-            (true, _, _) => "fused",
-            (_, true, _) => "fused_seq",
-            (_, _, ModelSpec::Lsa(_)) => "lsa",
-            _ => "burn",
+        engine: match (fused, fused_seq) {
+            (true, _) => "fused",
+            (_, true) => "fused_seq",
+            _ => model.own_engine(),
         },
     })
-}
-
-/// Nominal FLOPs of one step on `rows` examples (`scored`: positions per sequence of a sequence
-/// task; `None`: a binary operation scored at its last position).
-fn step_flops(model: &ModelSpec, rows: usize, scored: Option<f64>) -> f64 {
-    match (model, scored) {
-        (ModelSpec::Transformer(c), None) => c.train_step_flops(rows),
-        (ModelSpec::Transformer(c), Some(s)) => c.seq_train_step_flops(rows, s),
-        (ModelSpec::Mlp(c), _) => c.train_step_flops(rows),
-        (ModelSpec::Lsa(c), t) => c.train_step_flops(rows, t.unwrap_or(1.0) as usize),
-    }
 }
 
 /// Seed-steps per second of `seeds` runs trained one after another (each step on all threads)

@@ -8,8 +8,7 @@ use super::optim::Optimizer;
 use crate::config::GrokfastKind;
 use crate::error::{GrokError, Result};
 use crate::models::{
-    encode_safetensors, read_safetensors, read_safetensors_metadata, ModelSpec, ParamStore,
-    RawTensor,
+    encode_safetensors, read_safetensors, read_safetensors_metadata, Model, ParamStore, RawTensor,
 };
 use crate::rundir::{
     atomic_write, checkpoint_dir, list_steps, model_path, optim_path, resumable_step,
@@ -19,7 +18,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// Saves the model (in `dtype`, with the model's non-parameter `buffers`, e.g.
-/// [`ModelSpec::buffers`]) and the optimiser state at `step` (with the loop's own state as
+/// [`Model::buffers`]) and the optimiser state at `step` (with the loop's own state as
 /// `extra` metadata, returned in [`Resumed::meta`]), then deletes the previous optimiser file
 /// (only the latest is needed to resume). No wall-clock time goes in (it belongs in
 /// `metrics.jsonl`), so identical runs write identical bytes.
@@ -89,7 +88,7 @@ pub struct Resumed {
 ///
 /// # Errors
 /// [`GrokError::Checkpoint`] when there is none, or it is corrupt or does not match `cfg`.
-pub fn load_latest(run_dir: &Path, model: &ModelSpec, template: &Optimizer) -> Result<Resumed> {
+pub fn load_latest(run_dir: &Path, model: &dyn Model, template: &Optimizer) -> Result<Resumed> {
     crate::rundir::check_checkpoint_dir(run_dir)?;
     let step = resumable_step(run_dir).ok_or_else(|| GrokError::Checkpoint {
         path: checkpoint_dir(run_dir),

@@ -4,9 +4,9 @@
 
 use super::step::{Step, StepResult};
 use crate::config::IclTaskSection;
+use crate::models::lsa::LsaConfig;
 use crate::models::lsa::{loss_and_grads, LsaWeights};
 use crate::models::lsa_compare::{icl_metrics, IclReference};
-use crate::models::ModelSpec;
 use crate::tasks::{IclBatch, IclFormat, IclRegression};
 
 /// A run's in-context regression data.
@@ -49,9 +49,8 @@ impl IclData {
 impl Step<'_> {
     /// The LSA's weights in f32.
     fn lsa(&self) -> LsaWeights {
-        let ModelSpec::Lsa(cfg) = self.model else {
-            panic!("validated: task `linear_regression_icl` runs the LSA")
-        };
+        let cfg = (self.model.as_any().downcast_ref::<LsaConfig>())
+            .expect("validated: task `linear_regression_icl` runs the LSA");
         LsaWeights::from_store(cfg, self.params)
     }
 

@@ -2,10 +2,10 @@
 //! over the (sequence, position) pairs whose target is not [`IGNORE`] (nanoGPT's ignore index).
 
 use super::loss::{accuracy, classification_loss, log_probs};
-use super::step::{Step, StepResult};
+use super::step::{bind, Step, StepResult};
 use crate::config::LossFn;
 use crate::config::{Engine, Precision};
-use crate::models::{fused_seq, ModelSpec, Net, ParamStore, Scored};
+use crate::models::{fused_seq, Model, Net, ParamStore, Scored};
 use crate::tasks::{SeqBatch, IGNORE};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rayon::prelude::*;
@@ -26,14 +26,18 @@ fn scoring(batch: &SeqBatch) -> (Scored, Vec<i64>) {
 }
 
 /// Logits `[N, d_vocab_out]` and targets `[N]` of the N scored pairs of `batch`.
-fn scored_logits(model: &Net, batch: &SeqBatch, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
+fn scored_logits(
+    model: &dyn Net,
+    batch: &SeqBatch,
+    device: &Device,
+) -> (Tensor<2>, Tensor<1, Int>) {
     let (logits, labels, _) = scored_logits_at(model, batch, device);
     (logits, labels)
 }
 
 /// As [`scored_logits`], with the position of each of the N pairs.
 fn scored_logits_at(
-    model: &Net,
+    model: &dyn Net,
     batch: &SeqBatch,
     device: &Device,
 ) -> (Tensor<2>, Tensor<1, Int>, Vec<usize>) {
@@ -71,7 +75,7 @@ fn scored_logits_at(
 /// Mean cross-entropy over the scored pairs of `batch` (`loss`: the precision and probability
 /// map of the loss, shape `[1]`) and accuracy.
 fn loss_and_accuracy(
-    net: &Net,
+    net: &dyn Net,
     batch: &SeqBatch,
     device: &Device,
     loss: (Precision, LossFn),
@@ -85,15 +89,15 @@ fn loss_and_accuracy(
 /// frozen ones) of `params` on `batch`. `device` must have autodiff; the forward runs in
 /// `compute`, the loss in `loss.0` with `loss.1`'s probabilities.
 pub fn seq_train(
-    model: &ModelSpec,
+    model: &dyn Model,
     params: &ParamStore,
     device: &Device,
     batch: &SeqBatch,
     compute: Precision,
     loss: (Precision, LossFn),
 ) -> StepResult {
-    let net = model.bind(params, device, compute.dtype(), true);
-    let (loss, acc) = loss_and_accuracy(&net, batch, device, loss);
+    let net = bind(model, params, device, compute, true);
+    let (loss, acc) = loss_and_accuracy(&*net, batch, device, loss);
     let grads = net.gradients(&loss.backward());
     StepResult {
         loss: loss.into_scalar::<f64>(),
@@ -104,7 +108,7 @@ pub fn seq_train(
 
 /// Loss and accuracy of `params` on `batch` without gradients (NaN for an empty batch).
 pub fn seq_evaluate(
-    model: &ModelSpec,
+    model: &dyn Model,
     params: &ParamStore,
     device: &Device,
     batch: &SeqBatch,
@@ -114,8 +118,8 @@ pub fn seq_evaluate(
     if batch.is_empty() {
         return (f64::NAN, f64::NAN);
     }
-    let net = model.bind(params, device, compute.dtype(), false);
-    let (loss, acc) = loss_and_accuracy(&net, batch, device, loss);
+    let net = bind(model, params, device, compute, false);
+    let (loss, acc) = loss_and_accuracy(&*net, batch, device, loss);
     (loss.into_scalar::<f64>(), acc)
 }
 
@@ -135,7 +139,7 @@ pub struct ScoredPair {
 /// Every scored pair of `batch` with its loss and correctness, batch-major (no gradients): the
 /// rows the per-position and per-class curves group.
 pub fn seq_evaluate_pairs(
-    model: &ModelSpec,
+    model: &dyn Model,
     params: &ParamStore,
     device: &Device,
     batch: &SeqBatch,
@@ -145,8 +149,8 @@ pub fn seq_evaluate_pairs(
     if batch.is_empty() {
         return Vec::new();
     }
-    let model = model.bind(params, device, compute.dtype(), false);
-    let (logits, labels, positions) = scored_logits_at(&model, batch, device);
+    let model = bind(model, params, device, compute, false);
+    let (logits, labels, positions) = scored_logits_at(&*model, batch, device);
     let n = labels.dims()[0];
     let targets: Vec<i64> = labels
         .clone()
@@ -198,10 +202,8 @@ impl Step<'_> {
     /// Logits `[pairs, classes]` (f32, row-major) and targets `[pairs]` of `batch`'s scored
     /// pairs on the burn graph, for the numerics the loop logs.
     pub fn logits_seq(&self, batch: &SeqBatch) -> (Vec<f32>, Vec<i64>) {
-        let net = self
-            .model
-            .bind(self.params, self.device, self.compute.dtype(), false);
-        let (logits, labels) = scored_logits(&net, batch, self.device);
+        let net = bind(self.model, self.params, self.device, self.compute, false);
+        let (logits, labels) = scored_logits(&*net, batch, self.device);
         (
             logits.into_data().try_into_vec_as::<f32>().expect("float"),
             labels.into_data().try_into_vec_as::<i64>().expect("int"),

@@ -3,7 +3,7 @@
 use super::loss::{accuracy, classification_loss};
 use crate::config::LossFn;
 use crate::config::{Engine, Precision, TrainSection};
-use crate::models::{fused, fused_seq, ModelSpec, Net, ParamStore, TransformerConfig};
+use crate::models::{fused, fused_seq, Model, Net, ParamStore, TransformerConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
@@ -14,7 +14,7 @@ const MIN_CHUNK_ROWS: usize = 512;
 #[derive(Clone, Copy)]
 pub struct Step<'a> {
     /// The model.
-    pub model: &'a ModelSpec,
+    pub model: &'a dyn Model,
     /// Weights.
     pub params: &'a ParamStore,
     /// Device (with autodiff enabled for [`Step::train`]).
@@ -72,7 +72,7 @@ impl StepResult {
 impl<'a> Step<'a> {
     /// The step of a run: its precisions come from `[train]`.
     pub fn for_run(
-        model: &'a ModelSpec,
+        model: &'a dyn Model,
         params: &'a ParamStore,
         device: &'a Device,
         train: &TrainSection,
@@ -222,10 +222,14 @@ impl<'a> Step<'a> {
         StepResult::combine(self.params, results)
     }
 
-    fn model(&self, track_grads: bool) -> Net {
-        let dtype = self.compute.dtype();
-        self.model
-            .bind(self.params, self.device, dtype, track_grads)
+    fn model(&self, track_grads: bool) -> Box<dyn Net> {
+        bind(
+            self.model,
+            self.params,
+            self.device,
+            self.compute,
+            track_grads,
+        )
     }
 
     fn train_one_graph(&self, batch: (Tensor<2, Int>, Tensor<1, Int>)) -> StepResult {
@@ -258,4 +262,20 @@ impl<'a> Step<'a> {
             .into_scalar::<f64>();
         (loss, acc)
     }
+}
+
+/// `model` bound for one pass on burn's graph.
+///
+/// # Panics
+/// A model without a burn graph (the LSA): the config's validation sends its runs to its own
+/// step, never here.
+pub(crate) fn bind(
+    model: &dyn Model,
+    params: &ParamStore,
+    device: &Device,
+    compute: Precision,
+    track: bool,
+) -> Box<dyn Net> {
+    (model.bind(params, device, compute.dtype(), track))
+        .unwrap_or_else(|e| panic!("validated: a graph model runs here ({e})"))
 }

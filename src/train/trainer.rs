@@ -8,7 +8,7 @@ use super::optim::Optimizer;
 use super::step::{Step, StepResult};
 use crate::config::{Precision, ResumeRecord, RunConfig};
 use crate::error::{GrokError, Result};
-use crate::models::{ModelSpec, ParamStore};
+use crate::models::{Model, ParamStore};
 use crate::rundir::{atomic_write, prepare_dir, MetricsLog, MetricsRow, RunLock};
 use crate::tasks::{split_indices, ModularDataset, Operation, Split};
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -226,7 +226,7 @@ fn check_split(dir: &std::path::Path, batches: &Batches) -> Result<()> {
 /// [`super::seeds::train_seeds`] (several runs side by side, one thread each) advance.
 pub(crate) struct Run<'a> {
     cfg: &'a RunConfig,
-    model: ModelSpec,
+    model: Box<dyn Model>,
     dir: PathBuf,
     batches: Batches,
     params: ParamStore,
@@ -264,7 +264,7 @@ impl<'a> Run<'a> {
             crate::rundir::check_checkpoint_dir(&dir)?;
             crate::rundir::remove_stale_temporaries(&dir);
             check_fixed_keys(cfg, &dir)?;
-            let r = checkpoint::load_latest(&dir, &model, &template)?;
+            let r = checkpoint::load_latest(&dir, &*model, &template)?;
             check_split(&dir, &batches)?;
             if !opts.set.is_empty() {
                 let mut c = cfg.clone();
@@ -384,7 +384,7 @@ impl<'a> Run<'a> {
     }
 
     fn step_fn<'s>(&'s self, device: &'s Device) -> Step<'s> {
-        let mut s = Step::for_run(&self.model, &self.params, device, &self.cfg.train);
+        let mut s = Step::for_run(&*self.model, &self.params, device, &self.cfg.train);
         s.threads = self.threads;
         s
     }
