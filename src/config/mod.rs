@@ -13,21 +13,22 @@ mod schedule;
 mod task;
 mod train;
 
-pub use model::{AttentionKind, LsaSection, MlpSection, ModelConfig, ModelSection, VocabOut};
+pub use model::{
+    AttentionKind, LsaSection, MlpSection, ModelConfig, ModelFamily, ModelSection, VocabOut,
+};
 pub use presets::{describe_preset, find_preset, preset_names, PRESETS};
 pub use schedule::{warmup_lr, Schedule, ScheduleKind};
 pub use task::{
-    task_names, IclTaskSection, RegimeName, SeqTaskSection, TaskConfig, TaskSection, ICL_TASK,
+    task_names, IclTaskSection, RegimeName, SeqTaskSection, TaskConfig, TaskFamily, TaskSection,
+    ICL_TASK,
 };
 pub use train::{
     DecayTarget, Engine, GrokfastKind, LossFn, OptimizerKind, Precision, Sampling, TrainSection,
 };
 
 use crate::error::{GrokError, Result};
-use crate::models::lsa::LsaConfig;
-use crate::models::mlp::MlpConfig;
 use crate::models::{Model, TransformerConfig};
-use crate::tasks::{ModularDataset, Operation};
+use crate::tasks::Operation;
 use presets::preset_table;
 use serde::{Deserialize, Serialize};
 
@@ -239,125 +240,8 @@ impl RunConfig {
     /// # Errors
     /// [`GrokError::InvalidValue`] naming the first offending field.
     pub fn validate(&self) -> Result<()> {
-        match &self.task {
-            TaskConfig::Modular(task) => {
-                let op = Operation::parse(&task.name)
-                    .map_err(|_| GrokError::invalid("task.name", &task.name, task_names()))?;
-                op.check_modulus(task.p)?;
-                let f = task.frac_train;
-                if !(f > 0.0 && f <= 1.0) {
-                    return Err(GrokError::invalid(
-                        "task.frac_train",
-                        f,
-                        "a number in (0, 1]",
-                    ));
-                }
-                if self.model.d_vocab_out().is_none() {
-                    return Err(GrokError::invalid(
-                        "model.d_vocab_out",
-                        "(missing)",
-                        "\"p\" or \"p+1\"",
-                    ));
-                }
-            }
-            TaskConfig::Icl(task) => {
-                task.validate()?;
-                if self.train.batch_size == 0 {
-                    return Err(GrokError::invalid(
-                        "train.batch_size",
-                        0,
-                        "a positive integer (a fresh batch of tasks every step)",
-                    ));
-                }
-                if !matches!(self.model, ModelConfig::Lsa(_)) {
-                    return Err(GrokError::invalid(
-                        "model.arch",
-                        self.model.arch(),
-                        format!("lsa (task `{ICL_TASK}` has real-valued tokens)"),
-                    ));
-                }
-            }
-            TaskConfig::Sequence(task) => {
-                task.validate()?;
-                if task.regime == RegimeName::Infinite && self.train.batch_size == 0 {
-                    return Err(GrokError::invalid(
-                        "train.batch_size",
-                        0,
-                        "a positive integer (regime `infinite` samples a batch every step)",
-                    ));
-                }
-                if let Some(v) = self.model.d_vocab_out() {
-                    return Err(GrokError::invalid(
-                        "model.d_vocab_out",
-                        format!("{v:?}"),
-                        format!("no value: task `{}` fixes its classes", task.name),
-                    ));
-                }
-            }
-        }
-        match &self.model {
-            ModelConfig::Transformer(_) => self.transformer().expect("a transformer").validate()?,
-            ModelConfig::Lsa(m) => {
-                if !matches!(self.task, TaskConfig::Icl(_)) {
-                    return Err(GrokError::invalid(
-                        "model.arch",
-                        "lsa",
-                        format!("transformer|mlp (lsa reads the real-valued tokens of task `{ICL_TASK}`)"),
-                    ));
-                }
-                if m.n_layers == 0 {
-                    return Err(GrokError::invalid(
-                        "model.n_layers",
-                        0,
-                        "a positive integer",
-                    ));
-                }
-                if !(m.init_scale > 0.0 && m.init_scale.is_finite()) {
-                    return Err(GrokError::invalid(
-                        "model.init_scale",
-                        m.init_scale,
-                        "a positive number",
-                    ));
-                }
-                if self.train.compute_dtype != Precision::F32 {
-                    return Err(GrokError::invalid(
-                        "train.compute_dtype",
-                        "f64",
-                        "f32 (the LSA step computes in f32; the loss sums in f64)",
-                    ));
-                }
-                let plain = m.attention == AttentionKind::Linear && !m.layer_norm && m.d_mlp == 0;
-                if m.rollout_steps > 0 && (m.n_layers != 1 || !plain) {
-                    return Err(GrokError::invalid(
-                        "model.rollout_steps",
-                        m.rollout_steps,
-                        "0 (the roll-out repeats one trained linear layer: n_layers = 1, attention = \"linear\", no layer_norm or d_mlp)",
-                    ));
-                }
-            }
-            ModelConfig::Mlp(m) => {
-                if m.d_hidden.is_empty() || m.d_hidden.contains(&0) {
-                    return Err(GrokError::invalid(
-                        "model.d_hidden",
-                        format!("{:?}", m.d_hidden),
-                        "one or more positive widths, e.g. [200, 200]",
-                    ));
-                }
-                // one prediction per example: a task scored at one position
-                if let TaskConfig::Sequence(t) = &self.task {
-                    if !t.task().one_scored_position() {
-                        return Err(GrokError::invalid(
-                            "model.arch",
-                            "mlp",
-                            format!(
-                                "transformer (task `{}` is scored at several positions)",
-                                t.name
-                            ),
-                        ));
-                    }
-                }
-            }
-        }
+        self.task.validate(&self.train)?;
+        self.model.accepts(&self.task.spec(), &self.train)?;
         let t = &self.train;
         let positive = [("train.lr", t.lr), ("train.eps", t.eps)];
         for (name, v) in positive {
@@ -397,99 +281,33 @@ impl RunConfig {
     /// The binary-operation section, for what only that family has (split, analyze, fused step).
     ///
     /// # Errors
-    /// A sequence task, named in a one-line error with `what` needs.
+    /// A task of another family, named in a one-line error with `what` needs.
     pub fn modular(&self, what: &str) -> Result<&TaskSection> {
-        match &self.task {
-            TaskConfig::Modular(t) => Ok(t),
-            other => Err(GrokError::invalid(
+        self.task.get::<TaskSection>().ok_or_else(|| {
+            GrokError::invalid(
                 "task.name",
-                other.name(),
+                self.task.name(),
                 format!(
                     "{} ({what} supports those only so far)",
                     Operation::allowed_names()
                 ),
-            )),
-        }
-    }
-
-    /// Vocabulary in and out, and sequence length, of this task (d_vocab = p + 1, n_ctx = 3 and
-    /// p or p + 1 classes for a binary operation).
-    fn task_shape(&self) -> (usize, usize, usize) {
-        match &self.task {
-            TaskConfig::Modular(t) => {
-                let p = t.p as usize;
-                let out = match self.model.d_vocab_out() {
-                    Some(VocabOut::P) => p,
-                    _ => p + 1,
-                };
-                (p + 1, out, ModularDataset::N_CTX)
-            }
-            TaskConfig::Sequence(t) => {
-                let s = t.task().shape();
-                (s.d_vocab, s.d_vocab_out, s.n_ctx)
-            }
-            TaskConfig::Icl(_) => {
-                panic!("validated: task `{ICL_TASK}` runs the LSA, no vocabulary")
-            }
-        }
-    }
-
-    /// The transformer's shape for this task; `None` for an MLP run.
-    pub fn transformer(&self) -> Option<TransformerConfig> {
-        let ModelConfig::Transformer(m) = &self.model else {
-            return None;
-        };
-        let (d_vocab, d_vocab_out, n_ctx) = self.task_shape();
-        Some(TransformerConfig {
-            n_layers: m.n_layers,
-            n_heads: m.n_heads,
-            d_model: m.d_model,
-            d_head: m.d_head,
-            d_mlp: m.d_mlp,
-            d_vocab,
-            d_vocab_out,
-            n_ctx,
-            act_fn: m.act_fn,
-            normalization: m.normalization,
-            attn_only: m.attn_only,
-            residual: m.residual,
-            init_std: m.init_std.clone(),
+            )
         })
     }
 
-    /// The model of this run, shaped for its task. The MLP reads every position but the last
-    /// (`[a, b, =]` → a, b; sparse parity's bits; max-of-sequence's values with START).
+    /// The transformer's shape for this task; `None` for another model.
+    pub fn transformer(&self) -> Option<TransformerConfig> {
+        self.model_spec().transformer().cloned()
+    }
+
+    /// The model of this run, shaped for its task's data ([`ModelConfig::build`]).
+    ///
+    /// # Panics
+    /// A config that does not validate ([`RunConfig::validate`]: every config read from a file
+    /// or a preset does).
     pub fn model_spec(&self) -> Box<dyn Model> {
-        match &self.model {
-            ModelConfig::Transformer(_) => Box::new(self.transformer().expect("a transformer")),
-            ModelConfig::Mlp(m) => {
-                let (d_vocab, d_vocab_out, n_ctx) = self.task_shape();
-                Box::new(MlpConfig {
-                    d_vocab,
-                    n_inputs: n_ctx - 1,
-                    d_hidden: m.d_hidden.clone(),
-                    d_vocab_out,
-                    act_fn: m.act_fn,
-                    combine: m.combine,
-                    biases: m.biases,
-                })
-            }
-            ModelConfig::Lsa(m) => {
-                let TaskConfig::Icl(t) = &self.task else {
-                    panic!("validated: the LSA runs task `{ICL_TASK}`")
-                };
-                Box::new(LsaConfig {
-                    d: t.d,
-                    n_layers: m.n_layers,
-                    shared: m.shared,
-                    n_heads: m.n_heads,
-                    softmax: m.attention == AttentionKind::Softmax,
-                    init_scale: m.init_scale,
-                    layer_norm: m.layer_norm,
-                    d_mlp: m.d_mlp,
-                })
-            }
-        }
+        (self.model.build(&self.task.spec(), &self.train))
+            .unwrap_or_else(|e| panic!("validated: {e}"))
     }
 
     /// Whether `step` gets a checkpoint.
@@ -680,9 +498,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.train.lr, 0.01);
-        let ModelConfig::Transformer(m) = &c.model else {
-            panic!("a transformer")
-        };
+        let m = c.model.get::<ModelSection>().expect("a transformer");
         assert_eq!(m.act_fn, Activation::Gelu);
         assert_eq!(c.train.betas, [0.9, 0.99]);
     }

@@ -4,13 +4,17 @@
 //! (`linear_regression_icl`; [`IclTaskSection`]). `task.name` picks the family, and each
 //! family's section accepts only its own keys.
 
-use super::{section, SECTION_PATH};
+use super::{section, TrainSection, SECTION_PATH};
 use crate::error::{GrokError, Result};
+use crate::tasks::icl_regression::tokens_per_task;
 use crate::tasks::{
-    sequence_task, IclRegression, Operation, Regime, SeqData, SeqTaskEntry, SequenceTask,
-    SplitMode, SEQUENCE_TASKS,
+    sequence_task, DataSpec, IclRegression, Inputs, ModularDataset, Operation, Regime, SeqData,
+    SeqTaskEntry, SequenceTask, SplitMode, Targets, SEQUENCE_TASKS,
 };
+use dyn_clone::DynClone;
 use serde::{Deserialize, Deserializer, Serialize};
+use std::any::Any;
+use std::fmt::Debug;
 
 /// `[task]`: which examples, and how they are split.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -294,26 +298,209 @@ impl IclTaskSection {
     }
 }
 
-/// `[task]` of any family.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum TaskConfig {
-    /// A binary operation, enumerated and split.
-    Modular(TaskSection),
-    /// A sampled sequence task.
-    Sequence(SeqTaskSection),
-    /// In-context linear regression.
-    Icl(IclTaskSection),
+/// One task family's `[task]` section: its own keys (serde), what its data is ([`DataSpec`]),
+/// and what it asks of `[train]`. A new family implements this for its section and adds one
+/// arm to [`TaskConfig`]'s deserializer; a new sequence task is one file and one line of
+/// `sequence_tasks!` instead ([`SeqTaskConfig`]).
+pub trait TaskFamily: erased_serde::Serialize + DynClone + Debug + Send + Sync + Any {
+    /// `task.name`.
+    fn name(&self) -> &str;
+
+    /// The inputs, targets and sequence length of its batches.
+    ///
+    /// # Panics
+    /// A section that does not validate may panic here; call [`TaskFamily::validate`] first.
+    fn spec(&self) -> DataSpec;
+
+    /// Checks its keys' ranges and what it asks of `train` (a stream needs a batch size).
+    ///
+    /// # Errors
+    /// [`GrokError::InvalidValue`] naming the first offending key.
+    fn validate(&self, train: &TrainSection) -> Result<()>;
+
+    /// Rough size of its data for the memory estimate: rows stored, rows one step (or the
+    /// evaluation) reads, and floats per stored row.
+    fn data_estimate(&self, batch_size: usize) -> (f64, f64, f64);
+
+    /// `self` as [`Any`] (for [`TaskConfig::get`]).
+    fn as_any(&self) -> &dyn Any;
 }
 
+erased_serde::serialize_trait_object!(TaskFamily);
+dyn_clone::clone_trait_object!(TaskFamily);
+
+/// `[task]` of any family: a binary operation ([`TaskSection`]), a sequence task
+/// ([`SeqTaskSection`]) or in-context regression ([`IclTaskSection`]), picked by `task.name`.
+/// Dereferences to the section ([`TaskFamily`]).
+#[derive(Clone, Debug)]
+pub struct TaskConfig(Box<dyn TaskFamily>);
+
 impl TaskConfig {
-    /// `task.name`.
-    pub fn name(&self) -> &str {
-        match self {
-            TaskConfig::Modular(t) => &t.name,
-            TaskConfig::Sequence(t) => &t.name,
-            TaskConfig::Icl(t) => &t.name,
+    /// The `[task]` section `t`.
+    pub fn new(t: impl TaskFamily) -> Self {
+        Self(Box::new(t))
+    }
+
+    /// The section as its own type `T`, where it is one.
+    pub fn get<T: TaskFamily>(&self) -> Option<&T> {
+        self.0.as_any().downcast_ref()
+    }
+}
+
+impl std::ops::Deref for TaskConfig {
+    type Target = dyn TaskFamily;
+
+    fn deref(&self) -> &dyn TaskFamily {
+        &*self.0
+    }
+}
+
+impl PartialEq for TaskConfig {
+    /// The same keys with the same values.
+    fn eq(&self, other: &Self) -> bool {
+        toml::Value::try_from(self).ok() == toml::Value::try_from(other).ok()
+    }
+}
+
+impl Serialize for TaskConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (*self.0).serialize(s)
+    }
+}
+
+impl TaskFamily for TaskSection {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `[a, b, =]` over p + 1 tokens; p classes at the last position, or the p + 1 of the
+    /// vocabulary (`model.d_vocab_out`).
+    fn spec(&self) -> DataSpec {
+        let p = self.p as usize;
+        DataSpec {
+            task: self.name.clone(),
+            inputs: Inputs::Tokens { d_vocab: p + 1 },
+            targets: Targets::Classes {
+                d_vocab_out: p,
+                padded: Some(p + 1),
+            },
+            n_ctx: ModularDataset::N_CTX,
+            one_scored_position: true,
         }
+    }
+
+    fn validate(&self, _train: &TrainSection) -> Result<()> {
+        let op = Operation::parse(&self.name)
+            .map_err(|_| GrokError::invalid("task.name", &self.name, task_names()))?;
+        op.check_modulus(self.p)?;
+        let f = self.frac_train;
+        if !(f > 0.0 && f <= 1.0) {
+            return Err(GrokError::invalid(
+                "task.frac_train",
+                f,
+                "a number in (0, 1]",
+            ));
+        }
+        Ok(())
+    }
+
+    fn data_estimate(&self, batch_size: usize) -> (f64, f64, f64) {
+        let rows = (self.p as f64 + 2.0).powi(2);
+        let train = (rows * self.frac_train).max(1.0);
+        let batch = match batch_size {
+            0 => train,
+            b => (b as f64).min(train),
+        };
+        // tokens, label, split index, row id
+        (rows, batch.max(rows - train), 6.0)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl TaskFamily for SeqTaskSection {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn spec(&self) -> DataSpec {
+        let task = self.task();
+        let s = task.shape();
+        DataSpec {
+            task: self.name.clone(),
+            inputs: Inputs::Tokens { d_vocab: s.d_vocab },
+            targets: Targets::Classes {
+                d_vocab_out: s.d_vocab_out,
+                padded: None,
+            },
+            n_ctx: s.n_ctx,
+            one_scored_position: task.one_scored_position(),
+        }
+    }
+
+    fn validate(&self, train: &TrainSection) -> Result<()> {
+        SeqTaskSection::validate(self)?;
+        if self.regime == RegimeName::Infinite && train.batch_size == 0 {
+            return Err(GrokError::invalid(
+                "train.batch_size",
+                0,
+                "a positive integer (regime `infinite` samples a batch every step)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn data_estimate(&self, batch_size: usize) -> (f64, f64, f64) {
+        let n_ctx = self.task().shape().n_ctx as f64;
+        let stored = (self.n_train.unwrap_or(0) + self.n_test) as f64;
+        let batch = (batch_size.max(1) as f64).max(self.n_test as f64);
+        (stored, batch, 2.0 * n_ctx + 1.0)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl TaskFamily for IclTaskSection {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Real-valued tokens of width d + 1, T per task; one real target, the query's y.
+    fn spec(&self) -> DataSpec {
+        DataSpec {
+            task: self.name.clone(),
+            inputs: Inputs::Reals { d: self.d },
+            targets: Targets::Reals { d_out: 1 },
+            n_ctx: tokens_per_task(self.format, self.n_pairs),
+            one_scored_position: true,
+        }
+    }
+
+    fn validate(&self, train: &TrainSection) -> Result<()> {
+        IclTaskSection::validate(self)?;
+        if train.batch_size == 0 {
+            return Err(GrokError::invalid(
+                "train.batch_size",
+                0,
+                "a positive integer (a fresh batch of tasks every step)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn data_estimate(&self, batch_size: usize) -> (f64, f64, f64) {
+        let tokens = (self.n_pairs + 1) as f64;
+        let width = (self.d + 1) as f64;
+        let batch = (batch_size.max(1) as f64).max(self.n_eval as f64);
+        (self.n_eval as f64, batch, tokens * width)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 
@@ -329,14 +516,14 @@ impl<'de> Deserialize<'de> for TaskConfig {
             .to_string();
         if sequence_task(&name).is_some() {
             SeqTaskSection::read(value)
-                .map(TaskConfig::Sequence)
+                .map(TaskConfig::new)
                 .map_err(|(path, msg)| D::Error::custom(format!("{path}{SECTION_PATH}{msg}")))
         } else if name == ICL_TASK {
             IclTaskSection::read(value)
-                .map(TaskConfig::Icl)
+                .map(TaskConfig::new)
                 .map_err(|(path, msg)| D::Error::custom(format!("{path}{SECTION_PATH}{msg}")))
         } else {
-            section(value).map(TaskConfig::Modular)
+            section::<TaskSection, _>(value).map(TaskConfig::new)
         }
     }
 }

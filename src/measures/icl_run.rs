@@ -8,6 +8,7 @@
 
 use super::icl::{half_mse_f32, icl_metrics};
 use super::icl_weights::{best_rollout, head_products, interpolation_losses, ALPHAS};
+use crate::config::{IclTaskSection, LsaSection};
 use crate::error::{GrokError, Result};
 use crate::models::lsa::LsaConfig;
 use crate::models::lsa::{predict, LsaWeights};
@@ -17,7 +18,7 @@ use crate::rundir::RunDir;
 use crate::rundir::{atomic_write, model_path};
 use crate::tasks::icl_regression::tokens_per_task;
 use crate::tasks::{IclFormat, IclRegression};
-use crate::train::{IclData, ModelConfig, TaskConfig};
+use crate::train::IclData;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -190,9 +191,11 @@ pub fn analyze_icl_run(run_dir: &Path) -> Result<(Vec<IclRow>, IclAnalysis)> {
     let cfg = RunDir::new(run_dir).config()?;
     let model = cfg.model_spec();
     let lsa = model.as_any().downcast_ref::<LsaConfig>();
-    let (TaskConfig::Icl(task), ModelConfig::Lsa(section), Some(lsa)) =
-        (&cfg.task, &cfg.model, lsa)
-    else {
+    let (Some(task), Some(section), Some(lsa)) = (
+        cfg.task.get::<IclTaskSection>(),
+        cfg.model.get::<LsaSection>(),
+        lsa,
+    ) else {
         return Err(GrokError::invalid(
             "task.name",
             cfg.task.name(),

@@ -6,11 +6,12 @@
 
 use super::attention_views::{checkpoint_views, explorer_steps, AttentionViews, PROBE};
 use super::phases::{grokking_phases, PhaseChange, Phases};
+use crate::config::SeqTaskSection;
 use crate::error::{GrokError, Result};
 use crate::models::ParamStore;
 use crate::rundir::RunDir;
 use crate::rundir::{atomic_write, model_path, MetricsLog};
-use crate::train::{checkpoint_test_metrics, RegimeName, RunSummary, TaskConfig};
+use crate::train::{checkpoint_test_metrics, RegimeName, RunSummary};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -83,22 +84,20 @@ impl SequenceAnalysis {
 pub fn analyze_sequence_run(run_dir: &Path) -> Result<(Vec<Map<String, Value>>, SequenceAnalysis)> {
     let start = Instant::now();
     let cfg = RunDir::new(run_dir).config()?;
-    let finite = match &cfg.task {
-        TaskConfig::Sequence(t) => t.regime == RegimeName::Finite,
-        other => {
-            return Err(GrokError::invalid(
-                "task.name",
-                other.name(),
-                "a sequence task (binary operations have their own analysis)",
-            ))
-        }
+    let Some(task) = cfg.task.get::<SeqTaskSection>() else {
+        return Err(GrokError::invalid(
+            "task.name",
+            cfg.task.name(),
+            "a sequence task (binary operations have their own analysis)",
+        ));
     };
+    let finite = task.regime == RegimeName::Finite;
     let (steps, skipped) = super::run::finite_checkpoints(run_dir)?;
     let specs = cfg.model_spec().param_specs();
     // the explorer's views: a transformer's attention on the first test sequences
-    let explorer = match (&cfg.task, cfg.transformer()) {
-        (TaskConfig::Sequence(t), Some(tc)) => {
-            let data = t.data()?;
+    let explorer = match cfg.transformer() {
+        Some(tc) => {
+            let data = task.data()?;
             let n = data.test.len().min(PROBE);
             let probe = data.test.select(&(0..n).collect::<Vec<_>>());
             let induction = data.task().scores_induction();

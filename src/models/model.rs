@@ -51,6 +51,11 @@ pub trait Model: Debug + Send + Sync {
     /// examples scoring `scored` positions each (`None`: one, the last).
     fn train_step_flops(&self, rows: usize, scored: Option<f64>) -> f64;
 
+    /// Rough memory of the model for `groklab`'s estimate before a run (no weights are
+    /// allocated): parameters (count) and activation floats per token of a forward, on sequences
+    /// of `n_ctx` tokens. Within a small factor, to tell 10 MB from 10 TB.
+    fn memory_estimate(&self, n_ctx: usize) -> (f64, f64);
+
     /// The engine of this model's step where no fused transformer pass runs (`burn`, or the
     /// model's own such as `lsa`).
     fn own_engine(&self) -> &'static str {
@@ -111,6 +116,27 @@ impl Model for TransformerConfig {
         }
     }
 
+    fn memory_estimate(&self, n_ctx: usize) -> (f64, f64) {
+        let f = |x: usize| x as f64;
+        let (l, h, d, dh, dm) = (
+            f(self.n_layers),
+            f(self.n_heads),
+            f(self.d_model),
+            f(self.d_head),
+            f(self.d_mlp),
+        );
+        let (v, v_out, t) = (f(self.d_vocab), f(self.d_vocab_out), f(n_ctx));
+        let mlp = if self.attn_only {
+            0.0
+        } else {
+            2.0 * d * dm + dm + d
+        };
+        let block = 4.0 * h * d * dh + 3.0 * h * dh + d + mlp + 4.0 * d;
+        let params = v * d + t * d + l * block + d * v_out + v_out;
+        let act = l * (8.0 * d + 4.0 * h * dh + 2.0 * h * t + 2.0 * dm) + 2.0 * v_out;
+        (params, act)
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -153,6 +179,17 @@ impl Model for MlpConfig {
         MlpConfig::train_step_flops(self, rows)
     }
 
+    fn memory_estimate(&self, n_ctx: usize) -> (f64, f64) {
+        let widths: Vec<f64> = self.d_hidden.iter().map(|&w| w as f64).collect();
+        let (v, v_out, t) = (self.d_vocab as f64, self.d_vocab_out as f64, n_ctx as f64);
+        let first = widths.first().copied().unwrap_or(0.0);
+        let inner: f64 = widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
+        let last = widths.last().copied().unwrap_or(0.0);
+        let params = v * t * first + inner + last * v_out + v_out;
+        let act = 2.0 * widths.iter().sum::<f64>() / t.max(1.0) + 2.0 * v_out;
+        (params, act)
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -193,6 +230,19 @@ impl Model for LsaConfig {
     /// `scored`: the tokens per task T.
     fn train_step_flops(&self, rows: usize, scored: Option<f64>) -> f64 {
         LsaConfig::train_step_flops(self, rows, scored.unwrap_or(1.0) as usize)
+    }
+
+    fn memory_estimate(&self, n_ctx: usize) -> (f64, f64) {
+        let f = |x: usize| x as f64;
+        let (l, h, w, dm) = (
+            f(self.n_layers),
+            f(self.n_heads),
+            f(self.d + 1),
+            f(self.d_mlp),
+        );
+        let params = l * (4.0 * h * w * w + 2.0 * w * dm + dm + w);
+        let act = l * (6.0 * w + 2.0 * h * f(n_ctx) + 2.0 * dm);
+        (params, act)
     }
 
     fn own_engine(&self) -> &'static str {

@@ -4,7 +4,7 @@
 //! binary operation (Nanda et al. 2023's progress measures; also the fallback, which reports an
 //! unreadable config).
 
-use crate::config::{ModelConfig, RunConfig, TaskConfig};
+use crate::config::{IclTaskSection, MlpSection, RunConfig, SeqTaskSection};
 use crate::error::Result;
 use crate::measures::{self, KeyFreqRule};
 use crate::rundir::{MetricsLog, RunDir};
@@ -84,7 +84,7 @@ struct Icl;
 
 impl RunAnalysis for Icl {
     fn applies(&self, cfg: &RunConfig) -> bool {
-        matches!(cfg.task, TaskConfig::Icl(_))
+        cfg.task.get::<IclTaskSection>().is_some()
     }
 
     fn analyze(&self, run_dir: &Path, opts: &AnalyzeOptions) -> Result<Vec<String>> {
@@ -120,7 +120,7 @@ struct Sequence;
 
 impl RunAnalysis for Sequence {
     fn applies(&self, cfg: &RunConfig) -> bool {
-        matches!(cfg.task, TaskConfig::Sequence(_))
+        cfg.task.get::<SeqTaskSection>().is_some()
     }
 
     fn analyze(&self, run_dir: &Path, _opts: &AnalyzeOptions) -> Result<Vec<String>> {
@@ -152,7 +152,7 @@ struct MlpModular;
 
 impl RunAnalysis for MlpModular {
     fn applies(&self, cfg: &RunConfig) -> bool {
-        matches!(cfg.model, ModelConfig::Mlp(_))
+        cfg.model.get::<MlpSection>().is_some()
     }
 
     fn analyze(&self, run_dir: &Path, opts: &AnalyzeOptions) -> Result<Vec<String>> {

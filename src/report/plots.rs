@@ -55,13 +55,10 @@ pub fn plot_run(run_dir: &Path, rows: &[MetricsRow]) -> Result<()> {
     )
     .save(&dir, "weights", "Sum of squared weights")?;
     // a sequence task may name its scored positions (digit addition: the answer digits)
-    let task = match crate::rundir::RunDir::new(run_dir)
-        .try_config()
-        .map(|c| c.task)
-    {
-        Some(crate::config::TaskConfig::Sequence(t)) => Some(t.task()),
-        _ => None,
-    };
+    let config = crate::rundir::RunDir::new(run_dir).try_config();
+    let task = (config.as_ref())
+        .and_then(|c| c.task.get::<crate::config::SeqTaskSection>())
+        .map(|t| t.task());
     let positions = task
         .as_ref()
         .map_or("scored position", |t| t.position_name());

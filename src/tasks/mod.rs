@@ -16,6 +16,7 @@ pub mod modular;
 pub mod permutation;
 mod python_random;
 mod sequence;
+mod spec;
 mod split;
 
 pub use batch::{indices_with_replacement, stream_rng, SeqBatch, IGNORE};
@@ -25,6 +26,7 @@ pub use modular::{is_prime, ModularDataset, Operation};
 pub use python_random::PythonRandom;
 pub use sequence::{Regime, SeqData, SeqShape, SeqTaskConfig, SeqTaskEntry, SequenceTask};
 pub use sparse_parity::SparseParity;
+pub use spec::{DataSpec, Inputs, Targets};
 pub use split::{split_indices, Split, SplitMode};
 
 /// Declares each sequence task's module, re-exports its config type, and lists it in

@@ -8,8 +8,7 @@ use super::numerics::{logit_stats, LogitStats};
 use super::seq_step::group_pairs;
 use super::step::{Step, StepResult};
 use super::trainer::RunData;
-use crate::config::TaskConfig;
-use crate::config::{ModelConfig, RunConfig, Sampling};
+use crate::config::{IclTaskSection, LsaSection, RunConfig, Sampling, SeqTaskSection, TaskSection};
 use crate::error::Result;
 use crate::models::attention_scores::{attention_to_tokens, induction_score, previous_token_score};
 use crate::models::{Scored, Transformer};
@@ -42,25 +41,21 @@ impl Batches {
     /// # Errors
     /// Invalid task fields; a finite set that cannot avoid the test set.
     pub(crate) fn new(cfg: &RunConfig) -> Result<Self> {
-        Ok(match &cfg.task {
-            TaskConfig::Modular(t) => {
-                let data = RunData::new(cfg)?;
-                Batches::Modular {
-                    train: data.dataset.gather(&data.split.train),
-                    test: data.dataset.gather(&data.split.test),
-                    data,
-                    seed: t.split_seed,
-                }
-            }
-            TaskConfig::Sequence(t) => Batches::Sequence(t.data()?),
-            TaskConfig::Icl(t) => {
-                let layers = match &cfg.model {
-                    ModelConfig::Lsa(m) => m.n_layers,
-                    _ => 1,
-                };
-                Batches::Icl(IclData::new(t, layers))
-            }
-        })
+        if let Some(t) = cfg.task.get::<TaskSection>() {
+            let data = RunData::new(cfg)?;
+            return Ok(Batches::Modular {
+                train: data.dataset.gather(&data.split.train),
+                test: data.dataset.gather(&data.split.test),
+                data,
+                seed: t.split_seed,
+            });
+        }
+        if let Some(t) = cfg.task.get::<SeqTaskSection>() {
+            return Ok(Batches::Sequence(t.data()?));
+        }
+        let t = cfg.task.get::<IclTaskSection>().expect("three families");
+        let layers = cfg.model.get::<LsaSection>().map_or(1, |m| m.n_layers);
+        Ok(Batches::Icl(IclData::new(t, layers)))
     }
 
     /// `split.json` of a binary operation (`{"train": [...], "test": [...]}`, row ids); `None`

@@ -7,8 +7,7 @@
 //! The estimate is deliberately rough (within a small factor): its job is to tell 10 MB from
 //! 10 TB, not to budget a run.
 
-use crate::config::TaskConfig;
-use crate::config::{ModelConfig, RunConfig};
+use crate::config::RunConfig;
 use crate::error::{GrokError, Result};
 
 /// Limits a run is checked against ([`check`]).
@@ -82,82 +81,15 @@ pub fn human(bytes: f64) -> String {
 /// The estimate of `cfg` (f64 arithmetic throughout: no overflow for any config that
 /// validates).
 pub fn estimate(cfg: &RunConfig) -> Estimate {
-    let f = |x: usize| x as f64;
-    // rows of the training set, rows of a step, tokens per row, input and output vocabularies
-    let (data_rows, step_rows, n_ctx, d_vocab, d_vocab_out, row_floats) = match &cfg.task {
-        TaskConfig::Modular(t) => {
-            let rows = (t.p as f64 + 2.0).powi(2);
-            let train = (rows * t.frac_train).max(1.0);
-            let batch = match cfg.train.batch_size {
-                0 => train,
-                b => f(b).min(train),
-            };
-            let p = t.p as f64 + 2.0;
-            // tokens, label, split index, row id
-            (rows, batch.max(rows - train), 3.0, p, p, 6.0)
-        }
-        TaskConfig::Sequence(t) => {
-            let s = t.task().shape();
-            let stored = f(t.n_train.unwrap_or(0) + t.n_test);
-            let batch = f(cfg.train.batch_size.max(1)).max(f(t.n_test));
-            let row = 2.0 * f(s.n_ctx) + 1.0;
-            (
-                stored,
-                batch,
-                f(s.n_ctx),
-                f(s.d_vocab),
-                f(s.d_vocab_out),
-                row,
-            )
-        }
-        TaskConfig::Icl(t) => {
-            let tokens = f(t.n_pairs + 1);
-            let width = f(t.d + 1);
-            let batch = f(cfg.train.batch_size.max(1)).max(f(t.n_eval));
-            (f(t.n_eval), batch, tokens, width, width, tokens * width)
-        }
-    };
+    let (data_rows, step_rows, row_floats) = cfg.task.data_estimate(cfg.train.batch_size);
+    let n_ctx = cfg.task.spec().n_ctx;
     // parameters, and floats of activation per token (forward; the backward about doubles it)
-    let (params, per_token) = match &cfg.model {
-        ModelConfig::Transformer(m) => {
-            let (l, h, d, dh, dm) = (
-                f(m.n_layers),
-                f(m.n_heads),
-                f(m.d_model),
-                f(m.d_head),
-                f(m.d_mlp),
-            );
-            let mlp = if m.attn_only {
-                0.0
-            } else {
-                2.0 * d * dm + dm + d
-            };
-            let block = 4.0 * h * d * dh + 3.0 * h * dh + d + mlp + 4.0 * d;
-            let params = d_vocab * d + n_ctx * d + l * block + d * d_vocab_out + d_vocab_out;
-            let act = l * (8.0 * d + 4.0 * h * dh + 2.0 * h * n_ctx + 2.0 * dm) + 2.0 * d_vocab_out;
-            (params, act)
-        }
-        ModelConfig::Mlp(m) => {
-            let widths: Vec<f64> = m.d_hidden.iter().map(|&w| f(w)).collect();
-            let first = widths.first().copied().unwrap_or(0.0);
-            let inner: f64 = widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
-            let last = widths.last().copied().unwrap_or(0.0);
-            let params = d_vocab * n_ctx * first + inner + last * d_vocab_out + d_vocab_out;
-            let act = 2.0 * widths.iter().sum::<f64>() / n_ctx.max(1.0) + 2.0 * d_vocab_out;
-            (params, act)
-        }
-        ModelConfig::Lsa(m) => {
-            let (l, h, w, dm) = (f(m.n_layers), f(m.n_heads), d_vocab, f(m.d_mlp));
-            let params = l * (4.0 * h * w * w + 2.0 * w * dm + dm + w);
-            let act = l * (6.0 * w + 2.0 * h * n_ctx + 2.0 * dm);
-            (params, act)
-        }
-    };
+    let (params, per_token) = cfg.model_spec().memory_estimate(n_ctx);
     Estimate {
         params,
         param_bytes: 8.0 * 6.0 * params,
         data_bytes: 8.0 * data_rows * row_floats,
-        activation_bytes: 8.0 * 2.0 * step_rows * n_ctx * per_token,
+        activation_bytes: 8.0 * 2.0 * step_rows * n_ctx as f64 * per_token,
     }
 }
 
