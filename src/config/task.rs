@@ -6,11 +6,14 @@
 
 use super::{section, TrainSection, SECTION_PATH};
 use crate::error::{GrokError, Result};
+use crate::models::lsa::LsaConfig;
+use crate::models::Model;
 use crate::tasks::icl_regression::tokens_per_task;
 use crate::tasks::{
     sequence_task, DataSpec, IclRegression, Inputs, ModularDataset, Operation, Regime, SeqData,
     SeqTaskEntry, SequenceTask, SplitMode, Targets, SEQUENCE_TASKS,
 };
+use crate::train::{IclData, ModularData, RunData, TaskData};
 use dyn_clone::DynClone;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::any::Any;
@@ -322,6 +325,13 @@ pub trait TaskFamily: erased_serde::Serialize + DynClone + Debug + Send + Sync +
     /// evaluation) reads, and floats per stored row.
     fn data_estimate(&self, batch_size: usize) -> (f64, f64, f64);
 
+    /// Its data in the training loop, for `model` (in-context regression fits its reference
+    /// learners to the model's depth).
+    ///
+    /// # Errors
+    /// Invalid keys; a finite set that cannot avoid the test set.
+    fn data(&self, model: &dyn Model) -> Result<Box<dyn TaskData>>;
+
     /// `self` as [`Any`] (for [`TaskConfig::get`]).
     fn as_any(&self) -> &dyn Any;
 }
@@ -415,6 +425,11 @@ impl TaskFamily for TaskSection {
         (rows, batch.max(rows - train), 6.0)
     }
 
+    fn data(&self, _model: &dyn Model) -> Result<Box<dyn TaskData>> {
+        let data = RunData::of(self)?;
+        Ok(Box::new(ModularData::new(data, self.split_seed)))
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -459,6 +474,10 @@ impl TaskFamily for SeqTaskSection {
         (stored, batch, 2.0 * n_ctx + 1.0)
     }
 
+    fn data(&self, _model: &dyn Model) -> Result<Box<dyn TaskData>> {
+        Ok(Box::new(SeqTaskSection::data(self)?))
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -497,6 +516,11 @@ impl TaskFamily for IclTaskSection {
         let width = (self.d + 1) as f64;
         let batch = (batch_size.max(1) as f64).max(self.n_eval as f64);
         (self.n_eval as f64, batch, tokens * width)
+    }
+
+    fn data(&self, model: &dyn Model) -> Result<Box<dyn TaskData>> {
+        let layers = (model.as_any().downcast_ref::<LsaConfig>()).map_or(1, |m| m.n_layers);
+        Ok(Box::new(IclData::new(self, layers)))
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -79,3 +79,29 @@ impl Step<'_> {
         )
     }
 }
+
+impl super::data::TaskData for IclData {
+    /// `batch_size` tasks of T tokens each.
+    fn shape_of_step0(&self, batch_size: usize) -> (usize, Option<f64>) {
+        (batch_size, Some(self.tokens_per_task() as f64))
+    }
+
+    /// A fresh batch of tasks every step: always the whole distribution's estimate.
+    fn train(
+        &self,
+        step_fn: &Step,
+        step: u64,
+        batch_size: usize,
+        _sampling: crate::config::Sampling,
+    ) -> (StepResult, bool) {
+        let batch = self.task.train_batch(step, batch_size);
+        (step_fn.train_icl(&batch, self.task.format), true)
+    }
+
+    /// The evaluation set's ½-MSE (accuracy: NaN) and the comparison with each reference
+    /// learner.
+    fn test_metrics(&self, eval: &Step) -> ((f64, f64), Vec<(String, f64)>) {
+        let (loss, metrics) = eval.evaluate_icl(self);
+        ((loss, f64::NAN), metrics)
+    }
+}

@@ -1,8 +1,8 @@
 //! Training (its configuration lives in [`crate::config`]): the optimisers and gradient filters, the schedules, the loss, checkpoints, metrics and the loop.
 
-mod batches;
 mod bench;
 mod checkpoint;
+mod data;
 mod grad_filter;
 mod icl_step;
 pub(crate) use icl_step::IclData;
@@ -22,9 +22,10 @@ pub use crate::config::{
     RunConfig, Sampling, Schedule, ScheduleKind, SeqTaskSection, TaskConfig, TaskSection,
     TrainSection, VocabOut, ICL_TASK, PRESETS,
 };
-pub use batches::checkpoint_test_metrics;
 pub use bench::{bench_seeds, bench_train_step, peak_memory_mib, BenchReport, SeedsReport};
 pub use checkpoint::{load_latest, save, Resumed};
+pub(crate) use data::modular::ModularData;
+pub use data::{checkpoint_test_metrics, TaskData};
 pub use grad_filter::{
     clip_global_norm, global_norm, orthogonalize, rescale_to_norm, trainable_norm, Grads, Grokfast,
 };

@@ -1,7 +1,7 @@
 //! The training loop: one screen, top to bottom.
 
-use super::batches::Batches;
 use super::checkpoint;
+use super::data::{task_data, TaskData};
 use super::grad_filter::global_norm;
 use super::numerics::{last_layer_norm, Slingshots};
 use super::optim::Optimizer;
@@ -66,7 +66,14 @@ impl RunData {
     /// # Errors
     /// Invalid task fields.
     pub fn new(cfg: &RunConfig) -> Result<Self> {
-        let t = cfg.modular("a split")?;
+        Self::of(cfg.modular("a split")?)
+    }
+
+    /// Builds the dataset and split of the binary-operation section `t`.
+    ///
+    /// # Errors
+    /// Invalid task fields.
+    pub fn of(t: &crate::config::TaskSection) -> Result<Self> {
         let op = Operation::parse(&t.name)?;
         let dataset = ModularDataset::new(op, t.p, t.split_seed)?;
         let split = split_indices(
@@ -209,7 +216,7 @@ fn fresh_state(cfg: &RunConfig, init: &ParamStore) -> (ParamStore, Optimizer) {
 }
 
 /// Refuses a resume whose split is not the one `split.json` records (an edited `config.toml`).
-fn check_split(dir: &std::path::Path, batches: &Batches) -> Result<()> {
+fn check_split(dir: &std::path::Path, batches: &dyn TaskData) -> Result<()> {
     let Some(split) = batches.split_json() else {
         return Ok(());
     };
@@ -228,7 +235,7 @@ pub(crate) struct Run<'a> {
     cfg: &'a RunConfig,
     model: Box<dyn Model>,
     dir: PathBuf,
-    batches: Batches,
+    batches: Box<dyn TaskData>,
     params: ParamStore,
     optim: Optimizer,
     log: MetricsLog,
@@ -251,7 +258,7 @@ impl<'a> Run<'a> {
         let t = &cfg.train;
         let model = cfg.model_spec();
         let devices = (Device::flex().autodiff(), Device::flex());
-        let batches = Batches::new(cfg)?;
+        let batches = task_data(cfg)?;
         let dir = opts.out.clone();
         std::fs::create_dir_all(&dir).map_err(|e| GrokError::io(&dir, e))?;
         let lock = RunLock::acquire(&dir, "train")?;
@@ -265,7 +272,7 @@ impl<'a> Run<'a> {
             crate::rundir::remove_stale_temporaries(&dir);
             check_fixed_keys(cfg, &dir)?;
             let r = checkpoint::load_latest(&dir, &*model, &template)?;
-            check_split(&dir, &batches)?;
+            check_split(&dir, &*batches)?;
             if !opts.set.is_empty() {
                 let mut c = cfg.clone();
                 c.resumed_with.push(ResumeRecord {
@@ -316,10 +323,10 @@ impl<'a> Run<'a> {
     /// what `groklab bench` steps with [`Run::train_step`], the update [`Run::advance`] takes.
     ///
     /// # Errors
-    /// An invalid task config ([`Batches::new`]).
+    /// An invalid task config ([`task_data`]).
     pub(crate) fn scratch(cfg: &'a RunConfig, threads: usize) -> Result<Self> {
         let model = cfg.model_spec();
-        let batches = Batches::new(cfg)?;
+        let batches = task_data(cfg)?;
         let init = ParamStore::init_specs(model.param_specs(), cfg.model.init_seed());
         let (params, optim) = fresh_state(cfg, &init);
         Ok(Self {
