@@ -7,12 +7,14 @@
 
 use crate::error::Result;
 use crate::measures::{Measures, RunAnalysis};
-use crate::rundir::atomic_write;
 use base64::Engine;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-const SCRIPT: &str = concat!(include_str!("explorer_core.js"), include_str!("report.js"));
+use super::page::{Explorer, ReportPage, Section};
+
+/// The binary-operation explorer's views (after the shared core, [`super::page`]).
+const SCRIPT: &str = include_str!("report.js");
 pub(super) const STYLE: &str = include_str!("report.css");
 
 /// The charts inlined in the page, from `plots/` (training) and `plots/measures/` (analysis):
@@ -148,7 +150,7 @@ pub(super) fn drawn_figures(plots: &Path, charts: &[(&str, &str)]) -> String {
 /// # Errors
 /// [`GrokError::Io`] when the config cannot be read or the page cannot be written.
 pub fn write_report(run_dir: &Path, rows: &[Measures], analysis: &RunAnalysis) -> Result<PathBuf> {
-    let (name, config) = run_name_and_config(run_dir)?;
+    let name = (run_dir.file_name()).map_or("run".into(), |n| n.to_string_lossy().to_string());
     let plots = run_dir.join("plots");
     let data = json!({
         "run": name,
@@ -156,13 +158,10 @@ pub fn write_report(run_dir: &Path, rows: &[Measures], analysis: &RunAnalysis) -
         "phases": analysis.phases,
         "checkpoints": rows.iter().map(checkpoint_data).collect::<Vec<_>>(),
     });
-    // `</` cannot end the script element early inside JSON strings.
-    let data = data.to_string().replace("</", "<\\/");
-
     let ph = &analysis.phases;
     let at = |s: Option<u64>| s.map_or("not detected".to_string(), |s| format!("step {s}"));
     let last = rows.last();
-    let summary = last.map_or(String::new(), |m| {
+    let final_rows = last.map_or(String::new(), |m| {
         format!(
             "<tr><th>final step</th><td>{}</td></tr>\
              <tr><th>train / test loss</th><td>{:.3e} / {:.3e}</td></tr>\
@@ -173,6 +172,21 @@ pub fn write_report(run_dir: &Path, rows: &[Measures], analysis: &RunAnalysis) -
             100.0 * m.acc_test
         )
     });
+    let summary = format!(
+        r#"<table>
+<tr><th>key frequencies</th><td>{keys:?} <span class="note">({rule}, from step {key_step})</span></td></tr>
+<tr><th>phases</th><td>memorisation ends {m}, circuit formation ends {c}, clean-up ends {u}
+<div class="note">{phase_rule}</div></td></tr>
+{final_rows}
+</table>"#,
+        keys = analysis.key_freqs,
+        rule = escape(&analysis.key_freq_rule),
+        key_step = analysis.key_freq_step,
+        m = at(ph.memorisation_end),
+        c = at(ph.circuit_formation_end),
+        u = at(ph.cleanup_end),
+        phase_rule = escape(&ph.rule),
+    );
     let curves: String = CURVES
         .iter()
         .map(|(file, title)| {
@@ -192,64 +206,49 @@ pub fn write_report(run_dir: &Path, rows: &[Measures], analysis: &RunAnalysis) -
             )
         })
         .collect();
-    let saliency = if saliency.is_empty() {
-        String::new()
-    } else {
-        format!("<section id=\"saliency\">\n<h2>Saliency and the gradient's circuits</h2>\n{saliency}</section>")
-    };
     let neurons: String = (0..4)
         .map(|i| plots.join(format!("measures/final_neuron_{i}")))
         .chain([plots.join("measures/final_neuron_spectrum")])
         .filter(|p| p.with_extension("png").exists())
         .map(|p| format!("<figure>{}</figure>\n", inline_plot(&p, true)))
         .collect();
-
-    let html = page(
-        &format!("groklab report: {name}"),
-        &format!(
-            r#"<section id="summary">
-<table>
-<tr><th>key frequencies</th><td>{keys:?} <span class="note">({rule}, from step {key_step})</span></td></tr>
-<tr><th>phases</th><td>memorisation ends {m}, circuit formation ends {c}, clean-up ends {u}
-<div class="note">{phase_rule}</div></td></tr>
-{summary}
-</table>
-<details><summary>config.toml</summary><pre>{config}</pre></details>
-</section>
-<section id="explorer">
-<h2>Checkpoint explorer</h2>
-{SLIDER_ROW}
-<div class="views">
-<figure><figcaption>Loss (marker: selected checkpoint)</figcaption><svg id="view-loss" class="view" viewBox="0 0 460 260"></svg></figure>
-<figure><figcaption>Embedding Fourier norm per frequency</figcaption><svg id="view-embed" class="view" viewBox="0 0 460 260"></svg></figure>
-<figure><figcaption>W_L Fourier norm per frequency</figcaption><svg id="view-wl" class="view" viewBox="0 0 460 260"></svg></figure>
-<figure><figcaption>Neuron clusters (FVE &ge; 0.85) per frequency</figcaption><svg id="view-clusters" class="view" viewBox="0 0 460 260"></svg></figure>
-<figure><figcaption>Mean attention from the last position</figcaption><svg id="view-attention" class="view" viewBox="0 0 460 260"></svg></figure>
-</div>
-</section>
-<section id="curves">
-<h2>Over training</h2>
-{curves}
-</section>
-{saliency}
-<section id="neurons">
-<h2>Final checkpoint: neurons</h2>
-{neurons}
-</section>
-<script type="application/json" id="report-data">{data}</script>
-<script>{SCRIPT}</script>
-"#,
-            keys = analysis.key_freqs,
-            rule = escape(&analysis.key_freq_rule),
-            key_step = analysis.key_freq_step,
-            m = at(ph.memorisation_end),
-            c = at(ph.circuit_formation_end),
-            u = at(ph.cleanup_end),
-            phase_rule = escape(&ph.rule),
-            config = escape(&config),
+    let views = [
+        ("view-loss", "Loss (marker: selected checkpoint)"),
+        ("view-embed", "Embedding Fourier norm per frequency"),
+        ("view-wl", "W_L Fourier norm per frequency"),
+        (
+            "view-clusters",
+            "Neuron clusters (FVE &ge; 0.85) per frequency",
         ),
-    );
-    let path = run_dir.join("report.html");
-    atomic_write(&path, html.as_bytes())?;
-    Ok(path)
+        ("view-attention", "Mean attention from the last position"),
+    ];
+    ReportPage {
+        summary: vec![summary],
+        explorer: Some(Explorer {
+            note: String::new(),
+            views: (views.iter())
+                .map(|(id, c)| (id.to_string(), c.to_string()))
+                .collect(),
+            data,
+            script: SCRIPT,
+        }),
+        sections: vec![
+            Section {
+                id: "curves",
+                title: "Over training".into(),
+                body: curves,
+            },
+            Section {
+                id: "saliency",
+                title: "Saliency and the gradient's circuits".into(),
+                body: saliency,
+            },
+            Section {
+                id: "neurons",
+                title: "Final checkpoint: neurons".into(),
+                body: neurons,
+            },
+        ],
+    }
+    .write(run_dir)
 }

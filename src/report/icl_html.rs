@@ -4,18 +4,16 @@
 //! interpolation curve, and the charts of [`super::icl_plots`]; self-contained as the other
 //! reports are.
 
-use super::html::{drawn_figures, escape, page, round, rounded, run_name_and_config, SLIDER_ROW};
+use super::html::{drawn_figures, escape, round, rounded};
 use super::icl_plots::ICL_CHARTS;
+use super::page::{Explorer, ReportPage, Section};
 use crate::error::Result;
 use crate::measures::icl_run::{IclAnalysis, IclRow};
-use crate::rundir::atomic_write;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-const SCRIPT: &str = concat!(
-    include_str!("explorer_core.js"),
-    include_str!("icl_report.js"),
-);
+/// The in-context regression explorer's views (after the shared core, [`super::page`]).
+const SCRIPT: &str = include_str!("icl_report.js");
 
 /// Writes `run_dir/report.html` from the run's config, the rows and analysis of
 /// [`crate::measures::icl_run::analyze_icl_run`] and the plots in `plots/`; returns its path.
@@ -27,7 +25,7 @@ pub fn write_icl_report(
     rows: &[IclRow],
     analysis: &IclAnalysis,
 ) -> Result<PathBuf> {
-    let (name, config) = run_name_and_config(run_dir)?;
+    let name = (run_dir.file_name()).map_or("run".into(), |n| n.to_string_lossy().to_string());
     let c = &analysis.construction;
     let metric = |r: &IclRow, k: String| {
         r.metrics
@@ -61,66 +59,52 @@ pub fn write_icl_report(
             .collect::<Vec<_>>(),
         "checkpoints": checkpoints,
     });
-    // `</` cannot end the script element early inside JSON strings.
-    let data = data.to_string().replace("</", "<\\/");
     let findings: String = (analysis.summary_lines(rows.last()).iter())
         .map(|l| format!("<li>{}</li>", escape(l)))
         .collect();
     let heads = rows.last().map_or(0, |r| r.qk.len());
-    let view = |id: String, caption: String| {
-        format!("<figure><figcaption>{caption}</figcaption><svg id=\"{id}\" class=\"view\" viewBox=\"0 0 460 260\"></svg></figure>\n")
-    };
-    let mut views = view(
-        "view-loss".into(),
-        "Loss (marker: selected checkpoint)".into(),
-    );
+    let mut views = vec![(
+        "view-loss".to_string(),
+        "Loss (marker: selected checkpoint)".to_string(),
+    )];
     if rows.last().is_some_and(|r| !r.interpolation.is_empty()) {
-        views += &view(
+        views.push((
             "view-interp".into(),
             format!("Loss from {c} (α = 0) to the trained weights (α = 1), gauge-aligned products"),
-        );
+        ));
     }
     for h in 0..heads {
-        views += &view(
+        views.push((
             format!("view-qk-{h}"),
             format!("Block 0, head {h}: W_Q W_Kᵀ"),
-        );
-        views += &view(
+        ));
+        views.push((
             format!("view-vp-{h}"),
             format!("Block 0, head {h}: W_V W_P"),
-        );
+        ));
     }
-    views += &view("view-c-qk".into(), format!("{c} construction: W_Q W_Kᵀ"));
-    views += &view("view-c-vp".into(), format!("{c} construction: W_V W_P"));
+    views.push(("view-c-qk".into(), format!("{c} construction: W_Q W_Kᵀ")));
+    views.push(("view-c-vp".into(), format!("{c} construction: W_V W_P")));
     let plots = run_dir.join("plots");
-    let curves = drawn_figures(&plots, &ICL_CHARTS);
-    let html = page(
-        &format!("groklab report: {name}"),
-        &format!(
-            r#"<section id="summary">
-<ul>{findings}</ul>
-<p class="note">Each heatmap is coloured on its own scale (blue negative, red positive, white 0): a
+    ReportPage {
+        summary: vec![
+            format!("<ul>{findings}</ul>"),
+            r#"<p class="note">Each heatmap is coloured on its own scale (blue negative, red positive, white 0): a
 trained block may carry the construction's products times c and 1/c, which compute the same
-function.</p>
-<details><summary>config.toml</summary><pre>{config}</pre></details>
-</section>
-<section id="explorer">
-<h2>Checkpoint explorer</h2>
-{SLIDER_ROW}
-<div class="views">
-{views}</div>
-</section>
-<section id="curves">
-<h2>Over training and at the last checkpoint</h2>
-{curves}
-</section>
-<script type="application/json" id="report-data">{data}</script>
-<script>{SCRIPT}</script>
-"#,
-            config = escape(&config),
-        ),
-    );
-    let path = run_dir.join("report.html");
-    atomic_write(&path, html.as_bytes())?;
-    Ok(path)
+function.</p>"#
+                .into(),
+        ],
+        explorer: Some(Explorer {
+            note: String::new(),
+            views,
+            data,
+            script: SCRIPT,
+        }),
+        sections: vec![Section {
+            id: "curves",
+            title: "Over training and at the last checkpoint".into(),
+            body: drawn_figures(&plots, &ICL_CHARTS),
+        }],
+    }
+    .write(run_dir)
 }

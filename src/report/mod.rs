@@ -7,6 +7,7 @@ mod html;
 mod icl_html;
 pub mod icl_plots;
 mod measure_plots;
+mod page;
 mod plots;
 pub mod saliency_plots;
 mod sequence_html;
