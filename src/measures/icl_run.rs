@@ -6,17 +6,22 @@
 //! it) and GD++ trained by the diagonal-only rule. Writes `measures.jsonl` / `measures.csv` and
 //! `analysis.json`.
 
+use super::analyze::{analyze_checkpoints, CheckpointAnalysis};
 use super::icl::{half_mse_f32, icl_metrics};
 use super::icl_weights::{best_rollout, head_products, interpolation_losses, ALPHAS};
+use super::run::SkippedCheckpoint;
 use crate::config::{IclTaskSection, LsaSection};
 use crate::error::{GrokError, Result};
 use crate::models::lsa::LsaConfig;
 use crate::models::lsa::{predict, LsaWeights};
+use crate::models::lsa_compare::IclReference;
 use crate::models::lsa_gd::{gdpp_predictions, half_mse, line_search_gd, train_gdpp_diagonal};
-use crate::models::ParamStore;
+use crate::models::lsa_heads::HeadProducts;
+use crate::models::{ParamSpec, ParamStore};
+use crate::rundir::model_path;
 use crate::rundir::RunDir;
-use crate::rundir::{atomic_write, model_path};
 use crate::tasks::icl_regression::tokens_per_task;
+use crate::tasks::IclBatch;
 use crate::tasks::{IclFormat, IclRegression};
 use crate::train::IclData;
 use serde::{Deserialize, Serialize};
@@ -213,98 +218,145 @@ pub fn analyze_icl_run(run_dir: &Path) -> Result<(Vec<IclRow>, IclAnalysis)> {
     // the construction is a plain linear LSA on paired tokens
     let comparable =
         !lsa.softmax && !lsa.layer_norm && lsa.d_mlp == 0 && task.format == IclFormat::Paired;
-    let specs = model.param_specs();
-    let load = |step: u64| -> Result<LsaWeights> {
-        let store = ParamStore::from_safetensors_specs(&model_path(run_dir, step), specs.clone())?;
-        Ok(LsaWeights::from_store(lsa, &store))
+    let measures = IclMeasures {
+        specs: model.param_specs(),
+        run_dir,
+        last: *steps.last().expect("finite_checkpoints returns some"),
+        lsa,
+        section,
+        data: &data,
+        eval: &eval,
+        best,
+        constructed,
+        comparable,
     };
-    let mut rows = Vec::with_capacity(steps.len());
-    for &step in &steps {
-        let w = load(step)?;
+    analyze_checkpoints(run_dir, &steps, skipped, &measures, start)
+}
+
+/// The LSA's checkpoints against the reference learners: per checkpoint the evaluation loss,
+/// the comparison metrics, the interpolation from the construction and the first block's head
+/// products; at the last checkpoint the out-of-distribution sweeps and the roll-out.
+struct IclMeasures<'a> {
+    specs: Vec<ParamSpec>,
+    run_dir: &'a Path,
+    last: u64,
+    lsa: &'a LsaConfig,
+    section: &'a LsaSection,
+    data: &'a IclData,
+    eval: &'a IclBatch,
+    best: &'a IclReference,
+    constructed: HeadProducts,
+    comparable: bool,
+}
+
+impl CheckpointAnalysis for IclMeasures<'_> {
+    type Row = IclRow;
+    type Summary = IclAnalysis;
+
+    fn param_specs(&self) -> Vec<ParamSpec> {
+        self.specs.clone()
+    }
+
+    fn row(&self, step: u64, store: &ParamStore) -> Result<IclRow> {
+        let w = LsaWeights::from_store(self.lsa, store);
+        let data = self.data;
         let (test_loss, metrics) = icl_metrics(
             &w,
             &data.eval_tokens,
             &data.eval_targets,
-            task.n_pairs,
+            data.task.n_pairs,
             &data.references,
         );
-        let products = head_products(&w.blocks[0], e);
-        rows.push(IclRow {
+        let products = head_products(&w.blocks[0], self.lsa.width());
+        Ok(IclRow {
             step,
             test_loss,
             metrics: (metrics.into_iter())
                 .map(|(k, v)| (k, v.is_finite().then_some(v)))
                 .collect(),
-            interpolation: if comparable {
-                interpolation_losses(&w, &best.weights, &eval)
+            interpolation: if self.comparable {
+                interpolation_losses(&w, &self.best.weights, self.eval)
             } else {
                 Vec::new()
             },
             qk: products.iter().map(|p| p.qk.clone()).collect(),
             vp: products.iter().map(|p| p.vp.clone()).collect(),
-        });
+        })
     }
-    let last = load(*steps.last().expect("non-empty"))?;
-    let sweep = |f: &dyn Fn(&mut IclRegression, f64)| -> Vec<OodPoint> {
-        (OOD_SCALES.iter())
-            .map(|&s| {
-                let mut t = data.task.clone();
-                f(&mut t, s);
-                ood_point(&last, &data, &t, s)
+
+    fn jsonl_only(&self) -> &'static [&'static str] {
+        &["qk", "vp"]
+    }
+
+    fn summary(
+        &self,
+        rows: &[IclRow],
+        skipped: Vec<SkippedCheckpoint>,
+        seconds: f64,
+    ) -> Result<IclAnalysis> {
+        let (data, eval, lsa) = (self.data, self.eval, self.lsa);
+        let store = ParamStore::from_safetensors_specs(
+            &model_path(self.run_dir, self.last),
+            self.specs.clone(),
+        )?;
+        let last = LsaWeights::from_store(lsa, &store);
+        let sweep = |f: &dyn Fn(&mut IclRegression, f64)| -> Vec<OodPoint> {
+            (OOD_SCALES.iter())
+                .map(|&s| {
+                    let mut t = data.task.clone();
+                    f(&mut t, s);
+                    ood_point(&last, data, &t, s)
+                })
+                .collect()
+        };
+        let ood_x_range = sweep(&|t, s| t.x_range *= s);
+        let ood_w_scale = sweep(&|t, s| t.w_scale *= s);
+        let rollout = (1..=self.section.rollout_steps)
+            .map(|k| {
+                let (lambda, loss) = best_rollout(&last, k, eval);
+                let (gd_eta, gd_loss) = line_search_gd(eval, k);
+                RolloutPoint {
+                    steps: k,
+                    lambda,
+                    loss,
+                    gd_loss,
+                    gd_eta,
+                }
             })
-            .collect()
-    };
-    let ood_x_range = sweep(&|t, s| t.x_range *= s);
-    let ood_w_scale = sweep(&|t, s| t.w_scale *= s);
-    let rollout = (1..=section.rollout_steps)
-        .map(|k| {
-            let (lambda, loss) = best_rollout(&last, k, &eval);
-            let (gd_eta, gd_loss) = line_search_gd(&eval, k);
-            RolloutPoint {
-                steps: k,
-                lambda,
+            .collect();
+        let mut references: Vec<ReferenceSummary> = (data.references.iter())
+            .map(|r| ReferenceSummary {
+                name: r.name.into(),
+                eta: r.eta,
+                gamma: r.gamma,
+                loss: r.loss,
+            })
+            .collect();
+        if lsa.n_layers >= 2 && !lsa.softmax {
+            let (eta, gamma, _) = train_gdpp_diagonal(&data.task, lsa.n_layers, 1000, 2048, 0.1);
+            let loss = half_mse(&gdpp_predictions(eval, eta, gamma, lsa.n_layers), eval);
+            references.push(ReferenceSummary {
+                name: "gdpp_trained".into(),
+                eta,
+                gamma,
                 loss,
-                gd_loss,
-                gd_eta,
-            }
+            });
+        }
+        Ok(IclAnalysis {
+            references,
+            construction: self.best.name.into(),
+            construction_qk: self.constructed.qk.clone(),
+            construction_vp: self.constructed.vp.clone(),
+            e: lsa.width(),
+            alphas: ALPHAS.to_vec(),
+            ood_x_range,
+            ood_w_scale,
+            rollout,
+            checkpoints: rows.len(),
+            seconds,
+            skipped,
         })
-        .collect();
-    let mut references: Vec<ReferenceSummary> = (data.references.iter())
-        .map(|r| ReferenceSummary {
-            name: r.name.into(),
-            eta: r.eta,
-            gamma: r.gamma,
-            loss: r.loss,
-        })
-        .collect();
-    if lsa.n_layers >= 2 && !lsa.softmax {
-        let (eta, gamma, _) = train_gdpp_diagonal(&data.task, lsa.n_layers, 1000, 2048, 0.1);
-        let loss = half_mse(&gdpp_predictions(&eval, eta, gamma, lsa.n_layers), &eval);
-        references.push(ReferenceSummary {
-            name: "gdpp_trained".into(),
-            eta,
-            gamma,
-            loss,
-        });
     }
-    let analysis = IclAnalysis {
-        references,
-        construction: best.name.into(),
-        construction_qk: constructed.qk,
-        construction_vp: constructed.vp,
-        e,
-        alphas: ALPHAS.to_vec(),
-        ood_x_range,
-        ood_w_scale,
-        rollout,
-        checkpoints: rows.len(),
-        seconds: start.elapsed().as_secs_f64(),
-        skipped,
-    };
-    super::run::write_rows(run_dir, "measures", &rows, &["qk", "vp"])?;
-    let json = serde_json::to_string_pretty(&analysis).expect("analysis serialises");
-    atomic_write(&run_dir.join("analysis.json"), json.as_bytes())?;
-    Ok((rows, analysis))
 }
 
 /// Reads what [`analyze_icl_run`] wrote.

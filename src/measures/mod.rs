@@ -8,6 +8,7 @@
 //! (rows a-major, `a·p + b`).
 
 pub mod activations;
+mod analyze;
 pub mod attention_views;
 mod bench;
 mod checkpoint;
@@ -31,6 +32,7 @@ pub mod weights;
 pub use crate::models::attention_scores as attention;
 pub use crate::models::lsa_compare as icl;
 pub use crate::models::lsa_heads as icl_weights;
+pub use analyze::{analyze_checkpoints, CheckpointAnalysis};
 pub use bench::bench_analyze;
 pub use checkpoint::{analyze_checkpoint, parse_split, CheckpointTask};
 pub use neurons::KeyFreqVotes;

@@ -1,10 +1,11 @@
 //! Every measure at every checkpoint of a run: `measures.jsonl`, `measures.csv`, `analysis.json`.
 
+use super::analyze::{analyze_checkpoints, CheckpointAnalysis};
 use super::neurons::{KeyFreqVotes, NeuronViews};
 use super::phases::{detect_phases, Phases};
 use super::snapshot::{Analyzer, KeyFreqRule, Measures};
 use crate::error::{GrokError, Result};
-use crate::models::ParamStore;
+use crate::models::{ParamSpec, ParamStore};
 use crate::rundir::{atomic_write, list_steps, model_path, RunDir};
 use crate::train::{RunConfig, RunData};
 use rayon::prelude::*;
@@ -138,50 +139,73 @@ pub fn analyze_run(run_dir: &Path, rule: &KeyFreqRule) -> Result<RunMeasures> {
             "transformer (analyze supports it only so far)",
         )
     })?;
-    let (steps, mut skipped) = finite_checkpoints(run_dir)?;
+    let (steps, skipped) = finite_checkpoints(run_dir)?;
     let last = *steps.last().expect("finite_checkpoints returns some");
     let analyzer = Analyzer::new(&model, &dataset, Some(&split))?;
-    let load = |step| ParamStore::from_safetensors(&model_path(run_dir, step), &model);
-    let final_store = load(last)?;
+    let final_store = ParamStore::from_safetensors(&model_path(run_dir, last), &model)?;
     let (key_freqs, key_freq_votes) = analyzer.choose_key_freqs(&final_store, rule);
     check_key_freqs(&key_freqs, analyzer.p)?;
     let views = analyzer.neuron_views(&final_store, VIEW_NEURONS);
-    let measured = steps
-        .par_iter()
-        .map(|&step| Ok(analyzer.measure(&load(step)?, step, &key_freqs)))
-        .collect::<Result<Vec<_>>>()?;
-    // a row with a non-finite measure is left out, never written as `null`
-    let mut rows = Vec::with_capacity(measured.len());
-    for row in measured {
-        match non_finite_key(&row) {
-            None => rows.push(row),
-            Some(key) => {
-                let s = SkippedCheckpoint {
-                    step: row.step,
-                    reason: format!("measure `{key}` is not finite"),
-                };
-                warn_skipped(std::slice::from_ref(&s));
-                skipped.push(s);
-            }
-        }
-    }
-    skipped.sort_by_key(|s| s.step);
-    let analysis = RunAnalysis {
-        skipped,
+    let measures = ProgressMeasures {
+        analyzer,
         key_freqs,
-        key_freq_rule: rule.describe(),
-        key_freq_step: last,
         key_freq_votes,
-        phases: detect_phases(&rows),
-        checkpoints: rows.len(),
-        seconds: start.elapsed().as_secs_f64(),
+        rule: rule.describe(),
+        last,
     };
-    write_rows(run_dir, "measures", &rows, &["neuron_freq."])?;
-    let json = serde_json::to_string_pretty(&analysis).expect("analysis serialises");
-    atomic_write(&run_dir.join("analysis.json"), json.as_bytes())?;
+    let (rows, analysis) = analyze_checkpoints(run_dir, &steps, skipped, &measures, start)?;
     let json = serde_json::to_string(&views).expect("views serialise");
     atomic_write(&run_dir.join("final_neurons.json"), json.as_bytes())?;
     Ok((rows, analysis, views))
+}
+
+/// Nanda et al.'s progress measures of every checkpoint, with the key frequencies the final
+/// checkpoint fixed ([`analyze_run`]).
+struct ProgressMeasures {
+    analyzer: Analyzer,
+    key_freqs: Vec<usize>,
+    key_freq_votes: KeyFreqVotes,
+    rule: String,
+    last: u64,
+}
+
+impl CheckpointAnalysis for ProgressMeasures {
+    type Row = Measures;
+    type Summary = RunAnalysis;
+
+    fn param_specs(&self) -> Vec<ParamSpec> {
+        self.analyzer.cfg.param_specs()
+    }
+
+    fn row(&self, step: u64, params: &ParamStore) -> Result<Measures> {
+        Ok(self.analyzer.measure(params, step, &self.key_freqs))
+    }
+
+    fn non_finite(&self, row: &Measures) -> Option<String> {
+        non_finite_key(row)
+    }
+
+    fn jsonl_only(&self) -> &'static [&'static str] {
+        &["neuron_freq."]
+    }
+
+    fn summary(
+        &self,
+        rows: &[Measures],
+        skipped: Vec<SkippedCheckpoint>,
+        seconds: f64,
+    ) -> Result<RunAnalysis> {
+        Ok(RunAnalysis {
+            skipped,
+            key_freqs: self.key_freqs.clone(),
+            key_freq_rule: self.rule.clone(),
+            key_freq_step: self.last,
+            key_freq_votes: self.key_freq_votes.clone(),
+            phases: detect_phases(rows),
+            checkpoints: rows.len(),
+            seconds,
+        })
+    }
 }
 
 /// Checks hand-given or detected key frequencies against 1..=p/2.

@@ -1,21 +1,26 @@
 //! `analyze` for the sequence tasks (digit addition, induction, max of a sequence, sparse
 //! parity): every checkpoint's test metrics — loss and accuracy, per scored position, per class,
-//! per-head induction and previous-token scores, as the run logs them (`train::Batches`) — in
+//! per-head induction and previous-token scores, as the run logs them (`train::TaskData`) — in
 //! `measures.jsonl` / `measures.csv`, the run's phase changes in `analysis.json`, and the
 //! attention views of the report's explorer in `attention.json`.
 
-use super::attention_views::{checkpoint_views, explorer_steps, AttentionViews, PROBE};
+use super::analyze::{analyze_checkpoints, CheckpointAnalysis};
+use super::attention_views::{
+    checkpoint_views, explorer_steps, AttentionViews, CheckpointViews, PROBE,
+};
 use super::phases::{grokking_phases, PhaseChange, Phases};
-use crate::config::SeqTaskSection;
+use super::run::SkippedCheckpoint;
+use crate::config::{RunConfig, SeqTaskSection};
 use crate::error::{GrokError, Result};
-use crate::models::ParamStore;
+use crate::models::{ParamSpec, ParamStore, TransformerConfig};
 use crate::rundir::RunDir;
-use crate::rundir::{atomic_write, model_path, MetricsLog};
+use crate::rundir::{atomic_write, MetricsLog};
+use crate::tasks::SeqBatch;
 use crate::train::{checkpoint_test_metrics, RegimeName, RunSummary};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// What `analyze` writes for a sequence run (`analysis.json`).
@@ -93,7 +98,6 @@ pub fn analyze_sequence_run(run_dir: &Path) -> Result<(Vec<Map<String, Value>>, 
     };
     let finite = task.regime == RegimeName::Finite;
     let (steps, skipped) = super::run::finite_checkpoints(run_dir)?;
-    let specs = cfg.model_spec().param_specs();
     // the explorer's views: a transformer's attention on the first test sequences
     let explorer = match cfg.transformer() {
         Some(tc) => {
@@ -102,62 +106,101 @@ pub fn analyze_sequence_run(run_dir: &Path) -> Result<(Vec<Map<String, Value>>, 
             let probe = data.test.select(&(0..n).collect::<Vec<_>>());
             let induction = data.task().scores_induction();
             let signal = data.task().signal_tokens();
-            Some((tc, probe, induction, explorer_steps(&steps), signal))
+            Some(Explorer {
+                shown: explorer_steps(&steps),
+                cfg: tc,
+                probe,
+                induction,
+                signal,
+            })
         }
-        _ => None,
+        None => None,
     };
-    let results = (steps.par_iter())
-        .map(|&step| {
-            let store =
-                ParamStore::from_safetensors_specs(&model_path(run_dir, step), specs.clone())?;
-            let views = (explorer.as_ref())
-                .filter(|(_, _, _, shown, _)| shown.contains(&step))
-                .map(|(tc, probe, induction, _, _)| {
-                    checkpoint_views(tc, &store, probe, step, *induction)
-                });
-            let mut row = Map::new();
-            row.insert("step".into(), step.into());
-            for (k, v) in checkpoint_test_metrics(&cfg, &store)? {
-                row.insert(
-                    k,
-                    serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
-                );
-            }
-            Ok((row, views))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let (rows, views): (Vec<_>, Vec<_>) = results.into_iter().unzip();
-    if let Some((tc, probe, _, _, signal)) = &explorer {
-        let mut all = AttentionViews::new(tc, probe, signal.clone());
-        all.checkpoints = views.into_iter().flatten().collect();
+    let measures = SequenceMeasures {
+        specs: cfg.model_spec().param_specs(),
+        cfg: &cfg,
+        run_dir,
+        finite,
+        explorer,
+        views: Mutex::new(Vec::new()),
+    };
+    let (rows, analysis) = analyze_checkpoints(run_dir, &steps, skipped, &measures, start)?;
+    if let Some(x) = &measures.explorer {
+        let mut all = AttentionViews::new(&x.cfg, &x.probe, x.signal.clone());
+        all.checkpoints = measures.views.into_inner().expect("no thread panicked");
+        all.checkpoints.sort_by_key(|v| v.step);
         let json = serde_json::to_string(&all).expect("views serialise");
         atomic_write(&run_dir.join("attention.json"), json.as_bytes())?;
     }
-    let log = MetricsLog::load(run_dir)?;
-    let summary = RunSummary::of_rows(&log.rows);
-    let (s, tr, te): (Vec<u64>, Vec<f64>, Vec<f64>) = log
-        .rows
-        .iter()
-        .map(|r| (r.step, r.train_loss, r.test_loss))
-        .fold(Default::default(), |(mut s, mut a, mut b), (x, y, z)| {
-            s.push(x);
-            a.push(y);
-            b.push(z);
-            (s, a, b)
-        });
-    let analysis = SequenceAnalysis {
-        train_99_step: summary.as_ref().and_then(|s| s.train_99_step),
-        test_99_step: summary.as_ref().and_then(|s| s.test_99_step),
-        phase_changes: super::phases::phase_changes_of_rows(&log.rows),
-        phases: finite.then(|| grokking_phases(&s, &tr, &te)),
-        checkpoints: rows.len(),
-        seconds: start.elapsed().as_secs_f64(),
-        skipped,
-    };
-    super::run::write_rows(run_dir, "measures", &rows, &[])?;
-    let json = serde_json::to_string_pretty(&analysis).expect("analysis serialises");
-    atomic_write(&run_dir.join("analysis.json"), json.as_bytes())?;
     Ok((rows, analysis))
+}
+
+/// The explorer's inputs: the checkpoints it shows and the probe sequences.
+struct Explorer {
+    shown: Vec<u64>,
+    cfg: TransformerConfig,
+    probe: SeqBatch,
+    induction: bool,
+    signal: Option<std::ops::Range<i64>>,
+}
+
+/// A sequence run's test metrics per checkpoint, as the run logs them, and the explorer's
+/// attention views of the checkpoints it shows (collected beside the rows).
+struct SequenceMeasures<'a> {
+    specs: Vec<ParamSpec>,
+    cfg: &'a RunConfig,
+    run_dir: &'a Path,
+    finite: bool,
+    explorer: Option<Explorer>,
+    views: Mutex<Vec<CheckpointViews>>,
+}
+
+impl CheckpointAnalysis for SequenceMeasures<'_> {
+    type Row = Map<String, Value>;
+    type Summary = SequenceAnalysis;
+
+    fn param_specs(&self) -> Vec<ParamSpec> {
+        self.specs.clone()
+    }
+
+    fn row(&self, step: u64, store: &ParamStore) -> Result<Map<String, Value>> {
+        if let Some(x) = self.explorer.as_ref().filter(|x| x.shown.contains(&step)) {
+            let views = checkpoint_views(&x.cfg, store, &x.probe, step, x.induction);
+            self.views.lock().expect("no thread panicked").push(views);
+        }
+        let mut row = Map::new();
+        row.insert("step".into(), step.into());
+        for (k, v) in checkpoint_test_metrics(self.cfg, store)? {
+            row.insert(
+                k,
+                serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
+            );
+        }
+        Ok(row)
+    }
+
+    /// The phases and phase changes of the logged metrics (`metrics.jsonl`).
+    fn summary(
+        &self,
+        rows: &[Map<String, Value>],
+        skipped: Vec<SkippedCheckpoint>,
+        seconds: f64,
+    ) -> Result<SequenceAnalysis> {
+        let log = MetricsLog::load(self.run_dir)?;
+        let summary = RunSummary::of_rows(&log.rows);
+        let s: Vec<u64> = log.rows.iter().map(|r| r.step).collect();
+        let tr: Vec<f64> = log.rows.iter().map(|r| r.train_loss).collect();
+        let te: Vec<f64> = log.rows.iter().map(|r| r.test_loss).collect();
+        Ok(SequenceAnalysis {
+            train_99_step: summary.as_ref().and_then(|s| s.train_99_step),
+            test_99_step: summary.as_ref().and_then(|s| s.test_99_step),
+            phase_changes: super::phases::phase_changes_of_rows(&log.rows),
+            phases: self.finite.then(|| grokking_phases(&s, &tr, &te)),
+            checkpoints: rows.len(),
+            seconds,
+            skipped,
+        })
+    }
 }
 
 /// Reads what [`analyze_sequence_run`] wrote.
