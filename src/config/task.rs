@@ -13,7 +13,7 @@ use crate::tasks::{
     sequence_task, DataSpec, IclRegression, Inputs, ModularDataset, Operation, Regime, SeqData,
     SeqTaskEntry, SequenceTask, SplitMode, Targets, SEQUENCE_TASKS,
 };
-use crate::train::{IclData, ModularData, RunData, TaskData};
+use crate::train::{IclData, IclRun, ModularData, RunData, TaskData};
 use dyn_clone::DynClone;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::any::Any;
@@ -519,8 +519,17 @@ impl TaskFamily for IclTaskSection {
     }
 
     fn data(&self, model: &dyn Model) -> Result<Box<dyn TaskData>> {
-        let layers = (model.as_any().downcast_ref::<LsaConfig>()).map_or(1, |m| m.n_layers);
-        Ok(Box::new(IclData::new(self, layers)))
+        let Some(lsa) = model.as_any().downcast_ref::<LsaConfig>() else {
+            return Err(GrokError::invalid(
+                "model.arch",
+                model.arch(),
+                format!("lsa (task `{ICL_TASK}` has real-valued tokens)"),
+            ));
+        };
+        Ok(Box::new(IclRun {
+            data: IclData::new(self, lsa.n_layers),
+            lsa: lsa.clone(),
+        }))
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -7,6 +7,7 @@ pub mod attention_scores;
 mod config;
 pub mod fused;
 pub mod fused_seq;
+mod hooks;
 pub mod lsa;
 mod lsa_batched;
 pub mod lsa_compare;
@@ -21,6 +22,7 @@ mod transformer;
 pub use config::{
     Activation, Init, Normalization, ParamSpec, Residual, TransformerConfig, INIT_STD_NAMES,
 };
+pub use hooks::HookCache;
 pub use model::{Model, Net};
 pub use params::{
     encode_safetensors, first_non_finite_tensor, is_tl_buffer, read_safetensors,

@@ -6,9 +6,11 @@
 
 use super::lsa::LsaConfig;
 use super::mlp::{Mlp, MlpConfig};
-use super::{ParamSpec, ParamStore, RawTensor, Scored, Transformer, TransformerConfig};
+use super::{HookCache, ParamSpec, ParamStore, RawTensor, Scored, Transformer, TransformerConfig};
 use crate::error::{GrokError, Result};
-use burn::tensor::{DType, Device, Gradients, Int, Tensor};
+use crate::tasks::Batch;
+use crate::train::{Step, StepResult};
+use burn::tensor::{DType, Device, Gradients, Int, Tensor, TensorData};
 use std::any::Any;
 use std::fmt::Debug;
 
@@ -47,6 +49,33 @@ pub trait Model: Debug + Send + Sync {
         track: bool,
     ) -> Result<Box<dyn Net>>;
 
+    /// Loss, accuracy and (with `backward`) gradients of `batch` under `exec`'s weights and
+    /// precisions, on the engine this model picks for it: the transformer its fused passes
+    /// where they apply ([`crate::train::Step::train_host`], [`crate::train::Step::train_seq`]),
+    /// else burn's graph; the MLP burn's graph; the LSA its own step.
+    ///
+    /// # Errors
+    /// [`GrokError::Config`] for a batch this model cannot read (real-valued tokens for a token
+    /// model, tokens for the LSA).
+    fn step(&self, exec: &Step, batch: &Batch, backward: bool) -> Result<StepResult>;
+
+    /// Activations of a forward on `tokens` `[B, n_ctx]` (row-major) in `dtype`, by
+    /// TransformerLens hook name: the transformer gives `blocks.{l}.attn.hook_pattern`
+    /// `[B, n_heads, n_ctx, n_ctx]` for every block and `unembed.hook_out`
+    /// `[B, n_ctx, d_vocab_out]`; a model without such hooks gives none (the default).
+    ///
+    /// # Errors
+    /// As [`Model::bind`].
+    fn hooks(
+        &self,
+        _params: &ParamStore,
+        _tokens: &[i64],
+        _n_ctx: usize,
+        _dtype: DType,
+    ) -> Result<HookCache> {
+        Ok(HookCache::default())
+    }
+
     /// Nominal FLOPs of one training step (forward + backward, 2 per multiply-add) on `rows`
     /// examples scoring `scored` positions each (`None`: one, the last).
     fn train_step_flops(&self, rows: usize, scored: Option<f64>) -> f64;
@@ -80,6 +109,31 @@ pub trait Net {
     fn gradients(&self, grads: &Gradients) -> Vec<Option<Vec<f64>>>;
 }
 
+/// The step of a token model (transformer or MLP) on `batch`: the rows and sequence passes of
+/// [`Step`], which run the transformer's fused kernels where they apply.
+fn token_step(arch: &str, exec: &Step, batch: &Batch, backward: bool) -> Result<StepResult> {
+    let loss_only = |(loss, acc): (f64, f64)| StepResult {
+        loss,
+        acc,
+        grads: Vec::new(),
+    };
+    Ok(match (batch, backward) {
+        (Batch::Rows { tokens, labels }, true) => exec.train_host(tokens, labels),
+        (Batch::Rows { tokens, labels }, false) => loss_only(exec.evaluate_host(tokens, labels)),
+        (Batch::Sequence(b), true) => exec.train_seq(b),
+        (Batch::Sequence(b), false) => loss_only(exec.evaluate_seq(b)),
+        (Batch::Reals { .. }, _) => return Err(cannot_read(arch, batch)),
+    })
+}
+
+/// The error of a model given a batch it cannot read.
+fn cannot_read(arch: &str, batch: &Batch) -> GrokError {
+    GrokError::Config(format!(
+        "model `{arch}` cannot read {} (a task × model mismatch the config's validation refuses)",
+        batch.kind()
+    ))
+}
+
 impl Model for TransformerConfig {
     fn arch(&self) -> &'static str {
         "transformer"
@@ -95,6 +149,44 @@ impl Model for TransformerConfig {
 
     fn transformer(&self) -> Option<&TransformerConfig> {
         Some(self)
+    }
+
+    fn step(&self, exec: &Step, batch: &Batch, backward: bool) -> Result<StepResult> {
+        token_step("transformer", exec, batch, backward)
+    }
+
+    fn hooks(
+        &self,
+        params: &ParamStore,
+        tokens: &[i64],
+        n_ctx: usize,
+        dtype: DType,
+    ) -> Result<HookCache> {
+        let device = Device::flex();
+        let b = tokens.len() / n_ctx.max(1);
+        let model = Transformer::new(self, params, &device, dtype, false);
+        let input =
+            Tensor::<2, Int>::from_data(TensorData::new(tokens.to_vec(), [b, n_ctx]), &device);
+        let out = model.forward_seq(input, &Scored::All);
+        let values = |t: Tensor<4>| -> (Vec<usize>, Vec<f64>) {
+            let shape = t.dims().to_vec();
+            (
+                shape,
+                t.into_data().try_into_vec_as::<f64>().expect("float"),
+            )
+        };
+        let mut cache = HookCache::default();
+        for (l, pattern) in out.patterns.into_iter().enumerate() {
+            let (shape, data) = values(pattern);
+            cache.insert(format!("blocks.{l}.attn.hook_pattern"), shape, data);
+        }
+        let logits: Vec<f64> = out
+            .logits
+            .into_data()
+            .try_into_vec_as::<f64>()
+            .expect("float");
+        cache.insert("unembed.hook_out", vec![b, n_ctx, self.d_vocab_out], logits);
+        Ok(cache)
     }
 
     fn bind(
@@ -175,6 +267,10 @@ impl Model for MlpConfig {
         Ok(Box::new(Mlp::new(self, store, device, dtype, track)))
     }
 
+    fn step(&self, exec: &Step, batch: &Batch, backward: bool) -> Result<StepResult> {
+        token_step("mlp", exec, batch, backward)
+    }
+
     fn train_step_flops(&self, rows: usize, _scored: Option<f64>) -> f64 {
         MlpConfig::train_step_flops(self, rows)
     }
@@ -225,6 +321,15 @@ impl Model for LsaConfig {
         Err(GrokError::Config(
             "the LSA has no burn graph; its step is its own (models::lsa::loss_and_grads)".into(),
         ))
+    }
+
+    /// Its own forward and backward ([`super::lsa::loss_and_grads`]; the gradients are
+    /// computed with the loss either way).
+    fn step(&self, exec: &Step, batch: &Batch, _backward: bool) -> Result<StepResult> {
+        match batch {
+            Batch::Reals { batch, format } => Ok(exec.train_icl(self, batch, *format)),
+            _ => Err(cannot_read("lsa", batch)),
+        }
     }
 
     /// `scored`: the tokens per task T.

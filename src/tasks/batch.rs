@@ -1,8 +1,44 @@
 //! A batch of token sequences with a target at every scored position (nanoGPT's layout: targets
 //! beside the tokens, [`IGNORE`] where a position is not scored).
 
+use super::icl_regression::{IclBatch, IclFormat};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+
+/// One batch as a model's step reads it ([`crate::models::Model::step`]), by the kind of data
+/// rather than the task family: each model accepts the kinds it can read.
+#[derive(Clone, Copy, Debug)]
+pub enum Batch<'a> {
+    /// `[B, 3]` rows `[a, b, =]` (row-major) and `[B]` labels at the last position: a binary
+    /// operation (the fused step's layout).
+    Rows {
+        /// `[B, 3]` token ids.
+        tokens: &'a [i64],
+        /// `[B]` classes.
+        labels: &'a [i64],
+    },
+    /// `[B, T]` tokens with a target per position, [`IGNORE`] where unscored.
+    Sequence(&'a SeqBatch),
+    /// Real-valued tokens: in-context regression tasks laid out as `format` says, the query's
+    /// y the target.
+    Reals {
+        /// The tasks.
+        batch: &'a IclBatch,
+        /// Their token layout.
+        format: IclFormat,
+    },
+}
+
+impl Batch<'_> {
+    /// What the batch holds, for error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Batch::Rows { .. } => "rows of tokens",
+            Batch::Sequence(_) => "token sequences",
+            Batch::Reals { .. } => "real-valued tokens",
+        }
+    }
+}
 
 /// Target of a position whose prediction is not scored.
 pub const IGNORE: i64 = -1;

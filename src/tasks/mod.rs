@@ -19,7 +19,7 @@ mod sequence;
 mod spec;
 mod split;
 
-pub use batch::{indices_with_replacement, stream_rng, SeqBatch, IGNORE};
+pub use batch::{indices_with_replacement, stream_rng, Batch, SeqBatch, IGNORE};
 pub use icl_regression::{IclBatch, IclFormat, IclRegression};
 pub use induction::CopyLayout;
 pub use modular::{is_prime, ModularDataset, Operation};

@@ -47,7 +47,7 @@ pub fn bench_train_step(cfg: &RunConfig, steps: usize) -> Result<BenchReport> {
     let mut times = Vec::new();
     for i in 0..steps + 2 {
         let clock = Instant::now();
-        run.train_step(i as u64);
+        run.train_step(i as u64)?;
         if i >= 2 {
             times.push(clock.elapsed().as_secs_f64());
         }
@@ -104,7 +104,9 @@ pub fn bench_seeds(cfg: &RunConfig, seeds: usize, steps: usize) -> Result<SeedsR
     let clock = Instant::now();
     for c in &configs {
         let mut run = Run::scratch(c, cfg.train.threads)?;
-        (0..steps as u64).for_each(|s| run.train_step(s));
+        for s in 0..steps as u64 {
+            run.train_step(s)?;
+        }
     }
     let sequential = (seeds * steps) as f64 / clock.elapsed().as_secs_f64();
     let mut runs = (configs.iter())
@@ -112,7 +114,9 @@ pub fn bench_seeds(cfg: &RunConfig, seeds: usize, steps: usize) -> Result<SeedsR
         .collect::<Result<Vec<_>>>()?;
     let clock = Instant::now();
     for s in 0..steps as u64 {
-        runs.par_iter_mut().for_each(|r| r.train_step(s));
+        (runs.par_iter_mut())
+            .map(|r| r.train_step(s))
+            .collect::<Result<()>>()?;
     }
     let batched = (seeds * steps) as f64 / clock.elapsed().as_secs_f64();
     Ok(SeedsReport {

@@ -2,12 +2,14 @@
 //! fixed evaluation set, the GD learners it is compared with) and the LSA's step, which is its
 //! own forward and backward ([`crate::models::lsa`]), not burn's graph.
 
+use super::data::TestMetrics;
 use super::step::{Step, StepResult};
 use crate::config::IclTaskSection;
+use crate::error::Result;
 use crate::models::lsa::LsaConfig;
 use crate::models::lsa::{loss_and_grads, LsaWeights};
 use crate::models::lsa_compare::{icl_metrics, IclReference};
-use crate::tasks::{IclBatch, IclFormat, IclRegression};
+use crate::tasks::{Batch, IclBatch, IclFormat, IclRegression};
 
 /// A run's in-context regression data.
 pub(crate) struct IclData {
@@ -47,19 +49,18 @@ impl IclData {
 }
 
 impl Step<'_> {
-    /// The LSA's weights in f32.
-    fn lsa(&self) -> LsaWeights {
-        let cfg = (self.model.as_any().downcast_ref::<LsaConfig>())
-            .expect("validated: task `linear_regression_icl` runs the LSA");
-        LsaWeights::from_store(cfg, self.params)
-    }
-
     /// ½-MSE and gradients of one batch of tasks in the token layout `format`, `threads`
     /// chunks in parallel. Accuracy has no meaning here: NaN.
-    pub fn train_icl(&self, batch: &IclBatch, format: IclFormat) -> StepResult {
+    pub fn train_icl(&self, cfg: &LsaConfig, batch: &IclBatch, format: IclFormat) -> StepResult {
         let tokens = batch.tokens(format);
         let t = crate::tasks::icl_regression::tokens_per_task(format, batch.n);
-        let (loss, grads) = loss_and_grads(&self.lsa(), &tokens, &batch.y_q, t, self.threads);
+        let (loss, grads) = loss_and_grads(
+            &LsaWeights::from_store(cfg, self.params),
+            &tokens,
+            &batch.y_q,
+            t,
+            self.threads,
+        );
         StepResult {
             loss,
             acc: f64::NAN,
@@ -69,9 +70,13 @@ impl Step<'_> {
 
     /// The evaluation set's ½-MSE and the comparison with each reference learner
     /// ([`icl_metrics`]).
-    pub(crate) fn evaluate_icl(&self, data: &IclData) -> (f64, Vec<(String, f64)>) {
+    pub(crate) fn evaluate_icl(
+        &self,
+        cfg: &LsaConfig,
+        data: &IclData,
+    ) -> (f64, Vec<(String, f64)>) {
         icl_metrics(
-            &self.lsa(),
+            &LsaWeights::from_store(cfg, self.params),
             &data.eval_tokens,
             &data.eval_targets,
             data.task.n_pairs,
@@ -80,10 +85,18 @@ impl Step<'_> {
     }
 }
 
-impl super::data::TaskData for IclData {
+/// In-context regression in the loop: its data and the LSA that is compared with the references.
+pub(crate) struct IclRun {
+    /// Tasks, evaluation set and references.
+    pub data: IclData,
+    /// The model's shape.
+    pub lsa: LsaConfig,
+}
+
+impl super::data::TaskData for IclRun {
     /// `batch_size` tasks of T tokens each.
     fn shape_of_step0(&self, batch_size: usize) -> (usize, Option<f64>) {
-        (batch_size, Some(self.tokens_per_task() as f64))
+        (batch_size, Some(self.data.tokens_per_task() as f64))
     }
 
     /// A fresh batch of tasks every step: always the whole distribution's estimate.
@@ -93,15 +106,25 @@ impl super::data::TaskData for IclData {
         step: u64,
         batch_size: usize,
         _sampling: crate::config::Sampling,
-    ) -> (StepResult, bool) {
-        let batch = self.task.train_batch(step, batch_size);
-        (step_fn.train_icl(&batch, self.task.format), true)
+    ) -> Result<(StepResult, bool)> {
+        let (task, format) = (&self.data.task, self.data.task.format);
+        let batch = task.train_batch(step, batch_size);
+        Ok((
+            step_fn.step(
+                &Batch::Reals {
+                    batch: &batch,
+                    format,
+                },
+                true,
+            )?,
+            true,
+        ))
     }
 
     /// The evaluation set's ½-MSE (accuracy: NaN) and the comparison with each reference
     /// learner.
-    fn test_metrics(&self, eval: &Step) -> ((f64, f64), Vec<(String, f64)>) {
-        let (loss, metrics) = eval.evaluate_icl(self);
-        ((loss, f64::NAN), metrics)
+    fn test_metrics(&self, eval: &Step) -> Result<TestMetrics> {
+        let (loss, metrics) = eval.evaluate_icl(&self.lsa, &self.data);
+        Ok(((loss, f64::NAN), metrics))
     }
 }

@@ -5,7 +5,7 @@ mod checkpoint;
 mod data;
 mod grad_filter;
 mod icl_step;
-pub(crate) use icl_step::IclData;
+pub(crate) use icl_step::{IclData, IclRun};
 mod loss;
 mod numerics;
 mod optim;

@@ -3,7 +3,9 @@
 use super::loss::{accuracy, classification_loss};
 use crate::config::LossFn;
 use crate::config::{Engine, Precision, TrainSection};
+use crate::error::Result;
 use crate::models::{fused, fused_seq, Model, Net, ParamStore, TransformerConfig};
+use crate::tasks::Batch;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
@@ -87,6 +89,15 @@ impl<'a> Step<'a> {
             engine: train.engine,
             threads: train.threads,
         }
+    }
+
+    /// Loss, accuracy and (with `backward`) gradients of `batch` on the engine the model picks
+    /// ([`Model::step`]).
+    ///
+    /// # Errors
+    /// A batch the model cannot read.
+    pub fn step(&self, batch: &Batch, backward: bool) -> Result<StepResult> {
+        self.model.step(self, batch, backward)
     }
 
     /// The loss's precision and probability map.

@@ -351,16 +351,16 @@ impl<'a> Run<'a> {
 
     /// Step `step`'s gradient (forward and backward on its batch, the loss scaled by
     /// `train.loss_scale`) and whether the batch was the whole training set.
-    fn gradients(&self, step: u64) -> (StepResult, bool) {
+    fn gradients(&self, step: u64) -> Result<(StepResult, bool)> {
         let t = &self.cfg.train;
         let (mut r, whole) = (self.batches).train(
             &self.step_fn(&self.devices.0),
             step,
             t.batch_size,
             t.sampling,
-        );
+        )?;
         scale_result(&mut r, t.loss_scale);
-        (r, whole)
+        Ok((r, whole))
     }
 
     /// The update of `step`: the optimiser on `grads` at the schedule's lr, and the rounding of
@@ -375,9 +375,13 @@ impl<'a> Run<'a> {
     }
 
     /// One training step without checkpoint or log: [`Run::advance`]'s gradient and update.
-    pub(crate) fn train_step(&mut self, step: u64) {
-        let (r, _) = self.gradients(step);
+    ///
+    /// # Errors
+    /// A model that cannot read the task's data ([`crate::models::Model::step`]).
+    pub(crate) fn train_step(&mut self, step: u64) -> Result<()> {
+        let (r, _) = self.gradients(step)?;
         self.apply(r.grads, step);
+        Ok(())
     }
 
     /// The batch shape of step 0: rows, and scored positions per sequence of a sequence task.
@@ -424,7 +428,7 @@ impl<'a> Run<'a> {
         if due && !(self.resumed && step == self.start) {
             self.checkpoint(step)?;
         }
-        let (r, whole) = self.gradients(step);
+        let (r, whole) = self.gradients(step)?;
         if !r.loss.is_finite() {
             return Err(GrokError::NonFiniteLoss {
                 step,
@@ -446,12 +450,15 @@ impl<'a> Run<'a> {
             let train_metrics = if whole {
                 (r.loss, r.acc)
             } else {
-                let (loss, acc) = self.batches.evaluate_train(&eval);
+                let (loss, acc) = self.batches.evaluate_train(&eval)?;
                 (loss * t.loss_scale, acc)
             };
-            let ((test_loss, test_acc), mut task_metrics) = self.batches.test_metrics(&eval);
+            let ((test_loss, test_acc), mut task_metrics) = self.batches.test_metrics(&eval)?;
             let test_metrics = (test_loss * t.loss_scale, test_acc);
-            task_metrics.extend(self.batches.train_batch_metrics(&eval, step, t.batch_size));
+            task_metrics.extend(
+                self.batches
+                    .train_batch_metrics(&eval, step, t.batch_size)?,
+            );
             let mut row = MetricsRow::new(
                 step,
                 self.batches.epoch(step, t.batch_size),

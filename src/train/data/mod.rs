@@ -12,6 +12,9 @@ use super::step::{Step, StepResult};
 use crate::config::{RunConfig, Sampling};
 use crate::error::Result;
 
+/// Test loss and accuracy, and the task's own metrics by name.
+pub type TestMetrics = ((f64, f64), Vec<(String, f64)>);
+
 /// A run's data as the loop uses it.
 pub trait TaskData: Send + Sync {
     /// `split.json` of a run whose split a resume must check (`{"train": [...], "test": [...]}`,
@@ -44,32 +47,44 @@ pub trait TaskData: Send + Sync {
     /// Forward and backward of `step`'s batch, and whether that batch is the whole training
     /// distribution's estimate the metrics may report as train loss (the full set, or a fresh
     /// sample).
+    ///
+    /// # Errors
+    /// A model that cannot read the data ([`crate::models::Model::step`]).
     fn train(
         &self,
         step_fn: &Step,
         step: u64,
         batch_size: usize,
         sampling: Sampling,
-    ) -> (StepResult, bool);
+    ) -> Result<(StepResult, bool)>;
 
     /// Loss and accuracy on the whole training set (NaN where there is none: a fresh sample).
-    fn evaluate_train(&self, _eval: &Step) -> (f64, f64) {
-        (f64::NAN, f64::NAN)
+    ///
+    /// # Errors
+    /// A model that cannot read the data ([`crate::models::Model::step`]).
+    fn evaluate_train(&self, _eval: &Step) -> Result<(f64, f64)> {
+        Ok((f64::NAN, f64::NAN))
     }
 
     /// Loss and accuracy on the test set, and the task's own metrics on it
     /// ([`crate::rundir::MetricsRow::task_metrics`]).
-    fn test_metrics(&self, eval: &Step) -> ((f64, f64), Vec<(String, f64)>);
+    ///
+    /// # Errors
+    /// A model that cannot read the data ([`crate::models::Model::step`]).
+    fn test_metrics(&self, eval: &Step) -> Result<TestMetrics>;
 
     /// Metrics of `step`'s own training batch (the per-position curves of a stream); none by
     /// default.
+    ///
+    /// # Errors
+    /// A model that cannot read the data ([`crate::models::Model::step`]).
     fn train_batch_metrics(
         &self,
         _eval: &Step,
         _step: u64,
         _batch_size: usize,
-    ) -> Vec<(String, f64)> {
-        Vec::new()
+    ) -> Result<Vec<(String, f64)>> {
+        Ok(Vec::new())
     }
 
     /// Softmax collapse and logit scale on the fixed training set (`None` for a fresh sample
@@ -102,7 +117,7 @@ pub fn checkpoint_test_metrics(
     let device = burn::tensor::Device::flex();
     let mut eval = Step::for_run(&*model, params, &device, &cfg.train);
     eval.threads = 1;
-    let ((loss, acc), task) = data.test_metrics(&eval);
+    let ((loss, acc), task) = data.test_metrics(&eval)?;
     let mut out = vec![
         ("test_loss".to_string(), loss * cfg.train.loss_scale),
         ("test_acc".to_string(), acc),

@@ -1,8 +1,10 @@
 //! A binary operation's data in the loop: the enumerated examples and their split, the two
 //! sides gathered once, full batch or seeded minibatches per epoch.
 
-use super::TaskData;
+use super::{TaskData, TestMetrics};
 use crate::config::Sampling;
+use crate::error::Result;
+use crate::tasks::Batch;
 use crate::train::numerics::{logit_stats, LogitStats};
 use crate::train::step::{Step, StepResult};
 use crate::train::RunData;
@@ -58,11 +60,12 @@ impl TaskData for ModularData {
         step: u64,
         batch_size: usize,
         sampling: Sampling,
-    ) -> (StepResult, bool) {
+    ) -> Result<(StepResult, bool)> {
         let replace = sampling == Sampling::WithReplacement;
         let n = self.train.1.len();
         if batch_size == 0 || (batch_size >= n && !replace) {
-            return (step_fn.train_host(&self.train.0, &self.train.1), true);
+            let (tokens, labels) = (&self.train.0, &self.train.1);
+            return Ok((step_fn.step(&Batch::Rows { tokens, labels }, true)?, true));
         }
         let split = &self.data.split;
         let rows = if replace {
@@ -71,15 +74,23 @@ impl TaskData for ModularData {
             minibatch_rows(&split.train, batch_size, step, self.seed)
         };
         let (tokens, labels) = self.data.dataset.gather(&rows);
-        (step_fn.train_host(&tokens, &labels), false)
+        let batch = Batch::Rows {
+            tokens: &tokens,
+            labels: &labels,
+        };
+        Ok((step_fn.step(&batch, true)?, false))
     }
 
-    fn evaluate_train(&self, eval: &Step) -> (f64, f64) {
-        eval.evaluate_host(&self.train.0, &self.train.1)
+    fn evaluate_train(&self, eval: &Step) -> Result<(f64, f64)> {
+        let (tokens, labels) = (&self.train.0, &self.train.1);
+        let r = eval.step(&Batch::Rows { tokens, labels }, false)?;
+        Ok((r.loss, r.acc))
     }
 
-    fn test_metrics(&self, eval: &Step) -> ((f64, f64), Vec<(String, f64)>) {
-        (eval.evaluate_host(&self.test.0, &self.test.1), Vec::new())
+    fn test_metrics(&self, eval: &Step) -> Result<TestMetrics> {
+        let (tokens, labels) = (&self.test.0, &self.test.1);
+        let r = eval.step(&Batch::Rows { tokens, labels }, false)?;
+        Ok(((r.loss, r.acc), Vec::new()))
     }
 
     fn train_logit_stats(&self, eval: &Step) -> Option<LogitStats> {

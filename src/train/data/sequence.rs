@@ -2,15 +2,20 @@
 //! fixed test set, and the task's own test metrics (per scored position, per class, attention
 //! scores of the induction and signal heads).
 
-use super::TaskData;
+use super::{TaskData, TestMetrics};
 use crate::config::Sampling;
+use crate::error::Result;
 use crate::models::attention_scores::{attention_to_tokens, induction_score, previous_token_score};
-use crate::models::{Scored, Transformer};
-use crate::tasks::{SeqBatch, SeqData};
+use crate::tasks::{Batch, SeqBatch, SeqData};
 use crate::train::numerics::{logit_stats, LogitStats};
 use crate::train::seq_step::group_pairs;
 use crate::train::step::{Step, StepResult};
-use burn::tensor::{Int, Tensor, TensorData};
+
+/// Loss and accuracy of `batch` without gradients ([`crate::models::Model::step`]).
+fn evaluate(eval: &Step, batch: &SeqBatch) -> Result<(f64, f64)> {
+    let r = eval.step(&Batch::Sequence(batch), false)?;
+    Ok((r.loss, r.acc))
+}
 
 /// Test sequences the attention scores are measured on.
 const PROBE: usize = 64;
@@ -34,26 +39,24 @@ impl TaskData for SeqData {
         step: u64,
         batch_size: usize,
         sampling: Sampling,
-    ) -> (StepResult, bool) {
+    ) -> Result<(StepResult, bool)> {
         let replace = sampling == Sampling::WithReplacement;
         let d = self;
-        match (&d.train, replace && batch_size != 0) {
-            (Some(_), true) => (
-                step_fn.train_seq(&d.train_batch_with_replacement(step, batch_size)),
-                false,
-            ),
+        let (batch, whole) = match (&d.train, replace && batch_size != 0) {
+            (Some(_), true) => (d.train_batch_with_replacement(step, batch_size), false),
             _ => {
                 let whole =
                     (d.train.as_ref()).is_none_or(|t| batch_size == 0 || batch_size >= t.len());
-                (step_fn.train_seq(&d.train_batch(step, batch_size)), whole)
+                (d.train_batch(step, batch_size), whole)
             }
-        }
+        };
+        Ok((step_fn.step(&Batch::Sequence(&batch), true)?, whole))
     }
 
-    fn evaluate_train(&self, eval: &Step) -> (f64, f64) {
+    fn evaluate_train(&self, eval: &Step) -> Result<(f64, f64)> {
         match &self.train {
-            Some(t) => eval.evaluate_seq(t),
-            None => (f64::NAN, f64::NAN),
+            Some(t) => evaluate(eval, t),
+            None => Ok((f64::NAN, f64::NAN)),
         }
     }
 
@@ -63,7 +66,7 @@ impl TaskData for SeqData {
     /// induction (`signal_attention.<l>.<h>`, the attention from the scored position to the
     /// signal token, where the task has signal tokens). Where per-pair metrics are asked for,
     /// one pass gives them and the overall loss and accuracy (their means over the pairs).
-    fn test_metrics(&self, eval: &Step) -> ((f64, f64), Vec<(String, f64)>) {
+    fn test_metrics(&self, eval: &Step) -> Result<TestMetrics> {
         let d = self;
         let mut out = Vec::new();
         let by_position = d.test.common_positions().is_some_and(|p| p.len() > 1);
@@ -90,35 +93,27 @@ impl TaskData for SeqData {
             }
         }
         let signal = d.task().signal_tokens();
-        let attention = d.task().scores_induction() || signal.is_some();
-        if let (true, Some(cfg)) = (attention, eval.model.transformer()) {
+        if d.task().scores_induction() || signal.is_some() {
             let n = d.test.len().min(PROBE);
             let probe = d.test.select(&(0..n).collect::<Vec<_>>());
-            let model =
-                Transformer::new(cfg, eval.params, eval.device, eval.compute.dtype(), false);
-            let tokens = Tensor::<2, Int>::from_data(
-                TensorData::new(probe.tokens.clone(), [n, probe.n_ctx]),
-                eval.device,
-            );
-            let h = cfg.n_heads;
-            for (l, pattern) in model
-                .forward_seq(tokens, &Scored::All)
-                .patterns
-                .into_iter()
-                .enumerate()
-            {
-                let p: Vec<f64> = pattern.into_data().try_into_vec_as::<f64>().expect("float");
+            let dtype = eval.compute.dtype();
+            let hooks = (eval.model).hooks(eval.params, &probe.tokens, probe.n_ctx, dtype)?;
+            for l in 0.. {
+                let Some((shape, p)) = hooks.get(&format!("blocks.{l}.attn.hook_pattern")) else {
+                    break;
+                };
+                let h = shape[1];
                 if let Some(tokens) = signal.clone() {
-                    let scores = attention_to_tokens(&p, &probe, h, tokens).into_iter();
+                    let scores = attention_to_tokens(p, &probe, h, tokens).into_iter();
                     out.extend(
                         (scores.enumerate()).map(|(i, s)| (format!("signal_attention.{l}.{i}"), s)),
                     );
                     continue;
                 }
-                let heads = (induction_score(&p, &probe, h).into_iter().enumerate())
+                let heads = (induction_score(p, &probe, h).into_iter().enumerate())
                     .map(|(i, s)| (format!("induction_score.{l}.{i}"), s))
                     .chain(
-                        (previous_token_score(&p, n, h, probe.n_ctx)
+                        (previous_token_score(p, n, h, probe.n_ctx)
                             .into_iter()
                             .enumerate())
                         .map(|(i, s)| (format!("prev_token_score.{l}.{i}"), s)),
@@ -126,7 +121,11 @@ impl TaskData for SeqData {
                 out.extend(heads);
             }
         }
-        (overall.unwrap_or_else(|| eval.evaluate_seq(&d.test)), out)
+        let overall = match overall {
+            Some(o) => o,
+            None => evaluate(eval, &d.test)?,
+        };
+        Ok((overall, out))
     }
 
     /// The training batch's own per-position loss and accuracy (`train_loss_at.<t>`,
@@ -134,21 +133,26 @@ impl TaskData for SeqData {
     /// several positions (5-digit addition: the authors' per-digit curves are the training
     /// batch's, REFERENCES.md §3). The batch of `step` is drawn again and evaluated with the
     /// weights the step's update starts from, so the figures are the step's own.
-    fn train_batch_metrics(&self, eval: &Step, step: u64, batch_size: usize) -> Vec<(String, f64)> {
+    fn train_batch_metrics(
+        &self,
+        eval: &Step,
+        step: u64,
+        batch_size: usize,
+    ) -> Result<Vec<(String, f64)>> {
         let d = self;
         let by_position = d.test.common_positions().is_some_and(|p| p.len() > 1);
         if d.train.is_some() || !by_position {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let pairs = eval.evaluate_seq_pairs(&d.train_batch(step, batch_size));
-        (group_pairs(&pairs, |p| p.position as i64).into_iter())
+        Ok((group_pairs(&pairs, |p| p.position as i64).into_iter())
             .flat_map(|(t, loss, acc)| {
                 [
                     (format!("train_loss_at.{t}"), loss),
                     (format!("train_acc_at.{t}"), acc),
                 ]
             })
-            .collect()
+            .collect())
     }
 
     fn train_logit_stats(&self, eval: &Step) -> Option<LogitStats> {
