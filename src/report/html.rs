@@ -120,8 +120,12 @@ pub(super) fn inline_plot(stem: &Path, png: bool) -> String {
 /// [`GrokError::Io`] when the config cannot be read.
 pub(super) fn run_name_and_config(run_dir: &Path) -> Result<(String, String)> {
     let config = crate::rundir::RunDir::new(run_dir).config_text()?;
-    let name = (run_dir.file_name()).map_or("run".into(), |n| n.to_string_lossy().to_string());
-    Ok((name, config))
+    Ok((run_name(run_dir), config))
+}
+
+/// A run directory's name: its last component, `run` if none.
+pub(super) fn run_name(run_dir: &Path) -> String {
+    (run_dir.file_name()).map_or("run".into(), |n| n.to_string_lossy().to_string())
 }
 
 /// The checkpoint slider and its step label, above a report's explorer views.
@@ -150,7 +154,7 @@ pub(super) fn drawn_figures(plots: &Path, charts: &[(&str, &str)]) -> String {
 /// # Errors
 /// [`GrokError::Io`] when the config cannot be read or the page cannot be written.
 pub fn write_report(run_dir: &Path, rows: &[Measures], analysis: &RunAnalysis) -> Result<PathBuf> {
-    let name = (run_dir.file_name()).map_or("run".into(), |n| n.to_string_lossy().to_string());
+    let name = run_name(run_dir);
     let plots = run_dir.join("plots");
     let data = json!({
         "run": name,

@@ -4,7 +4,7 @@
 //! interpolation curve, and the charts of [`super::icl_plots`]; self-contained as the other
 //! reports are.
 
-use super::html::{drawn_figures, escape, round, rounded};
+use super::html::{drawn_figures, escape, round, rounded, run_name};
 use super::icl_plots::ICL_CHARTS;
 use super::page::{Explorer, ReportPage, Section};
 use crate::error::Result;
@@ -25,7 +25,7 @@ pub fn write_icl_report(
     rows: &[IclRow],
     analysis: &IclAnalysis,
 ) -> Result<PathBuf> {
-    let name = (run_dir.file_name()).map_or("run".into(), |n| n.to_string_lossy().to_string());
+    let name = run_name(run_dir);
     let c = &analysis.construction;
     let metric = |r: &IclRow, k: String| {
         r.metrics
