@@ -270,15 +270,14 @@ pub(super) fn write_rows<R: Serialize>(
     rows: &[R],
     jsonl_only: &[&str],
 ) -> Result<()> {
-    let mut jsonl = String::new();
+    let mut json = Vec::new();
     let mut flat_rows = Vec::new();
     for row in rows {
         let value = serde_json::to_value(row).expect("measures serialise");
-        jsonl.push_str(&value.to_string());
-        jsonl.push('\n');
         let mut flat = Map::new();
         flatten("", &value, &mut flat);
         flat.retain(|k, _| !jsonl_only.iter().any(|p| k.starts_with(p)));
+        json.push(value);
         flat_rows.push(flat);
     }
     // Columns: the union over rows (cluster frequencies come and go), `step` first.
@@ -292,19 +291,17 @@ pub(super) fn write_rows<R: Serialize>(
     }
     header.sort();
     header.insert(0, "step".into());
-    let mut csv = header.join(",") + "\n";
-    for flat in &flat_rows {
-        let cells: Vec<String> = (header.iter())
-            .map(|k| match flat.get(k) {
-                Some(Value::Number(n)) => n.to_string(),
-                _ => String::new(),
-            })
-            .collect();
-        csv.push_str(&cells.join(","));
-        csv.push('\n');
-    }
-    atomic_write(&run_dir.join(format!("{stem}.jsonl")), jsonl.as_bytes())?;
-    atomic_write(&run_dir.join(format!("{stem}.csv")), csv.as_bytes())
+    let cells: Vec<Vec<String>> = (flat_rows.iter())
+        .map(|flat| {
+            (header.iter())
+                .map(|k| match flat.get(k) {
+                    Some(Value::Number(n)) => n.to_string(),
+                    _ => String::new(),
+                })
+                .collect()
+        })
+        .collect();
+    crate::rundir::write_row_files(run_dir, stem, &json, &header, &cells)
 }
 
 fn flatten(prefix: &str, value: &Value, out: &mut Map<String, Value>) {

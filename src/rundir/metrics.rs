@@ -1,7 +1,6 @@
 //! Metrics logged during training: `metrics.jsonl` and `metrics.csv`, one row per log step,
 //! both rewritten atomically after every row.
 
-use super::atomic_write;
 use crate::error::{GrokError, Result};
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -229,29 +228,27 @@ impl MetricsLog {
     /// # Errors
     /// [`GrokError::Io`].
     pub fn write(&self, run_dir: &Path) -> Result<()> {
-        let mut jsonl = String::new();
-        let mut csv = String::new();
+        let mut header = Vec::new();
         if let Some(first) = self.rows.first() {
-            let mut header: Vec<String> = SCALARS.iter().map(|s| s.to_string()).collect();
+            header.extend(SCALARS.iter().map(|s| s.to_string()));
             header.extend(first.sum_sq.iter().map(|(n, _)| format!("sum_sq.{n}")));
             header.extend(first.task_metrics.iter().map(|(k, _)| k.clone()));
             header.push("wall_s".into());
-            csv.push_str(&header.join(","));
-            csv.push('\n');
         }
-        for row in &self.rows {
-            jsonl.push_str(&Value::Object(row.to_json()).to_string());
-            jsonl.push('\n');
-            let mut cells: Vec<String> = row.scalars().iter().map(|v| format!("{v}")).collect();
-            cells[0] = row.step.to_string();
-            cells.extend(row.sum_sq.iter().map(|(_, v)| format!("{v}")));
-            cells.extend(row.task_metrics.iter().map(|(_, v)| format!("{v}")));
-            cells.push(format!("{:.3}", row.wall_s));
-            csv.push_str(&cells.join(","));
-            csv.push('\n');
-        }
-        atomic_write(&run_dir.join("metrics.jsonl"), jsonl.as_bytes())?;
-        atomic_write(&run_dir.join("metrics.csv"), csv.as_bytes())
+        let json: Vec<Value> = (self.rows.iter())
+            .map(|row| Value::Object(row.to_json()))
+            .collect();
+        let cells: Vec<Vec<String>> = (self.rows.iter())
+            .map(|row| {
+                let mut cells: Vec<String> = row.scalars().iter().map(|v| format!("{v}")).collect();
+                cells[0] = row.step.to_string();
+                cells.extend(row.sum_sq.iter().map(|(_, v)| format!("{v}")));
+                cells.extend(row.task_metrics.iter().map(|(_, v)| format!("{v}")));
+                cells.push(format!("{:.3}", row.wall_s));
+                cells
+            })
+            .collect();
+        super::write_row_files(run_dir, "metrics", &json, &header, &cells)
     }
 }
 

@@ -13,9 +13,11 @@
 
 pub mod lock;
 pub mod metrics;
+mod rows;
 
 pub use lock::{RunLock, LOCK_FILE};
 pub use metrics::{MetricsLog, MetricsRow};
+pub use rows::write_row_files;
 
 use crate::config::RunConfig;
 use crate::error::{GrokError, Result};
