@@ -127,7 +127,9 @@ impl MetricsRow {
         ]
     }
 
-    fn to_json(&self) -> Map<String, Value> {
+    /// The row as `metrics.jsonl` writes it: `step`, the scalars, `sum_sq.<name>`, the task's
+    /// metrics and `wall_s` (non-finite values as `null`).
+    pub fn to_json(&self) -> Map<String, Value> {
         let mut m = Map::new();
         for (k, v) in SCALARS.iter().zip(self.scalars()) {
             m.insert(k.to_string(), json_number(v));

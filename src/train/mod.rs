@@ -39,5 +39,6 @@ pub use seeds::{seed_configs, train_seeds, train_side_by_side};
 pub use seq_step::{group_pairs, seq_evaluate, seq_evaluate_pairs, seq_train, ScoredPair};
 pub use step::{Step, StepResult};
 pub use trainer::{
-    flush_denormals, set_threads, tensors, train, PlotFn, RunData, RunSummary, TrainOptions,
+    flush_denormals, set_threads, tensors, train, train_observed, PlotFn, RunData, RunSummary,
+    TrainObserver, TrainOptions,
 };

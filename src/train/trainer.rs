@@ -148,6 +148,33 @@ pub fn flush_denormals() {
 /// ([`GrokError::Locked`]), I/O failures, a missing, corrupt or non-finite checkpoint or a
 /// changed fixed key on resume, and [`GrokError::NonFiniteLoss`].
 pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<RunSummary> {
+    train_observed(cfg, opts, &mut |_: u64, _: Option<&MetricsRow>| true)
+}
+
+/// Watches a run step by step: the Python package's progress, live plots and Ctrl-C.
+pub trait TrainObserver {
+    /// Called after step `step`'s update, with the step's metrics row where it was logged.
+    /// `false` stops the run there: the weights after the step are checkpointed as step
+    /// `step + 1` (with the optimiser state), from which a resume continues exactly.
+    fn after_step(&mut self, step: u64, row: Option<&MetricsRow>) -> bool;
+}
+
+impl<F: FnMut(u64, Option<&MetricsRow>) -> bool> TrainObserver for F {
+    fn after_step(&mut self, step: u64, row: Option<&MetricsRow>) -> bool {
+        self(step, row)
+    }
+}
+
+/// [`train`], calling `observer` after every step; it may stop the run
+/// ([`TrainObserver::after_step`]).
+///
+/// # Errors
+/// As [`train`].
+pub fn train_observed(
+    cfg: &RunConfig,
+    opts: &TrainOptions,
+    observer: &mut dyn TrainObserver,
+) -> Result<RunSummary> {
     super::resources::check(cfg, 1, &opts.limits)?;
     set_threads(cfg.train.threads);
     let mut run = Run::open(cfg, opts, cfg.train.threads)?;
@@ -172,6 +199,12 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> Result<RunSummary> {
                 }
             }
             bar.inc(1);
+            if !observer.after_step(step, logged.as_ref()) {
+                if step < cfg.train.steps {
+                    run.checkpoint(step + 1)?;
+                }
+                break;
+            }
         }
     }
     bar.finish_and_clear();

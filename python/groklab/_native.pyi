@@ -1,0 +1,73 @@
+"""Type stubs of the extension module (`python/src/lib.rs`). Errors: `ValueError` for bad
+config input, `RuntimeError` otherwise, each with the CLI's one-line message."""
+
+from os import PathLike
+from typing import Callable, List, Optional, Tuple, Union
+
+_Path = Union[str, "PathLike[str]"]
+
+def presets() -> List[Tuple[str, str]]:
+    """Every embedded preset as (name, one-line description)."""
+
+def config_json(preset: str, config: Optional[str] = None, overrides: List[str] = ...) -> str:
+    """The resolved config (preset, then the config file's TOML text, then `key=value`
+    overrides) as JSON text."""
+
+def config_toml(preset: str, config: Optional[str] = None, overrides: List[str] = ...) -> str:
+    """The resolved config as the TOML text of a run's `config.toml`."""
+
+def train_run(
+    out: _Path,
+    preset: str = "quick",
+    config: Optional[str] = None,
+    overrides: List[str] = ...,
+    resume: bool = False,
+    force: bool = False,
+    plots: bool = True,
+    quiet: bool = True,
+    on_log: Optional[Callable[[str], object]] = None,
+) -> str:
+    """Trains (or resumes) a run into `out` with the GIL released; `on_log` gets each logged
+    metrics row as JSON text. Ctrl-C checkpoints and raises KeyboardInterrupt. Returns the last
+    row as JSON text."""
+
+def read_checkpoint(path: _Path) -> List[Tuple[str, str, List[int], bytes]]:
+    """Every tensor of a safetensors file as (name, dtype, shape, little-endian bytes)."""
+
+def analyze(run_dir: _Path, plots: bool = True) -> List[str]:
+    """`groklab analyze RUN_DIR`; returns the summary lines."""
+
+def report(run_dir: _Path, reanalyze: bool = False) -> _Path:
+    """`groklab report RUN_DIR`; returns the path of report.html."""
+
+def run_config_json(run_dir: _Path) -> str:
+    """A run directory's config as JSON text."""
+
+def checkpoint_steps(run_dir: _Path) -> List[int]:
+    """The checkpoint steps of a run directory, ascending."""
+
+def checkpoint_path(run_dir: _Path, step: int) -> _Path:
+    """The weights file of the checkpoint at `step`."""
+
+def transformer_config_json(run_dir: _Path) -> Optional[str]:
+    """The transformer's shape (TransformerLens field names) as JSON text; None for another
+    model."""
+
+def forward_logits(
+    run_dir: _Path, step: int, tokens: List[int], n_ctx: int
+) -> Tuple[List[int], List[float]]:
+    """groklab's own f32 forward of a checkpoint: (shape [B, n_ctx, d_vocab_out], logits)."""
+
+def sweep_expand(spec: Optional[str] = None, preset: Optional[str] = None) -> List[str]:
+    """A sweep's manifest lines as JSON text, from a sweep file's text or a sweep preset."""
+
+def sweep_run(manifest: _Path, out: _Path) -> Tuple[int, int]:
+    """Trains a manifest's runs into `out` in this process: (trained, already done)."""
+
+def sweep_collect(runs: _Path) -> Tuple[str, int]:
+    """One CSV row per finished run of `runs`, and the count of unfinished runs."""
+
+def saliency(
+    run_dir: _Path, baseline: str = "zero", ig_steps: int = 20, every: Optional[int] = None
+) -> _Path:
+    """`groklab saliency RUN_DIR`; returns the path of saliency.jsonl."""
