@@ -79,7 +79,7 @@ def train(
     - ``out``: the run directory (default ``runs/<preset>``); with ``force``, a non-empty one
       is overwritten, else it must be empty or absent.
     - ``seeds``: that many runs with ``model.init_seed`` = the config's, +1, ... in
-      ``out/seed_<i>``, one after another (each equals ``groklab train --seeds``' run of it).
+      ``out/seed_<i>``, one after another (the configs ``groklab train --seeds`` trains side by side).
     - ``progress``: a tqdm bar (the notebook widget under Jupyter) when tqdm is installed.
     - ``on_log(row)``: called with every logged metrics row (a dict, as ``metrics.jsonl``
       holds it), e.g. for a live plot; an exception it raises stops the run like Ctrl-C.

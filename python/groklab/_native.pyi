@@ -54,9 +54,10 @@ def transformer_config_json(run_dir: _Path) -> Optional[str]:
     model."""
 
 def forward_logits(
-    run_dir: _Path, step: int, tokens: List[int], n_ctx: int
+    run_dir: _Path, step: int, tokens: List[int], n_ctx: int, f64: bool = False
 ) -> Tuple[List[int], List[float]]:
-    """groklab's own f32 forward of a checkpoint: (shape [B, n_ctx, d_vocab_out], logits)."""
+    """groklab's own forward of a checkpoint in f32 (f64 with `f64`):
+    (shape [B, n_ctx, d_vocab_out], logits)."""
 
 def sweep_expand(spec: Optional[str] = None, preset: Optional[str] = None) -> List[str]:
     """A sweep's manifest lines as JSON text, from a sweep file's text or a sweep preset."""

@@ -76,17 +76,21 @@ class Run:
             out[name] = np.frombuffer(data, dtype=_DTYPES[dtype]).reshape(shape).copy()
         return out
 
-    def forward(self, tokens: Any, step: Optional[int] = None) -> np.ndarray:
-        """groklab's own f32 forward of the checkpoint at ``step`` (default: the last) on
-        ``tokens`` ``[batch, n_ctx]`` (ints): the logits at every position,
-        ``[batch, n_ctx, d_vocab_out]`` (``unembed.hook_out``)."""
+    def forward(
+        self, tokens: Any, step: Optional[int] = None, dtype: str = "float32"
+    ) -> np.ndarray:
+        """groklab's own forward of the checkpoint at ``step`` (default: the last) on
+        ``tokens`` ``[batch, n_ctx]`` (ints) in ``dtype`` (``float32`` or ``float64``): the
+        logits at every position, ``[batch, n_ctx, d_vocab_out]`` (``unembed.hook_out``)."""
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"invalid value for `dtype`: {dtype} (allowed: float32|float64)")
         if step is None:
             step = self.steps[-1]
         tokens = np.asarray(tokens, dtype=np.int64)
         if tokens.ndim != 2:
             raise ValueError(f"invalid value for `tokens`: shape {tokens.shape} (allowed: [batch, n_ctx])")
         shape, values = _native.forward_logits(
-            str(self.path), step, tokens.ravel().tolist(), tokens.shape[1]
+            str(self.path), step, tokens.ravel().tolist(), tokens.shape[1], dtype == "float64"
         )
         return np.asarray(values, dtype=np.float64).reshape(shape)
 

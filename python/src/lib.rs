@@ -225,15 +225,17 @@ fn transformer_config_json(run_dir: PathBuf) -> PyResult<Option<String>> {
 }
 
 /// groklab's own forward of the checkpoint at `step` on `tokens` (`[B, n_ctx]` row-major), in
-/// f32: the logits at every position, `[B, n_ctx, d_vocab_out]` row-major (the model's
-/// `unembed.hook_out`, [`groklab::models::Model::hooks`]). The GIL is released.
+/// f32 (or f64 with `f64`): the logits at every position, `[B, n_ctx, d_vocab_out]` row-major
+/// (the model's `unembed.hook_out`, [`groklab::models::Model::hooks`]). The GIL is released.
 #[pyfunction]
+#[pyo3(signature = (run_dir, step, tokens, n_ctx, f64=false))]
 fn forward_logits(
     py: Python<'_>,
     run_dir: PathBuf,
     step: u64,
     tokens: Vec<i64>,
     n_ctx: usize,
+    f64: bool,
 ) -> PyResult<(Vec<usize>, Vec<f64>)> {
     py.detach(|| {
         guarded(|| {
@@ -242,7 +244,12 @@ fn forward_logits(
             let path = groklab::rundir::model_path(&run_dir, step);
             let store =
                 groklab::models::ParamStore::from_safetensors_specs(&path, model.param_specs())?;
-            let dtype = groklab::config::Precision::F32.dtype();
+            let precision = if f64 {
+                groklab::config::Precision::F64
+            } else {
+                groklab::config::Precision::F32
+            };
+            let dtype = precision.dtype();
             let hooks = model.hooks(&store, &tokens, n_ctx, dtype)?;
             let (shape, logits) = hooks.get("unembed.hook_out").ok_or_else(|| {
                 GrokError::Config(format!("model `{}` has no unembed.hook_out", model.arch()))
