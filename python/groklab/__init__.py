@@ -126,16 +126,10 @@ def _train_native(
         except ImportError:  # progress without tqdm: the engine's own lines are not shown either
             tqdm = None
         if tqdm is not None:
-            if resume:
-                total = json.loads(_native.run_config_json(str(out)))["train"]["steps"]
-                for o in overrides:
-                    if o.startswith("train.steps="):
-                        total = int(o.split("=", 1)[1])
-                steps = _native.checkpoint_steps(str(out))
-                initial = steps[-1] if steps else 0
-            else:
-                cfg = json.loads(_native.config_json(preset, config_text, overrides))
-                total, initial = cfg["train"]["steps"], 0
+            resume_dir = str(out) if resume else None
+            cfg = json.loads(_native.config_json(preset, config_text, overrides, resume_dir))
+            steps = _native.checkpoint_steps(str(out)) if resume else []
+            total, initial = cfg["train"]["steps"], (steps[-1] if steps else 0)
             bar = tqdm(total=total, initial=initial, desc=out.name, unit="step")
     state = {"step": bar.n if bar is not None else 0}
 

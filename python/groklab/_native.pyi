@@ -9,12 +9,14 @@ _Path = Union[str, "PathLike[str]"]
 def presets() -> List[Tuple[str, str]]:
     """Every embedded preset as (name, one-line description)."""
 
-def config_json(preset: str, config: Optional[str] = None, overrides: List[str] = ...) -> str:
+def config_json(
+    preset: str,
+    config: Optional[str] = None,
+    overrides: List[str] = ...,
+    resume_dir: Optional[str] = None,
+) -> str:
     """The resolved config (preset, then the config file's TOML text, then `key=value`
-    overrides) as JSON text."""
-
-def config_toml(preset: str, config: Optional[str] = None, overrides: List[str] = ...) -> str:
-    """The resolved config as the TOML text of a run's `config.toml`."""
+    overrides; or `resume_dir`'s config with the overrides) as JSON text."""
 
 def train_run(
     out: _Path,
@@ -39,9 +41,6 @@ def analyze(run_dir: _Path, plots: bool = True) -> List[str]:
 
 def report(run_dir: _Path, reanalyze: bool = False) -> _Path:
     """`groklab report RUN_DIR`; returns the path of report.html."""
-
-def run_config_json(run_dir: _Path) -> str:
-    """A run directory's config as JSON text."""
 
 def checkpoint_steps(run_dir: _Path) -> List[int]:
     """The checkpoint steps of a run directory, ascending."""

@@ -40,7 +40,7 @@ class Run:
     @property
     def config(self) -> Dict[str, Any]:
         """The run's config (``task``, ``model``, ``train`` sections), validated."""
-        return json.loads(_native.run_config_json(str(self.path)))
+        return json.loads(_native.config_json("", None, [], str(self.path)))
 
     @property
     def metrics(self) -> pd.DataFrame:

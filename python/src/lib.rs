@@ -68,21 +68,20 @@ fn resolve(
     }
 }
 
-/// The resolved config as JSON text (see `groklab.config`).
+/// The resolved config as JSON text (see `groklab.config`); with `resume_dir`, that run
+/// directory's config with the overrides, as a resume would apply them.
 #[pyfunction]
-#[pyo3(signature = (preset, config=None, overrides=Vec::new()))]
-fn config_json(preset: &str, config: Option<&str>, overrides: Vec<String>) -> PyResult<String> {
+#[pyo3(signature = (preset, config=None, overrides=Vec::new(), resume_dir=None))]
+fn config_json(
+    preset: &str,
+    config: Option<&str>,
+    overrides: Vec<String>,
+    resume_dir: Option<&str>,
+) -> PyResult<String> {
     guarded(|| {
-        let cfg = resolve(preset, config, &overrides, None)?;
+        let cfg = resolve(preset, config, &overrides, resume_dir)?;
         Ok(serde_json::to_string(&cfg).expect("a config serialises"))
     })
-}
-
-/// The resolved config as TOML text, as a run's `config.toml` holds it.
-#[pyfunction]
-#[pyo3(signature = (preset, config=None, overrides=Vec::new()))]
-fn config_toml(preset: &str, config: Option<&str>, overrides: Vec<String>) -> PyResult<String> {
-    guarded(|| Ok(resolve(preset, config, &overrides, None)?.to_toml()))
 }
 
 /// Trains (or with `resume`, continues) a run into `out`, the GIL released while it trains.
@@ -201,15 +200,6 @@ fn report(py: Python<'_>, run_dir: PathBuf, reanalyze: bool) -> PyResult<PathBuf
             let _lock = RunLock::acquire(&run_dir, "report")?;
             groklab::report::analysis_for(&run_dir).report(&run_dir, reanalyze)
         })
-    })
-}
-
-/// A run directory's config (validated) as JSON text.
-#[pyfunction]
-fn run_config_json(run_dir: PathBuf) -> PyResult<String> {
-    guarded(|| {
-        let cfg = RunDir::new(&run_dir).config()?;
-        Ok(serde_json::to_string(&cfg).expect("a config serialises"))
     })
 }
 
@@ -361,12 +351,10 @@ fn sweep_collect(runs: PathBuf) -> PyResult<(String, usize)> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(presets, m)?)?;
     m.add_function(wrap_pyfunction!(config_json, m)?)?;
-    m.add_function(wrap_pyfunction!(config_toml, m)?)?;
     m.add_function(wrap_pyfunction!(train_run, m)?)?;
     m.add_function(wrap_pyfunction!(read_checkpoint, m)?)?;
     m.add_function(wrap_pyfunction!(analyze, m)?)?;
     m.add_function(wrap_pyfunction!(report, m)?)?;
-    m.add_function(wrap_pyfunction!(run_config_json, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint_steps, m)?)?;
     m.add_function(wrap_pyfunction!(transformer_config_json, m)?)?;
     m.add_function(wrap_pyfunction!(forward_logits, m)?)?;
