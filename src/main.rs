@@ -50,11 +50,17 @@ enum SweepCommand {
         #[arg(long, value_name = "K/N")]
         shard: Option<String>,
     },
-    /// One CSV row per finished run of RUNS (swept keys, steps to 90% and 99% train and test
-    /// accuracy, final losses, Liu et al.'s phase) on stdout.
+    /// One CSV row per finished run of RUNS (swept keys, steps to 90% and 99% train and 90 /
+    /// 95 / 99% test accuracy, best and final accuracy, final losses, grokking stage, Liu et
+    /// al.'s phase) on stdout; with --by-setting, one row per setting over its seeds.
     Collect {
         /// Directory of the sweep's runs.
         runs: PathBuf,
+        /// One row per setting (swept keys other than `*seed`): steps to 90/95/99% test as mean
+        /// and bootstrap 95% interval over seeds, runs cut off before a threshold counted at
+        /// their last step (a lower bound) and marked `>N` per run.
+        #[arg(long)]
+        by_setting: bool,
     },
     /// Phase diagram, grokking delay and time to grok of RUNS, in RUNS/plots/ and RUNS/sweep.html.
     Plot {
@@ -723,9 +729,13 @@ fn sweep_command(cmd: SweepCommand) -> groklab::Result<()> {
             );
             Ok(())
         }
-        SweepCommand::Collect { runs } => {
+        SweepCommand::Collect { runs, by_setting } => {
             let (rows, unfinished) = collect::collect(&runs)?;
-            print!("{}", collect::to_csv(&rows));
+            if by_setting {
+                print!("{}", collect::by_setting_csv(&rows));
+            } else {
+                print!("{}", collect::to_csv(&rows));
+            }
             if unfinished > 0 {
                 eprintln!("{unfinished} run(s) not finished (no DONE marker) left out");
             }

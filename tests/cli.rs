@@ -335,6 +335,19 @@ fn compare_labels_runs_by_their_differing_keys() {
     }
     assert!(page.contains("train.lr=0.003") && page.contains("train.lr=0.01"));
     assert!(!page.contains("train.steps="), "an equal key in the legend");
+    // 30 steps reach no threshold: each setting's figures are censored at its budget
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    let lines: Vec<&str> = summary.lines().collect();
+    assert_eq!(lines.len(), 3, "{summary}");
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    for line in &lines[1..] {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells[col("test_99_reached")], "0", "{line}");
+        assert_eq!(cells[col("test_99_per_run")], ">30", "{line}");
+        assert_eq!(cells[col("test_99_mean")], "30", "{line}");
+    }
+    assert!(page.contains("≥ 30 [30, 30] (0/1)"), "censored figure on the page");
 }
 
 /// A run whose length is not a multiple of the checkpoint interval still ends with a checkpoint

@@ -80,3 +80,77 @@ fn mlp_trains_resumes_and_is_analyzed() {
         .all(|k| (1..=5).contains(&k.as_u64().unwrap())));
     assert_eq!(a["embed_freq_norms"].as_array().unwrap().len(), 6);
 }
+
+/// A ramped LR jump through the CLI, with AdamW's decay following the jump (`scaled`, PyTorch)
+/// or not (`fixed`): the logged lr climbs linearly over the ramp; the two runs agree bit for bit
+/// until the jump's first changed update and differ after it; without weight decay they agree
+/// throughout (the option touches only the decay). An optimiser without decoupled decay refuses
+/// `fixed` with a one-line error.
+#[test]
+fn ramped_jump_and_fixed_decay() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "train",
+            "--no-plots",
+            "--preset",
+            "mlp_modadd",
+            "--out",
+            out.to_str().unwrap(),
+            "--set",
+            "task.p=11",
+            "--set",
+            "model.d_hidden=[24, 16]",
+            "--set",
+            "train.steps=40",
+            "--set",
+            "train.log_every=5",
+            "--set",
+            "train.lr_jumps=[[20, 11.0, 10]]",
+        ];
+        for e in extra {
+            args.extend(["--set", e]);
+        }
+        let o = groklab(&args).output().unwrap();
+        assert_success(&o);
+        lines_without_wall_time(&out)
+    };
+    // the lr as logged (the lines above have their wall time cut out of the text)
+    let lr = |line: &str| -> f64 {
+        let at = line.find("\"lr\":").unwrap() + 5;
+        let end = line[at..].find([',', '}']).unwrap() + at;
+        line[at..end].parse().unwrap()
+    };
+    let scaled = run("scaled", &[]);
+    let fixed = run("fixed", &["train.jump_decay=fixed"]);
+    // rows every 5 steps: 20 is the ramp's first update (×1), 25 half-way (×6), 30 on (×11)
+    for (row, factor) in [(4, 1.0), (5, 6.0), (6, 11.0), (8, 11.0)] {
+        assert!((lr(&scaled[row]) - 3e-3 * factor).abs() < 1e-15, "{}", scaled[row]);
+        assert_eq!(lr(&fixed[row]), lr(&scaled[row]));
+    }
+    // the row of step 20 holds the weights before update 20, the last at ×1; from update 21 on
+    // the lr is larger and the two decays part
+    assert_eq!(scaled[..=4], fixed[..=4]);
+    assert!((5..scaled.len()).all(|i| scaled[i] != fixed[i]));
+    let no_wd = ["train.weight_decay=0"];
+    assert_eq!(
+        run("scaled_wd0", &no_wd),
+        run("fixed_wd0", &["train.weight_decay=0", "train.jump_decay=fixed"])
+    );
+    let out = groklab(&[
+        "train",
+        "--no-plots",
+        "--preset",
+        "mlp_modadd",
+        "--out",
+        dir.path().join("sgd").to_str().unwrap(),
+        "--set",
+        "train.optimizer=sgd",
+        "--set",
+        "train.jump_decay=fixed",
+    ])
+    .output()
+    .unwrap();
+    common::assert_error(&out, &["train.jump_decay", "adamw"]);
+}

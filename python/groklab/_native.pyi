@@ -64,8 +64,9 @@ def sweep_expand(spec: Optional[str] = None, preset: Optional[str] = None) -> Li
 def sweep_run(manifest: _Path, out: _Path) -> Tuple[int, int]:
     """Trains a manifest's runs into `out` in this process: (trained, already done)."""
 
-def sweep_collect(runs: _Path) -> Tuple[str, int]:
-    """One CSV row per finished run of `runs`, and the count of unfinished runs."""
+def sweep_collect(runs: _Path, by_setting: bool = False) -> Tuple[str, int]:
+    """One CSV row per finished run of `runs` (per setting over its seeds with `by_setting`),
+    and the count of unfinished runs."""
 
 def saliency(
     run_dir: _Path, baseline: str = "zero", ig_steps: int = 20, every: Optional[int] = None

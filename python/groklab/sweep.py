@@ -45,10 +45,19 @@ def run(manifest: Union[str, Path, Sequence[Dict[str, Any]]], out: Union[str, Pa
     return _native.sweep_run(str(path), str(out))
 
 
-def collect(runs: Union[str, Path]) -> pd.DataFrame:
+def collect(runs: Union[str, Path], by_setting: bool = False) -> pd.DataFrame:
     """One row per finished run under ``runs`` (``groklab sweep collect``'s CSV): the swept keys,
-    the steps to 90% / 99% accuracy, final losses and accuracies, the Liu et al. phase."""
-    text, unfinished = _native.sweep_collect(str(runs))
+    the first steps at 90% / 95% / 99% accuracy (empty where a run was cut off before), the best
+    and final accuracies and losses, the grokking stage (10% -> 95% test, in steps), the Liu et al.
+    phase.
+
+    With ``by_setting=True``, one row per setting (the swept keys other than those ending in
+    ``seed``) over its seeds: for each threshold the mean step with its bootstrap 95% interval
+    (``test_99_mean``, ``_lo``, ``_hi``; a run cut off before the threshold counts at its last
+    step, so the mean is then a lower bound), how many reached it (``test_99_reached``) and each
+    run's step (``test_99_per_run``, ``>N`` when cut off at N); best and final test accuracy
+    (fractions), the grokking stage and the phases."""
+    text, unfinished = _native.sweep_collect(str(runs), by_setting)
     if unfinished:
         warnings.warn(f"{unfinished} run(s) not finished (no DONE marker) left out", stacklevel=2)
     return pd.read_csv(io.StringIO(text))

@@ -336,13 +336,19 @@ fn sweep_run(py: Python<'_>, manifest: PathBuf, out: PathBuf) -> PyResult<(usize
     })
 }
 
-/// `groklab sweep collect RUNS`: (the CSV text, runs left out unfinished).
+/// `groklab sweep collect RUNS [--by-setting]`: (the CSV text, runs left out unfinished).
 #[pyfunction]
-fn sweep_collect(runs: PathBuf) -> PyResult<(String, usize)> {
+#[pyo3(signature = (runs, by_setting = false))]
+fn sweep_collect(runs: PathBuf, by_setting: bool) -> PyResult<(String, usize)> {
     use groklab::sweep::collect;
     guarded(|| {
         let (rows, unfinished) = collect::collect(&runs)?;
-        Ok((collect::to_csv(&rows), unfinished))
+        let csv = if by_setting {
+            collect::by_setting_csv(&rows)
+        } else {
+            collect::to_csv(&rows)
+        };
+        Ok((csv, unfinished))
     })
 }
 

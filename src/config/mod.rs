@@ -17,7 +17,7 @@ pub use model::{
     AttentionKind, LsaSection, MlpSection, ModelConfig, ModelFamily, ModelSection, VocabOut,
 };
 pub use presets::{describe_preset, find_preset, preset_names, PRESETS};
-pub use schedule::{warmup_lr, Schedule, ScheduleKind};
+pub use schedule::{warmup_lr, JumpDecay, LrJump, Schedule, ScheduleKind};
 pub use task::{
     task_names, IclTaskSection, RegimeName, SeqTaskSection, TaskConfig, TaskFamily, TaskSection,
     ICL_TASK,

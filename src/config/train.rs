@@ -1,6 +1,6 @@
 //! `[train]`: optimiser, schedule, precision, logging, and the choices they name.
 
-use super::{Schedule, ScheduleKind};
+use super::{JumpDecay, LrJump, Schedule, ScheduleKind};
 use crate::error::{GrokError, Result};
 use serde::{Deserialize, Serialize};
 
@@ -85,9 +85,14 @@ pub struct TrainSection {
     /// Shape after warm-up: `constant`, `cosine` or `linear` (to 0 at `steps`).
     #[serde(default)]
     pub schedule: ScheduleKind,
-    /// Learning-rate multipliers `[[from_step, factor], ...]`: lr × factor from that step on.
+    /// Learning-rate multipliers `[[from_step, factor], ...]`: lr × factor from that step on;
+    /// `[from_step, factor, ramp_steps]` reaches the factor linearly over `ramp_steps` updates.
     #[serde(default)]
-    pub lr_jumps: Vec<(u64, f64)>,
+    pub lr_jumps: Vec<LrJump>,
+    /// AdamW's decoupled decay under `lr_jumps`: `scaled` (PyTorch: the decay step `lr·λ`
+    /// uses the jumped lr) or `fixed` (it keeps the lr without the jumps).
+    #[serde(default, skip_serializing_if = "is_scaled")]
+    pub jump_decay: JumpDecay,
     /// Global-norm gradient clipping threshold (0: none).
     #[serde(default)]
     pub clip_grad_norm: f64,
@@ -139,6 +144,10 @@ fn is_one(x: &f64) -> bool {
 
 fn is_zero_f64(x: &f64) -> bool {
     *x == 0.0
+}
+
+fn is_scaled(d: &JumpDecay) -> bool {
+    *d == JumpDecay::Scaled
 }
 
 fn default_grokfast_alpha() -> f64 {
@@ -224,14 +233,21 @@ impl TrainSection {
                 "a positive integer",
             ));
         }
-        for (i, (_, k)) in self.lr_jumps.iter().enumerate() {
-            if !(*k > 0.0 && k.is_finite()) {
+        for (i, j) in self.lr_jumps.iter().enumerate() {
+            if !(j.factor > 0.0 && j.factor.is_finite()) {
                 return Err(GrokError::invalid(
                     &format!("train.lr_jumps[{i}]"),
-                    k,
-                    "[from_step, factor] with a positive factor",
+                    j.factor,
+                    "[from_step, factor] or [from_step, factor, ramp_steps] with a positive factor",
                 ));
             }
+        }
+        if self.jump_decay == JumpDecay::Fixed && self.optimizer != OptimizerKind::Adamw {
+            return Err(GrokError::invalid(
+                "train.jump_decay",
+                "\"fixed\"",
+                "\"scaled\" unless train.optimizer = \"adamw\" (only AdamW's decay is decoupled)",
+            ));
         }
         Ok(())
     }
@@ -244,6 +260,7 @@ impl TrainSection {
             steps: self.steps,
             kind: self.schedule,
             jumps: self.lr_jumps.clone(),
+            jump_decay: self.jump_decay,
         }
     }
 }

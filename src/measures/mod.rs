@@ -20,6 +20,7 @@ pub mod logits;
 pub mod matrix;
 pub mod mlp_fourier;
 pub mod neurons;
+pub mod outcome;
 pub mod phases;
 mod run;
 pub mod saliency;

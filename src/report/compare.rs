@@ -5,6 +5,7 @@
 use super::charts::{palette, Chart, Series};
 use super::html::STYLE;
 use crate::error::{GrokError, Result};
+use crate::measures::outcome::{Censored, Outcome, SettingSummary};
 use crate::rundir::{atomic_write, MetricsLog, MetricsRow};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -203,12 +204,15 @@ pub fn write_comparison(runs: &[ComparedRun], metrics: &[String], out: &Path) ->
             esc(metric)
         ));
     }
-    let groups: String = (group_summaries(runs).iter())
-        .map(|g| format!("<li>{}</li>", esc(&g.describe())))
-        .collect();
+    let summaries = group_summaries(runs);
+    atomic_write(
+        &out.join("summary.csv"),
+        summaries_csv(&summaries).as_bytes(),
+    )?;
+    let groups = summaries_table(&summaries);
     let page = format!(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>groklab compare</title>\
-         <style>{STYLE}</style></head><body>\n<h1>Comparison of {} runs</h1>\n<ul>{groups}</ul>\n{}\n{sections}</body></html>\n",
+         <style>{STYLE}</style></head><body>\n<h1>Comparison of {} runs</h1>\n{groups}\n{}\n{sections}</body></html>\n",
         runs.len(),
         runs_table(runs)
     );
@@ -217,107 +221,111 @@ pub fn write_comparison(runs: &[ComparedRun], metrics: &[String], out: &Path) ->
     Ok(path)
 }
 
-/// Runs that differ only in their seed, summarised: how many reached 99% test accuracy and
-/// when (mean, min, max over those that did), and the final test accuracy (mean, min).
-#[derive(Clone, Debug, PartialEq)]
-pub struct GroupSummary {
-    /// The group's legend without `model.init_seed`.
-    pub label: String,
-    /// Runs in the group.
-    pub runs: usize,
-    /// First logged step at ≥ 99% test accuracy of each run that reached it.
-    pub test_99_steps: Vec<u64>,
-    /// Final test accuracy: mean and minimum over the runs.
-    pub final_test_acc: (f64, f64),
-}
-
-impl GroupSummary {
-    /// `"3/3 reach 99% test at 1,350 (1,200–1,500)"`-style text.
-    pub fn describe(&self) -> String {
-        let s = &self.test_99_steps;
-        let reach = if s.is_empty() {
-            "none reach 99% test accuracy".to_string()
-        } else {
-            let mean = s.iter().sum::<u64>() as f64 / s.len() as f64;
-            format!(
-                "{}/{} reach 99% test accuracy, at step {mean:.0} on average ({}–{})",
-                s.len(),
-                self.runs,
-                s.iter().min().expect("non-empty"),
-                s.iter().max().expect("non-empty")
-            )
-        };
-        format!(
-            "{}: {reach}; final test accuracy {:.1}% mean, {:.1}% min",
-            self.label,
-            100.0 * self.final_test_acc.0,
-            100.0 * self.final_test_acc.1
-        )
-    }
-}
-
-/// The runs grouped by [`ComparedRun::group`], in first-appearance order.
-pub fn group_summaries(runs: &[ComparedRun]) -> Vec<GroupSummary> {
+/// The runs grouped by [`ComparedRun::group`] (runs that differ only in their seed), in
+/// first-appearance order, each summarised over its seeds ([`SettingSummary`]: steps to 90 / 95
+/// / 99% test accuracy with censoring and bootstrap intervals, best test accuracy, grokking
+/// stage, Liu et al.'s phases). Runs without metrics rows are left out.
+pub fn group_summaries(runs: &[ComparedRun]) -> Vec<SettingSummary> {
     let groups = runs.iter().map(|r| r.group).max().map_or(0, |g| g + 1);
     (0..groups)
-        .map(|g| {
+        .filter_map(|g| {
             let members: Vec<&ComparedRun> = runs.iter().filter(|r| r.group == g).collect();
-            let label = (members[0].label.split(", "))
+            let label = (members.first()?.label.split(", "))
                 .filter(|part| !part.starts_with("model.init_seed="))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let finals: Vec<f64> = (members.iter())
-                .filter_map(|r| r.rows.last().map(|l| l.test_acc))
+            let outcomes: Vec<Outcome> = members
+                .iter()
+                .filter_map(|r| Outcome::of(&r.rows))
                 .collect();
-            GroupSummary {
-                label: if label.is_empty() {
-                    "all".into()
-                } else {
-                    label
-                },
-                runs: members.len(),
-                test_99_steps: (members.iter())
-                    .filter_map(|r| {
-                        r.rows
-                            .iter()
-                            .find(|row| row.test_acc >= 0.99)
-                            .map(|row| row.step)
-                    })
-                    .collect(),
-                final_test_acc: (
-                    finals.iter().sum::<f64>() / finals.len().max(1) as f64,
-                    finals.iter().copied().fold(f64::INFINITY, f64::min),
-                ),
+            if outcomes.is_empty() {
+                return None;
             }
+            let label = if label.is_empty() {
+                "all".into()
+            } else {
+                label
+            };
+            Some(SettingSummary::of(&label, &outcomes))
         })
         .collect()
 }
 
-/// The runs as an HTML table: label, directory, final losses and accuracies, first steps at
-/// 99% train and test accuracy.
+/// The summaries as CSV: `setting`, then [`SettingSummary::CSV_HEADER`]'s columns.
+pub fn summaries_csv(summaries: &[SettingSummary]) -> String {
+    let mut out = format!("setting,{}\n", SettingSummary::CSV_HEADER);
+    for s in summaries {
+        out.push_str(&format!(
+            "\"{}\",{}\n",
+            s.label.replace('"', "\"\""),
+            s.csv_row()
+        ));
+    }
+    out
+}
+
+/// The summaries as an HTML table.
+fn summaries_table(summaries: &[SettingSummary]) -> String {
+    let mut html = String::from(
+        "<table><tr><th>setting</th><th>runs</th><th>90% test</th><th>95% test</th>\
+         <th>99% test</th><th>best test acc</th><th>stage 10→95%</th><th>phases</th></tr>\n",
+    );
+    for s in summaries {
+        let steps = |c: &Censored| {
+            format!(
+                "{} ({}/{})<br><small>{}</small>",
+                esc(&c.describe()),
+                c.reached(),
+                s.runs,
+                esc(&c.per_run_text())
+            )
+        };
+        html.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}% [{:.1}, {:.1}]</td><td>{}</td><td>{}</td></tr>\n",
+            esc(&s.label),
+            s.runs,
+            steps(&s.test[0]),
+            steps(&s.test[1]),
+            steps(&s.test[2]),
+            100.0 * s.best_test_acc.mean,
+            100.0 * s.best_test_acc.lo,
+            100.0 * s.best_test_acc.hi,
+            esc(&s.grok_stage.describe()),
+            esc(&s.phases_text()),
+        ));
+    }
+    html + "</table>\n<p>Steps are first logged steps; mean [bootstrap 95% interval over seeds]. \
+            A run cut off before a threshold counts at its last step (<code>&gt;N</code>), so the \
+            figure is then a lower bound (≥).</p>"
+}
+
+/// The runs as an HTML table: label, directory, final losses and accuracies, best test
+/// accuracy, first steps at 99% train and 95% / 99% test accuracy.
 fn runs_table(runs: &[ComparedRun]) -> String {
-    let first = |r: &ComparedRun, key: &str| {
+    let first = |r: &ComparedRun, key: &str, at: f64| {
         (r.rows.iter())
-            .find(|row| row.get(key).is_some_and(|v| v >= 0.99))
+            .find(|row| row.get(key).is_some_and(|v| v >= at))
             .map_or("never".to_string(), |row| row.step.to_string())
     };
     let mut html = String::from(
         "<table><tr><th>run</th><th>directory</th><th>steps</th><th>train acc</th>\
-         <th>test acc</th><th>test loss</th><th>train 99%</th><th>test 99%</th></tr>\n",
+         <th>test acc</th><th>best test acc</th><th>test loss</th><th>train 99%</th><th>test 95%</th><th>test 99%</th></tr>\n",
     );
     for r in runs {
         let last = r.rows.last();
         let v = |f: fn(&MetricsRow) -> f64| last.map_or("-".into(), |l| format!("{:.4}", f(l)));
         html.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
             esc(&r.label),
             esc(&r.dir.display().to_string()),
             last.map_or(0, |l| l.step),
             v(|l| l.train_acc),
             v(|l| l.test_acc),
+            r.rows.iter().map(|l| l.test_acc).fold(0.0, f64::max),
             v(|l| l.test_loss),
-            first(r, "train_acc"),
-            first(r, "test_acc"),
+            first(r, "train_acc", 0.99),
+            first(r, "test_acc", 0.95),
+            first(r, "test_acc", 0.99),
         ));
     }
     html + "</table>"
@@ -365,8 +373,8 @@ mod tests {
         assert_eq!(differing_labels(&[a.clone(), a]), vec![None, None]);
     }
 
-    /// Seeds of one setting form one group; its summary counts the seeds that reached 99% test
-    /// accuracy and their first steps.
+    /// Seeds of one setting form one group; its summary gives each seed's first step at 99%
+    /// test accuracy, and a setting cut off before it is censored.
     #[test]
     fn groups_summarise_their_seeds() {
         use crate::rundir::MetricsRow;
@@ -396,9 +404,17 @@ mod tests {
         let g = group_summaries(&runs);
         assert_eq!(g.len(), 2);
         assert_eq!((g[0].label.as_str(), g[0].runs), ("train.lr=1", 2));
-        assert_eq!(g[0].test_99_steps, vec![100, 200]);
-        assert!((g[0].final_test_acc.0 - 0.995).abs() < 1e-12);
-        assert!(g[1].test_99_steps.is_empty());
-        assert!(g[1].describe().contains("none reach"));
+        assert_eq!(g[0].test[2].per_run, vec![Ok(100), Ok(200)]);
+        assert!((g[0].final_test_acc.mean - 0.995).abs() < 1e-12);
+        // the second setting never reached 99%: censored at its budget, a lower bound
+        assert_eq!(g[1].test[2].per_run, vec![Err(200)]);
+        assert!(
+            g[1].describe()
+                .contains("99% test at ≥ 200 [200, 200] (0/1 reached)"),
+            "{}",
+            g[1].describe()
+        );
+        let csv = summaries_csv(&g);
+        assert!(csv.lines().nth(2).unwrap().contains(",>200,"), "{csv}");
     }
 }

@@ -1,52 +1,15 @@
 //! `sweep collect`: one summary row per finished run of a sweep directory, with the phase of
-//! Liu et al. 2022 (REFERENCES.md §4): with the first logged steps reaching 90% train and
-//! test accuracy within the run's budget, **comprehension** when test follows train within
-//! [`COMPREHENSION_WINDOW`] steps, **grokking** when later, **memorisation** when test never
-//! does, **confusion** when train never does.
+//! Liu et al. 2022 (REFERENCES.md §4; [`Phase`]), and one row per setting over its seeds
+//! ([`by_setting`]): steps to 90 / 95 / 99% test accuracy with censoring and bootstrap intervals
+//! ([`crate::measures::outcome`]).
 
 use crate::error::{GrokError, Result};
+use crate::measures::outcome::{Outcome, SettingSummary};
+pub use crate::measures::outcome::{Phase, COMPREHENSION_WINDOW};
 use crate::rundir::MetricsLog;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
-
-/// Steps within which test accuracy must follow train accuracy to 90% for comprehension.
-pub const COMPREHENSION_WINDOW: u64 = 1000;
-
-/// Liu et al. 2022's four phases.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
-    /// Train and test accuracy reach 90% within the window of each other.
-    Comprehension,
-    /// Test accuracy reaches 90% more than the window after train.
-    Grokking,
-    /// Train accuracy reaches 90%, test never does.
-    Memorisation,
-    /// Train accuracy never reaches 90%.
-    Confusion,
-}
-
-impl Phase {
-    /// Lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Comprehension => "comprehension",
-            Phase::Grokking => "grokking",
-            Phase::Memorisation => "memorisation",
-            Phase::Confusion => "confusion",
-        }
-    }
-
-    /// The rule, from the first steps at ≥ 90% train and test accuracy.
-    pub fn of(train_90: Option<u64>, test_90: Option<u64>) -> Self {
-        match (train_90, test_90) {
-            (None, _) => Phase::Confusion,
-            (Some(_), None) => Phase::Memorisation,
-            (Some(a), Some(b)) if b <= a + COMPREHENSION_WINDOW => Phase::Comprehension,
-            _ => Phase::Grokking,
-        }
-    }
-}
 
 /// One finished run's summary.
 #[derive(Clone, Debug)]
@@ -65,6 +28,12 @@ pub struct RunRow {
     pub train_99: Option<u64>,
     /// See `train_90`.
     pub test_99: Option<u64>,
+    /// First logged step with test accuracy ≥ 95%.
+    pub test_95: Option<u64>,
+    /// Highest logged test accuracy.
+    pub best_test_acc: f64,
+    /// The whole outcome (censoring, grokking stage).
+    pub outcome: Outcome,
     /// First logged step with test loss < 1 (Nanda et al. 2023's time to grok).
     pub test_loss_below_1: Option<u64>,
     /// Final train and test loss and accuracy.
@@ -108,31 +77,28 @@ pub fn collect_run(dir: &Path) -> Result<RunRow> {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let log = MetricsLog::load(dir)?;
-    let first = |f: &dyn Fn(&crate::rundir::MetricsRow) -> bool| {
-        log.rows.iter().find(|r| f(r)).map(|r| r.step)
-    };
-    let last = log.rows.last().ok_or_else(|| GrokError::Checkpoint {
+    let o = Outcome::of(&log.rows).ok_or_else(|| GrokError::Checkpoint {
         path: dir.join("metrics.jsonl"),
         reason: "no metrics rows".into(),
     })?;
-    let (train_90, test_90) = (
-        first(&|r| r.train_acc >= 0.9),
-        first(&|r| r.test_acc >= 0.9),
-    );
+    let (train_loss, test_loss, train_acc, test_acc) = o.last;
     Ok(RunRow {
         id: meta["id"].as_str().unwrap_or_default().to_string(),
         swept,
-        steps: last.step,
-        train_90,
-        test_90,
-        train_99: first(&|r| r.train_acc >= 0.99),
-        test_99: first(&|r| r.test_acc >= 0.99),
-        test_loss_below_1: first(&|r| r.test_loss < 1.0),
-        final_train_loss: last.train_loss,
-        final_test_loss: last.test_loss,
-        final_train_acc: last.train_acc,
-        final_test_acc: last.test_acc,
-        phase: Phase::of(train_90, test_90),
+        steps: o.steps,
+        train_90: o.train_90,
+        test_90: o.test[0],
+        train_99: o.train_99,
+        test_99: o.test[2],
+        test_95: o.test[1],
+        best_test_acc: o.best_test_acc,
+        test_loss_below_1: o.test_loss_below_1,
+        final_train_loss: train_loss,
+        final_test_loss: test_loss,
+        final_train_acc: train_acc,
+        final_test_acc: test_acc,
+        phase: o.phase,
+        outcome: o,
     })
 }
 
@@ -169,20 +135,16 @@ pub fn to_csv(rows: &[RunRow]) -> String {
     keys.dedup();
     let opt = |x: Option<u64>| x.map_or(String::new(), |s| s.to_string());
     let mut out = format!(
-        "id,{}{}steps,train_90_step,test_90_step,train_99_step,test_99_step,test_loss_below_1_step,final_train_loss,final_test_loss,final_train_acc,final_test_acc,grok_delay,phase\n",
-        keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(","),
+        "id,{}{}steps,train_90_step,test_90_step,train_99_step,test_95_step,test_99_step,test_loss_below_1_step,final_train_loss,final_test_loss,final_train_acc,final_test_acc,best_test_acc,grok_delay,grok_stage,grok_stage_censored,phase\n",
+        keys.iter().map(|k| csv_cell(k)).collect::<Vec<_>>().join(","),
         if keys.is_empty() { "" } else { "," }
     );
     for r in rows {
         let swept: Vec<String> = (keys.iter())
-            .map(|k| match r.swept.get(*k) {
-                Some(Value::String(s)) => s.clone(),
-                Some(v) => v.to_string(),
-                None => String::new(),
-            })
+            .map(|k| csv_cell(&r.swept.get(*k).map_or(String::new(), cell)))
             .collect();
         out.push_str(&format!(
-            "{},{}{}{},{},{},{},{},{},{:e},{:e},{},{},{},{}\n",
+            "{},{}{}{},{},{},{},{},{},{},{:e},{:e},{},{},{},{},{},{},{}\n",
             r.id,
             swept.join(","),
             if keys.is_empty() { "" } else { "," },
@@ -190,31 +152,195 @@ pub fn to_csv(rows: &[RunRow]) -> String {
             opt(r.train_90),
             opt(r.test_90),
             opt(r.train_99),
+            opt(r.test_95),
             opt(r.test_99),
             opt(r.test_loss_below_1),
             r.final_train_loss,
             r.final_test_loss,
             r.final_train_acc,
             r.final_test_acc,
+            r.best_test_acc,
             opt(r.grok_delay()),
+            opt(r.outcome.grok_stage().map(|g| g.0)),
+            r.outcome
+                .grok_stage()
+                .map_or(String::new(), |g| g.1.to_string()),
             r.phase.name()
         ));
     }
     out
 }
 
+/// Whether a swept key is a seed: its name ends in `seed` (`model.init_seed`,
+/// `task.split_seed`, ...). [`by_setting`] pools runs over these.
+pub fn is_seed_key(key: &str) -> bool {
+    key.ends_with("seed")
+}
+
+/// The runs grouped by their swept values without the seed keys ([`is_seed_key`]), each group
+/// summarised over its seeds; in `rows`' order of first appearance.
+pub fn by_setting(rows: &[RunRow]) -> Vec<(BTreeMap<String, Value>, SettingSummary)> {
+    let mut groups: Vec<(BTreeMap<String, Value>, Vec<Outcome>)> = Vec::new();
+    for r in rows {
+        let key: BTreeMap<String, Value> = (r.swept.iter())
+            .filter(|(k, _)| !is_seed_key(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, o)) => o.push(r.outcome.clone()),
+            None => groups.push((key, vec![r.outcome.clone()])),
+        }
+    }
+    (groups.into_iter())
+        .map(|(key, outcomes)| {
+            let label = (key.iter())
+                .map(|(k, v)| format!("{k}={}", cell(v)))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let label = if label.is_empty() {
+                "all".into()
+            } else {
+                label
+            };
+            let summary = SettingSummary::of(&label, &outcomes);
+            (key, summary)
+        })
+        .collect()
+}
+
+/// [`by_setting`] as CSV: the swept keys other than seeds, then
+/// [`SettingSummary::CSV_HEADER`]'s columns.
+pub fn by_setting_csv(rows: &[RunRow]) -> String {
+    let settings = by_setting(rows);
+    let mut keys: Vec<&String> = settings.iter().flat_map(|(k, _)| k.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut out = String::new();
+    for k in &keys {
+        out.push_str(&csv_cell(k));
+        out.push(',');
+    }
+    out.push_str(SettingSummary::CSV_HEADER);
+    out.push('\n');
+    for (key, s) in &settings {
+        for k in &keys {
+            out.push_str(&csv_cell(&key.get(*k).map_or(String::new(), cell)));
+            out.push(',');
+        }
+        out.push_str(&s.csv_row());
+        out.push('\n');
+    }
+    out
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    }
+}
+
+/// A CSV field, quoted when it holds a comma or a quote (a swept list such as `lr_jumps`).
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rundir::MetricsRow;
 
-    /// The rule's four cases and its window's edge.
+    fn run(id: &str, swept: &[(&str, Value)], test_accs: &[f64]) -> RunRow {
+        let rows: Vec<MetricsRow> = (test_accs.iter().enumerate())
+            .map(|(i, &a)| {
+                MetricsRow::new(
+                    100 * i as u64,
+                    0.0,
+                    (0.0, 1.0),
+                    (1.0, a),
+                    (0.0, 0.0),
+                    vec![],
+                    0.0,
+                )
+            })
+            .collect();
+        let o = Outcome::of(&rows).unwrap();
+        RunRow {
+            id: id.into(),
+            swept: swept
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            steps: o.steps,
+            train_90: o.train_90,
+            test_90: o.test[0],
+            train_99: o.train_99,
+            test_99: o.test[2],
+            test_95: o.test[1],
+            best_test_acc: o.best_test_acc,
+            test_loss_below_1: None,
+            final_train_loss: 0.0,
+            final_test_loss: 1.0,
+            final_train_acc: 1.0,
+            final_test_acc: *test_accs.last().unwrap(),
+            phase: o.phase,
+            outcome: o,
+        }
+    }
+
+    /// Seeds pool into one setting; a run cut off before 99% is censored in the summary and in
+    /// the CSV (`>budget`), and a swept list with commas is quoted.
     #[test]
-    fn liu_phases() {
-        assert_eq!(Phase::of(None, None), Phase::Confusion);
-        assert_eq!(Phase::of(None, Some(10)), Phase::Confusion);
-        assert_eq!(Phase::of(Some(100), None), Phase::Memorisation);
-        assert_eq!(Phase::of(Some(100), Some(1100)), Phase::Comprehension);
-        assert_eq!(Phase::of(Some(100), Some(1101)), Phase::Grokking);
-        assert_eq!(Phase::of(Some(500), Some(300)), Phase::Comprehension);
+    fn settings_pool_seeds_and_mark_censored_runs() {
+        let jump = Value::String("[[1000, 10.0]]".into());
+        let rows = [
+            run(
+                "a",
+                &[
+                    ("model.init_seed", 0.into()),
+                    ("train.lr_jumps", jump.clone()),
+                ],
+                &[0.0, 0.5, 0.995],
+            ),
+            run(
+                "b",
+                &[
+                    ("model.init_seed", 1.into()),
+                    ("train.lr_jumps", jump.clone()),
+                ],
+                &[0.0, 0.2, 0.96],
+            ),
+            run(
+                "c",
+                &[
+                    ("model.init_seed", 0.into()),
+                    ("train.lr_jumps", "[]".into()),
+                ],
+                &[0.0, 1.0],
+            ),
+        ];
+        let s = by_setting(&rows);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].1.runs, 2);
+        assert_eq!(s[0].1.test[2].per_run, vec![Ok(200), Err(200)]);
+        assert_eq!(s[1].1.test[2].per_run, vec![Ok(100)]);
+        let csv = by_setting_csv(&rows);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(
+            lines[0].starts_with("train.lr_jumps,runs,test_90_mean"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].starts_with("\"[[1000, 10.0]]\",2,"),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[1].contains(",200;>200,"), "{}", lines[1]);
+        assert!(is_seed_key("task.split_seed") && !is_seed_key("train.lr"));
     }
 }

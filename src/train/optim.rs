@@ -16,11 +16,14 @@ use rayon::prelude::*;
 /// decay and `t` the update count after increment:
 ///
 /// ```text
-/// AdamW:  θ ← θ − lr·λ·d;  m ← m + (1−β₁)(g − m);  v ← β₂v + (1−β₂)g²
+/// AdamW:  θ ← θ − lr_λ·λ·d;  m ← m + (1−β₁)(g − m);  v ← β₂v + (1−β₂)g²
 ///         θ ← θ − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)
 /// Adam:   g ← g + λ·d, then as AdamW without its decay line
 /// SGD:    g ← g + λ·d;  b ← g (t = 1) else μb + g;  g ← g + μb (Nesterov) else b;  θ ← θ − lr·g
 /// ```
+///
+/// `lr_λ` is `lr` (PyTorch) unless the schedule keeps the decay fixed under LR jumps
+/// ([`crate::config::JumpDecay::Fixed`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Optimizer {
     /// Update rule.
@@ -106,8 +109,9 @@ impl Optimizer {
 
     /// A whole step from the raw gradient: the gradient filters in their documented order
     /// ([`Optimizer::filters`]: Grokfast, ⊥Grad, clipping), the update rule at `lr`, then the
-    /// norm constraint.
-    pub fn step(&mut self, store: &mut ParamStore, mut grads: Grads, lr: f64) {
+    /// norm constraint. `decay_lr` is the lr of AdamW's decoupled decay (`lr_λ`; equal to `lr`
+    /// but under [`crate::config::JumpDecay::Fixed`]).
+    pub fn step(&mut self, store: &mut ParamStore, mut grads: Grads, lr: f64, decay_lr: f64) {
         let filters: [&mut dyn GradFilter; 3] = [
             &mut self.grokfast,
             &mut Orthograd(self.orthograd),
@@ -116,7 +120,7 @@ impl Optimizer {
         for f in filters {
             f.filter(&mut grads, store);
         }
-        self.update(store, &grads, lr);
+        self.update_decaying(store, &grads, lr, decay_lr);
         if let Some(target) = self.constrain_norm {
             grad_filter::rescale_to_norm(store, target);
         }
@@ -124,9 +128,20 @@ impl Optimizer {
 
     /// One update of every trainable tensor with its gradient (`grads[i]` flat, store order).
     pub fn update(&mut self, store: &mut ParamStore, grads: &[Option<Vec<f64>>], lr: f64) {
+        self.update_decaying(store, grads, lr, lr);
+    }
+
+    /// [`Optimizer::update`] with AdamW's decoupled decay at `decay_lr` instead of `lr`.
+    pub fn update_decaying(
+        &mut self,
+        store: &mut ParamStore,
+        grads: &[Option<Vec<f64>>],
+        lr: f64,
+        decay_lr: f64,
+    ) {
         self.step += 1;
         let t = self.step;
-        let rule = self.rule();
+        let rule = self.rule(decay_lr);
         let rule = &*rule;
         let anchors: Vec<Option<&Vec<f64>>> = match &self.anchor {
             Some(a) => a.iter().map(Some).collect(),
@@ -155,14 +170,14 @@ impl Optimizer {
 
 impl Optimizer {
     /// The update rule of `kind` with this optimiser's hyper-parameters (the one place the kind
-    /// is matched).
-    pub fn rule(&self) -> Box<dyn UpdateRule> {
+    /// is matched); `decay_lr` is the lr of AdamW's decoupled decay.
+    pub fn rule(&self, decay_lr: f64) -> Box<dyn UpdateRule> {
         let wd = self.weight_decay;
         match self.kind {
             OptimizerKind::Adamw => Box::new(Adam {
                 betas: self.betas,
                 eps: self.eps,
-                decay: Decay::Decoupled(wd),
+                decay: Decay::Decoupled { wd, lr: decay_lr },
             }),
             OptimizerKind::Adam => Box::new(Adam {
                 betas: self.betas,
@@ -235,8 +250,14 @@ impl GradFilter for ClipGlobalNorm {
 /// How Adam applies weight decay λ.
 #[derive(Clone, Copy)]
 enum Decay {
-    /// AdamW: `θ ← θ − lr·λ·d` before the moment update (Loshchilov & Hutter 2019).
-    Decoupled(f64),
+    /// AdamW: `θ ← θ − lr_λ·λ·d` before the moment update (Loshchilov & Hutter 2019), with
+    /// `lr_λ` the update's lr unless the decay is kept fixed under jumps.
+    Decoupled {
+        /// λ.
+        wd: f64,
+        /// lr_λ.
+        lr: f64,
+    },
     /// Adam: `g ← g + λ·d` (coupled L2).
     L2(f64),
 }
@@ -258,9 +279,9 @@ impl UpdateRule for Adam {
         for i in 0..w.len() {
             let mut gi = g[i];
             match self.decay {
-                Decay::Decoupled(wd) => match anchor {
-                    None => w[i] *= 1.0 - lr * wd,
-                    Some(a) => w[i] -= lr * wd * (w[i] - a[i]),
+                Decay::Decoupled { wd, lr: dlr } => match anchor {
+                    None => w[i] *= 1.0 - dlr * wd,
+                    Some(a) => w[i] -= dlr * wd * (w[i] - a[i]),
                 },
                 Decay::L2(wd) if wd != 0.0 => gi += wd * anchor.map_or(w[i], |a| w[i] - a[i]),
                 Decay::L2(_) => {}
@@ -375,6 +396,18 @@ mod tests {
         // step 2: buf = 0.5 + 1 = 1.5, step = 1 + 0.75 = 1.75, w = 0.675
         // second: buf = 2, step 3, w = −0.3; buf = 1 − 2 = −1, step = −2.5, w = −0.05
         assert_close(&got, &[0.675, -0.05]);
+    }
+
+    /// AdamW with the decay at its own lr: with a zero gradient (m = v = 0, so the Adam step
+    /// is 0) the weights shrink by exactly `1 − lr_λ·λ`, whatever the update's lr.
+    #[test]
+    fn adamw_decay_uses_its_own_lr() {
+        let mut o = optim(OptimizerKind::Adamw, 0.5, 0.0, false);
+        let mut s = store([2.0, -1.0]);
+        o.update_decaying(&mut s, &[Some(vec![0.0, 0.0])], 0.5, 0.01);
+        assert_close(&s.entries[0].data, &[2.0 * 0.995, -0.995]);
+        o.update(&mut s, &[Some(vec![0.0, 0.0])], 0.01);
+        assert_close(&s.entries[0].data, &[2.0 * 0.995 * 0.995, -0.995 * 0.995]);
     }
 
     /// Adam with coupled L2: the first step of Adam moves each weight by lr·sign(g + λw)

@@ -400,8 +400,9 @@ impl<'a> Run<'a> {
     /// an f32 run's weights.
     fn apply(&mut self, grads: super::grad_filter::Grads, step: u64) {
         let t = &self.cfg.train;
-        self.optim
-            .step(&mut self.params, grads, t.schedule().lr_at(step));
+        let schedule = t.schedule();
+        let (lr, decay_lr) = (schedule.lr_at(step), schedule.decay_lr_at(step));
+        self.optim.step(&mut self.params, grads, lr, decay_lr);
         if t.compute_dtype == Precision::F32 {
             self.params.round_to_f32();
         }
