@@ -227,6 +227,49 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// The local learning coefficient (Lau et al. 2023; devinterp's estimator and names) at a
+    /// run's checkpoints: SGLD chains localised at each checkpoint, on the training split;
+    /// writes llc.jsonl (estimates, chains, loss traces), llc.csv and plots/llc/.
+    Llc {
+        /// Run directory (a binary-operation task).
+        run_dir: PathBuf,
+        /// Measure every N-th checkpoint (the last always) [default: at most 50 checkpoints].
+        #[arg(long, conflicts_with = "steps")]
+        every: Option<usize>,
+        /// Measure only these checkpointed steps (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        steps: Option<Vec<u64>>,
+        /// SGLD step size ε (devinterp `lr`).
+        #[arg(long, default_value_t = measures::llc::LlcOptions::default().lr)]
+        lr: f64,
+        /// Pull toward the checkpoint's weights, γ (devinterp `localization`).
+        #[arg(long, default_value_t = measures::llc::LlcOptions::default().localization)]
+        localization: f64,
+        /// Inverse temperature nβ [default: n / ln n, n the training examples].
+        #[arg(long)]
+        nbeta: Option<f64>,
+        /// Chains (run in parallel).
+        #[arg(long, default_value_t = measures::llc::LlcOptions::default().num_chains)]
+        num_chains: usize,
+        /// Draws per chain.
+        #[arg(long, default_value_t = measures::llc::LlcOptions::default().num_draws)]
+        num_draws: usize,
+        /// SGLD steps before the first draw.
+        #[arg(long, default_value_t = measures::llc::LlcOptions::default().num_burnin_steps)]
+        num_burnin_steps: usize,
+        /// SGLD steps between draws.
+        #[arg(long, default_value_t = measures::llc::LlcOptions::default().num_steps_bw_draws)]
+        num_steps_bw_draws: usize,
+        /// Training examples per SGLD step.
+        #[arg(long, default_value_t = measures::llc::LlcOptions::default().batch_size)]
+        batch_size: usize,
+        /// Seed of the batch order and the chains' noise.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Threads [default: all cores].
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// List the presets.
     Presets,
     /// Draw the plots of a run from its metrics.jsonl.
@@ -493,6 +536,63 @@ fn run(cli: Cli) -> Result<()> {
             println!(
                 "wrote {} and plots in {}",
                 run_dir.join("saliency.jsonl").display(),
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Llc {
+            run_dir,
+            every,
+            steps,
+            lr,
+            localization,
+            nbeta,
+            num_chains,
+            num_draws,
+            num_burnin_steps,
+            num_steps_bw_draws,
+            batch_size,
+            seed,
+            threads,
+        } => {
+            train::set_threads(
+                threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            );
+            let _lock = groklab::rundir::RunLock::acquire(&run_dir, "llc")?;
+            let opts = measures::llc::LlcOptions {
+                lr,
+                localization,
+                nbeta,
+                num_chains,
+                num_draws,
+                num_burnin_steps,
+                num_steps_bw_draws,
+                batch_size,
+                seed,
+            };
+            let n = groklab::rundir::list_steps(&run_dir).len();
+            let every = every.unwrap_or(n.div_ceil(50).max(1));
+            let clock = std::time::Instant::now();
+            let rows = measures::llc_run::llc_run(&run_dir, &opts, every, steps.as_deref())?;
+            for r in &rows {
+                let e = &r.estimate;
+                println!(
+                    "step {:>6}  llc {:>9.3} ± {:.3} (s.e., {} chains)  L_n(w*) {:.4e}  nβ {:.1}",
+                    r.step,
+                    e.llc_mean,
+                    e.llc_se,
+                    e.llc_per_chain.len(),
+                    e.init_loss,
+                    e.nbeta
+                );
+            }
+            let dir = report::llc_plots::plot_llc(&run_dir, &rows)?;
+            println!(
+                "{} checkpoints in {:.1} s; wrote {} and plots in {}",
+                rows.len(),
+                clock.elapsed().as_secs_f64(),
+                run_dir.join("llc.jsonl").display(),
                 dir.display()
             );
             Ok(())

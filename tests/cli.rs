@@ -347,7 +347,10 @@ fn compare_labels_runs_by_their_differing_keys() {
         assert_eq!(cells[col("test_99_per_run")], ">30", "{line}");
         assert_eq!(cells[col("test_99_mean")], "30", "{line}");
     }
-    assert!(page.contains("≥ 30 [30, 30] (0/1)"), "censored figure on the page");
+    assert!(
+        page.contains("≥ 30 [30, 30] (0/1)"),
+        "censored figure on the page"
+    );
 }
 
 /// A run whose length is not a multiple of the checkpoint interval still ends with a checkpoint

@@ -126,7 +126,11 @@ fn ramped_jump_and_fixed_decay() {
     let fixed = run("fixed", &["train.jump_decay=fixed"]);
     // rows every 5 steps: 20 is the ramp's first update (×1), 25 half-way (×6), 30 on (×11)
     for (row, factor) in [(4, 1.0), (5, 6.0), (6, 11.0), (8, 11.0)] {
-        assert!((lr(&scaled[row]) - 3e-3 * factor).abs() < 1e-15, "{}", scaled[row]);
+        assert!(
+            (lr(&scaled[row]) - 3e-3 * factor).abs() < 1e-15,
+            "{}",
+            scaled[row]
+        );
         assert_eq!(lr(&fixed[row]), lr(&scaled[row]));
     }
     // the row of step 20 holds the weights before update 20, the last at ×1; from update 21 on
@@ -136,7 +140,10 @@ fn ramped_jump_and_fixed_decay() {
     let no_wd = ["train.weight_decay=0"];
     assert_eq!(
         run("scaled_wd0", &no_wd),
-        run("fixed_wd0", &["train.weight_decay=0", "train.jump_decay=fixed"])
+        run(
+            "fixed_wd0",
+            &["train.weight_decay=0", "train.jump_decay=fixed"]
+        )
     );
     let out = groklab(&[
         "train",

@@ -16,6 +16,8 @@ pub mod fourier;
 pub mod grad_split;
 pub mod head_saliency;
 pub mod icl_run;
+pub mod llc;
+pub mod llc_run;
 pub mod logits;
 pub mod matrix;
 pub mod mlp_fourier;

@@ -6,6 +6,7 @@ pub mod compare;
 mod html;
 mod icl_html;
 pub mod icl_plots;
+pub mod llc_plots;
 mod measure_plots;
 mod page;
 mod plots;
