@@ -34,6 +34,9 @@ from pathlib import Path
 import numpy as np
 
 
+FROZEN = ("attn.b_Q", "attn.b_K", "attn.b_V", "attn.b_O", "unembed.b_U")
+
+
 def plain_transformer(torch, weights: dict, model_cfg: dict):
     """TransformerLens' forward of a LayerNorm-free transformer (ReLU or GELU MLPs, causal
     attention) over a checkpoint's tensors, as a ``torch.nn.Module`` whose parameters are the
@@ -45,12 +48,17 @@ def plain_transformer(torch, weights: dict, model_cfg: dict):
     class Plain(torch.nn.Module):
         def __init__(self):
             super().__init__()
+            kept = {k: torch.tensor(v, dtype=torch.float32)
+                    for k, v in weights.items() if not k.endswith(("IGNORE", "mask"))}
+            # groklab trains none of the biases the paper's model lacks (attention b_Q, b_K,
+            # b_V, b_O and unembed.b_U are frozen zeros): the sampler must not move them either
             self.w = torch.nn.ParameterDict({
-                k.replace(".", "/"): torch.nn.Parameter(torch.tensor(v, dtype=torch.float32))
-                for k, v in weights.items() if not k.endswith(("IGNORE", "mask"))})
+                k.replace(".", "/"): torch.nn.Parameter(v) for k, v in kept.items()
+                if not k.endswith(FROZEN)})
+            self.frozen = {k: v for k, v in kept.items() if k.endswith(FROZEN)}
 
         def forward(self, tokens):
-            w = lambda k: self.w[k.replace(".", "/")]
+            w = lambda k: self.frozen[k] if k in self.frozen else self.w[k.replace(".", "/")]
             T = tokens.shape[1]
             x = w("embed.W_E")[tokens] + w("pos_embed.W_pos")[:T]
             causal = torch.ones(T, T, dtype=torch.bool).tril()
@@ -134,7 +142,7 @@ def main() -> None:
         model = plain_transformer(torch, run.checkpoint(step), run.config["model"])
         with torch.no_grad():
             check = rows[:256, :3]
-            diff = np.abs(model(torch.from_numpy(check)).double().numpy() - run.forward(check)).max()
+            diff = np.abs(model(torch.from_numpy(check)).double().numpy() - run.forward(check, step=step)).max()
         if diff > 1e-3:
             raise SystemExit(f"step {step}: the PyTorch module's logits differ from groklab's by {diff:.2e}")
         t0 = time.perf_counter()

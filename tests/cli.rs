@@ -408,3 +408,61 @@ fn identical_runs_write_identical_bytes() {
     }
     assert_eq!(lines_without_wall_time(&a), lines_without_wall_time(&b));
 }
+
+/// `llc` on a tiny run: one row per chosen checkpoint with its chains' traces, the estimates in
+/// `llc.csv`, the pictures drawn; a step without a checkpoint is a one-line error naming
+/// `--steps` and the steps there are; a non-positive ε is refused by name.
+#[test]
+fn llc_measures_the_chosen_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("r");
+    assert_success(&train(&run, &["--set", "train.steps=100"]));
+    let llc = |extra: &[&str]| {
+        let mut args = vec![
+            "llc",
+            run.to_str().unwrap(),
+            "--num-chains",
+            "3",
+            "--num-draws",
+            "15",
+            "--num-burnin-steps",
+            "5",
+            "--batch-size",
+            "64",
+        ];
+        args.extend(extra);
+        groklab(&args).output().unwrap()
+    };
+    assert_success(&llc(&["--steps", "0,100"]));
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(run.join("llc.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (rows[0]["step"].as_u64(), rows[1]["step"].as_u64()),
+        (Some(0), Some(100))
+    );
+    for r in &rows {
+        let traces = r["loss_trace"].as_array().unwrap();
+        assert_eq!(traces.len(), 3);
+        assert!(traces.iter().all(|t| t.as_array().unwrap().len() == 15));
+        let per_chain: Vec<f64> = (r["llc_per_chain"].as_array().unwrap().iter())
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let mean = per_chain.iter().sum::<f64>() / 3.0;
+        assert!((r["llc_mean"].as_f64().unwrap() - mean).abs() < 1e-9 * mean.abs().max(1.0));
+    }
+    let csv = std::fs::read_to_string(run.join("llc.csv")).unwrap();
+    assert!(csv.starts_with("step,") || csv.lines().next().unwrap().contains("llc_mean"));
+    assert!(
+        !csv.lines().next().unwrap().contains("loss_trace"),
+        "traces stay in the JSONL"
+    );
+    for f in ["llc.png", "losses.png", "trace.png"] {
+        assert!(run.join("plots/llc").join(f).exists(), "{f}");
+    }
+    common::assert_error(&llc(&["--steps", "30"]), &["--steps", "30", "0, 50, 100"]);
+    common::assert_error(&llc(&["--lr", "0"]), &["--lr", "a positive number"]);
+}

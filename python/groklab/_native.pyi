@@ -72,3 +72,9 @@ def saliency(
     run_dir: _Path, baseline: str = "zero", ig_steps: int = 20, every: Optional[int] = None
 ) -> _Path:
     """`groklab saliency RUN_DIR`; returns the path of saliency.jsonl."""
+
+def llc(
+    run_dir: _Path, options: str = "{}", every: Optional[int] = None, steps: Optional[List[int]] = None
+) -> str:
+    """`groklab llc`: writes llc.jsonl, llc.csv and plots/llc/ and returns the JSONL's path;
+    `options` is a JSON object of devinterp-named SGLD settings."""

@@ -123,6 +123,21 @@ class Run:
         path = _native.saliency(str(self.path), baseline, ig_steps, every)
         return _read_jsonl(Path(path))
 
+    def llc(
+        self, every: Optional[int] = None, steps: Optional[List[int]] = None, **options: Any
+    ) -> pd.DataFrame:
+        """Runs ``groklab llc``: the local learning coefficient (Lau et al. 2023) at every
+        ``every``-th checkpoint (default: at most 50) or at ``steps``, by SGLD chains localised at
+        each checkpoint on the training split. ``options`` take devinterp's names: ``lr`` (ε),
+        ``localization`` (γ), ``nbeta`` (default n / ln n), ``num_chains``, ``num_draws``,
+        ``num_burnin_steps``, ``num_steps_bw_draws``, ``batch_size``, ``seed``; others raise
+        ``ValueError``. Returns ``llc.jsonl``: one row per checkpoint with ``llc_mean``,
+        ``llc_std``, ``llc_se`` (over chains, dimensionless), ``init_loss`` (nats), ``nbeta``,
+        ``llc_per_chain``, ``loss_trace`` (``[chains][draws]`` minibatch losses, nats) and
+        ``warnings``."""
+        path = _native.llc(str(self.path), json.dumps(options), every, steps)
+        return _read_jsonl(Path(path))
+
     def report(self, reanalyze: bool = False) -> Path:
         """Writes ``report.html`` (measuring first where needed) and returns its path."""
         return Path(_native.report(str(self.path), reanalyze))

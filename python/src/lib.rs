@@ -352,6 +352,46 @@ fn sweep_collect(runs: PathBuf, by_setting: bool) -> PyResult<(String, usize)> {
     })
 }
 
+/// `groklab llc RUN_DIR`: the local learning coefficient at every `every`-th checkpoint (or at
+/// `steps`), with `options` (JSON object: any of `LlcOptions`' fields, devinterp's names, over
+/// the CLI's defaults); writes `llc.jsonl`, `llc.csv` and `plots/llc/` and returns the JSONL's
+/// path. The GIL is released.
+#[pyfunction]
+#[pyo3(signature = (run_dir, options="{}", every=None, steps=None))]
+fn llc(
+    py: Python<'_>,
+    run_dir: PathBuf,
+    options: &str,
+    every: Option<usize>,
+    steps: Option<Vec<u64>>,
+) -> PyResult<PathBuf> {
+    use groklab::measures::llc::LlcOptions;
+    py.detach(|| {
+        guarded(|| {
+            let mut merged = serde_json::to_value(LlcOptions::default()).expect("options serialise");
+            let given: serde_json::Map<String, serde_json::Value> = serde_json::from_str(options)
+                .map_err(|e| GrokError::invalid("options", e, "a JSON object"))?;
+            for (k, v) in given {
+                merged[k] = v;
+            }
+            let opts: LlcOptions = serde_json::from_value(merged).map_err(|e| {
+                GrokError::invalid(
+                    "llc option",
+                    e,
+                    "lr, localization, nbeta, num_chains, num_draws, num_burnin_steps, num_steps_bw_draws, batch_size, seed",
+                )
+            })?;
+            let _lock = RunLock::acquire(&run_dir, "llc")?;
+            let n = groklab::rundir::list_steps(&run_dir).len();
+            let every = every.unwrap_or(n.div_ceil(50).max(1));
+            let rows =
+                groklab::measures::llc_run::llc_run(&run_dir, &opts, every, steps.as_deref())?;
+            groklab::report::llc_plots::plot_llc(&run_dir, &rows)?;
+            Ok(run_dir.join("llc.jsonl"))
+        })
+    })
+}
+
 /// The extension module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -368,6 +408,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sweep_expand, m)?)?;
     m.add_function(wrap_pyfunction!(sweep_run, m)?)?;
     m.add_function(wrap_pyfunction!(sweep_collect, m)?)?;
+    m.add_function(wrap_pyfunction!(llc, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint_path, m)?)?;
     Ok(())
 }

@@ -217,3 +217,21 @@ def test_sweep_expand_run_collect_equals_the_cli(tmp_path):
     assert (df["steps"] == 30).all()
     with pytest.raises(ValueError):
         groklab.sweep.expand(spec='preset = "quick"\n[grid]\n"train.lrr" = [1, 2]\n')
+
+
+def test_llc_equals_the_cli_and_rejects_unknown_options(tmp_path):
+    run = groklab.train(preset="quick", out=tmp_path / "q", set={"train.steps": 100},
+                        progress=False, plots=False)
+    opts = {"num_chains": 2, "num_draws": 20, "num_burnin_steps": 10, "batch_size": 128}
+    df = run.llc(steps=[50, 100], **opts)
+    assert list(df["step"]) == [50, 100]
+    assert {"llc_mean", "llc_se", "init_loss", "loss_trace"} <= set(df.columns)
+    assert np.array(df["loss_trace"][0]).shape == (2, 20)
+    ours = (tmp_path / "q" / "llc.jsonl").read_text()
+    subprocess.run(
+        [str(cli()), "llc", str(tmp_path / "q"), "--steps", "50,100", "--num-chains", "2",
+         "--num-draws", "20", "--num-burnin-steps", "10", "--batch-size", "128"],
+        check=True, capture_output=True)
+    assert (tmp_path / "q" / "llc.jsonl").read_text() == ours  # seeded: the same numbers
+    with pytest.raises(ValueError, match="num_draws"):
+        run.llc(steps=[100], num_drawz=5)

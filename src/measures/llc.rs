@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 /// SGLD's settings, under devinterp's names.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LlcOptions {
     /// Step size ε (devinterp `lr`).
     pub lr: f64,
