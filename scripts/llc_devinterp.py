@@ -12,7 +12,8 @@ For each chosen checkpoint of a binary-operation run (add, sub, mul), this runs
 with the same ε (``lr``), γ (``localization``), nβ, chains, draws and batch size, and prints both
 estimates with their standard errors over chains, whether they agree within the combined
 standard error (``|a − b| ≤ 2·sqrt(se_a² + se_b²)``, a two-sided 95% test), and the wall time of
-each on the same thread count.
+each on the same thread count. With ``--written-out`` it adds a third estimate: devinterp's
+documented SGLD update written out in a few lines of PyTorch.
 
 devinterp 2.x averages the loss over every SGLD step, burn-in included (``compute_llc``), so the
 comparison runs without burn-in and with a draw every step, where both definitions agree.
@@ -79,6 +80,39 @@ def plain_transformer(torch, weights: dict, model_cfg: dict):
     return Plain()
 
 
+def written_out_sgld(torch, model, rows, nbeta, args) -> tuple:
+    """The SGLD update of devinterp's docstring written out in PyTorch (a third opinion): per
+    chain, w ← w − ε/2·(nβ·∇L_batch(w) + γ(w − w*)) + N(0, ε), batches of a fresh permutation
+    per epoch (drop_last), each step's batch loss before the step drawn; returns (mean, se)."""
+    import copy
+
+    data = torch.from_numpy(rows)
+    n = len(rows)
+    with torch.no_grad():
+        init = torch.nn.functional.cross_entropy(model(data[:, :3])[:, -1].double(), data[:, 3]).item()
+    per_chain = []
+    for c in range(args.num_chains):
+        m = copy.deepcopy(model)
+        w0 = [q.detach().clone() for q in m.parameters()]
+        gen = torch.Generator().manual_seed(1000 + c)
+        losses, perm, at = [], None, n
+        for _ in range(args.num_draws):
+            if at + args.batch_size > n:
+                perm, at = torch.randperm(n, generator=gen), 0
+            x = data[perm[at:at + args.batch_size]]
+            at += args.batch_size
+            loss = torch.nn.functional.cross_entropy(m(x[:, :3])[:, -1].double(), x[:, 3])
+            m.zero_grad()
+            loss.backward()
+            losses.append(loss.item())
+            with torch.no_grad():
+                for q, q0 in zip(m.parameters(), w0):
+                    q.add_(-0.5 * args.lr * (nbeta * q.grad + args.localization * (q - q0))
+                           + args.lr ** 0.5 * torch.randn(q.shape, generator=gen))
+        per_chain.append(nbeta * (np.mean(losses) - init))
+    return float(np.mean(per_chain)), float(np.std(per_chain, ddof=1) / np.sqrt(len(per_chain)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run", type=Path)
@@ -90,6 +124,8 @@ def main() -> None:
     ap.add_argument("--num-draws", type=int, default=400)
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--written-out", action="store_true",
+                    help="also run the SGLD update written out in PyTorch (a third estimate)")
     ap.add_argument("--groklab", default=os.environ.get("GROKLAB", "target/release/groklab"))
     args = ap.parse_args()
 
@@ -161,6 +197,9 @@ def main() -> None:
         print(f"{step:>5}  {ours['llc_mean']:8.2f} ± {ours['llc_se']:5.2f} ({t_ours:6.1f})  "
               f"{theirs_mean:8.2f} ± {theirs_se:5.2f} ({t_theirs:6.1f})  {z:6.2f}  "
               f"{'yes' if z <= 2 else 'NO':>5}  {t_theirs / t_ours:6.1f}×")
+        if args.written_out:
+            mean, se = written_out_sgld(torch, model, rows, nbeta, args)
+            print(f"       written-out PyTorch SGLD: {mean:8.2f} ± {se:5.2f}")
 
 
 if __name__ == "__main__":

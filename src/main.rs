@@ -588,6 +588,10 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             let dir = report::llc_plots::plot_llc(&run_dir, &rows)?;
+            // a report already written gains the LLC section now
+            if run_dir.join("report.html").exists() {
+                report::analysis_for(&run_dir).report(&run_dir, false)?;
+            }
             println!(
                 "{} checkpoints in {:.1} s; wrote {} and plots in {}",
                 rows.len(),

@@ -410,7 +410,7 @@ fn identical_runs_write_identical_bytes() {
 }
 
 /// `llc` on a tiny run: one row per chosen checkpoint with its chains' traces, the estimates in
-/// `llc.csv`, the pictures drawn; a step without a checkpoint is a one-line error naming
+/// `llc.csv`, the pictures drawn and shown in the report; a step without a checkpoint is a one-line error naming
 /// `--steps` and the steps there are; a non-positive ε is refused by name.
 #[test]
 fn llc_measures_the_chosen_checkpoints() {
@@ -463,6 +463,17 @@ fn llc_measures_the_chosen_checkpoints() {
     for f in ["llc.png", "losses.png", "trace.png"] {
         assert!(run.join("plots/llc").join(f).exists(), "{f}");
     }
+    // the report shows the LLC section once llc has run
+    assert_success(
+        &groklab(&["report", run.to_str().unwrap()])
+            .output()
+            .unwrap(),
+    );
+    let page = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(
+        page.contains("Local learning coefficient"),
+        "no LLC section"
+    );
     common::assert_error(&llc(&["--steps", "30"]), &["--steps", "30", "0, 50, 100"]);
     common::assert_error(&llc(&["--lr", "0"]), &["--lr", "a positive number"]);
 }

@@ -210,6 +210,16 @@ pub fn write_report(run_dir: &Path, rows: &[Measures], analysis: &RunAnalysis) -
             )
         })
         .collect();
+    // the local learning coefficient, where `groklab llc` has drawn it
+    let llc: String = (super::llc_plots::LLC_CHARTS.iter())
+        .filter(|(file, _)| plots.join(file).with_extension("svg").exists())
+        .map(|(file, title)| {
+            format!(
+                "<figure><figcaption>{title}</figcaption>{}</figure>\n",
+                inline_plot(&plots.join(file), false)
+            )
+        })
+        .collect();
     let neurons: String = (0..4)
         .map(|i| plots.join(format!("measures/final_neuron_{i}")))
         .chain([plots.join("measures/final_neuron_spectrum")])
@@ -246,6 +256,11 @@ pub fn write_report(run_dir: &Path, rows: &[Measures], analysis: &RunAnalysis) -
                 id: "saliency",
                 title: "Saliency and the gradient's circuits".into(),
                 body: saliency,
+            },
+            Section {
+                id: "llc",
+                title: "Local learning coefficient".into(),
+                body: llc,
             },
             Section {
                 id: "neurons",

@@ -7,6 +7,14 @@ use crate::measures::llc_run::LlcRow;
 use crate::rundir::MetricsLog;
 use std::path::{Path, PathBuf};
 
+/// The pictures [`plot_llc`] draws, `(path under plots/ without extension, caption)`, in the
+/// order the report shows them.
+pub const LLC_CHARTS: [(&str, &str); 3] = [
+    ("llc/llc", "Local learning coefficient λ̂ per checkpoint (± 1 s.e. over chains; markers: phase boundaries)"),
+    ("llc/losses", "Train and test loss over the same steps"),
+    ("llc/trace", "SGLD loss traces at the last measured checkpoint (flat after burn-in, above L_n(w*))"),
+];
+
 /// Draws `plots/llc/llc.{png,svg}` (λ̂ ± its standard error over chains, per checkpoint) and
 /// `plots/llc/losses.{png,svg}` (the run's train and test loss, log scale, the same steps), both
 /// with the phase boundaries of `analysis.json` when present, and `plots/llc/trace.{png,svg}`
