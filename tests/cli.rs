@@ -241,9 +241,17 @@ fn killed_and_resumed_matches(extra: &[&str]) {
 }
 
 /// `train --seeds 2` writes one ordinary run per seed, and each equals the run trained alone
-/// with that `init_seed` on one thread (the same row chunking, so bit for bit).
+/// with that `init_seed` on one thread (the same row chunking, so bit for bit); with
+/// `train.stop_at_test_acc` each seed stops where it would alone, with the same checkpoints.
 #[test]
 fn batched_seeds_equal_single_runs() {
+    seeds_equal_single_runs(&[], true);
+    // p = 23 (chance 4.3%): seed 1 reaches 6% test accuracy at step 80 and stops, seed 0 never
+    // does and runs on
+    seeds_equal_single_runs(&["--set", "train.stop_at_test_acc=0.06"], false);
+}
+
+fn seeds_equal_single_runs(extra: &[&str], full_length: bool) {
     let dir = tempfile::tempdir().unwrap();
     let batched = dir.path().join("sweep");
     let mut args = vec![
@@ -256,26 +264,27 @@ fn batched_seeds_equal_single_runs() {
     ];
     args.extend(TINY);
     args.extend(["--set", "train.steps=120"]);
+    args.extend(extra);
     let out = groklab(&args).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let mut lengths = Vec::new();
     for seed in 0..2 {
         let single = dir.path().join(format!("single_{seed}"));
         let init = format!("model.init_seed={seed}");
-        let out = train(
-            &single,
-            &[
-                "--set",
-                "train.steps=120",
-                "--set",
-                "train.threads=1",
-                "--set",
-                &init,
-            ],
-        );
+        let mut set = vec![
+            "--set",
+            "train.steps=120",
+            "--set",
+            "train.threads=1",
+            "--set",
+            &init,
+        ];
+        set.extend(extra);
+        let out = train(&single, &set);
         assert!(
             out.status.success(),
             "{}",
@@ -294,9 +303,25 @@ fn batched_seeds_equal_single_runs() {
         };
         let seed_dir = batched.join(format!("seed_{seed}"));
         assert_eq!(strip(&seed_dir), strip(&single), "seed {seed}");
-        assert!(seed_dir
-            .join("checkpoints/step_000100.safetensors")
-            .exists());
+        let ckpts = |p: &Path| -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(p.join("checkpoints"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(ckpts(&seed_dir), ckpts(&single), "seed {seed}");
+        lengths.push(strip(&single).len());
+    }
+    if full_length {
+        assert!(lengths.iter().all(|&n| n == 13), "{lengths:?}");
+    } else {
+        assert_eq!(
+            lengths,
+            [13, 9],
+            "seed 1 stops at step 80, seed 0 runs to 120"
+        );
     }
 }
 

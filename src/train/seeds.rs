@@ -86,9 +86,27 @@ pub fn train_side_by_side(
         })
         .collect::<Result<Vec<_>>>()?;
     let clock = Instant::now();
-    for step in 0..=cfg.train.steps {
-        let rows = (runs.par_iter_mut())
-            .map(|r| r.advance(step))
+    // `train.stop_at_test_acc`: a run stops as it would alone (a checkpoint of the next step,
+    // nothing after it); the others go on, and the loop ends when all have stopped
+    let (stop, last) = (cfg.train.stop_at_test_acc, cfg.train.steps);
+    let mut stopped = vec![false; runs.len()];
+    for step in 0..=last {
+        let rows = (runs.par_iter_mut().zip(stopped.par_iter_mut()))
+            .map(|(r, stopped)| {
+                if *stopped {
+                    return Ok(None);
+                }
+                let row = r.advance(step)?;
+                if row
+                    .as_ref()
+                    .is_some_and(|row| stop > 0.0 && row.test_acc >= stop)
+                    && step < last
+                {
+                    r.checkpoint(step + 1)?;
+                    *stopped = true;
+                }
+                Ok(row)
+            })
             .collect::<Result<Vec<_>>>()?;
         let logged: Vec<_> = rows.into_iter().flatten().collect();
         if !logged.is_empty() && !quiet {
@@ -109,6 +127,9 @@ pub fn train_side_by_side(
                 "step {step:>6}  {seeds} seeds: {what}  {:.1}s",
                 clock.elapsed().as_secs_f64()
             );
+        }
+        if stopped.iter().all(|s| *s) {
+            break;
         }
     }
     runs.iter().map(|r| r.finish(plots)).collect()
