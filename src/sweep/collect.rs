@@ -49,6 +49,29 @@ pub struct RunRow {
 }
 
 impl RunRow {
+    /// The row of run `id` with swept values `swept` and outcome `o`.
+    pub fn of(id: String, swept: BTreeMap<String, Value>, o: Outcome) -> Self {
+        let (final_train_loss, final_test_loss, final_train_acc, final_test_acc) = o.last;
+        RunRow {
+            id,
+            swept,
+            steps: o.steps,
+            train_90: o.train_90,
+            test_90: o.test[0],
+            train_99: o.train_99,
+            test_99: o.test[2],
+            test_95: o.test[1],
+            best_test_acc: o.best_test_acc,
+            test_loss_below_1: o.test_loss_below_1,
+            final_train_loss,
+            final_test_loss,
+            final_train_acc,
+            final_test_acc,
+            phase: o.phase,
+            outcome: o,
+        }
+    }
+
     /// `test_90 − train_90`, where both exist.
     pub fn grok_delay(&self) -> Option<u64> {
         Some(self.test_90?.saturating_sub(self.train_90?))
@@ -81,25 +104,8 @@ pub fn collect_run(dir: &Path) -> Result<RunRow> {
         path: dir.join("metrics.jsonl"),
         reason: "no metrics rows".into(),
     })?;
-    let (train_loss, test_loss, train_acc, test_acc) = o.last;
-    Ok(RunRow {
-        id: meta["id"].as_str().unwrap_or_default().to_string(),
-        swept,
-        steps: o.steps,
-        train_90: o.train_90,
-        test_90: o.test[0],
-        train_99: o.train_99,
-        test_99: o.test[2],
-        test_95: o.test[1],
-        best_test_acc: o.best_test_acc,
-        test_loss_below_1: o.test_loss_below_1,
-        final_train_loss: train_loss,
-        final_test_loss: test_loss,
-        final_train_acc: train_acc,
-        final_test_acc: test_acc,
-        phase: o.phase,
-        outcome: o,
-    })
+    let id = meta["id"].as_str().unwrap_or_default().to_string();
+    Ok(RunRow::of(id, swept, o))
 }
 
 /// Every finished run under `runs_dir` (directories with `DONE`), sorted by their swept values
@@ -268,28 +274,8 @@ mod tests {
                 )
             })
             .collect();
-        let o = Outcome::of(&rows).unwrap();
-        RunRow {
-            id: id.into(),
-            swept: swept
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-            steps: o.steps,
-            train_90: o.train_90,
-            test_90: o.test[0],
-            train_99: o.train_99,
-            test_99: o.test[2],
-            test_95: o.test[1],
-            best_test_acc: o.best_test_acc,
-            test_loss_below_1: None,
-            final_train_loss: 0.0,
-            final_test_loss: 1.0,
-            final_train_acc: 1.0,
-            final_test_acc: *test_accs.last().unwrap(),
-            phase: o.phase,
-            outcome: o,
-        }
+        let swept = swept.iter().map(|(k, v)| (k.to_string(), v.clone()));
+        RunRow::of(id.into(), swept.collect(), Outcome::of(&rows).unwrap())
     }
 
     /// Seeds pool into one setting; a run cut off before 99% is censored in the summary and in
