@@ -148,7 +148,8 @@ enum Command {
         /// Task of the checkpoint (with --checkpoint).
         #[arg(long, default_value = "add")]
         task: String,
-        /// Modulus of the checkpoint [default: its d_vocab − 1].
+        /// Modulus of the checkpoint [default: its d_vocab − 1 for `[a, b, =]` inputs, d_vocab
+        /// for `[a, b]` (a W_pos of 2 positions)].
         #[arg(long)]
         p: Option<usize>,
         /// Split of the checkpoint's training run, `python:SEED` or `native:SEED` [default: none,
@@ -161,6 +162,10 @@ enum Command {
         /// MLP activation of the checkpoint: relu or gelu.
         #[arg(long, default_value = "relu")]
         act_fn: String,
+        /// Attention rate α of the checkpoint's model (Zhong et al. 2023's `attn_coeff`): 1
+        /// standard softmax attention, 0 constant attention.
+        #[arg(long, default_value_t = 1.0)]
+        attn_rate: f64,
         /// Fix the key frequencies, e.g. `14,35,41,42,52` (overrides --key-freq-rule).
         #[arg(long, value_delimiter = ',')]
         key_freqs: Option<Vec<usize>>,
@@ -415,6 +420,7 @@ fn run(cli: Cli) -> Result<()> {
             split,
             frac,
             act_fn,
+            attn_rate,
             key_freqs,
             key_freq_rule,
             embed_threshold,
@@ -453,6 +459,7 @@ fn run(cli: Cli) -> Result<()> {
                     split: split.as_deref().map(parse_split).transpose()?,
                     frac,
                     act_fn: parse_enum("--act-fn", &act_fn, "relu, gelu")?,
+                    attn_rate,
                 };
                 let m = measures::analyze_checkpoint(&path, &task, &rule)?;
                 if json {

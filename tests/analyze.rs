@@ -278,7 +278,8 @@ fn report_renders_and_its_slider_moves_in_headless_chromium() {
         body.contains("data-selftest=\"pass\""),
         "self-test: {body}\n{log}"
     );
-    assert!(body.contains("data-curve-svgs=\"6\""), "{body}");
+    // six curves, and the clock/pizza measures of an addition run
+    assert!(body.contains("data-curve-svgs=\"7\""), "{body}");
     assert!(
         body.contains("data-images=\"6/6\""),
         "images not decoded: {body}"

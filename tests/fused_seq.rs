@@ -29,6 +29,7 @@ fn config(n_layers: usize, d_head: usize, n_ctx: usize) -> TransformerConfig {
         attn_only: true,
         residual: Default::default(),
         init_std: Default::default(),
+        attn_rate: 1.0,
     }
 }
 

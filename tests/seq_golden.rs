@@ -50,6 +50,7 @@ fn config(model: &Value) -> TransformerConfig {
         attn_only: c["d_mlp"].is_null(),
         residual: Default::default(),
         init_std: Default::default(),
+        attn_rate: 1.0,
     }
 }
 
@@ -277,6 +278,7 @@ fn tiny() -> TransformerConfig {
         attn_only: false,
         residual: Default::default(),
         init_std: Default::default(),
+        attn_rate: 1.0,
     }
 }
 

@@ -41,6 +41,7 @@ fn config(c: &Value) -> TransformerConfig {
         attn_only,
         residual: Default::default(),
         init_std: Default::default(),
+        attn_rate: 1.0,
     }
 }
 

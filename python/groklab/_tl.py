@@ -22,6 +22,10 @@ def tl_fields(run: Run) -> dict:
         raise ValueError(
             "invalid value for `model.residual`: doubled (allowed: standard; TransformerLens' blocks add their input once)"
         )
+    if t.get("attn_rate", 1.0) != 1.0:
+        raise ValueError(
+            f"invalid value for `model.attn_rate`: {t['attn_rate']} (allowed: 1; TransformerLens' attention is a softmax, it has no attention rate)"
+        )
     return dict(
         n_layers=t["n_layers"],
         d_model=t["d_model"],

@@ -490,6 +490,39 @@ mod tests {
     }
 
     #[test]
+    fn zhong2023_models_read_a_b_and_mix_attention() {
+        for (name, rate) in [("zhong2023_model_a", 0.0), ("zhong2023_model_b", 1.0)] {
+            let c = RunConfig::build(name, None, &[]).unwrap();
+            let m = c.transformer().unwrap();
+            // [a, b] over p = 59 tokens, 59 classes, Zhong et al.'s W_in scale 1/sqrt(d_mlp)
+            assert_eq!((m.d_vocab, m.d_vocab_out, m.n_ctx), (59, 59, 2), "{name}");
+            assert_eq!(m.attn_rate, rate);
+            assert_eq!(m.init_std["W_in"], 1.0 / 512f64.sqrt());
+            let data = crate::train::RunData::new(&c).unwrap();
+            assert_eq!(data.dataset.tokens[..4], [0, 0, 0, 1]);
+            assert_eq!((data.split.train.len(), data.split.test.len()), (2784, 697));
+        }
+        let err = |preset: &str, set: &str| {
+            RunConfig::build(preset, None, &[set.to_string()])
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("zhong2023_model_a", "model.attn_rate=1.5");
+        assert!(e.contains("model.attn_rate") && e.contains("[0, 1]"), "{e}");
+        let e = err("zhong2023_model_a", "model.d_vocab_out=\"p+1\"");
+        assert!(e.contains("model.d_vocab_out"), "{e}");
+        let e = err("induction_standard", "model.attn_rate=0.5");
+        assert!(
+            e.contains("model.attn_rate") && e.contains("sequence model"),
+            "{e}"
+        );
+        // standard attention is the default and is not written out
+        let c = RunConfig::build("quick", None, &[]).unwrap();
+        assert_eq!(c.transformer().unwrap().attn_rate, 1.0);
+        assert!(!c.to_toml().contains("attn_rate") && !c.to_toml().contains("equals_token"));
+    }
+
+    #[test]
     fn overrides_and_files_apply() {
         let c = RunConfig::build(
             "quick",

@@ -55,6 +55,10 @@ pub struct ModelSection {
     /// own and take no value).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub d_vocab_out: Option<VocabOut>,
+    /// Attention rate α ∈ [0, 1] (Zhong et al. 2023): pattern `α·softmax + (1 − α)`; absent: 1,
+    /// standard attention ([`TransformerConfig::attn_rate`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attn_rate: Option<f64>,
     /// Seed of the weight initialisation.
     pub init_seed: u64,
 }
@@ -294,6 +298,7 @@ impl ModelSection {
             attn_only: self.attn_only,
             residual: self.residual,
             init_std: self.init_std.clone(),
+            attn_rate: self.attn_rate.unwrap_or(1.0),
         })
     }
 }
@@ -312,6 +317,18 @@ impl ModelFamily for ModelSection {
     }
 
     fn accepts(&self, data: &DataSpec, _train: &TrainSection) -> Result<()> {
+        if let Some(a) = self.attn_rate.filter(|&a| a != 1.0) {
+            if crate::tasks::Operation::parse(&data.task).is_err() {
+                return Err(GrokError::invalid(
+                    "model.attn_rate",
+                    a,
+                    format!(
+                        "1 or absent: task `{}` runs the sequence model, whose attention is standard",
+                        data.task
+                    ),
+                ));
+            }
+        }
         self.config(data)?.validate()
     }
 

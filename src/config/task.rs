@@ -35,6 +35,19 @@ pub struct TaskSection {
     pub split_seed: u64,
     /// Keep `(a, b)` and `(b, a)` on the same side (commutative operations).
     pub keep_commutative: bool,
+    /// Whether inputs end with the `=` token, `[a, b, =]` over p + 1 tokens (the default, Power et
+    /// al. and Nanda et al.); `false`: `[a, b]` over p tokens, the answer read at b's position
+    /// (Zhong et al. 2023's inputs).
+    #[serde(default = "with_equals", skip_serializing_if = "is_with_equals")]
+    pub equals_token: bool,
+}
+
+fn with_equals() -> bool {
+    true
+}
+
+fn is_with_equals(b: &bool) -> bool {
+    *b
 }
 
 /// How a sequence run draws its training data (`task.regime`).
@@ -384,17 +397,21 @@ impl TaskFamily for TaskSection {
     }
 
     /// `[a, b, =]` over p + 1 tokens; p classes at the last position, or the p + 1 of the
-    /// vocabulary (`model.d_vocab_out`).
+    /// vocabulary (`model.d_vocab_out`). Without the `=` token: `[a, b]` over p tokens, p classes.
     fn spec(&self) -> DataSpec {
         let p = self.p as usize;
+        let (d_vocab, n_ctx) = match self.equals_token {
+            true => (p + 1, ModularDataset::N_CTX),
+            false => (p, ModularDataset::N_CTX - 1),
+        };
         DataSpec {
             task: self.name.clone(),
-            inputs: Inputs::Tokens { d_vocab: p + 1 },
+            inputs: Inputs::Tokens { d_vocab },
             targets: Targets::Classes {
                 d_vocab_out: p,
-                padded: Some(p + 1),
+                padded: self.equals_token.then_some(p + 1),
             },
-            n_ctx: ModularDataset::N_CTX,
+            n_ctx,
             one_scored_position: true,
         }
     }

@@ -17,10 +17,14 @@ pub struct AllInputs {
     pub mean_attention: Vec<Vec<f64>>,
 }
 
-/// `[p², 3]` tokens `[a, b, =]`, a-major.
-pub(crate) fn grid_tokens(p: usize) -> Vec<i64> {
+/// `[p², n_ctx]` tokens `[a, b, =]` (n_ctx 3) or `[a, b]` (n_ctx 2), a-major.
+pub(crate) fn grid_tokens(p: usize, n_ctx: usize) -> Vec<i64> {
     (0..p * p)
-        .flat_map(|i| [(i / p) as i64, (i % p) as i64, p as i64])
+        .flat_map(|i| {
+            [(i / p) as i64, (i % p) as i64, p as i64]
+                .into_iter()
+                .take(n_ctx)
+        })
         .collect()
 }
 
@@ -31,7 +35,7 @@ pub fn run_all_inputs(cfg: &TransformerConfig, store: &ParamStore, p: usize) -> 
     if !fused::applies(cfg) {
         return burn_all_inputs(cfg, store, p, Precision::F64);
     }
-    let f = fused::forward::<f64>(cfg, store, &grid_tokens(p)).expect("every input ends in `=`");
+    let f = fused::forward::<f64>(cfg, store, &grid_tokens(p, 3)).expect("every input ends in `=`");
     let rows = p * p;
     let h = cfg.n_heads;
     let mut mean_attention = vec![vec![0.0; 3]; h];
@@ -57,7 +61,10 @@ pub fn burn_all_inputs(
     precision: Precision,
 ) -> AllInputs {
     let device = Device::flex();
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(grid_tokens(p), [p * p, 3]), &device);
+    let tokens = Tensor::<2, Int>::from_data(
+        TensorData::new(grid_tokens(p, cfg.n_ctx), [p * p, cfg.n_ctx]),
+        &device,
+    );
     let model = Transformer::new(cfg, store, &device, precision.dtype(), false);
     let out = model.forward(tokens);
     let to_matrix = |t: Tensor<2>| {

@@ -20,6 +20,9 @@ pub struct CheckpointTask {
     pub frac: f64,
     /// MLP activation (cannot be read off the weights).
     pub act_fn: Activation,
+    /// Attention rate α of the checkpoint's model (Zhong et al. 2023; cannot be read off the
+    /// weights): 1 for standard attention.
+    pub attn_rate: f64,
 }
 
 /// Parses `--split MODE:SEED` (`python:0`, `native:3`).
@@ -47,8 +50,9 @@ pub fn parse_split(text: &str) -> Result<(SplitMode, u64)> {
 ///
 /// # Errors
 /// Unreadable or non-TransformerLens checkpoint, one with NaN or infinite weights, or one that
-/// is not a binary-operation model (n_ctx ≠ 3) ([`GrokError::Checkpoint`]); a `p` its
-/// vocabulary does not fit (`--p`); invalid split fraction or key frequencies.
+/// is not a binary-operation model (n_ctx 3, `[a, b, =]`, or 2, `[a, b]`)
+/// ([`GrokError::Checkpoint`]); a `p` its vocabulary does not fit (`--p`); an attention rate
+/// outside [0, 1] (`--attn-rate`); invalid split fraction or key frequencies.
 pub fn analyze_checkpoint(
     path: &Path,
     task: &CheckpointTask,
@@ -73,27 +77,43 @@ pub fn analyze_checkpoint(
             "tensor `{name}` holds NaN or infinity; nothing to measure"
         )));
     }
-    // a binary-operation model: [a, b, =] in, p + 1 tokens (0..p and `=`), p or p + 1 classes out
-    if cfg.n_ctx != ModularDataset::N_CTX {
-        return Err(bad(format!(
-            "W_pos has n_ctx {}, but a binary-operation model reads {} positions ([a, b, =]); for a sequence-task checkpoint analyze its run directory",
-            cfg.n_ctx,
-            ModularDataset::N_CTX
-        )));
-    }
-    let p_model = cfg.d_vocab.saturating_sub(1);
+    // a binary-operation model: [a, b, =] in over p + 1 tokens (0..p and `=`), or [a, b] over
+    // p tokens (Zhong et al.'s inputs); p or p + 1 classes out
+    let p_model = match cfg.n_ctx {
+        3 => cfg.d_vocab.saturating_sub(1),
+        2 => cfg.d_vocab,
+        n => {
+            return Err(bad(format!(
+                "W_pos has n_ctx {n}, but a binary-operation model reads 3 positions ([a, b, =]) or 2 ([a, b]); for a sequence-task checkpoint analyze its run directory"
+            )))
+        }
+    };
     let p = task.p.unwrap_or(p_model);
     if p != p_model || !(cfg.d_vocab_out == p || cfg.d_vocab_out == p + 1) {
         return Err(GrokError::invalid(
             "--p",
             p,
             format!(
-                "{p_model}: the checkpoint's W_E has d_vocab {} (p + 1 tokens) and W_U d_vocab_out {}",
-                cfg.d_vocab, cfg.d_vocab_out
+                "{p_model}: the checkpoint's W_E has d_vocab {} and n_ctx {} and W_U d_vocab_out {}",
+                cfg.d_vocab, cfg.n_ctx, cfg.d_vocab_out
             ),
         ));
     }
-    let data = ModularDataset::new(task.op, p as u64, task.split.map_or(0, |s| s.1))?;
+    let cfg = TransformerConfig {
+        attn_rate: task.attn_rate,
+        ..cfg
+    };
+    if !(0.0..=1.0).contains(&task.attn_rate) {
+        return Err(GrokError::invalid(
+            "--attn-rate",
+            task.attn_rate,
+            "a number in [0, 1]",
+        ));
+    }
+    let mut data = ModularDataset::new(task.op, p as u64, task.split.map_or(0, |s| s.1))?;
+    if cfg.n_ctx == 2 {
+        data = data.without_equals();
+    }
     let split = match task.split {
         Some((mode, seed)) => Some(split_indices(&data, task.frac, mode, seed, false)?),
         None => None,

@@ -120,7 +120,7 @@ pub struct HeadOutputs {
 /// The model must be one block without LayerNorm (as [`super::saliency`] checks).
 pub fn head_outputs(cfg: &TransformerConfig, store: &ParamStore, p: usize) -> HeadOutputs {
     let (d, h, dh) = (cfg.d_model, cfg.n_heads, cfg.d_head);
-    let f = fused::forward::<f64>(cfg, store, &grid_tokens(p)).expect("every input ends in `=`");
+    let f = fused::forward::<f64>(cfg, store, &grid_tokens(p, 3)).expect("every input ends in `=`");
     let (w_e, w_pos) = (param(store, "embed.W_E"), param(store, "pos_embed.W_pos"));
     let (w_v, b_v) = (
         param(store, "blocks.0.attn.W_V"),

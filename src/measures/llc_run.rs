@@ -78,8 +78,8 @@ pub fn llc_run(
     Ok(rows)
 }
 
-/// The LLC of `model` at the weights `store` on the examples `tokens` `[n, 3]` / `labels`
-/// `[n]` (rows `[a, b, =]`), with the loss of `train`'s settings.
+/// The LLC of `model` at the weights `store` on the examples `tokens` `[n, n_ctx]` / `labels`
+/// `[n]` (rows `[a, b, =]` or `[a, b]`), with the loss of `train`'s settings.
 ///
 /// # Errors
 /// A model that cannot read rows of tokens.
@@ -98,7 +98,8 @@ pub fn llc_at(
         let (t, l): (Vec<i64>, Vec<i64>) = if rows.len() == labels.len() {
             (tokens.to_vec(), labels.to_vec())
         } else {
-            let t = rows.iter().flat_map(|&r| tokens[3 * r..3 * r + 3].to_vec());
+            let n_ctx = tokens.len() / labels.len(); // [a, b, =] or [a, b]
+            let t = (rows.iter()).flat_map(|&r| tokens[n_ctx * r..n_ctx * r + n_ctx].to_vec());
             (t.collect(), rows.iter().map(|&r| labels[r]).collect())
         };
         let batch = Batch::Rows {

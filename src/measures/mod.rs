@@ -2,16 +2,18 @@
 //! interpretability", §4–5; definitions in REFERENCES §2): the Fourier basis and transforms,
 //! Fourier norms of the embedding and of W_L, neuron frequencies and clusters, restricted and
 //! excluded loss, Gini coefficients, the logit trig fit, sums of squared weights and mean
-//! attention — for one checkpoint ([`Analyzer::measure`]) or every checkpoint of a run.
+//! attention, and for addition Zhong et al.'s clock/pizza measures ([`clock_pizza`]) — for one
+//! checkpoint ([`Analyzer::measure`]) or every checkpoint of a run.
 //!
-//! Everything is computed in f64 on the model's outputs for all p² inputs `[a, b, =]`
-//! (rows a-major, `a·p + b`).
+//! Everything is computed in f64 on the model's outputs for all p² inputs `[a, b, =]` or
+//! `[a, b]` (rows a-major, `a·p + b`).
 
 pub mod activations;
 mod analyze;
 pub mod attention_views;
 mod bench;
 mod checkpoint;
+pub mod clock_pizza;
 pub mod fourier;
 pub mod grad_split;
 pub mod head_saliency;

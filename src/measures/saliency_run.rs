@@ -98,7 +98,8 @@ pub fn saliency_run(
             let (grad, (key, rest)) = split_gradient(&model, &store, &full.grads, &subspace);
             let example_key_share = (sample.iter())
                 .map(|&i| {
-                    let r = step_fn.train_host(&tokens[3 * i..3 * i + 3], &labels[i..i + 1]);
+                    let t = tokens.len() / labels.len(); // [a, b, =] or [a, b]
+                    let r = step_fn.train_host(&tokens[t * i..t * i + t], &labels[i..i + 1]);
                     let (_, (k, rest)) = split_gradient(&model, &store, &r.grads, &subspace);
                     k / (k + rest)
                 })

@@ -1,6 +1,10 @@
 //! Every progress measure of one checkpoint (Nanda et al. 2023 §4–5; REFERENCES §2).
 
 use super::activations::run_all_inputs;
+use super::clock_pizza::{
+    distance_irrelevance, gradient_symmetricity, symmetricity_triples, SYMMETRICITY_SAMPLES,
+    SYMMETRICITY_SEED,
+};
 use super::fourier::{fourier_basis, freq_norms, gini};
 use super::logits::{
     excluded_logits, key_direction_fve, restricted_logits, trig_fit, trig_part, Combine, Scores,
@@ -114,6 +118,14 @@ pub struct Measures {
     pub sum_sq: BTreeMap<String, f64>,
     /// `[n_heads][n_ctx]` mean attention from the last position to each position.
     pub mean_attention: Vec<Vec<f64>>,
+    /// Clock/pizza gradient symmetricity (Zhong et al. 2023 §4.2, ≈ 1 for a pizza;
+    /// [`super::clock_pizza::gradient_symmetricity`]); addition only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gradient_symmetricity: Option<f64>,
+    /// Clock/pizza distance irrelevance of the correct logits (Zhong et al. 2023 §4.2, ≈ 1 for a
+    /// clock; [`super::clock_pizza::distance_irrelevance`]); addition only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance_irrelevance: Option<f64>,
 }
 
 /// What the measures of a run share: the model shape, the task's labels on the p × p input grid
@@ -149,13 +161,15 @@ impl Analyzer {
         split: Option<&Split>,
     ) -> Result<Self> {
         let p = data.p as usize;
-        if cfg.d_vocab < p + 1 || cfg.d_vocab_out < p || cfg.n_ctx < 3 {
+        // [a, b, =] needs p + 1 tokens; [a, b] (no `=`) p
+        let tokens = if data.n_ctx == 2 { p } else { p + 1 };
+        if cfg.d_vocab < tokens || cfg.d_vocab_out < p || cfg.n_ctx != data.n_ctx {
             return Err(GrokError::invalid(
                 "task.p",
                 p,
                 format!(
-                    "a modulus the model fits: d_vocab {} >= p + 1, d_vocab_out {} >= p, n_ctx {} >= 3",
-                    cfg.d_vocab, cfg.d_vocab_out, cfg.n_ctx
+                    "a modulus the model fits: d_vocab {} >= {tokens}, d_vocab_out {} >= p, n_ctx {} = {}",
+                    cfg.d_vocab, cfg.d_vocab_out, cfg.n_ctx, data.n_ctx
                 ),
             ));
         }
@@ -283,7 +297,19 @@ impl Analyzer {
             sum_sq_weights: sum_sq.values().sum(),
             sum_sq,
             mean_attention: acts.mean_attention,
+            gradient_symmetricity: None,
+            distance_irrelevance: None,
         };
+        if self.combine == Some(Combine::Sum) {
+            let correct: Vec<f64> = (0..self.p * self.p)
+                .map(|r| acts.logits.at(r, self.labels[r]))
+                .collect();
+            m.distance_irrelevance = distance_irrelevance(&correct, self.p);
+            let triples = symmetricity_triples(self.p, SYMMETRICITY_SAMPLES, SYMMETRICITY_SEED);
+            let equals = (self.cfg.n_ctx == 3).then_some(self.p);
+            m.gradient_symmetricity =
+                Some(gradient_symmetricity(&self.cfg, store, &triples, equals));
+        }
         if let (Some(combine), false) = (self.combine, key_freqs.is_empty()) {
             let trig = trig_part(&acts.logits, key_freqs, combine);
             m.key_direction_fve = Some(key_direction_fve(&acts.logits, &trig));

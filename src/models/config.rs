@@ -85,6 +85,23 @@ pub struct TransformerConfig {
     /// [`TransformerConfig::param_specs`]' default.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub init_std: BTreeMap<String, f64>,
+    /// Attention rate α ∈ [0, 1] of Zhong et al. 2023 (§3, their models A and B; the authors'
+    /// `train-main.py`): each head's pattern is `α·softmax(scores) + (1 − α)` over the keys a
+    /// query sees, not renormalised. 1 (the default): standard attention; 0: constant attention,
+    /// every key weighted 1.
+    #[serde(
+        default = "standard_attn_rate",
+        skip_serializing_if = "is_standard_attn_rate"
+    )]
+    pub attn_rate: f64,
+}
+
+fn standard_attn_rate() -> f64 {
+    1.0
+}
+
+fn is_standard_attn_rate(a: &f64) -> bool {
+    *a == 1.0
 }
 
 impl TransformerConfig {
@@ -105,6 +122,7 @@ impl TransformerConfig {
             attn_only: false,
             residual: Residual::Standard,
             init_std: BTreeMap::new(),
+            attn_rate: 1.0,
         }
     }
 
@@ -157,6 +175,7 @@ impl TransformerConfig {
             attn_only,
             residual: Residual::Standard,
             init_std: BTreeMap::new(),
+            attn_rate: 1.0,
         })
     }
 
@@ -175,6 +194,13 @@ impl TransformerConfig {
             if v == 0 {
                 return Err(GrokError::invalid(name, v, "a positive integer"));
             }
+        }
+        if !(0.0..=1.0).contains(&self.attn_rate) {
+            return Err(GrokError::invalid(
+                "model.attn_rate",
+                self.attn_rate,
+                "a number in [0, 1]",
+            ));
         }
         for (name, &std) in &self.init_std {
             if !INIT_STD_NAMES.contains(&name.as_str()) {

@@ -8,6 +8,9 @@
 //! last block computes its query, attention output and MLP at that position alone. Block 0's input
 //! depends only on (token, position), so its queries, keys and values are projected once for the
 //! `n_ctx × d_vocab` table of such pairs and gathered per example.
+//!
+//! With `attn_rate` α < 1 (Zhong et al. 2023) the pattern is `α·softmax + (1 − α)` on the keys a
+//! query sees.
 
 use super::config::{Activation, Normalization, Residual, TransformerConfig};
 use super::params::{leaf_gradients, upload, ParamStore};
@@ -127,7 +130,7 @@ impl Transformer {
     pub fn forward(&self, tokens: Tensor<2, Int>) -> ForwardOutput {
         let c = &self.cfg;
         let [b, t] = tokens.dims();
-        let (d, h, dh, v) = (c.d_model, c.n_heads, c.d_head, c.d_vocab);
+        let (d, v) = (c.d_model, c.d_vocab);
 
         // (pos, token) table: row pos·d_vocab + tok = W_E[tok] + W_pos[pos]       // (n_ctx·V, D)
         let table = (self.w("embed.W_E", [1, v, d]) + self.w("pos_embed.W_pos", [c.n_ctx, 1, d]))
@@ -135,8 +138,22 @@ impl Transformer {
         let offsets =
             Tensor::<1, Int>::arange(0..t as i64, &self.device).reshape([1, t]) * v as i64;
         let ids = (tokens + offsets).reshape([b * t]); // (B·T)
-        let mut stream = Stream::Table { table, ids };
+        self.blocks(Stream::Table { table, ids }, b, t)
+    }
 
+    /// Forward pass from the residual stream's input `resid_pre` `[batch, pos, d_model]`
+    /// (`blocks.0.hook_resid_pre`, i.e. `W_E[tok] + W_pos`) instead of tokens, so that gradients
+    /// with respect to each position's embedding can be taken (the clock/pizza gradient
+    /// symmetricity, [`crate::measures::clock_pizza`]).
+    pub fn forward_embedded(&self, resid_pre: Tensor<3>) -> ForwardOutput {
+        let [b, t, d] = resid_pre.dims();
+        self.blocks(Stream::Full(resid_pre.reshape([b * t, d])), b, t)
+    }
+
+    /// The blocks, the final LayerNorm and the unembedding on a `[b, t]` batch's stream.
+    fn blocks(&self, mut stream: Stream, b: usize, t: usize) -> ForwardOutput {
+        let c = &self.cfg;
+        let (d, h, dh) = (c.d_model, c.n_heads, c.d_head);
         for l in 0..c.n_layers {
             let last = l + 1 == c.n_layers;
             let prefix = format!("blocks.{l}");
@@ -187,7 +204,20 @@ impl Transformer {
             if tq > 1 {
                 scores = scores.mask_fill(self.causal_mask(b, t, h), f64::NEG_INFINITY);
             }
-            let pattern = softmax(scores, 2); // (B, Tq, Tk, H)
+            let mut pattern = softmax(scores, 2); // (B, Tq, Tk, H)
+            if c.attn_rate != 1.0 {
+                // Zhong et al.'s α·softmax + (1 − α) on the keys the query sees
+                let visible: Vec<f64> = (0..tq * t)
+                    .map(|i| f64::from(tq == 1 || i % t <= i / t))
+                    .collect();
+                let visible = Tensor::<2>::from_data(
+                    TensorData::new(visible, [tq, t]),
+                    (&self.device, pattern.dtype()),
+                )
+                .reshape([1, tq, t, 1]);
+                pattern = pattern * self.scalar::<4>(c.attn_rate)
+                    + visible * self.scalar::<4>(1.0 - c.attn_rate);
+            }
             let z = (pattern.clone().reshape([b, tq, t, h, 1]) * vv)
                 .sum_dim(2)
                 .reshape([b * tq, h * dh]); // (B·Tq, H·dh)

@@ -19,7 +19,7 @@ pub(super) const STYLE: &str = include_str!("report.css");
 
 /// The charts inlined in the page, from `plots/` (training) and `plots/measures/` (analysis):
 /// line charts as SVG, heatmaps (thousands of cells) as PNG.
-const CURVES: [(&str, &str); 7] = [
+const CURVES: [(&str, &str); 8] = [
     (
         "measures/losses",
         "Train, test, restricted and excluded loss",
@@ -32,6 +32,10 @@ const CURVES: [(&str, &str); 7] = [
     ("measures/neuron_clusters", "Neuron clusters"),
     ("measures/gini", "Gini coefficients"),
     ("measures/sum_sq_weights", "Sum of squared weights"),
+    (
+        "measures/clock_pizza",
+        "Clock or pizza: gradient symmetricity and distance irrelevance (addition only)",
+    ),
     (
         "measures/embed_fourier_over_training",
         "Embedding Fourier norms over training",
@@ -193,6 +197,10 @@ pub fn write_report(run_dir: &Path, rows: &[Measures], analysis: &RunAnalysis) -
     );
     let curves: String = CURVES
         .iter()
+        .filter(|(file, _)| {
+            // drawn for addition only
+            *file != "measures/clock_pizza" || plots.join(file).with_extension("svg").exists()
+        })
         .map(|(file, title)| {
             format!(
                 "<figure><figcaption>{title}</figcaption>{}</figure>\n",

@@ -94,6 +94,31 @@ pub fn plot_measures(
     )
     .save(&dir, "gini", "Gini of the Fourier component norms")?;
 
+    // Zhong et al. 2023's clock/pizza measures (addition only)
+    if rows.iter().any(|r| r.gradient_symmetricity.is_some()) {
+        lines(
+            "clock/pizza measure",
+            false,
+            vec![
+                (
+                    "gradient symmetricity (1: pizza)".into(),
+                    BLUE,
+                    col(&|r| r.gradient_symmetricity),
+                ),
+                (
+                    "distance irrelevance (1: clock)".into(),
+                    RED,
+                    col(&|r| r.distance_irrelevance),
+                ),
+            ],
+        )
+        .save(
+            &dir,
+            "clock_pizza",
+            "Clock or pizza (Zhong et al. 2023): gradient symmetricity and distance irrelevance",
+        )?;
+    }
+
     let mut ssw: Vec<Series> = (last.sum_sq.iter())
         .filter(|(_, &v)| v > 0.0)
         .enumerate()

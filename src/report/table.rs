@@ -74,6 +74,18 @@ pub fn measures_table(m: &Measures) -> String {
     for (k, a) in &m.trig_fit_alpha {
         line(&format!("  alpha k = {k}"), format!("{a:.4}"));
     }
+    if m.gradient_symmetricity.is_some() {
+        line(
+            "gradient symmetricity (pizza ≈ 1)",
+            m.gradient_symmetricity
+                .map_or("n/a".into(), |v| format!("{v:.4}")),
+        );
+        line(
+            "distance irrelevance (clock ≈ 1)",
+            m.distance_irrelevance
+                .map_or("n/a".into(), |v| format!("{v:.4}")),
+        );
+    }
     line("sum of squared weights", format!("{:.3}", m.sum_sq_weights));
     for (name, v) in m.sum_sq.iter().filter(|(_, &v)| v > 0.0) {
         line(&format!("  {name}"), format!("{v:.3}"));

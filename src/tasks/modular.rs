@@ -207,8 +207,10 @@ pub struct ModularDataset {
     pub p: u64,
     /// `(a, b)` per example, a-major.
     pub pairs: Vec<(u64, u64)>,
-    /// `[n_examples, n_ctx = 3]` token ids, row-major.
+    /// `[n_examples, n_ctx]` token ids, row-major.
     pub tokens: Vec<i64>,
+    /// Positions per example: 3 (`[a, b, =]`), or 2 (`[a, b]`, [`ModularDataset::without_equals`]).
+    pub n_ctx: usize,
     /// `[n_examples]` class ids in `[0, p)`.
     pub labels: Vec<i64>,
 }
@@ -243,7 +245,18 @@ impl ModularDataset {
             pairs,
             tokens,
             labels,
+            n_ctx: Self::N_CTX,
         })
+    }
+
+    /// The same examples as `[a, b]` without the `=` token (Zhong et al. 2023's inputs: the
+    /// answer is read at b's position, `d_vocab = p`).
+    pub fn without_equals(mut self) -> Self {
+        if self.n_ctx == 3 {
+            self.tokens = (self.tokens.chunks(3)).flat_map(|t| [t[0], t[1]]).collect();
+            self.n_ctx = 2;
+        }
+        self
     }
 
     /// Number of examples.
@@ -256,15 +269,17 @@ impl ModularDataset {
         self.labels.is_empty()
     }
 
-    /// Sequence length (`[a, b, =]`).
+    /// Sequence length with the `=` token (`[a, b, =]`).
     pub const N_CTX: usize = 3;
 
-    /// Gathers the `[rows.len(), 3]` tokens and `[rows.len()]` labels of the given example rows.
+    /// Gathers the `[rows.len(), n_ctx]` tokens and `[rows.len()]` labels of the given example
+    /// rows.
     pub fn gather(&self, rows: &[usize]) -> (Vec<i64>, Vec<i64>) {
-        let mut toks = Vec::with_capacity(rows.len() * 3);
+        let t = self.n_ctx;
+        let mut toks = Vec::with_capacity(rows.len() * t);
         let mut labs = Vec::with_capacity(rows.len());
         for &r in rows {
-            toks.extend_from_slice(&self.tokens[r * 3..r * 3 + 3]);
+            toks.extend_from_slice(&self.tokens[r * t..r * t + t]);
             labs.push(self.labels[r]);
         }
         (toks, labs)

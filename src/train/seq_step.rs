@@ -191,12 +191,12 @@ pub fn group_pairs(pairs: &[ScoredPair], key: impl Fn(&ScoredPair) -> i64) -> Ve
 
 impl Step<'_> {
     /// Whether [`Step::train_seq`] and [`Step::evaluate_seq`] run the fused sequence pass
-    /// ([`fused_seq`]): engine `auto`, a transformer, and a softmax loss (its log-softmax in f64
-    /// or f32, as `loss_dtype` says).
+    /// ([`fused_seq`]): engine `auto`, a transformer with standard attention (`attn_rate` 1),
+    /// and a softmax loss (its log-softmax in f64 or f32, as `loss_dtype` says).
     pub fn uses_fused_seq(&self) -> bool {
         self.engine == Engine::Auto
             && self.loss_fn == LossFn::Softmax
-            && self.model.transformer().is_some()
+            && (self.model.transformer()).is_some_and(|c| c.attn_rate == 1.0)
     }
 
     /// Logits `[pairs, classes]` (f32, row-major) and targets `[pairs]` of `batch`'s scored

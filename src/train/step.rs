@@ -135,8 +135,9 @@ impl<'a> Step<'a> {
 
     fn upload(&self, tokens: &[i64], labels: &[i64]) -> (Tensor<2, Int>, Tensor<1, Int>) {
         let n = labels.len();
+        let t = tokens.len() / n.max(1); // [a, b, =] or [a, b]
         (
-            Tensor::from_data(TensorData::new(tokens.to_vec(), [n, 3]), self.device),
+            Tensor::from_data(TensorData::new(tokens.to_vec(), [n, t]), self.device),
             Tensor::from_data(TensorData::new(labels.to_vec(), [n]), self.device),
         )
     }
@@ -215,7 +216,7 @@ impl<'a> Step<'a> {
         batch: (Tensor<2, Int>, Tensor<1, Int>),
         chunks: usize,
     ) -> StepResult {
-        let rows = batch.1.dims()[0];
+        let [rows, t] = batch.0.dims();
         if chunks <= 1 {
             return self.train_one_graph(batch);
         }
@@ -224,7 +225,7 @@ impl<'a> Step<'a> {
             .map(|i| {
                 let (lo, hi) = (i * rows / chunks, (i + 1) * rows / chunks);
                 let part = (
-                    batch.0.clone().slice([lo..hi, 0..3]),
+                    batch.0.clone().slice([lo..hi, 0..t]),
                     batch.1.clone().slice(lo..hi),
                 );
                 (hi - lo, self.train_one_graph(part))

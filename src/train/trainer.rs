@@ -75,7 +75,10 @@ impl RunData {
     /// Invalid task fields.
     pub fn of(t: &crate::config::TaskSection) -> Result<Self> {
         let op = Operation::parse(&t.name)?;
-        let dataset = ModularDataset::new(op, t.p, t.split_seed)?;
+        let mut dataset = ModularDataset::new(op, t.p, t.split_seed)?;
+        if !t.equals_token {
+            dataset = dataset.without_equals();
+        }
         let split = split_indices(
             &dataset,
             t.frac_train,
@@ -87,7 +90,7 @@ impl RunData {
     }
 }
 
-/// `[rows, 3]` tokens and `[rows]` labels of the given examples.
+/// `[rows, n_ctx]` tokens and `[rows]` labels of the given examples.
 pub fn tensors(
     data: &ModularDataset,
     rows: &[usize],
@@ -95,7 +98,7 @@ pub fn tensors(
 ) -> (Tensor<2, Int>, Tensor<1, Int>) {
     let (toks, labs) = data.gather(rows);
     (
-        Tensor::from_data(TensorData::new(toks, [rows.len(), 3]), device),
+        Tensor::from_data(TensorData::new(toks, [rows.len(), data.n_ctx]), device),
         Tensor::from_data(TensorData::new(labs, [rows.len()]), device),
     )
 }

@@ -27,7 +27,7 @@ use rayon::prelude::*;
 pub use rows::RowsForward;
 
 /// Whether the fused step applies: 1 layer, no LayerNorm, ReLU MLP, 3 positions, the standard
-/// residual (and a vocabulary below 2²⁰ tokens).
+/// residual and standard attention (`attn_rate` 1), and a vocabulary below 2²⁰ tokens.
 pub fn applies(cfg: &TransformerConfig) -> bool {
     cfg.n_layers == 1
         && 2 * cfg.d_vocab < 1 << 21
@@ -37,6 +37,7 @@ pub fn applies(cfg: &TransformerConfig) -> bool {
         && cfg.act_fn == Activation::Relu
         && cfg.n_ctx == 3
         && cfg.residual == super::Residual::Standard
+        && cfg.attn_rate == 1.0
 }
 
 /// FLOPs (2 × multiply-adds) the fused training step executes on `rows` examples: per row three

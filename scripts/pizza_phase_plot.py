@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Zhong et al. 2023's fixed-width phase plot (gradient symmetricity and distance irrelevance
+against the attention rate) with groklab's runs drawn over the authors'.
+
+Reads the authors' result/1l_fixedwidth.csv (github.com/fjzzq2002/pizza; the 1-layer, d_model
+128, ReLU, [a, b] runs: no diff_vocab, no eqn_sign) and any number of groklab sweep directories
+(RUNS/<id>/config.toml and measures.jsonl, written by `groklab sweep run` and `groklab analyze`).
+Each groklab run is drawn at its last measured checkpoint.
+
+Usage: python scripts/pizza_phase_plot.py --csv pizza/result/1l_fixedwidth.csv \
+           --runs runs_ab runs_alpha --out docs/clock_pizza_phase.png [--table docs/table.md]
+Needs numpy, pandas, matplotlib (tomllib: Python >= 3.11).
+"""
+
+import argparse
+import json
+import tomllib
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+BINS = [0.0, 0.05, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0001]
+
+
+def authors(csv):
+    d = pd.read_csv(csv)
+    keep = (d.n_layers == 1) & (d.diff_vocab == 0) & (d.eqn_sign == 0) & (d.act_fn == "ReLU")
+    keep &= d.d_model == 128
+    return d[keep].dropna(subset=["gradient_sim", "distance_irrelevance"])
+
+
+def ours(dirs):
+    rows = []
+    for runs in dirs:
+        for run in sorted(Path(runs).iterdir()):
+            m, c = run / "measures.jsonl", run / "config.toml"
+            if not (m.exists() and c.exists()):
+                continue
+            cfg = tomllib.loads(c.read_text())
+            last = json.loads(m.read_text().splitlines()[-1])
+            if last.get("gradient_symmetricity") is None:
+                continue
+            rows.append({
+                "run": run.name, "attn_rate": cfg["model"].get("attn_rate", 1.0),
+                "seed": cfg["model"]["init_seed"], "step": last["step"],
+                "gradient_symmetricity": last["gradient_symmetricity"],
+                "distance_irrelevance": last["distance_irrelevance"],
+                "acc_test": last["acc_test"],
+            })
+    return pd.DataFrame(rows)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--csv", required=True, type=Path)
+    ap.add_argument("--runs", nargs="+", default=[])
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--table", type=Path, help="write the per-run and per-bin figures (markdown)")
+    args = ap.parse_args()
+    theirs, mine = authors(args.csv), ours(args.runs)
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, (col, ours_col, name) in zip(axes, [
+        ("gradient_sim", "gradient_symmetricity", "gradient symmetricity"),
+        ("distance_irrelevance", "distance_irrelevance", "distance irrelevance"),
+    ]):
+        ax.scatter(theirs.attn_coeff, theirs[col], s=4, c="0.75", label=f"Zhong et al. ({len(theirs)} runs)")
+        if len(mine):
+            ax.scatter(mine.attn_rate, mine[ours_col], s=28, c="tab:red", edgecolor="k",
+                       label=f"groklab ({len(mine)} runs)", zorder=3)
+        ax.set_xlabel("attention rate α")
+        ax.set_ylabel(name)
+        ax.set_ylim(-0.05 if col == "gradient_sim" else 0, 1.02)
+    axes[0].legend(loc="lower left", fontsize=8)
+    fig.suptitle("Clock (α → 1) and pizza (α → 0): (a + b) mod 59, 1 layer, d_model 128")
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=110)
+
+    theirs = theirs.assign(bin=pd.cut(theirs.attn_coeff, BINS, include_lowest=True))
+    q = lambda p: (lambda x: x.quantile(p))
+    spread = theirs.groupby("bin", observed=True).agg(
+        n=("gradient_sim", "size"),
+        gs_10=("gradient_sim", q(0.1)), gs_50=("gradient_sim", "median"), gs_90=("gradient_sim", q(0.9)),
+        di_10=("distance_irrelevance", q(0.1)), di_50=("distance_irrelevance", "median"),
+        di_90=("distance_irrelevance", q(0.9)),
+    )
+    lines = ["| their α bin | runs | GS 10% | GS median | GS 90% | DI 10% | DI median | DI 90% |",
+             "|---|---|---|---|---|---|---|---|"]
+    for b, r in spread.iterrows():
+        lines.append(f"| {b} | {int(r.n)} | {r.gs_10:.3f} | {r.gs_50:.3f} | {r.gs_90:.3f} | "
+                     f"{r.di_10:.3f} | {r.di_50:.3f} | {r.di_90:.3f} |")
+    if len(mine):
+        mine = mine.assign(bin=pd.cut(mine.attn_rate, BINS, include_lowest=True)).sort_values("attn_rate")
+        lines += ["", "| groklab run | α | seed | step | test acc | GS | their GS 10–90% | DI | their DI 10–90% |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for _, r in mine.iterrows():
+            s = spread.loc[r.bin]
+            lines.append(
+                f"| {r.run} | {r.attn_rate:.3f} | {r.seed} | {r.step} | {r.acc_test:.4f} | "
+                f"{r.gradient_symmetricity:.3f} | {s.gs_10:.3f}–{s.gs_90:.3f} | "
+                f"{r.distance_irrelevance:.3f} | {s.di_10:.3f}–{s.di_90:.3f} |")
+    text = "\n".join(lines)
+    print(text)
+    if args.table:
+        args.table.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
