@@ -97,14 +97,19 @@ def main():
                      f"{r.di_10:.3f} | {r.di_50:.3f} | {r.di_90:.3f} |")
     if len(mine):
         mine = mine.assign(bin=pd.cut(mine.attn_rate, BINS, include_lowest=True)).sort_values("attn_rate")
-        lines += ["", "| groklab run | α | seed | step | test acc | GS | their GS 10–90% | DI | their DI 10–90% |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += ["", "| groklab run | α | seed | step | test acc | GS | their GS 10–90% | its percentile there "
+                  "| DI | their DI 10–90% | its percentile there |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for _, r in mine.iterrows():
             s = spread.loc[r.bin]
+            same = theirs[theirs.bin == r.bin]
+            pct = lambda col, v: 100.0 * (same[col] < v).mean()
             lines.append(
                 f"| {r.run} | {r.attn_rate:.3f} | {r.seed} | {r.step} | {r.acc_test:.4f} | "
                 f"{r.gradient_symmetricity:.3f} | {s.gs_10:.3f}–{s.gs_90:.3f} | "
-                f"{r.distance_irrelevance:.3f} | {s.di_10:.3f}–{s.di_90:.3f} |")
+                f"{pct('gradient_sim', r.gradient_symmetricity):.0f} | "
+                f"{r.distance_irrelevance:.3f} | {s.di_10:.3f}–{s.di_90:.3f} | "
+                f"{pct('distance_irrelevance', r.distance_irrelevance):.0f} |")
     text = "\n".join(lines)
     print(text)
     if args.table:
