@@ -5,7 +5,9 @@ against the attention rate) with groklab's runs drawn over the authors'.
 Reads the authors' result/1l_fixedwidth.csv (github.com/fjzzq2002/pizza; the 1-layer, d_model
 128, ReLU, [a, b] runs: no diff_vocab, no eqn_sign) and any number of groklab sweep directories
 (RUNS/<id>/config.toml and measures.jsonl, written by `groklab sweep run` and `groklab analyze`).
-Each groklab run is drawn at its last measured checkpoint.
+Each groklab run is drawn at its last measured checkpoint. The table's distance irrelevance is
+train-main.py's variant from the largest incorrect logit (`distance_irrelevance_incorrect`), which
+is what the CSV holds; the paper's and notebook's correct-logit figure is listed beside it.
 
 Usage: python scripts/pizza_phase_plot.py --csv pizza/result/1l_fixedwidth.csv \
            --runs runs_ab runs_alpha --out docs/clock_pizza_phase.png [--table docs/table.md]
@@ -50,6 +52,7 @@ def ours(dirs):
                 "seed": cfg["model"]["init_seed"], "step": last["step"],
                 "gradient_symmetricity": last["gradient_symmetricity"],
                 "distance_irrelevance": last["distance_irrelevance"],
+                "distance_irrelevance_incorrect": last["distance_irrelevance_incorrect"],
                 "acc_test": last["acc_test"],
             })
     return pd.DataFrame(rows)
@@ -67,7 +70,8 @@ def main():
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (col, ours_col, name) in zip(axes, [
         ("gradient_sim", "gradient_symmetricity", "gradient symmetricity"),
-        ("distance_irrelevance", "distance_irrelevance", "distance irrelevance"),
+        ("distance_irrelevance", "distance_irrelevance_incorrect",
+         "distance irrelevance (largest incorrect logit)"),
     ]):
         ax.scatter(theirs.attn_coeff, theirs[col], s=4, c="0.75", label=f"Zhong et al. ({len(theirs)} runs)")
         if len(mine):
@@ -90,7 +94,7 @@ def main():
         di_10=("distance_irrelevance", q(0.1)), di_50=("distance_irrelevance", "median"),
         di_90=("distance_irrelevance", q(0.9)),
     )
-    lines = ["| their α bin | runs | GS 10% | GS median | GS 90% | DI 10% | DI median | DI 90% |",
+    lines = ["| their α bin | runs | GS 10% | GS median | GS 90% | DI (incorrect) 10% | median | 90% |",
              "|---|---|---|---|---|---|---|---|"]
     for b, r in spread.iterrows():
         lines.append(f"| {b} | {int(r.n)} | {r.gs_10:.3f} | {r.gs_50:.3f} | {r.gs_90:.3f} | "
@@ -98,8 +102,8 @@ def main():
     if len(mine):
         mine = mine.assign(bin=pd.cut(mine.attn_rate, BINS, include_lowest=True)).sort_values("attn_rate")
         lines += ["", "| groklab run | α | seed | step | test acc | GS | their GS 10–90% | its percentile there "
-                  "| DI | their DI 10–90% | its percentile there |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| DI (incorrect) | their DI 10–90% | its percentile there | DI (correct logit) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for _, r in mine.iterrows():
             s = spread.loc[r.bin]
             same = theirs[theirs.bin == r.bin]
@@ -108,8 +112,9 @@ def main():
                 f"| {r.run} | {r.attn_rate:.3f} | {r.seed} | {r.step} | {r.acc_test:.4f} | "
                 f"{r.gradient_symmetricity:.3f} | {s.gs_10:.3f}–{s.gs_90:.3f} | "
                 f"{pct('gradient_sim', r.gradient_symmetricity):.0f} | "
-                f"{r.distance_irrelevance:.3f} | {s.di_10:.3f}–{s.di_90:.3f} | "
-                f"{pct('distance_irrelevance', r.distance_irrelevance):.0f} |")
+                f"{r.distance_irrelevance_incorrect:.3f} | {s.di_10:.3f}–{s.di_90:.3f} | "
+                f"{pct('distance_irrelevance', r.distance_irrelevance_incorrect):.0f} | "
+                f"{r.distance_irrelevance:.3f} |")
     text = "\n".join(lines)
     print(text)
     if args.table:

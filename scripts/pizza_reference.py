@@ -7,7 +7,8 @@ pass `--save pizza/code/save`), this script
 1. rebuilds the authors' `Transformer` forward (code/train-main.py: no causal mask, pattern
    `attn_coeff * softmax + (1 - attn_coeff)`, no attention or unembedding biases) in PyTorch and
    computes distance irrelevance and gradient symmetricity exactly as `code/eval-main.ipynb` does
-   (the correct logit on the (a+b, a-b) grid; 100 triples from `random.Random(42)`, the mean
+   (the correct logit on the (a+b, a-b) grid, and train-main.py's variant from the largest
+   incorrect logit, which their result/1l_*.csv holds; 100 triples from `random.Random(42)`, the mean
    cosine of the logit's gradients with respect to the two embedded inputs), in float64;
 2. writes the weights in TransformerLens layout to safetensors and runs
    `groklab analyze --checkpoint FILE --attn-rate ALPHA --json`;
@@ -65,6 +66,13 @@ def authors_measures(sd, C, attn_coeff, act):
     for (a, b), o in zip(x.tolist(), correct.tolist()):
         oo[(a + b) % C][(a - b) % C] = o
     di = np.mean(np.std(oo, axis=0)) / np.std(oo.flatten())
+    # train-main.py's logged variant (and their result/1l_*.csv): the largest incorrect logit
+    wrong = last.clone()
+    wrong[torch.arange(len(y)), y] = float("-inf")
+    oc = np.zeros((C, C))
+    for (a, b), o in zip(x.tolist(), wrong.max(-1).values.tolist()):
+        oc[(a + b) % C][(a - b) % C] = o
+    di_incorrect = np.mean(np.std(oc, axis=0)) / np.std(oc.flatten())
 
     xs = [(a, b, c) for a in range(C) for b in range(C) for c in range(C)]
     random.Random(42).shuffle(xs)
@@ -76,7 +84,7 @@ def authors_measures(sd, C, attn_coeff, act):
         o[0, -1, c].backward()
         g = emb.grad[0].numpy()
         total += np.sum(g[0] * g[1]) / np.sqrt(np.sum(g[0] ** 2)) / np.sqrt(np.sum(g[1] ** 2))
-    return di, total / 100, loss
+    return di, di_incorrect, total / 100, loss
 
 
 def transformer_lens_layout(sd, n_heads):
@@ -128,7 +136,7 @@ def main():
             print(f"{cfg['runid']}: {pt.name} unreadable ({e!r}), skipped", file=sys.stderr)
             continue
         C, alpha, act = cfg["C"], float(cfg["attn_coeff"]), cfg["act_fn"]
-        di, gs, loss = authors_measures(sd, C, alpha, act)
+        di, di_incorrect, gs, loss = authors_measures(sd, C, alpha, act)
         with tempfile.TemporaryDirectory() as tmp:
             st = Path(tmp) / "model.safetensors"
             save_file(transformer_lens_layout(sd, cfg["n_heads"]), str(st))
@@ -141,15 +149,17 @@ def main():
         row = {
             "runid": cfg["runid"], "attn_rate": alpha, "d_model": cfg["d_model"], "act_fn": act,
             "distance_irrelevance": [di, m["distance_irrelevance"]],
+            "distance_irrelevance_incorrect": [di_incorrect, m["distance_irrelevance_incorrect"]],
             "gradient_symmetricity": [gs, m["gradient_symmetricity"]],
             "loss": [loss, m["loss_all"]],
         }
         rows.append(row)
-        for key in ("distance_irrelevance", "gradient_symmetricity"):
+        for key in ("distance_irrelevance", "distance_irrelevance_incorrect", "gradient_symmetricity"):
             worst = max(worst, abs(row[key][0] - row[key][1]))
         print(
             f"{cfg['runid']}  alpha {alpha:.3f}  d {cfg['d_model']:4d} {act:4s}  "
             f"DI authors {di:.5f} groklab {m['distance_irrelevance']:.5f}  "
+            f"DI (incorrect) authors {di_incorrect:.5f} groklab {m['distance_irrelevance_incorrect']:.5f}  "
             f"GS authors {gs:.5f} groklab {m['gradient_symmetricity']:.5f}  "
             f"loss {loss:.3e} / {m['loss_all']:.3e}"
         )

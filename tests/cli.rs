@@ -499,6 +499,19 @@ fn llc_measures_the_chosen_checkpoints() {
         page.contains("Local learning coefficient"),
         "no LLC section"
     );
+    // the slider's trace view draws the selected checkpoint's chains (the self-test leaves the
+    // slider on the last checkpoint, step 100, which llc measured)
+    if let Some(t) = common::self_test(&run.join("report.html"), dir.path()) {
+        assert!(t.body.contains("data-selftest=\"pass\""), "{}", t.body);
+        let view = t.dom.split("id=\"view-llc\"").nth(1).expect("a trace view");
+        let view = view.split("</svg>").next().unwrap();
+        assert_eq!(
+            view.matches("<path").count(),
+            4,
+            "3 chains and L_n(w*): {view}"
+        );
+        assert!(view.contains("chain 2") && view.contains("λ̂ = "), "{view}");
+    }
     common::assert_error(&llc(&["--steps", "30"]), &["--steps", "30", "0, 50, 100"]);
     common::assert_error(&llc(&["--lr", "0"]), &["--lr", "a positive number"]);
 }

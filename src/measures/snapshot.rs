@@ -126,6 +126,12 @@ pub struct Measures {
     /// clock; [`super::clock_pizza::distance_irrelevance`]); addition only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distance_irrelevance: Option<f64>,
+    /// The same statistic of the largest *incorrect* logit: what the authors' `train-main.py`
+    /// logs as distance irrelevance and what their phase-plot table (`result/1l_*.csv`) holds
+    /// (it equals that table on their released model 2k4ohj6bhd, 0.81956, where the correct-logit
+    /// figure is 0.72012); addition only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance_irrelevance_incorrect: Option<f64>,
 }
 
 /// What the measures of a run share: the model shape, the task's labels on the p × p input grid
@@ -299,12 +305,23 @@ impl Analyzer {
             mean_attention: acts.mean_attention,
             gradient_symmetricity: None,
             distance_irrelevance: None,
+            distance_irrelevance_incorrect: None,
         };
         if self.combine == Some(Combine::Sum) {
             let correct: Vec<f64> = (0..self.p * self.p)
                 .map(|r| acts.logits.at(r, self.labels[r]))
                 .collect();
             m.distance_irrelevance = distance_irrelevance(&correct, self.p);
+            let incorrect: Vec<f64> = (0..self.p * self.p)
+                .map(|r| {
+                    let row = acts.logits.row(r);
+                    (row.iter().enumerate())
+                        .filter(|&(c, _)| c != self.labels[r])
+                        .map(|(_, &l)| l)
+                        .fold(f64::NEG_INFINITY, f64::max)
+                })
+                .collect();
+            m.distance_irrelevance_incorrect = distance_irrelevance(&incorrect, self.p);
             let triples = symmetricity_triples(self.p, SYMMETRICITY_SAMPLES, SYMMETRICITY_SEED);
             let equals = (self.cfg.n_ctx == 3).then_some(self.p);
             m.gradient_symmetricity =

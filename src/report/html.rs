@@ -78,6 +78,29 @@ fn checkpoint_data(m: &Measures) -> Value {
     })
 }
 
+/// Per step of the run's `llc.jsonl` (absent or unreadable: none), what the slider's trace view
+/// draws: `{llc_mean, llc_se, init_loss, loss_trace: [chain][draw]}`, losses in nats rounded to
+/// 5 significant digits.
+fn llc_traces(run_dir: &Path) -> std::collections::BTreeMap<u64, Value> {
+    let Ok(text) = std::fs::read_to_string(run_dir.join("llc.jsonl")) else {
+        return Default::default();
+    };
+    (text.lines())
+        .filter_map(|l| serde_json::from_str::<crate::measures::llc_run::LlcRow>(l).ok())
+        .map(|r| {
+            let e = &r.estimate;
+            let traces: Vec<Value> = e.loss_trace.iter().map(|t| rounded(t)).collect();
+            let row = json!({
+                "llc_mean": round(e.llc_mean),
+                "llc_se": round(e.llc_se),
+                "init_loss": round(e.init_loss),
+                "loss_trace": traces,
+            });
+            (r.step, row)
+        })
+        .collect()
+}
+
 /// A self-contained page: `title` (escaped) as its `<title>` and `<h1>`, the reports' style
 /// sheet, then `body`.
 pub(super) fn page(title: &str, body: &str) -> String {
@@ -166,6 +189,15 @@ pub fn write_report(run_dir: &Path, rows: &[Measures], analysis: &RunAnalysis) -
         "phases": analysis.phases,
         "checkpoints": rows.iter().map(checkpoint_data).collect::<Vec<_>>(),
     });
+    let mut data = data;
+    let llc = llc_traces(run_dir);
+    if !llc.is_empty() {
+        // the SGLD traces of the checkpoint under the slider, where `groklab llc` measured it
+        for c in data["checkpoints"].as_array_mut().expect("an array") {
+            let step = c["step"].as_u64().expect("a step");
+            c["llc"] = llc.get(&step).cloned().unwrap_or(Value::Null);
+        }
+    }
     let ph = &analysis.phases;
     let at = |s: Option<u64>| s.map_or("not detected".to_string(), |s| format!("step {s}"));
     let last = rows.last();
@@ -234,7 +266,7 @@ pub fn write_report(run_dir: &Path, rows: &[Measures], analysis: &RunAnalysis) -
         .filter(|p| p.with_extension("png").exists())
         .map(|p| format!("<figure>{}</figure>\n", inline_plot(&p, true)))
         .collect();
-    let views = [
+    let mut views = vec![
         ("view-loss", "Loss (marker: selected checkpoint)"),
         ("view-embed", "Embedding Fourier norm per frequency"),
         ("view-wl", "W_L Fourier norm per frequency"),
@@ -244,6 +276,12 @@ pub fn write_report(run_dir: &Path, rows: &[Measures], analysis: &RunAnalysis) -
         ),
         ("view-attention", "Mean attention from the last position"),
     ];
+    if !llc.is_empty() {
+        views.push((
+            "view-llc",
+            "SGLD loss traces of the local learning coefficient at this checkpoint",
+        ));
+    }
     ReportPage {
         summary: vec![summary],
         explorer: Some(Explorer {

@@ -94,6 +94,31 @@
     labels.forEach((l, pos) => el("text", { x: L + cw * (pos + 0.5), y: H - B + 14, "text-anchor": "middle", class: "tick" }, svg, "to " + l));
   }
 
+  // The SGLD loss traces of `groklab llc` at checkpoint c (log scale) against L_n(w*).
+  function drawLlc(svg, c) {
+    clear(svg);
+    if (!c.llc) {
+      el("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "tick" }, svg,
+        "no LLC estimate at step " + c.step + " (groklab llc --steps)");
+      return;
+    }
+    const palette = ["#1f4fd8", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+    const draws = Math.max(...c.llc.loss_trace.map((t) => t.length), 1);
+    const series = c.llc.loss_trace.map((t, j) => ({
+      name: "chain " + j, color: palette[j % palette.length], pts: t.map((y, n) => [n, y]),
+    }));
+    series.push({ name: "L_n(w*)", color: "#000", pts: [[0, c.llc.init_loss], [draws - 1, c.llc.init_loss]] });
+    // linear losses, as the static trace plot: a flat band above L_n(w*) is the healthy shape
+    const yMax = Math.max(...series.flatMap((s) => s.pts.map((p) => p[1])), 1e-12) * 1.05;
+    const { sx, sy } = frame(svg, 0, Math.max(draws - 1, 1), yMax,
+      "draw (λ̂ = " + c.llc.llc_mean + " ± " + c.llc.llc_se + ")");
+    series.forEach((s, j) => {
+      const d = s.pts.map((p, n) => (n ? "L" : "M") + sx(p[0]) + " " + sy(p[1])).join(" ");
+      el("path", { d, fill: "none", stroke: s.color, "stroke-width": 1 }, svg);
+      el("text", { x: L + 6 + 62 * j, y: T + 10, class: "tick", style: "fill:" + s.color }, svg, s.name);
+    });
+  }
+
   function show(i) {
     const c = cps[i];
     const none = c.clusters ? c.clusters.none : 0;
@@ -105,9 +130,13 @@
     bars(document.getElementById("view-clusters"), clusterArray(c), clusterMax,
       "frequency k (" + none + " neurons in no cluster)");
     drawAttention(document.getElementById("view-attention"), c.attention);
+    const llc = document.getElementById("view-llc");
+    if (llc) drawLlc(llc, c);
   }
 
   const slider = GL.slider(cps.length, show);
+  // the trace view redraws only at the checkpoints `groklab llc` measured, so the self-test
+  // checks the others
   const ids = ["view-loss", "view-embed", "view-wl", "view-clusters", "view-attention"];
   GL.selfTest(slider, cps.map((c) => c.step), (id) => ids.includes(id));
   if (location.hash === "#selftest") {
