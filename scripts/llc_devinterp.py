@@ -80,10 +80,15 @@ def plain_transformer(torch, weights: dict, model_cfg: dict):
     return Plain()
 
 
-def written_out_sgld(torch, model, rows, nbeta, args) -> tuple:
+def written_out_sgld(torch, model, rows, nbeta, args, cycle=False) -> tuple:
     """The SGLD update of devinterp's docstring written out in PyTorch (a third opinion): per
     chain, w ← w − ε/2·(nβ·∇L_batch(w) + γ(w − w*)) + N(0, ε), batches of a fresh permutation
-    per epoch (drop_last), each step's batch loss before the step drawn; returns (mean, se)."""
+    per epoch (drop_last), each step's batch loss before the step drawn; returns (mean, se).
+
+    `cycle`: the batches of devinterp 2.0.1's default `epoch_mode="cycle"` instead, with
+    `match_sampling_input_ids_across_chains=True`: one permutation, shared by every chain, cut
+    into floor(n / batch) batches (drop_last) that are replayed in the same order for the whole
+    chain (`itertools.cycle` over the first epoch), so the rows left over are never seen."""
     import copy
 
     data = torch.from_numpy(rows)
@@ -96,11 +101,17 @@ def written_out_sgld(torch, model, rows, nbeta, args) -> tuple:
         w0 = [q.detach().clone() for q in m.parameters()]
         gen = torch.Generator().manual_seed(1000 + c)
         losses, perm, at = [], None, n
-        for _ in range(args.num_draws):
-            if at + args.batch_size > n:
-                perm, at = torch.randperm(n, generator=gen), 0
-            x = data[perm[at:at + args.batch_size]]
-            at += args.batch_size
+        fixed = torch.randperm(n, generator=torch.Generator().manual_seed(100))
+        n_batches = n // args.batch_size
+        for i in range(args.num_draws):
+            if cycle:
+                k = i % n_batches
+                x = data[fixed[k * args.batch_size:(k + 1) * args.batch_size]]
+            else:
+                if at + args.batch_size > n:
+                    perm, at = torch.randperm(n, generator=gen), 0
+                x = data[perm[at:at + args.batch_size]]
+                at += args.batch_size
             loss = torch.nn.functional.cross_entropy(m(x[:, :3])[:, -1].double(), x[:, 3])
             m.zero_grad()
             loss.backward()
@@ -126,6 +137,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--written-out", action="store_true",
                     help="also run the SGLD update written out in PyTorch (a third estimate)")
+    ap.add_argument("--epoch-mode", default="reshuffle", choices=["reshuffle", "cycle"],
+                    help="groklab llc's --epoch-mode (cycle: devinterp 2.x's default batches)")
+    ap.add_argument("--written-out-cycle", action="store_true",
+                    help="also run it on devinterp 2.0.1's default batches (epoch_mode 'cycle': the "
+                         "first epoch's batches replayed, shared by the chains)")
+    ap.add_argument("--devinterp", action=argparse.BooleanOptionalAction, default=True,
+                    help="run devinterp itself (--no-devinterp: only groklab and the written-out updates)")
     ap.add_argument("--groklab", default=os.environ.get("GROKLAB", "target/release/groklab"))
     args = ap.parse_args()
 
@@ -170,6 +188,7 @@ def main() -> None:
              "--localization", str(args.localization), "--nbeta", str(nbeta),
              "--num-chains", str(args.num_chains), "--num-draws", str(args.num_draws),
              "--num-burnin-steps", "0", "--batch-size", str(args.batch_size),
+             "--epoch-mode", args.epoch_mode,
              "--threads", str(args.threads)],
             check=True, capture_output=True)
         t_ours = time.perf_counter() - t0
@@ -181,25 +200,31 @@ def main() -> None:
             diff = np.abs(model(torch.from_numpy(check)).double().numpy() - run.forward(check, step=step)).max()
         if diff > 1e-3:
             raise SystemExit(f"step {step}: the PyTorch module's logits differ from groklab's by {diff:.2e}")
-        t0 = time.perf_counter()
-        res = devinterp_llc(
-            model, dataset, observables={}, lr=args.lr, n_beta=nbeta, loss_fn=loss_fn,
-            localization=args.localization, num_chains=args.num_chains,
-            num_draws=args.num_draws, num_burnin_steps=0, num_steps_bw_draws=1,
-            batch_size=args.batch_size, num_init_loss_batches=max(1, 4 * n // args.batch_size),
-            device="cpu")
-        t_theirs = time.perf_counter() - t0
-        per_chain = np.asarray(res["llc_per_chain"].values, dtype=float)
-        theirs_mean = float(per_chain.mean())
-        theirs_se = float(per_chain.std(ddof=1) / np.sqrt(len(per_chain)))
-        combined = float(np.hypot(ours["llc_se"], theirs_se))
-        z = abs(ours["llc_mean"] - theirs_mean) / combined if combined > 0 else float("inf")
-        print(f"{step:>5}  {ours['llc_mean']:8.2f} ± {ours['llc_se']:5.2f} ({t_ours:6.1f})  "
-              f"{theirs_mean:8.2f} ± {theirs_se:5.2f} ({t_theirs:6.1f})  {z:6.2f}  "
-              f"{'yes' if z <= 2 else 'NO':>5}  {t_theirs / t_ours:6.1f}×")
+        if not args.devinterp:
+            print(f"{step:>5}  {ours['llc_mean']:8.2f} ± {ours['llc_se']:5.2f} ({t_ours:6.1f})  (devinterp not run)")
+        else:
+            t0 = time.perf_counter()
+            res = devinterp_llc(
+                model, dataset, observables={}, lr=args.lr, n_beta=nbeta, loss_fn=loss_fn,
+                localization=args.localization, num_chains=args.num_chains,
+                num_draws=args.num_draws, num_burnin_steps=0, num_steps_bw_draws=1,
+                batch_size=args.batch_size, num_init_loss_batches=max(1, 4 * n // args.batch_size),
+                device="cpu")
+            t_theirs = time.perf_counter() - t0
+            per_chain = np.asarray(res["llc_per_chain"].values, dtype=float)
+            theirs_mean = float(per_chain.mean())
+            theirs_se = float(per_chain.std(ddof=1) / np.sqrt(len(per_chain)))
+            combined = float(np.hypot(ours["llc_se"], theirs_se))
+            z = abs(ours["llc_mean"] - theirs_mean) / combined if combined > 0 else float("inf")
+            print(f"{step:>5}  {ours['llc_mean']:8.2f} ± {ours['llc_se']:5.2f} ({t_ours:6.1f})  "
+                  f"{theirs_mean:8.2f} ± {theirs_se:5.2f} ({t_theirs:6.1f})  {z:6.2f}  "
+                  f"{'yes' if z <= 2 else 'NO':>5}  {t_theirs / t_ours:6.1f}×")
         if args.written_out:
             mean, se = written_out_sgld(torch, model, rows, nbeta, args)
             print(f"       written-out PyTorch SGLD: {mean:8.2f} ± {se:5.2f}")
+        if args.written_out_cycle:
+            mean, se = written_out_sgld(torch, model, rows, nbeta, args, cycle=True)
+            print(f"       written-out PyTorch SGLD, devinterp's cycled batches: {mean:8.2f} ± {se:5.2f}")
 
 
 if __name__ == "__main__":

@@ -271,6 +271,11 @@ enum Command {
         /// Seed of the batch order and the chains' noise.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// How the minibatches walk the training set (devinterp `epoch_mode`): reshuffle (a
+        /// fresh permutation every epoch) or cycle (devinterp 2.x's default: the first epoch's
+        /// batches replayed; the leftover examples are never seen).
+        #[arg(long, default_value = "reshuffle")]
+        epoch_mode: String,
         /// Threads [default: all cores].
         #[arg(long)]
         threads: Option<usize>,
@@ -560,6 +565,7 @@ fn run(cli: Cli) -> Result<()> {
             num_steps_bw_draws,
             batch_size,
             seed,
+            epoch_mode,
             threads,
         } => {
             train::set_threads(
@@ -577,6 +583,7 @@ fn run(cli: Cli) -> Result<()> {
                 num_steps_bw_draws,
                 batch_size,
                 seed,
+                epoch_mode: parse_enum("--epoch-mode", &epoch_mode, "reshuffle, cycle")?,
             };
             let n = groklab::rundir::list_steps(&run_dir).len();
             let every = every.unwrap_or(n.div_ceil(50).max(1));

@@ -46,6 +46,23 @@ pub struct LlcOptions {
     /// Seed of the batch order (shared by all chains, as devinterp's
     /// `match_sampling_input_ids_across_chains`) and of chain `c`'s noise (`seed + 1 + c`).
     pub seed: u64,
+    /// How the minibatches walk the training set (devinterp `epoch_mode`); absent: reshuffle.
+    #[serde(default)]
+    pub epoch_mode: EpochMode,
+}
+
+/// How SGLD's minibatches walk the training examples (devinterp `epoch_mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EpochMode {
+    /// A fresh permutation every epoch, cut into batches (drop_last): every example is seen
+    /// (PyTorch's `DataLoader(shuffle=True, drop_last=True)` iterated anew each epoch).
+    #[default]
+    Reshuffle,
+    /// devinterp 2.x's default (`epoch_mode="cycle"`): the first epoch's batches replayed in the
+    /// same order for the whole chain (`itertools.cycle` over the loader), so the `n mod batch`
+    /// examples left out of that epoch are never seen, and every chain sees the same few batches.
+    Cycle,
 }
 
 impl Default for LlcOptions {
@@ -62,6 +79,7 @@ impl Default for LlcOptions {
             num_steps_bw_draws: 1,
             batch_size: 512,
             seed: 0,
+            epoch_mode: EpochMode::Reshuffle,
         }
     }
 }
@@ -145,7 +163,8 @@ pub type LossGrad<'a> = dyn Fn(&[f64], &[usize]) -> (f64, Vec<f64>) + Sync + 'a;
 /// `num_burnin_steps + num_draws · num_steps_bw_draws` steps, drawing the minibatch loss at
 /// every `num_steps_bw_draws`-th step after burn-in (the loss of the batch the step's gradient
 /// is taken on, before the step, as devinterp records it). Batches walk a seeded permutation of
-/// the examples, a fresh one per epoch, the same for every chain.
+/// the examples, a fresh one per epoch, the same for every chain ([`EpochMode::Reshuffle`]), or
+/// replay the first epoch's ([`EpochMode::Cycle`], devinterp 2.x's default).
 pub fn estimate_llc(
     w_star: &[f64],
     n: usize,
@@ -155,7 +174,15 @@ pub fn estimate_llc(
 ) -> LlcEstimate {
     let nbeta = opts.nbeta_for(n);
     let steps = opts.num_burnin_steps + opts.num_draws * opts.num_steps_bw_draws;
-    let batches = batch_order(n, opts.batch_size.min(n.max(1)), steps, opts.seed);
+    let size = opts.batch_size.min(n.max(1));
+    let batches = match opts.epoch_mode {
+        EpochMode::Reshuffle => batch_order(n, size, steps, opts.seed),
+        // the first epoch's n / size batches, replayed
+        EpochMode::Cycle => {
+            let epoch = batch_order(n, size, n / size, opts.seed);
+            (0..steps).map(|t| epoch[t % epoch.len()].clone()).collect()
+        }
+    };
     let ceiling = (10.0 * init_loss).max(init_loss + 10.0);
     let chains: Vec<(Vec<f64>, Option<String>)> = (0..opts.num_chains)
         .into_par_iter()
@@ -307,6 +334,7 @@ mod tests {
                 num_steps_bw_draws: 5,
                 batch_size: 1,
                 seed: 0,
+                epoch_mode: EpochMode::Reshuffle,
             };
             let e = estimate_llc(&w_star, 10_000, 0.0, &opts, &loss_grad);
             let a = 1000.0 + 1.0;
@@ -340,6 +368,7 @@ mod tests {
             num_steps_bw_draws: 1,
             batch_size: 4,
             seed: 7,
+            epoch_mode: EpochMode::Reshuffle,
         };
         let a = estimate_llc(&[0.0], 100, 0.0, &opts, &loss_grad);
         assert_eq!(a, estimate_llc(&[0.0], 100, 0.0, &opts, &loss_grad));
@@ -375,6 +404,37 @@ mod tests {
         assert_eq!(first.len(), 9);
         assert_eq!(b, batch_order(10, 3, 6, 1));
         assert!(b.iter().all(|x| x.len() == 3));
+    }
+
+    /// devinterp's `cycle`: the first epoch's batches again and again, the leftover never seen.
+    #[test]
+    fn cycled_batches_replay_the_first_epoch() {
+        let cycle = |steps| {
+            let o = LlcOptions {
+                epoch_mode: EpochMode::Cycle,
+                batch_size: 3,
+                num_chains: 1,
+                num_draws: steps,
+                num_burnin_steps: 0,
+                ..LlcOptions::default()
+            };
+            let seen = std::sync::Mutex::new(Vec::new());
+            let loss_grad = |w: &[f64], batch: &[usize]| {
+                seen.lock().unwrap().push(batch.to_vec());
+                (w[0] * w[0], vec![2.0 * w[0]])
+            };
+            estimate_llc(&[0.0], 10, 0.0, &o, &loss_grad);
+            seen.into_inner().unwrap()
+        };
+        let b = cycle(7);
+        assert_eq!(b.len(), 7);
+        assert_eq!(b[..3], batch_order(10, 3, 3, 0)[..]);
+        assert_eq!(
+            (b[3..6].to_vec(), b[6].clone()),
+            (b[..3].to_vec(), b[0].clone())
+        );
+        let seen: std::collections::BTreeSet<usize> = b.iter().flatten().copied().collect();
+        assert_eq!(seen.len(), 9, "one example is never seen");
     }
 
     #[test]
