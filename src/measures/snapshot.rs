@@ -153,6 +153,9 @@ pub struct Analyzer {
     pub(crate) test: Vec<usize>,
     /// The `[p, p]` Fourier basis.
     pub(crate) basis: Matrix,
+    /// Zhong et al.'s 100 (a, b, c) triples for gradient symmetricity (addition only; drawn once:
+    /// the shuffle of all p³ triples costs more than the measure).
+    symmetricity_triples: Vec<[usize; 3]>,
 }
 
 impl Analyzer {
@@ -209,6 +212,12 @@ impl Analyzer {
             train,
             test,
             basis: fourier_basis(p),
+            symmetricity_triples: match combine {
+                Some(Combine::Sum) => {
+                    symmetricity_triples(p, SYMMETRICITY_SAMPLES, SYMMETRICITY_SEED)
+                }
+                _ => Vec::new(),
+            },
         })
     }
 
@@ -322,10 +331,13 @@ impl Analyzer {
                 })
                 .collect();
             m.distance_irrelevance_incorrect = distance_irrelevance(&incorrect, self.p);
-            let triples = symmetricity_triples(self.p, SYMMETRICITY_SAMPLES, SYMMETRICITY_SEED);
             let equals = (self.cfg.n_ctx == 3).then_some(self.p);
-            m.gradient_symmetricity =
-                Some(gradient_symmetricity(&self.cfg, store, &triples, equals));
+            m.gradient_symmetricity = Some(gradient_symmetricity(
+                &self.cfg,
+                store,
+                &self.symmetricity_triples,
+                equals,
+            ));
         }
         if let (Some(combine), false) = (self.combine, key_freqs.is_empty()) {
             let trig = trig_part(&acts.logits, key_freqs, combine);
