@@ -93,23 +93,27 @@ def written_out_sgld(torch, model, rows, nbeta, args, cycle=False) -> tuple:
 
     data = torch.from_numpy(rows)
     n = len(rows)
+    n_batches = n // args.batch_size
+    fixed = (torch.randperm(n, generator=torch.Generator().manual_seed(100)) if args.shuffle
+             else torch.arange(n))
+    # cycling, the chains see only the first epoch's rows, and L(w*) is theirs (devinterp's init_loss)
+    seen = data[fixed[:n_batches * args.batch_size]] if cycle else data
     with torch.no_grad():
-        init = torch.nn.functional.cross_entropy(model(data[:, :3])[:, -1].double(), data[:, 3]).item()
+        init = torch.nn.functional.cross_entropy(model(seen[:, :3])[:, -1].double(), seen[:, 3]).item()
     per_chain = []
     for c in range(args.num_chains):
         m = copy.deepcopy(model)
         w0 = [q.detach().clone() for q in m.parameters()]
         gen = torch.Generator().manual_seed(1000 + c)
         losses, perm, at = [], None, n
-        fixed = torch.randperm(n, generator=torch.Generator().manual_seed(100))
-        n_batches = n // args.batch_size
         for i in range(args.num_draws):
             if cycle:
                 k = i % n_batches
                 x = data[fixed[k * args.batch_size:(k + 1) * args.batch_size]]
             else:
                 if at + args.batch_size > n:
-                    perm, at = torch.randperm(n, generator=gen), 0
+                    perm = torch.randperm(n, generator=gen) if args.shuffle else torch.arange(n)
+                    at = 0
                 x = data[perm[at:at + args.batch_size]]
                 at += args.batch_size
             loss = torch.nn.functional.cross_entropy(m(x[:, :3])[:, -1].double(), x[:, 3])
@@ -139,6 +143,10 @@ def main() -> None:
                     help="also run the SGLD update written out in PyTorch (a third estimate)")
     ap.add_argument("--epoch-mode", default="reshuffle", choices=["reshuffle", "cycle"],
                     help="groklab llc's --epoch-mode (cycle: devinterp 2.x's default batches)")
+    ap.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
+                    help="--no-shuffle: both programs take the training rows in split.json's order "
+                         "(groklab --shuffle false, devinterp shuffle=False), so with --epoch-mode "
+                         "cycle they see the very same batches")
     ap.add_argument("--written-out-cycle", action="store_true",
                     help="also run it on devinterp 2.0.1's default batches (epoch_mode 'cycle': the "
                          "first epoch's batches replayed, shared by the chains)")
@@ -188,7 +196,7 @@ def main() -> None:
              "--localization", str(args.localization), "--nbeta", str(nbeta),
              "--num-chains", str(args.num_chains), "--num-draws", str(args.num_draws),
              "--num-burnin-steps", "0", "--batch-size", str(args.batch_size),
-             "--epoch-mode", args.epoch_mode,
+             "--epoch-mode", args.epoch_mode, "--shuffle", str(args.shuffle).lower(),
              "--threads", str(args.threads)],
             check=True, capture_output=True)
         t_ours = time.perf_counter() - t0
@@ -209,7 +217,7 @@ def main() -> None:
                 localization=args.localization, num_chains=args.num_chains,
                 num_draws=args.num_draws, num_burnin_steps=0, num_steps_bw_draws=1,
                 batch_size=args.batch_size, num_init_loss_batches=max(1, 4 * n // args.batch_size),
-                device="cpu")
+                shuffle=args.shuffle, device="cpu")
             t_theirs = time.perf_counter() - t0
             per_chain = np.asarray(res["llc_per_chain"].values, dtype=float)
             theirs_mean = float(per_chain.mean())

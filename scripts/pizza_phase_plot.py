@@ -9,8 +9,15 @@ Each groklab run is drawn at its last measured checkpoint. The table's distance 
 train-main.py's variant from the largest incorrect logit (`distance_irrelevance_incorrect`), which
 is what the CSV holds; the paper's and notebook's correct-logit figure is listed beside it.
 
+With ``--varywidth-csv result/1l_varywidth.csv --width-out PNG`` it also draws their width axis
+(the 1-layer runs of d_model 32-511, attention rate uniform on [0, 1]): every run placed at its
+(α, d_model) and coloured by gradient symmetricity, groklab's runs of any width over them, and
+prints each groklab run against the authors' runs near it (d_model within a factor 1.25, α within
+0.1).
+
 Usage: python scripts/pizza_phase_plot.py --csv pizza/result/1l_fixedwidth.csv \
-           --runs runs_ab runs_alpha --out docs/clock_pizza_phase.png [--table docs/table.md]
+           --runs runs_ab runs_alpha --out docs/clock_pizza_phase.png [--table docs/table.md] \
+           [--varywidth-csv pizza/result/1l_varywidth.csv --width-out docs/clock_pizza_width.png]
 Needs numpy, pandas, matplotlib (tomllib: Python >= 3.11).
 """
 
@@ -29,10 +36,12 @@ import pandas as pd
 BINS = [0.0, 0.05, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0001]
 
 
-def authors(csv):
+def authors(csv, width=128):
+    """The authors' 1-layer ReLU [a, b] runs of the table (of d_model `width`; None: any)."""
     d = pd.read_csv(csv)
     keep = (d.n_layers == 1) & (d.diff_vocab == 0) & (d.eqn_sign == 0) & (d.act_fn == "ReLU")
-    keep &= d.d_model == 128
+    if width is not None:
+        keep &= d.d_model == width
     return d[keep].dropna(subset=["gradient_sim", "distance_irrelevance"])
 
 
@@ -50,6 +59,7 @@ def ours(dirs):
             rows.append({
                 "run": run.name, "attn_rate": cfg["model"].get("attn_rate", 1.0),
                 "seed": cfg["model"]["init_seed"], "step": last["step"],
+                "d_model": cfg["model"]["d_model"],
                 "gradient_symmetricity": last["gradient_symmetricity"],
                 "distance_irrelevance": last["distance_irrelevance"],
                 "distance_irrelevance_incorrect": last["distance_irrelevance_incorrect"],
@@ -64,8 +74,13 @@ def main():
     ap.add_argument("--runs", nargs="+", default=[])
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--table", type=Path, help="write the per-run and per-bin figures (markdown)")
+    ap.add_argument("--varywidth-csv", type=Path, help="their result/1l_varywidth.csv")
+    ap.add_argument("--width-out", type=Path, help="the width phase plot (with --varywidth-csv)")
     args = ap.parse_args()
-    theirs, mine = authors(args.csv), ours(args.runs)
+    theirs, everything = authors(args.csv), ours(args.runs)
+    if args.varywidth_csv:
+        width_plot(authors(args.varywidth_csv, None), everything, args.width_out)
+    mine = everything[everything.d_model == 128] if len(everything) else everything
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, (col, ours_col, name) in zip(axes, [
@@ -119,6 +134,50 @@ def main():
     print(text)
     if args.table:
         args.table.write_text(text + "\n")
+
+
+def width_plot(theirs, mine, out):
+    """Their runs at (α, d_model) coloured by gradient symmetricity, ours over them; prints each
+    of our runs against the authors' runs near it."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    # blue is pizza-like in both panels: high symmetricity, low distance irrelevance
+    for ax, (col, ours_col, name, cmap) in zip(axes, [
+        ("gradient_sim", "gradient_symmetricity", "gradient symmetricity", "coolwarm_r"),
+        ("distance_irrelevance", "distance_irrelevance_incorrect",
+         "distance irrelevance (largest incorrect logit)", "coolwarm"),
+    ]):
+        sc = ax.scatter(theirs.attn_coeff, theirs.d_model, c=theirs[col], s=7, cmap=cmap,
+                        vmin=0, vmax=1, label=f"Zhong et al. ({len(theirs)} runs)")
+        if len(mine):
+            ax.scatter(mine.attn_rate, mine.d_model, c=mine[ours_col], s=110, cmap=cmap,
+                       vmin=0, vmax=1, edgecolor="k", linewidth=1.5, marker="s",
+                       label=f"groklab ({len(mine)} runs)", zorder=3)
+        ax.set_yscale("log", base=2)
+        ax.set_xlabel("attention rate α")
+        ax.set_title(name, fontsize=10)
+        fig.colorbar(sc, ax=ax)
+    axes[0].set_ylabel("d_model")
+    axes[0].legend(loc="lower left", fontsize=8)
+    fig.suptitle("Width axis: (a + b) mod 59, 1 layer, d_head = d_model/4, d_mlp = 4 d_model "
+                 "(blue: pizza-like, red: clock-like)", fontsize=10)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    lines = ["| groklab run | d_model | α | seed | step | GS | theirs near it: runs, GS 10/50/90% | "
+             "its percentile | DI (incorrect) | theirs: DI 10/50/90% | its percentile |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for _, r in mine.sort_values(["d_model", "attn_rate"]).iterrows():
+        near = theirs[(theirs.d_model >= r.d_model / 1.25) & (theirs.d_model <= r.d_model * 1.25)
+                      & ((theirs.attn_coeff - r.attn_rate).abs() <= 0.1)]
+        q = lambda col: "/".join(f"{near[col].quantile(p):.3f}" for p in (0.1, 0.5, 0.9))
+        pct = lambda col, v: 100.0 * (near[col] < v).mean()
+        lines.append(
+            f"| {r.run} | {r.d_model} | {r.attn_rate:.2f} | {r.seed} | {r.step} | "
+            f"{r.gradient_symmetricity:.3f} | {len(near)}: {q('gradient_sim')} | "
+            f"{pct('gradient_sim', r.gradient_symmetricity):.0f} | "
+            f"{r.distance_irrelevance_incorrect:.3f} | {q('distance_irrelevance')} | "
+            f"{pct('distance_irrelevance', r.distance_irrelevance_incorrect):.0f} |")
+    print("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

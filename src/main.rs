@@ -273,9 +273,14 @@ enum Command {
         seed: u64,
         /// How the minibatches walk the training set (devinterp `epoch_mode`): reshuffle (a
         /// fresh permutation every epoch) or cycle (devinterp 2.x's default: the first epoch's
-        /// batches replayed; the leftover examples are never seen).
+        /// batches replayed; the leftover examples are never seen, and L_n(w*) is taken over the
+        /// replayed ones).
         #[arg(long, default_value = "reshuffle")]
         epoch_mode: String,
+        /// Whether batches are drawn from a seeded permutation (devinterp `shuffle`); false: the
+        /// training split in its stored order (`split.json`), consecutive batches.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        shuffle: bool,
         /// Threads [default: all cores].
         #[arg(long)]
         threads: Option<usize>,
@@ -566,6 +571,7 @@ fn run(cli: Cli) -> Result<()> {
             batch_size,
             seed,
             epoch_mode,
+            shuffle,
             threads,
         } => {
             train::set_threads(
@@ -584,6 +590,7 @@ fn run(cli: Cli) -> Result<()> {
                 batch_size,
                 seed,
                 epoch_mode: parse_enum("--epoch-mode", &epoch_mode, "reshuffle, cycle")?,
+                shuffle,
             };
             let n = groklab::rundir::list_steps(&run_dir).len();
             let every = every.unwrap_or(n.div_ceil(50).max(1));

@@ -131,7 +131,8 @@ class Run:
         each checkpoint on the training split. ``options`` take devinterp's names: ``lr`` (ε),
         ``localization`` (γ), ``nbeta`` (default n / ln n), ``num_chains``, ``num_draws``,
         ``num_burnin_steps``, ``num_steps_bw_draws``, ``batch_size``, ``seed``, ``epoch_mode``
-        (``"reshuffle"`` or devinterp's ``"cycle"``); others raise
+        (``"reshuffle"`` or devinterp's ``"cycle"``), ``shuffle`` (``False``: the training split
+        in its stored order, consecutive batches); others raise
         ``ValueError``. Returns ``llc.jsonl``: one row per checkpoint with ``llc_mean``,
         ``llc_std``, ``llc_se`` (over chains, dimensionless), ``init_loss`` (nats), ``nbeta``,
         ``llc_per_chain``, ``loss_trace`` (``[chains][draws]`` minibatch losses, nats) and

@@ -378,7 +378,7 @@ fn llc(
                 GrokError::invalid(
                     "llc option",
                     e,
-                    "lr, localization, nbeta, num_chains, num_draws, num_burnin_steps, num_steps_bw_draws, batch_size, seed, epoch_mode",
+                    "lr, localization, nbeta, num_chains, num_draws, num_burnin_steps, num_steps_bw_draws, batch_size, seed, epoch_mode, shuffle",
                 )
             })?;
             let _lock = RunLock::acquire(&run_dir, "llc")?;

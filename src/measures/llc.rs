@@ -49,6 +49,15 @@ pub struct LlcOptions {
     /// How the minibatches walk the training set (devinterp `epoch_mode`); absent: reshuffle.
     #[serde(default)]
     pub epoch_mode: EpochMode,
+    /// Whether the batch order is a seeded permutation (devinterp `shuffle`, default true);
+    /// false: the training split in its stored order, cut into consecutive batches (drop_last),
+    /// so another program can be fed the very same batches.
+    #[serde(default = "shuffle_default")]
+    pub shuffle: bool,
+}
+
+fn shuffle_default() -> bool {
+    true
 }
 
 /// How SGLD's minibatches walk the training examples (devinterp `epoch_mode`).
@@ -80,6 +89,7 @@ impl Default for LlcOptions {
             batch_size: 512,
             seed: 0,
             epoch_mode: EpochMode::Reshuffle,
+            shuffle: true,
         }
     }
 }
@@ -141,7 +151,8 @@ pub struct LlcEstimate {
     pub llc_se: f64,
     /// `nβ · (mean of chain c's draws − L_n(w*))` per chain.
     pub llc_per_chain: Vec<f64>,
-    /// `L_n(w*)`, the full training loss at the point (nats).
+    /// `L_n(w*)`, the full training loss at the point (nats); with [`EpochMode::Cycle`], the
+    /// mean loss at the point over the replayed batches, the only examples the chains see.
     pub init_loss: f64,
     /// The nβ used.
     pub nbeta: f64,
@@ -164,7 +175,10 @@ pub type LossGrad<'a> = dyn Fn(&[f64], &[usize]) -> (f64, Vec<f64>) + Sync + 'a;
 /// every `num_steps_bw_draws`-th step after burn-in (the loss of the batch the step's gradient
 /// is taken on, before the step, as devinterp records it). Batches walk a seeded permutation of
 /// the examples, a fresh one per epoch, the same for every chain ([`EpochMode::Reshuffle`]), or
-/// replay the first epoch's ([`EpochMode::Cycle`], devinterp 2.x's default).
+/// replay the first epoch's ([`EpochMode::Cycle`], devinterp 2.x's default). When cycling, the
+/// chains only ever see that epoch's examples, so `L_n(w*)` is taken over the same batches (the
+/// mean of their losses at `w*`, as devinterp's `init_loss` over its cycled loader), and
+/// `init_loss` is not used: λ̂ = nβ (E[L_subset(w)] − L_subset(w*)).
 pub fn estimate_llc(
     w_star: &[f64],
     n: usize,
@@ -175,12 +189,18 @@ pub fn estimate_llc(
     let nbeta = opts.nbeta_for(n);
     let steps = opts.num_burnin_steps + opts.num_draws * opts.num_steps_bw_draws;
     let size = opts.batch_size.min(n.max(1));
-    let batches = match opts.epoch_mode {
-        EpochMode::Reshuffle => batch_order(n, size, steps, opts.seed),
+    let (batches, init_loss) = match opts.epoch_mode {
+        EpochMode::Reshuffle => (
+            batch_order(n, size, steps, opts.seed, opts.shuffle),
+            init_loss,
+        ),
         // the first epoch's n / size batches, replayed
         EpochMode::Cycle => {
-            let epoch = batch_order(n, size, n / size, opts.seed);
-            (0..steps).map(|t| epoch[t % epoch.len()].clone()).collect()
+            let epoch = batch_order(n, size, n / size, opts.seed, opts.shuffle);
+            let subset_loss =
+                epoch.iter().map(|b| loss_grad(w_star, b).0).sum::<f64>() / epoch.len() as f64;
+            let replayed = (0..steps).map(|t| epoch[t % epoch.len()].clone()).collect();
+            (replayed, subset_loss)
         }
     };
     let ceiling = (10.0 * init_loss).max(init_loss + 10.0);
@@ -268,8 +288,8 @@ fn drift(trace: &[f64], init_loss: f64) -> Option<(f64, f64)> {
 
 /// `steps` batches of `size` example indices (`size ≤ n`): consecutive slices of a seeded
 /// permutation of `0..n`, reshuffled when one runs out (PyTorch's `DataLoader(shuffle=True,
-/// drop_last=True)`).
-fn batch_order(n: usize, size: usize, steps: usize, seed: u64) -> Vec<Vec<usize>> {
+/// drop_last=True)`); without `shuffle`, of `0..n` itself (`shuffle=False`).
+fn batch_order(n: usize, size: usize, steps: usize, seed: u64, shuffle: bool) -> Vec<Vec<usize>> {
     use rand::seq::SliceRandom;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut perm: Vec<usize> = (0..n).collect();
@@ -277,7 +297,9 @@ fn batch_order(n: usize, size: usize, steps: usize, seed: u64) -> Vec<Vec<usize>
     (0..steps)
         .map(|_| {
             if at + size > n {
-                perm.shuffle(&mut rng);
+                if shuffle {
+                    perm.shuffle(&mut rng);
+                }
                 at = 0;
             }
             at += size;
@@ -335,6 +357,7 @@ mod tests {
                 batch_size: 1,
                 seed: 0,
                 epoch_mode: EpochMode::Reshuffle,
+                shuffle: true,
             };
             let e = estimate_llc(&w_star, 10_000, 0.0, &opts, &loss_grad);
             let a = 1000.0 + 1.0;
@@ -369,6 +392,7 @@ mod tests {
             batch_size: 4,
             seed: 7,
             epoch_mode: EpochMode::Reshuffle,
+            shuffle: true,
         };
         let a = estimate_llc(&[0.0], 100, 0.0, &opts, &loss_grad);
         assert_eq!(a, estimate_llc(&[0.0], 100, 0.0, &opts, &loss_grad));
@@ -399,10 +423,10 @@ mod tests {
     /// Batches cover every example once per epoch, in a seeded order.
     #[test]
     fn batches_walk_permutations() {
-        let b = batch_order(10, 3, 6, 1);
+        let b = batch_order(10, 3, 6, 1, true);
         let first: std::collections::BTreeSet<usize> = b[..3].iter().flatten().copied().collect();
         assert_eq!(first.len(), 9);
-        assert_eq!(b, batch_order(10, 3, 6, 1));
+        assert_eq!(b, batch_order(10, 3, 6, 1, true));
         assert!(b.iter().all(|x| x.len() == 3));
     }
 
@@ -426,15 +450,74 @@ mod tests {
             estimate_llc(&[0.0], 10, 0.0, &o, &loss_grad);
             seen.into_inner().unwrap()
         };
-        let b = cycle(7);
-        assert_eq!(b.len(), 7);
-        assert_eq!(b[..3], batch_order(10, 3, 3, 0)[..]);
+        // the first 3 calls are the replayed epoch's losses at w* (the subset's L(w*))
+        let calls = cycle(7);
+        assert_eq!(calls.len(), 3 + 7);
+        let b = &calls[3..];
+        assert_eq!(calls[..3], b[..3]);
+        assert_eq!(b[..3], batch_order(10, 3, 3, 0, true)[..]);
         assert_eq!(
             (b[3..6].to_vec(), b[6].clone()),
             (b[..3].to_vec(), b[0].clone())
         );
         let seen: std::collections::BTreeSet<usize> = b.iter().flatten().copied().collect();
         assert_eq!(seen.len(), 9, "one example is never seen");
+    }
+
+    /// Cycling, L_n(w*) is the replayed batches' mean loss at w* (devinterp's `init_loss`), not
+    /// the full set's: with a loss that depends on which examples a batch holds, the estimate
+    /// moves by exactly nβ times the difference.
+    #[test]
+    fn cycled_init_loss_is_the_subsets() {
+        // example i's loss at w is (w − i)² / 2: the point w* = 0 has loss i² / 2 per example
+        let loss_grad = |w: &[f64], batch: &[usize]| {
+            let m = batch.len() as f64;
+            let l = batch
+                .iter()
+                .map(|&i| 0.5 * (w[0] - i as f64).powi(2))
+                .sum::<f64>()
+                / m;
+            let g = batch.iter().map(|&i| w[0] - i as f64).sum::<f64>() / m;
+            (l, vec![g])
+        };
+        let o = LlcOptions {
+            epoch_mode: EpochMode::Cycle,
+            shuffle: false,
+            batch_size: 3,
+            num_chains: 2,
+            num_draws: 10,
+            num_burnin_steps: 0,
+            nbeta: Some(1.0),
+            ..LlcOptions::default()
+        };
+        let e = estimate_llc(&[0.0], 10, 123.0, &o, &loss_grad);
+        // batches {0,1,2}, {3,4,5}, {6,7,8}: mean of i²/2 over 0..9 = 204 / 18
+        assert!(
+            (e.init_loss - 204.0 / 18.0).abs() < 1e-12,
+            "{}",
+            e.init_loss
+        );
+        let r = estimate_llc(
+            &[0.0],
+            10,
+            123.0,
+            &LlcOptions {
+                epoch_mode: EpochMode::Reshuffle,
+                ..o.clone()
+            },
+            &loss_grad,
+        );
+        assert_eq!(r.init_loss, 123.0);
+    }
+
+    /// devinterp's `shuffle=False`: the examples in their stored order, consecutive batches, the
+    /// same every epoch (so `cycle` and `reshuffle` then give the same batches).
+    #[test]
+    fn unshuffled_batches_are_consecutive_slices() {
+        let b = batch_order(10, 3, 7, 5, false);
+        let slice = |i: usize| (3 * i..3 * i + 3).collect::<Vec<_>>();
+        let expected: Vec<Vec<usize>> = (0..7).map(|t| slice(t % 3)).collect();
+        assert_eq!(b, expected);
     }
 
     #[test]
