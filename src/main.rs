@@ -225,6 +225,10 @@ enum Command {
         /// IG interpolation points.
         #[arg(long, default_value_t = 20)]
         ig_steps: usize,
+        /// Random k-sets of neurons per k for random-k ablation (their mean and standard
+        /// deviation are written).
+        #[arg(long, default_value_t = measures::saliency::SaliencyOptions::default().random_draws)]
+        random_draws: usize,
         /// Measure every N-th checkpoint [default: at most 100 checkpoints].
         #[arg(long)]
         every: Option<usize>,
@@ -520,6 +524,7 @@ fn run(cli: Cli) -> Result<()> {
             run_dir,
             baseline,
             ig_steps,
+            random_draws,
             every,
             threads,
         } => {
@@ -531,6 +536,15 @@ fn run(cli: Cli) -> Result<()> {
             let opts = measures::saliency::SaliencyOptions {
                 baseline: parse_enum("--baseline", &baseline, "zero|mean")?,
                 steps: ig_steps,
+                random_draws: if random_draws >= 2 {
+                    random_draws
+                } else {
+                    return Err(GrokError::invalid(
+                        "--random-draws",
+                        random_draws,
+                        "an integer of at least 2 (their spread needs two)",
+                    ));
+                },
                 ..Default::default()
             };
             let n = groklab::rundir::list_steps(&run_dir).len();

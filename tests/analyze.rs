@@ -295,7 +295,20 @@ fn report_renders_and_its_slider_moves_in_headless_chromium() {
 #[test]
 fn saliency_rows_agree_with_the_measures() {
     let dir = tempfile::tempdir().unwrap();
-    let run = tiny_run(dir.path());
+    let run = dir.path().join("run");
+    let mut args = vec!["train", "--no-plots", "--out", run.to_str().unwrap()];
+    args.extend(TINY);
+    args.extend([
+        "--set",
+        "model.d_vocab_out=p",
+        "--set",
+        "train.steps=400",
+        "--set",
+        "train.log_every=50",
+        "--set",
+        "train.keep_optim_state=true",
+    ]);
+    ok(groklab(&args));
     ok(groklab(&["analyze", run.to_str().unwrap()]));
     let out = ok(groklab(&[
         "saliency",
@@ -306,6 +319,9 @@ fn saliency_rows_agree_with_the_measures() {
     assert!(out.contains("skewness"), "{out}");
     let rows = json_lines(&run.join("saliency.jsonl"));
     let measures = json_lines(&run.join("measures.jsonl"));
+    let split: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("split.json")).unwrap()).unwrap();
+    let n_train = split["train"].as_array().unwrap().len();
     assert_eq!(rows.len(), measures.len());
     for (r, m) in rows.iter().zip(&measures) {
         assert_eq!(r["step"], m["step"]);
@@ -314,12 +330,42 @@ fn saliency_rows_agree_with_the_measures() {
         assert_eq!(ks, vec![0, 1, 2, 4, 8, 16, 32], "d_mlp = 64");
         let none = &ablation[0];
         let train_loss = m["loss_train"].as_f64().unwrap();
-        for side in ["top", "random"] {
+        for side in ["top", "random", "top_abs"] {
             let got = none[side]["train_loss"].as_f64().unwrap();
             assert!(
                 (got - train_loss).abs() <= 1e-9 * train_loss.max(1.0),
                 "{got} vs {train_loss}"
             );
+        }
+        // nothing ablated: every random draw is the model itself (no spread), and the held-out
+        // scores' test side is the test loss
+        assert!(none["random_sd"]["train_loss"].as_f64().unwrap() <= 1e-12 * train_loss.max(1.0));
+        let test_loss = m["loss_test"].as_f64().unwrap();
+        for side in ["top_heldout", "random_heldout"] {
+            let got = none[side]["test_loss"].as_f64().unwrap();
+            assert!((got - test_loss).abs() <= 1e-9 * test_loss.max(1.0));
+        }
+        // half the training inputs rank, the other half score
+        assert_eq!(
+            r["heldout_rank_inputs"].as_u64().unwrap(),
+            (n_train as u64).div_ceil(2)
+        );
+        // 20 random 32-sets of 64 neurons do not all hurt alike
+        let half = &ablation[6];
+        assert!(half["random_sd"]["train_loss"].as_f64().unwrap() > 0.0);
+        assert!((r["medians_abs"].as_array().unwrap().iter()).all(|x| x.as_f64().unwrap() >= 0.0));
+        // every weight's share, of the weights and of Adam's last update, is a fraction; the
+        // kept optimiser states give an update at every checkpoint after step 0
+        for key in ["weights", "adam_update"] {
+            if key == "adam_update" && r["step"] == 0 {
+                assert!(r.get(key).is_none(), "no update at step 0");
+                continue;
+            }
+            let shares = r[key]["share"].as_object().unwrap();
+            assert_eq!(shares.len(), 5, "{key}");
+            assert!(shares
+                .values()
+                .all(|x| (0.0..=1.0).contains(&x.as_f64().unwrap())));
         }
         assert_eq!(r["medians"].as_array().unwrap().len(), 64);
         // heads: 4 medians, k = 0, 1, 2, and k = 0 is the model itself
@@ -342,6 +388,8 @@ fn saliency_rows_agree_with_the_measures() {
         "example_share",
         "head_medians",
         "head_ablation_train_loss",
+        "ablation_controls",
+        "share_grad_weights_adam",
     ] {
         assert!(
             run.join(format!("plots/saliency/{chart}.png")).exists(),

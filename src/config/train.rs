@@ -132,6 +132,11 @@ pub struct TrainSection {
     /// step-0 loss; under Adam it barely changes the updates. Default 1.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub loss_scale: f64,
+    /// Keep every checkpoint's optimiser state (`step_XXXXXX.optim.safetensors`: Adam's moments),
+    /// not only the latest one's, so that `groklab saliency` can split each checkpoint's Adam
+    /// update. Costs two f64 copies of the weights per checkpoint on disk. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_optim_state: bool,
 }
 
 fn one() -> f64 {

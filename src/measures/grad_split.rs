@@ -163,6 +163,32 @@ fn add(a: &Matrix, b: &Matrix) -> Matrix {
     )
 }
 
+/// The direction of Adam's last update at a checkpoint, per store entry (`None` where the file
+/// holds no moments: frozen tensors): `m̂ / (√v̂ + ε)` with `m̂ = m / (1 − β₁ᵗ)`, `v̂ = v / (1 −
+/// β₂ᵗ)` (Kingma & Ba 2015, Algorithm 1; PyTorch's AdamW without its decoupled decay, whose
+/// direction is the weights' own), from `exp_avg.<name>` and `exp_avg_sq.<name>` of an optimiser
+/// file `state` written after `t` updates.
+pub fn adam_direction(
+    store: &ParamStore,
+    state: &crate::models::NamedTensors,
+    t: u64,
+    betas: [f64; 2],
+    eps: f64,
+) -> Vec<Option<Vec<f64>>> {
+    let (c1, c2) = (1.0 - betas[0].powf(t as f64), 1.0 - betas[1].powf(t as f64));
+    (store.entries.iter())
+        .map(|e| {
+            let m = &state.get(&format!("exp_avg.{}", e.name))?.1;
+            let v = &state.get(&format!("exp_avg_sq.{}", e.name))?.1;
+            Some(
+                (m.iter().zip(v))
+                    .map(|(m, v)| (m / c1) / ((v / c2).sqrt() + eps))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
 fn param(store: &ParamStore, name: &str, rows: usize, cols: usize) -> Matrix {
     let e = store
         .get(name)
@@ -173,6 +199,43 @@ fn param(store: &ParamStore, name: &str, rows: usize, cols: usize) -> Matrix {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Adam's direction by hand: after two gradients of ±1 with β = (0.9, 0.99), the moments
+    /// are m = ±0.19 and v = 0.0199, and the bias corrections 1 − βᵗ make m̂ = ±1, v̂ = 1.
+    #[test]
+    fn adam_direction_by_hand() {
+        let store = ParamStore {
+            entries: vec![
+                crate::models::ParamEntry {
+                    name: "a".into(),
+                    shape: vec![2],
+                    data: vec![0.0; 2],
+                    trainable: true,
+                },
+                crate::models::ParamEntry {
+                    name: "frozen".into(),
+                    shape: vec![1],
+                    data: vec![0.0],
+                    trainable: false,
+                },
+            ],
+        };
+        // gradients 1 then 1: m = 0.1 + 0.09 = 0.19, v = 0.01 + 0.0099 = 0.0199
+        let state = crate::models::NamedTensors::from([
+            ("exp_avg.a".to_string(), (vec![2], vec![0.19, -0.19])),
+            ("exp_avg_sq.a".to_string(), (vec![2], vec![0.0199, 0.0199])),
+        ]);
+        let d = adam_direction(&store, &state, 2, [0.9, 0.99], 0.0);
+        // m̂ = 0.19 / 0.19 = 1, v̂ = 0.0199 / 0.0199 = 1: the step is ±1
+        let a = d[0].as_ref().unwrap();
+        assert!(
+            (a[0] - 1.0).abs() < 1e-12 && (a[1] + 1.0).abs() < 1e-12,
+            "{a:?}"
+        );
+        assert!(d[1].is_none(), "no moments for a frozen tensor");
+        let with_eps = adam_direction(&store, &state, 2, [0.9, 0.99], 1.0);
+        assert!((with_eps[0].as_ref().unwrap()[0] - 0.5).abs() < 1e-12);
+    }
 
     /// A gradient inside the key subspace has share 1 and one in its complement share 0, on
     /// every weight; W_E's share by hand for a mix.

@@ -245,6 +245,10 @@ pub fn head_saliency(a: &Analyzer, store: &ParamStore, opts: &SaliencyOptions) -
             per_head[head].push(attr);
         }
     }
+    let abs: Vec<Vec<f64>> = (per_head.iter())
+        .map(|v| v.iter().map(|x| x.abs()).collect())
+        .collect();
+    let rank_abs = summarize(abs).2;
     let (means, medians, rank) = summarize(per_head);
     let mut cache: HashMap<Vec<usize>, Ablated> = HashMap::new();
     let mut ablate = |heads: &[usize]| -> Ablated {
@@ -273,6 +277,7 @@ pub fn head_saliency(a: &Analyzer, store: &ParamStore, opts: &SaliencyOptions) -
         .chain((0..).map(|i| 1usize << i).take_while(|&k| k <= n_heads / 2))
         .map(|k| {
             let top = ablate(&rank[..k]);
+            let top_abs = ablate(&rank_abs[..k]);
             let subsets = if binomial(n_heads, k) <= EXACT_SUBSETS {
                 k_subsets(n_heads, k)
             } else {
@@ -290,6 +295,10 @@ pub fn head_saliency(a: &Analyzer, store: &ParamStore, opts: &SaliencyOptions) -
                 k,
                 top,
                 random: Ablated::mean(&draws),
+                random_sd: Ablated::sd(&draws),
+                top_abs,
+                top_heldout: None,
+                random_heldout: None,
             }
         })
         .collect();

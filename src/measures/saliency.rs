@@ -3,7 +3,12 @@
 //! gradients (Sundararajan et al. 2017, eq. 1) of the correct-class logit with respect to the
 //! neuron's activation (`blocks.0.mlp.hook_post` at the last position); per neuron the median
 //! over inputs; the medians' histogram and skewness per checkpoint; and the loss after ablating
-//! the k most salient neurons against k random ones.
+//! the k most salient neurons against k random ones (many draws, with their spread).
+//!
+//! Controls for the ranking (issue 27): neurons ranked by the median of |IG| beside the signed
+//! median, and neurons ranked on one half of the training inputs and scored on the other half
+//! and on the test set, so that a ranking cannot look good only because it was scored on the
+//! inputs it was chosen on.
 
 use super::activations::run_all_inputs;
 use super::logits::Scores;
@@ -68,13 +73,28 @@ pub struct Ablated {
 impl Ablated {
     /// The mean of `draws` field by field (NaN for none).
     pub fn mean(draws: &[Ablated]) -> Self {
-        let n = draws.len() as f64;
-        let mean = |f: fn(&Ablated) -> f64| draws.iter().map(f).sum::<f64>() / n;
+        Self::map(|f| {
+            let n = draws.len() as f64;
+            draws.iter().map(f).sum::<f64>() / n
+        })
+    }
+
+    /// The sample standard deviation of `draws` field by field (n − 1 in the denominator; NaN
+    /// for fewer than two).
+    pub fn sd(draws: &[Ablated]) -> Self {
+        Self::map(|f| {
+            let n = draws.len() as f64;
+            let mean = draws.iter().map(f).sum::<f64>() / n;
+            (draws.iter().map(|x| (f(x) - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        })
+    }
+
+    fn map(stat: impl Fn(fn(&Ablated) -> f64) -> f64) -> Self {
         Ablated {
-            train_loss: mean(|x| x.train_loss),
-            train_acc: mean(|x| x.train_acc),
-            test_loss: mean(|x| x.test_loss),
-            test_acc: mean(|x| x.test_acc),
+            train_loss: stat(|x| x.train_loss),
+            train_acc: stat(|x| x.train_acc),
+            test_loss: stat(|x| x.test_loss),
+            test_acc: stat(|x| x.test_acc),
         }
     }
 }
@@ -93,15 +113,26 @@ pub fn baseline_of(kind: SaliencyBaseline, acts: &Matrix, train: &[usize]) -> Ve
 }
 
 /// Ablating k neurons: the k most salient (by median saliency), and k random ones (mean over
-/// the draws).
+/// the draws, and their spread).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Ablation {
     /// Neurons ablated.
     pub k: usize,
     /// The k with the largest median saliency.
     pub top: Ablated,
-    /// k drawn at random (mean over draws).
+    /// k drawn at random (mean over [`SaliencyOptions::random_draws`] draws).
     pub random: Ablated,
+    /// The standard deviation of the random draws, field by field.
+    pub random_sd: Ablated,
+    /// The k with the largest median |IG| (how much a neuron moves the correct logit, either way).
+    pub top_abs: Ablated,
+    /// The k with the largest median saliency over half A of the training inputs, scored on the
+    /// other half: `train_*` is half B, `test_*` the test set (neurons only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_heldout: Option<Ablated>,
+    /// The random draws scored the same way (`train_*` on half B; mean over draws; neurons only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random_heldout: Option<Ablated>,
 }
 
 /// The saliency measures of one checkpoint.
@@ -114,6 +145,13 @@ pub struct NeuronSaliency {
     pub medians: Vec<f64>,
     /// `[d_mlp]` each neuron's mean integrated gradient over the training inputs.
     pub means: Vec<f64>,
+    /// `[d_mlp]` each neuron's median |integrated gradient| over the training inputs.
+    pub medians_abs: Vec<f64>,
+    /// Sample skewness of [`Self::medians_abs`].
+    pub skewness_abs: f64,
+    /// Training inputs in half A (ranked on), of [`Self::ablation`]'s held-out scores; the
+    /// others are half B. A seeded split of the training set.
+    pub heldout_rank_inputs: usize,
     /// Fraction of neurons whose median is not zero: with the zero baseline, the neurons that
     /// fire on more than half of the training inputs.
     pub nonzero_medians: f64,
@@ -135,7 +173,7 @@ pub struct SaliencyOptions {
     pub baseline: SaliencyBaseline,
     /// IG interpolation points m.
     pub steps: usize,
-    /// Random draws averaged for random-k ablation.
+    /// Random draws averaged for random-k ablation (their standard deviation is reported too).
     pub random_draws: usize,
     /// Seed of the random draws.
     pub seed: u64,
@@ -146,7 +184,7 @@ impl Default for SaliencyOptions {
         Self {
             baseline: SaliencyBaseline::Mean,
             steps: 20,
-            random_draws: 3,
+            random_draws: 20,
             seed: 0,
         }
     }
@@ -199,6 +237,7 @@ pub fn neuron_saliency(
     let w_l_t: Vec<Vec<f64>> = (0..p)
         .map(|c| (0..d_mlp).map(|n| w_l.at(n, c)).collect())
         .collect();
+    // per_neuron[n][j]: neuron n's attribution on a.train[j]
     let mut per_neuron: Vec<Vec<f64>> = vec![Vec::with_capacity(a.train.len()); d_mlp];
     let mut total = 0.0;
     for &r in &a.train {
@@ -211,28 +250,78 @@ pub fn neuron_saliency(
             .zip(&attr)
             .for_each(|(v, x)| v.push(*x));
     }
+    let (half_a, half_b) = halves(a.train.len(), opts.seed);
+    let on = |idx: &[usize]| -> Vec<Vec<f64>> {
+        (per_neuron.iter())
+            .map(|v| idx.iter().map(|&j| v[j]).collect())
+            .collect()
+    };
+    let rank_heldout = summarize(on(&half_a)).2;
+    let abs: Vec<Vec<f64>> = (per_neuron.iter())
+        .map(|v| v.iter().map(|x| x.abs()).collect())
+        .collect();
+    let (_, medians_abs, rank_abs) = summarize(abs);
     let (means, medians, rank) = summarize(per_neuron);
+    let rows_b: Vec<usize> = half_b.iter().map(|&j| a.train[j]).collect();
+    let ranks = Rankings {
+        top: &rank,
+        top_abs: &rank_abs,
+        top_heldout: &rank_heldout,
+        half_b: &rows_b,
+    };
     NeuronSaliency {
         step,
         skewness: skewness(&medians),
+        skewness_abs: skewness(&medians_abs),
         nonzero_medians: medians.iter().filter(|&&m| m != 0.0).count() as f64 / d_mlp as f64,
         total_attribution: total / a.train.len() as f64,
-        ablation: ablations(a, &acts.logits, &post, &w_l, &base, &rank, opts),
+        ablation: ablations(a, &acts.logits, &post, &w_l, &base, &ranks, opts),
+        heldout_rank_inputs: half_a.len(),
         medians,
+        medians_abs,
         means,
     }
 }
 
+/// A seeded split of `0..n` into half A (⌈n/2⌉ positions, ranked on) and half B (scored on),
+/// each in increasing order.
+pub fn halves(n: usize, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..n).collect();
+    // a stream apart from the random-k draws' (which use `seed` itself)
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(
+        seed ^ 0x68616c766573,
+    ));
+    let (mut a, mut b) = (
+        order[..n.div_ceil(2)].to_vec(),
+        order[n.div_ceil(2)..].to_vec(),
+    );
+    a.sort_unstable();
+    b.sort_unstable();
+    (a, b)
+}
+
+/// The neuron orders [`ablations`] ablates, most salient first, and the held-out rows.
+struct Rankings<'a> {
+    top: &'a [usize],
+    top_abs: &'a [usize],
+    /// Ranked on half A of the training inputs.
+    top_heldout: &'a [usize],
+    /// Half B: the training rows (indices into the p² inputs) the held-out ranking is scored on.
+    half_b: &'a [usize],
+}
+
 /// Loss and accuracy after zeroing (setting to `base`) growing sets of neurons: the first ones
-/// of `top` (neurons, most salient first), and `random_draws` random orders; at k = 0 and k = 1, 2, 4, …, d_mlp/2. Logits
-/// are linear in `hook_post`, so each added neuron n subtracts `(a_n − a'_n) W_L[n, :]`.
+/// of each of `ranks`' orders (most salient first), and `random_draws` random orders; at k = 0
+/// and k = 1, 2, 4, …, d_mlp/2. Logits are linear in `hook_post`, so each added neuron n
+/// subtracts `(a_n − a'_n) W_L[n, :]`. Each order is scored on the training set, on half B of it
+/// and on the test set.
 fn ablations(
     a: &Analyzer,
     logits: &Matrix,
     post: &Matrix,
     w_l: &Matrix,
     base: &[f64],
-    top: &[usize],
+    ranks: &Rankings<'_>,
     opts: &SaliencyOptions,
 ) -> Vec<Ablation> {
     let d_mlp = post.cols;
@@ -247,7 +336,8 @@ fn ablations(
             order
         })
         .collect();
-    let curve = |order: &[usize]| -> Vec<Ablated> {
+    // per k: (scored on the training set, scored on half B); test on the test set in both
+    let curve = |order: &[usize]| -> Vec<(Ablated, Ablated)> {
         let mut l = logits.clone();
         let mut out = Vec::new();
         let mut done = 0;
@@ -264,26 +354,38 @@ fn ablations(
             }
             done = k;
             let s = Scores::new(&l, &a.labels, &a.all);
-            let (train_loss, train_acc) = s.mean(&a.train);
             let (test_loss, test_acc) = s.mean(&a.test);
-            out.push(Ablated {
-                train_loss,
-                train_acc,
-                test_loss,
-                test_acc,
-            });
+            let scored = |rows: &[usize]| {
+                let (train_loss, train_acc) = s.mean(rows);
+                Ablated {
+                    train_loss,
+                    train_acc,
+                    test_loss,
+                    test_acc,
+                }
+            };
+            out.push((scored(&a.train), scored(ranks.half_b)));
         }
         out
     };
-    let top_curve = curve(top);
-    let random_curves: Vec<Vec<Ablated>> = randoms.iter().map(|o| curve(o)).collect();
+    let (top, top_abs, top_heldout) = (
+        curve(ranks.top),
+        curve(ranks.top_abs),
+        curve(ranks.top_heldout),
+    );
+    let random_curves: Vec<Vec<(Ablated, Ablated)>> = randoms.iter().map(|o| curve(o)).collect();
     (ks.iter().enumerate())
         .map(|(i, &k)| {
-            let draws: Vec<Ablated> = random_curves.iter().map(|c| c[i]).collect();
+            let draws: Vec<Ablated> = random_curves.iter().map(|c| c[i].0).collect();
+            let draws_b: Vec<Ablated> = random_curves.iter().map(|c| c[i].1).collect();
             Ablation {
                 k,
-                top: top_curve[i],
+                top: top[i].0,
                 random: Ablated::mean(&draws),
+                random_sd: Ablated::sd(&draws),
+                top_abs: top_abs[i].0,
+                top_heldout: Some(top_heldout[i].1),
+                random_heldout: Some(Ablated::mean(&draws_b)),
             }
         })
         .collect()
@@ -381,6 +483,36 @@ mod tests {
             integrated_gradients(f, &[3.0, 1.0], &[1.0, 1.0], 1),
             vec![4.0, 0.0]
         );
+    }
+
+    /// The two halves partition the positions, A holding the extra one, and the split is seeded.
+    #[test]
+    fn halves_partition_the_inputs() {
+        let (a, b) = halves(11, 3);
+        assert_eq!((a.len(), b.len()), (6, 5));
+        let mut all: Vec<usize> = a.iter().chain(&b).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..11).collect::<Vec<_>>());
+        assert_eq!((a.clone(), b), halves(11, 3));
+        assert_ne!(a, halves(11, 4).0);
+    }
+
+    /// Field-by-field mean and sample standard deviation (n − 1) by hand.
+    #[test]
+    fn ablated_mean_and_sd_by_hand() {
+        let x = |l: f64| Ablated {
+            train_loss: l,
+            train_acc: 1.0,
+            test_loss: 2.0 * l,
+            test_acc: 0.5,
+        };
+        let draws = [x(1.0), x(2.0), x(6.0)];
+        let (m, sd) = (Ablated::mean(&draws), Ablated::sd(&draws));
+        assert_eq!((m.train_loss, m.test_loss, m.train_acc), (3.0, 6.0, 1.0));
+        // deviations −2, −1, 3: sum of squares 14 over n − 1 = 2
+        assert!((sd.train_loss - 7f64.sqrt()).abs() < 1e-12);
+        assert!((sd.test_loss - 2.0 * 7f64.sqrt()).abs() < 1e-12);
+        assert_eq!((sd.train_acc, sd.test_acc), (0.0, 0.0));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! ([`super::grad_split`]) — written to `saliency.jsonl`.
 
 use super::activations::run_all_inputs;
-use super::grad_split::{split_gradient, GradShares, KeySubspace};
+use super::grad_split::{adam_direction, split_gradient, GradShares, KeySubspace};
 use super::head_saliency::{head_saliency, HeadSaliency};
 use super::neurons::neuron_freqs;
 use super::run::{analyze_run, load_measures, load_run, write_rows, RunAnalysis};
@@ -11,7 +11,7 @@ use super::saliency::{check_saliency_model, neuron_saliency, NeuronSaliency, Sal
 use super::snapshot::{Analyzer, KeyFreqRule, DEFAULT_EMBED_THRESHOLD};
 use crate::error::{GrokError, Result};
 use crate::models::ParamStore;
-use crate::rundir::model_path;
+use crate::rundir::{model_path, optim_path};
 use crate::train::Step;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -32,6 +32,13 @@ pub struct SaliencyRow {
     pub heads: HeadSaliency,
     /// The full-batch training gradient's split.
     pub grad: GradShares,
+    /// The same split of the weights themselves (for `W_L`, of `W_out W_U`).
+    pub weights: GradShares,
+    /// The same split of Adam's last update direction `m̂ / (√v̂ + ε)`, where the run kept this
+    /// checkpoint's optimiser state (`train.keep_optim_state`; the latest checkpoint always has
+    /// it); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adam_update: Option<GradShares>,
     /// `[EXAMPLE_SAMPLE]` each sampled example's gradient share in the key subspace (W_E, W_U,
     /// W_in and W_out together).
     pub example_key_share: Vec<f64>,
@@ -96,6 +103,11 @@ pub fn saliency_run(
             step_fn.threads = 1;
             let full = step_fn.train_host(&tokens, &labels);
             let (grad, (key, rest)) = split_gradient(&model, &store, &full.grads, &subspace);
+            let own: Vec<Option<Vec<f64>>> =
+                store.entries.iter().map(|e| Some(e.data.clone())).collect();
+            let weights = split_gradient(&model, &store, &own, &subspace).0;
+            let adam_update = adam_state(run_dir, step, &store, &cfg.train)?
+                .map(|dir| split_gradient(&model, &store, &dir, &subspace).0);
             let example_key_share = (sample.iter())
                 .map(|&i| {
                     let t = tokens.len() / labels.len(); // [a, b, =] or [a, b]
@@ -108,6 +120,8 @@ pub fn saliency_run(
                 saliency,
                 heads,
                 grad,
+                weights,
+                adam_update,
                 example_key_share,
                 key_share: key / (key + rest),
             })
@@ -120,4 +134,35 @@ pub fn saliency_run(
         &["medians.", "means.", "example_key_share."],
     )?;
     Ok((rows, analysis))
+}
+
+/// Adam's last update direction at checkpoint `step` ([`adam_direction`]), when the run is
+/// trained by AdamW and the checkpoint's optimiser file exists.
+///
+/// # Errors
+/// An unreadable or corrupt optimiser file.
+fn adam_state(
+    run_dir: &Path,
+    step: u64,
+    store: &ParamStore,
+    train: &crate::config::TrainSection,
+) -> Result<Option<Vec<Option<Vec<f64>>>>> {
+    let path = optim_path(run_dir, step);
+    if train.optimizer != crate::config::OptimizerKind::Adamw || !path.exists() {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(&path).map_err(|e| GrokError::io(&path, e))?;
+    let state = crate::models::read_safetensors(&path, &bytes)?;
+    let t = crate::models::read_safetensors_metadata(&path, &bytes)?
+        .get("step")
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| GrokError::Checkpoint {
+            path: path.clone(),
+            reason: "missing `step` metadata".into(),
+        })?;
+    if t == 0 {
+        return Ok(None); // no update taken yet: the moments are zero
+    }
+    let (b, eps) = (train.betas, train.eps);
+    Ok(Some(adam_direction(store, &state, t, b, eps)))
 }

@@ -5,7 +5,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
 
-/// One line: legend label, colour, `(x, y)` points.
+/// One line: legend label (empty: none), colour, `(x, y)` points.
 pub type Series = (String, RGBColor, Vec<(f64, f64)>);
 
 /// The i-th of a set of distinguishable line colours.
@@ -265,15 +265,21 @@ impl Chart {
                         }
                         for (label, color, pts) in series {
                             let color = *color;
-                            c.draw_series(LineSeries::new(
-                                pts.iter().copied(),
-                                color.stroke_width(2),
-                            ))
-                            .map_err(e)?
-                            .label(label.as_str())
-                            .legend(move |(x, y)| {
-                                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                            });
+                            let drawn = c
+                                .draw_series(LineSeries::new(
+                                    pts.iter().copied(),
+                                    color.stroke_width(2),
+                                ))
+                                .map_err(e)?;
+                            // an unlabelled line (a band's second edge) stays out of the legend
+                            if !label.is_empty() {
+                                drawn.label(label.as_str()).legend(move |(x, y)| {
+                                    PathElement::new(
+                                        vec![(x, y), (x + 20, y)],
+                                        color.stroke_width(2),
+                                    )
+                                });
+                            }
                         }
                         c.configure_series_labels()
                             .background_style(WHITE.mix(0.8))

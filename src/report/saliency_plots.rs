@@ -5,6 +5,7 @@
 
 use super::charts::{palette, Chart, Series};
 use crate::error::{GrokError, Result};
+use crate::measures::grad_split::GradShares;
 use crate::measures::saliency::{Ablated, Ablation};
 use crate::measures::saliency_run::SaliencyRow;
 use crate::measures::RunAnalysis;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 const BINS: usize = 40;
 
 /// The charts [`plot_saliency`] draws, `(file stem under plots/, title)`, in report order.
-pub const SALIENCY_CHARTS: [(&str, &str); 8] = [
+pub const SALIENCY_CHARTS: [(&str, &str); 10] = [
     (
         "saliency/median_hist",
         "Histogram of the neurons' median saliency over training",
@@ -44,6 +45,14 @@ pub const SALIENCY_CHARTS: [(&str, &str); 8] = [
     (
         "saliency/head_ablation_train_loss",
         "Train loss after ablating the top-k or k random attention heads",
+    ),
+    (
+        "saliency/ablation_controls",
+        "Controls: ranked on half the training inputs and scored on the other half; ranked by |IG|; random-k's spread",
+    ),
+    (
+        "saliency/share_grad_weights_adam",
+        "Key-subspace share of the gradient, the weights and Adam's update (W_E and W_in)",
     ),
 ];
 
@@ -208,6 +217,86 @@ pub fn plot_saliency(
         series,
     )
     .save(&dir, name(7), SALIENCY_CHARTS[7].1)?;
+
+    // the ranking controls at one k: a quarter of the neurons
+    let k = (d_half / 2).max(1);
+    let pick = |f: fn(&Ablation) -> Option<f64>| {
+        col(&move |r: &SaliencyRow| {
+            (r.saliency.ablation.iter().find(|a| a.k == k))
+                .and_then(f)
+                .unwrap_or(f64::NAN)
+        })
+    };
+    lines(
+        &format!("train loss after ablating {k} neurons (nats, log scale)"),
+        true,
+        vec![
+            (
+                format!("top-{k}"),
+                palette(0),
+                pick(|a| Some(a.top.train_loss)),
+            ),
+            (
+                format!("top-{k} by |IG|"),
+                palette(2),
+                pick(|a| Some(a.top_abs.train_loss)),
+            ),
+            (
+                format!("top-{k} ranked on half A, on half B"),
+                palette(4),
+                pick(|a| a.top_heldout.map(|x| x.train_loss)),
+            ),
+            (
+                format!("random-{k} on half B"),
+                palette(5),
+                pick(|a| a.random_heldout.map(|x| x.train_loss)),
+            ),
+            (
+                format!("random-{k}: mean"),
+                palette(1),
+                pick(|a| Some(a.random.train_loss)),
+            ),
+            (
+                format!("random-{k}: mean ± sd"),
+                palette(3),
+                pick(|a| Some(a.random.train_loss + a.random_sd.train_loss)),
+            ),
+            (
+                String::new(),
+                palette(3),
+                pick(|a| Some(a.random.train_loss - a.random_sd.train_loss)),
+            ),
+        ],
+    )
+    .save(&dir, name(8), SALIENCY_CHARTS[8].1)?;
+
+    let share = |s: Option<&GradShares>, w: &str| {
+        s.and_then(|s| s.share.get(w).copied()).unwrap_or(f64::NAN)
+    };
+    let mut series: Vec<Series> = Vec::new();
+    for (i, w) in ["W_E", "W_in"].into_iter().enumerate() {
+        series.push((
+            format!("{w}: gradient"),
+            palette(3 * i),
+            col(&|r| share(Some(&r.grad), w)),
+        ));
+        series.push((
+            format!("{w}: weights"),
+            palette(3 * i + 1),
+            col(&|r| share(Some(&r.weights), w)),
+        ));
+        series.push((
+            format!("{w}: Adam update"),
+            palette(3 * i + 2),
+            col(&|r| share(r.adam_update.as_ref(), w)),
+        ));
+    }
+    lines(
+        "share of the squared norm in the key subspace",
+        false,
+        series,
+    )
+    .save(&dir, name(9), SALIENCY_CHARTS[9].1)?;
     Ok(dir)
 }
 

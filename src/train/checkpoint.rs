@@ -19,8 +19,8 @@ use std::path::Path;
 
 /// Saves the model (in `dtype`, with the model's non-parameter `buffers`, e.g.
 /// [`Model::buffers`]) and the optimiser state at `step` (with the loop's own state as
-/// `extra` metadata, returned in [`Resumed::meta`]), then deletes the previous optimiser file
-/// (only the latest is needed to resume). No wall-clock time goes in (it belongs in
+/// `extra` metadata, returned in [`Resumed::meta`]). [`prune_optim_states`] then deletes the
+/// earlier optimiser files, which resuming does not need. No wall-clock time goes in (it belongs in
 /// `metrics.jsonl`), so identical runs write identical bytes.
 ///
 /// # Errors
@@ -63,10 +63,15 @@ pub fn save(
         &model_path(run_dir, step),
         &params.to_safetensors(dtype, buffers, meta),
     )?;
+    Ok(())
+}
+
+/// Deletes the optimiser files of the checkpoints before `step` (only the latest is needed to
+/// resume; a run with `train.keep_optim_state` keeps them all and does not call this).
+pub fn prune_optim_states(run_dir: &Path, step: u64) {
     for old in list_steps(run_dir).into_iter().filter(|&s| s < step) {
         let _ = std::fs::remove_file(optim_path(run_dir, old));
     }
-    Ok(())
 }
 
 /// A checkpoint read back for resuming.

@@ -451,6 +451,9 @@ impl<'a> Run<'a> {
             (FIXED_META.to_string(), self.cfg.fixed_keys()),
         ];
         checkpoint::save(dir, step, params, &buffers, optim, dtype, &extra)?;
+        if !self.cfg.train.keep_optim_state {
+            checkpoint::prune_optim_states(dir, step);
+        }
         self.last_ckpt = Some(step);
         Ok(())
     }
