@@ -290,3 +290,45 @@ fn runs_stop_at_a_test_accuracy() {
     out_of(&["train", "--no-plots", "--resume", run.to_str().unwrap()]);
     assert_eq!(lines_without_wall_time(&run), before);
 }
+
+/// Two sweep files run into one directory, the second setting `train.weight_decay` for all its
+/// runs (so no run has it among its swept keys): collect still tells the settings apart, by the
+/// config key that differs, and `--by-setting` pools only runs of the same configuration.
+#[test]
+fn collect_separates_sweeps_that_share_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let grid = "\"model.init_seed\" = [0, 1]";
+    let plain = common::tiny_sweep(40, grid);
+    let no_decay = plain.replace("[set]\n", "[set]\n\"train.weight_decay\" = 0.0\n");
+    for (name, text) in [("a", &plain), ("b", &no_decay)] {
+        let file = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&file, text).unwrap();
+        let manifest = dir.path().join(format!("{name}.jsonl"));
+        std::fs::write(
+            &manifest,
+            out_of(&["sweep", "expand", file.to_str().unwrap()]),
+        )
+        .unwrap();
+        out_of(&[
+            "sweep",
+            "run",
+            manifest.to_str().unwrap(),
+            "--out",
+            runs.to_str().unwrap(),
+        ]);
+    }
+    let csv = out_of(&["sweep", "collect", runs.to_str().unwrap(), "--by-setting"]);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("train.weight_decay,runs,"), "{csv}");
+    let mut settings: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    settings.sort_unstable();
+    assert_eq!(settings, ["0.0", "1.0"], "{csv}");
+    assert!(
+        lines[1..].iter().all(|l| l.split(',').nth(1) == Some("2")),
+        "two seeds each: {csv}"
+    );
+}

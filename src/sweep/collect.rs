@@ -111,11 +111,17 @@ pub fn collect_run(dir: &Path) -> Result<RunRow> {
 /// Every finished run under `runs_dir` (directories with `DONE`), sorted by their swept values
 /// then id; also how many run directories are not finished.
 ///
+/// Runs of several sweep files can share a directory, and a key one file sets for all its runs
+/// (say `train.jump_decay`) is then not in any run's swept keys, though it tells the runs apart.
+/// Such keys, the `config.toml` keys whose values differ between the finished runs, are added
+/// to every row's swept values (`(default)` where a run's config leaves the key at its default), so
+/// that [`by_setting`] never pools runs of different configurations.
+///
 /// # Errors
-/// An unreadable directory or finished run.
+/// An unreadable directory, finished run or `config.toml`.
 pub fn collect(runs_dir: &Path) -> Result<(Vec<RunRow>, usize)> {
     let entries = std::fs::read_dir(runs_dir).map_err(|e| GrokError::io(runs_dir, e))?;
-    let (mut rows, mut unfinished) = (Vec::new(), 0);
+    let (mut rows, mut configs, mut unfinished) = (Vec::new(), Vec::new(), 0);
     for entry in entries {
         let dir = entry.map_err(|e| GrokError::io(runs_dir, e))?.path();
         if !dir.join("config.toml").exists() {
@@ -123,8 +129,26 @@ pub fn collect(runs_dir: &Path) -> Result<(Vec<RunRow>, usize)> {
         }
         if dir.join("DONE").exists() {
             rows.push(collect_run(&dir)?);
+            configs.push(flat_config(&dir.join("config.toml"))?);
         } else {
             unfinished += 1;
+        }
+    }
+    let all_keys: std::collections::BTreeSet<&String> =
+        configs.iter().flat_map(|c| c.keys()).collect();
+    let differing: Vec<String> = (all_keys.into_iter())
+        .filter(|k| configs.iter().any(|c| c.get(*k) != configs[0].get(*k)))
+        .cloned()
+        .collect();
+    for (row, config) in rows.iter_mut().zip(&configs) {
+        for key in &differing {
+            row.swept.entry(key.clone()).or_insert_with(|| {
+                config
+                    .get(key)
+                    .map_or(Value::String("(default)".into()), |v| {
+                        Value::String(v.clone())
+                    })
+            });
         }
     }
     rows.sort_by(|a, b| {
@@ -132,6 +156,16 @@ pub fn collect(runs_dir: &Path) -> Result<(Vec<RunRow>, usize)> {
         key(a).cmp(&key(b)).then(a.id.cmp(&b.id))
     });
     Ok((rows, unfinished))
+}
+
+/// A run's `config.toml` as `dotted key → value` ([`crate::config::flatten_table`]).
+fn flat_config(path: &Path) -> Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| GrokError::io(path, e))?;
+    let table: toml::Value =
+        toml::from_str(&text).map_err(|e| GrokError::data_file(path.display(), e))?;
+    let mut flat = Vec::new();
+    crate::config::flatten_table("", &table, &mut flat);
+    Ok(flat.into_iter().collect())
 }
 
 /// `rows` as CSV: `id`, the swept keys (their union, sorted), then the summary columns.
