@@ -69,7 +69,11 @@ def sweep_collect(runs: _Path, by_setting: bool = False) -> Tuple[str, int]:
     and the count of unfinished runs."""
 
 def saliency(
-    run_dir: _Path, baseline: str = "zero", ig_steps: int = 20, every: Optional[int] = None
+    run_dir: _Path,
+    baseline: str = "mean",
+    ig_steps: int = 20,
+    every: Optional[int] = None,
+    random_draws: int = 20,
 ) -> _Path:
     """`groklab saliency RUN_DIR`; returns the path of saliency.jsonl."""
 

@@ -115,12 +115,18 @@ class Run:
         return json.loads(path.read_text())
 
     def saliency(
-        self, baseline: str = "zero", ig_steps: int = 20, every: Optional[int] = None
+        self,
+        baseline: str = "mean",
+        ig_steps: int = 20,
+        every: Optional[int] = None,
+        random_draws: int = 20,
     ) -> pd.DataFrame:
         """Runs ``groklab saliency`` (integrated-gradients saliency of neurons and heads, top-k
-        against random-k ablation, the gradient's key-frequency share) on every ``every``-th
-        checkpoint and returns ``saliency.jsonl``, one row per checkpoint measured."""
-        path = _native.saliency(str(self.path), baseline, ig_steps, every)
+        against random-k ablation over ``random_draws`` random k-sets with their spread, the
+        |IG| and held-out-half rankings, the key-frequency share of the gradient, the weights
+        and Adam's update) on every ``every``-th checkpoint and returns ``saliency.jsonl``, one
+        row per checkpoint measured. Defaults as the CLI's."""
+        path = _native.saliency(str(self.path), baseline, ig_steps, every, random_draws)
         return _read_jsonl(Path(path))
 
     def llc(

@@ -264,15 +264,17 @@ fn checkpoint_path(run_dir: PathBuf, step: u64) -> PathBuf {
 /// `groklab saliency RUN_DIR`: integrated-gradients saliency of the neurons and heads of every
 /// `every`-th checkpoint (default: about 100 of them), top-k against random-k ablation, the
 /// gradient's key-frequency share; writes `saliency.jsonl` and its plots. `baseline`: `zero` or
-/// `mean`; `ig_steps`: interpolation points. The GIL is released.
+/// `mean` (the CLI's default); `ig_steps`: interpolation points; `random_draws`: random k-sets
+/// per k (at least 2). The GIL is released.
 #[pyfunction]
-#[pyo3(signature = (run_dir, baseline="zero", ig_steps=20, every=None))]
+#[pyo3(signature = (run_dir, baseline="mean", ig_steps=20, every=None, random_draws=20))]
 fn saliency(
     py: Python<'_>,
     run_dir: PathBuf,
     baseline: &str,
     ig_steps: usize,
     every: Option<usize>,
+    random_draws: usize,
 ) -> PyResult<PathBuf> {
     use groklab::measures::saliency::{SaliencyBaseline, SaliencyOptions};
     let baseline = match baseline {
@@ -280,12 +282,20 @@ fn saliency(
         "mean" => SaliencyBaseline::Mean,
         other => return Err(to_py(GrokError::invalid("baseline", other, "zero|mean"))),
     };
+    if random_draws < 2 {
+        return Err(to_py(GrokError::invalid(
+            "random_draws",
+            random_draws,
+            "an integer of at least 2 (their spread needs two)",
+        )));
+    }
     py.detach(|| {
         guarded(|| {
             let _lock = RunLock::acquire(&run_dir, "saliency")?;
             let opts = SaliencyOptions {
                 baseline,
                 steps: ig_steps,
+                random_draws,
                 ..Default::default()
             };
             let n = groklab::rundir::list_steps(&run_dir).len();
