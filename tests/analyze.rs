@@ -26,6 +26,11 @@ fn ok(out: Output) -> String {
 /// with p outputs (the measures score the p residue classes; a `=` output would make the
 /// training loss a different quantity).
 fn tiny_run(dir: &Path) -> PathBuf {
+    tiny_run_with(dir, &[])
+}
+
+/// [`tiny_run`] with more `--set` arguments.
+fn tiny_run_with(dir: &Path, extra: &[&str]) -> PathBuf {
     let run = dir.join("run");
     let mut args = vec!["train", "--no-plots", "--out", run.to_str().unwrap()];
     args.extend(TINY);
@@ -37,6 +42,7 @@ fn tiny_run(dir: &Path) -> PathBuf {
         "--set",
         "train.log_every=50",
     ]);
+    args.extend(extra);
     ok(groklab(&args));
     run
 }
@@ -295,20 +301,7 @@ fn report_renders_and_its_slider_moves_in_headless_chromium() {
 #[test]
 fn saliency_rows_agree_with_the_measures() {
     let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
-    let mut args = vec!["train", "--no-plots", "--out", run.to_str().unwrap()];
-    args.extend(TINY);
-    args.extend([
-        "--set",
-        "model.d_vocab_out=p",
-        "--set",
-        "train.steps=400",
-        "--set",
-        "train.log_every=50",
-        "--set",
-        "train.keep_optim_state=true",
-    ]);
-    ok(groklab(&args));
+    let run = tiny_run_with(dir.path(), &["--set", "train.keep_optim_state=true"]);
     ok(groklab(&["analyze", run.to_str().unwrap()]));
     let out = ok(groklab(&[
         "saliency",
