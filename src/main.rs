@@ -248,43 +248,8 @@ enum Command {
         /// Measure only these checkpointed steps (comma-separated).
         #[arg(long, value_delimiter = ',')]
         steps: Option<Vec<u64>>,
-        /// SGLD step size ε (devinterp `lr`).
-        #[arg(long, default_value_t = measures::llc::LlcOptions::default().lr)]
-        lr: f64,
-        /// Pull toward the checkpoint's weights, γ (devinterp `localization`).
-        #[arg(long, default_value_t = measures::llc::LlcOptions::default().localization)]
-        localization: f64,
-        /// Inverse temperature nβ [default: n / ln n, n the training examples].
-        #[arg(long)]
-        nbeta: Option<f64>,
-        /// Chains (run in parallel).
-        #[arg(long, default_value_t = measures::llc::LlcOptions::default().num_chains)]
-        num_chains: usize,
-        /// Draws per chain.
-        #[arg(long, default_value_t = measures::llc::LlcOptions::default().num_draws)]
-        num_draws: usize,
-        /// SGLD steps before the first draw.
-        #[arg(long, default_value_t = measures::llc::LlcOptions::default().num_burnin_steps)]
-        num_burnin_steps: usize,
-        /// SGLD steps between draws.
-        #[arg(long, default_value_t = measures::llc::LlcOptions::default().num_steps_bw_draws)]
-        num_steps_bw_draws: usize,
-        /// Training examples per SGLD step.
-        #[arg(long, default_value_t = measures::llc::LlcOptions::default().batch_size)]
-        batch_size: usize,
-        /// Seed of the batch order and the chains' noise.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// How the minibatches walk the training set (devinterp `epoch_mode`): reshuffle (a
-        /// fresh permutation every epoch) or cycle (devinterp 2.x's default: the first epoch's
-        /// batches replayed; the leftover examples are never seen, and L_n(w*) is taken over the
-        /// replayed ones).
-        #[arg(long, default_value = "reshuffle")]
-        epoch_mode: String,
-        /// Whether batches are drawn from a seeded permutation (devinterp `shuffle`); false: the
-        /// training split in its stored order (`split.json`), consecutive batches.
-        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-        shuffle: bool,
+        #[command(flatten)]
+        sgld: SgldArgs,
         /// Threads [default: all cores].
         #[arg(long)]
         threads: Option<usize>,
@@ -575,17 +540,7 @@ fn run(cli: Cli) -> Result<()> {
             run_dir,
             every,
             steps,
-            lr,
-            localization,
-            nbeta,
-            num_chains,
-            num_draws,
-            num_burnin_steps,
-            num_steps_bw_draws,
-            batch_size,
-            seed,
-            epoch_mode,
-            shuffle,
+            sgld,
             threads,
         } => {
             train::set_threads(
@@ -593,19 +548,7 @@ fn run(cli: Cli) -> Result<()> {
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
             );
             let _lock = groklab::rundir::RunLock::acquire(&run_dir, "llc")?;
-            let opts = measures::llc::LlcOptions {
-                lr,
-                localization,
-                nbeta,
-                num_chains,
-                num_draws,
-                num_burnin_steps,
-                num_steps_bw_draws,
-                batch_size,
-                seed,
-                epoch_mode: parse_enum("--epoch-mode", &epoch_mode, "reshuffle, cycle")?,
-                shuffle,
-            };
+            let opts = sgld.options()?;
             let n = groklab::rundir::list_steps(&run_dir).len();
             let every = every.unwrap_or(n.div_ceil(50).max(1));
             let clock = std::time::Instant::now();
@@ -819,6 +762,70 @@ fn free_run_dir(preset: &str) -> PathBuf {
         .chain((2..).map(|n| base.join(format!("{preset}-{n}"))))
         .find(|p| !p.exists())
         .expect("some directory is free")
+}
+
+/// `groklab llc`'s SGLD options, under devinterp's names ([`measures::llc::LlcOptions`]).
+#[derive(clap::Args)]
+struct SgldArgs {
+    /// SGLD step size ε (devinterp `lr`).
+    #[arg(long, default_value_t = measures::llc::LlcOptions::default().lr)]
+    lr: f64,
+    /// Pull toward the checkpoint's weights, γ (devinterp `localization`).
+    #[arg(long, default_value_t = measures::llc::LlcOptions::default().localization)]
+    localization: f64,
+    /// Inverse temperature nβ [default: n / ln n, n the training examples].
+    #[arg(long)]
+    nbeta: Option<f64>,
+    /// Chains (run in parallel).
+    #[arg(long, default_value_t = measures::llc::LlcOptions::default().num_chains)]
+    num_chains: usize,
+    /// Draws per chain.
+    #[arg(long, default_value_t = measures::llc::LlcOptions::default().num_draws)]
+    num_draws: usize,
+    /// SGLD steps before the first draw.
+    #[arg(long, default_value_t = measures::llc::LlcOptions::default().num_burnin_steps)]
+    num_burnin_steps: usize,
+    /// SGLD steps between draws.
+    #[arg(long, default_value_t = measures::llc::LlcOptions::default().num_steps_bw_draws)]
+    num_steps_bw_draws: usize,
+    /// Training examples per SGLD step.
+    #[arg(long, default_value_t = measures::llc::LlcOptions::default().batch_size)]
+    batch_size: usize,
+    /// Seed of the batch order and the chains' noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// How the minibatches walk the training set (devinterp `epoch_mode`): reshuffle (a
+    /// fresh permutation every epoch) or cycle (devinterp 2.x's default: the first epoch's
+    /// batches replayed; the leftover examples are never seen, and L_n(w*) is taken over the
+    /// replayed ones).
+    #[arg(long, default_value = "reshuffle")]
+    epoch_mode: String,
+    /// Whether batches are drawn from a seeded permutation (devinterp `shuffle`); false: the
+    /// training split in its stored order (`split.json`), consecutive batches.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    shuffle: bool,
+}
+
+impl SgldArgs {
+    /// The options, `--epoch-mode` checked.
+    ///
+    /// # Errors
+    /// [`GrokError::InvalidValue`] for an epoch mode other than reshuffle or cycle.
+    fn options(self) -> Result<measures::llc::LlcOptions> {
+        Ok(measures::llc::LlcOptions {
+            lr: self.lr,
+            localization: self.localization,
+            nbeta: self.nbeta,
+            num_chains: self.num_chains,
+            num_draws: self.num_draws,
+            num_burnin_steps: self.num_burnin_steps,
+            num_steps_bw_draws: self.num_steps_bw_draws,
+            batch_size: self.batch_size,
+            seed: self.seed,
+            epoch_mode: parse_enum("--epoch-mode", &self.epoch_mode, "reshuffle, cycle")?,
+            shuffle: self.shuffle,
+        })
+    }
 }
 
 /// Parses a snake_case enum value the way the config files spell it.
