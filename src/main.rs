@@ -501,15 +501,7 @@ fn run(cli: Cli) -> Result<()> {
             let opts = measures::saliency::SaliencyOptions {
                 baseline: parse_enum("--baseline", &baseline, "zero|mean")?,
                 steps: ig_steps,
-                random_draws: if random_draws >= 2 {
-                    random_draws
-                } else {
-                    return Err(GrokError::invalid(
-                        "--random-draws",
-                        random_draws,
-                        "an integer of at least 2 (their spread needs two)",
-                    ));
-                },
+                random_draws,
                 ..Default::default()
             };
             let n = groklab::rundir::list_steps(&run_dir).len();

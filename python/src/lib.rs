@@ -282,13 +282,6 @@ fn saliency(
         "mean" => SaliencyBaseline::Mean,
         other => return Err(to_py(GrokError::invalid("baseline", other, "zero|mean"))),
     };
-    if random_draws < 2 {
-        return Err(to_py(GrokError::invalid(
-            "random_draws",
-            random_draws,
-            "an integer of at least 2 (their spread needs two)",
-        )));
-    }
     py.detach(|| {
         guarded(|| {
             let _lock = RunLock::acquire(&run_dir, "saliency")?;

@@ -13,7 +13,7 @@
 use super::activations::grid_tokens;
 use super::logits::Scores;
 use super::matrix::Matrix;
-use super::saliency::{baseline_of, summarize, Ablated, Ablation, SaliencyOptions};
+use super::saliency::{baseline_of, summarize, summarize_abs, Ablated, Ablation, SaliencyOptions};
 use super::snapshot::Analyzer;
 use crate::models::{fused, ParamStore, TransformerConfig};
 use rand::seq::SliceRandom;
@@ -245,10 +245,7 @@ pub fn head_saliency(a: &Analyzer, store: &ParamStore, opts: &SaliencyOptions) -
             per_head[head].push(attr);
         }
     }
-    let abs: Vec<Vec<f64>> = (per_head.iter())
-        .map(|v| v.iter().map(|x| x.abs()).collect())
-        .collect();
-    let rank_abs = summarize(abs).2;
+    let rank_abs = summarize_abs(&per_head).1;
     let (means, medians, rank) = summarize(per_head);
     let mut cache: HashMap<Vec<usize>, Ablated> = HashMap::new();
     let mut ablate = |heads: &[usize]| -> Ablated {

@@ -173,10 +173,28 @@ pub struct SaliencyOptions {
     pub baseline: SaliencyBaseline,
     /// IG interpolation points m.
     pub steps: usize,
-    /// Random draws averaged for random-k ablation (their standard deviation is reported too).
+    /// Random draws averaged for random-k ablation (their standard deviation is reported too;
+    /// at least 2, [`SaliencyOptions::validate`]).
     pub random_draws: usize,
     /// Seed of the random draws.
     pub seed: u64,
+}
+
+impl SaliencyOptions {
+    /// Checks the options.
+    ///
+    /// # Errors
+    /// [`GrokError::InvalidValue`] for fewer than 2 random draws (their spread needs two).
+    pub fn validate(&self) -> Result<()> {
+        if self.random_draws < 2 {
+            return Err(GrokError::invalid(
+                "random_draws",
+                self.random_draws,
+                "an integer of at least 2 (their spread needs two)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for SaliencyOptions {
@@ -257,10 +275,7 @@ pub fn neuron_saliency(
             .collect()
     };
     let rank_heldout = summarize(on(&half_a)).2;
-    let abs: Vec<Vec<f64>> = (per_neuron.iter())
-        .map(|v| v.iter().map(|x| x.abs()).collect())
-        .collect();
-    let (_, medians_abs, rank_abs) = summarize(abs);
+    let (medians_abs, rank_abs) = summarize_abs(&per_neuron);
     let (means, medians, rank) = summarize(per_neuron);
     let rows_b: Vec<usize> = half_b.iter().map(|&j| a.train[j]).collect();
     let ranks = Rankings {
@@ -401,6 +416,16 @@ pub fn summarize(per_unit: Vec<Vec<f64>>) -> (Vec<f64>, Vec<f64>, Vec<usize>) {
     let mut rank: Vec<usize> = (0..medians.len()).collect();
     rank.sort_by(|&x, &y| (medians[y].total_cmp(&medians[x])).then(means[y].total_cmp(&means[x])));
     (means, medians, rank)
+}
+
+/// Per unit the median of its |attributions| `[units][inputs]`, and the units ranked by it,
+/// largest first (ties by the mean |attribution|).
+pub fn summarize_abs(per_unit: &[Vec<f64>]) -> (Vec<f64>, Vec<usize>) {
+    let abs = (per_unit.iter())
+        .map(|v| v.iter().map(|x| x.abs()).collect())
+        .collect();
+    let (_, medians, rank) = summarize(abs);
+    (medians, rank)
 }
 
 /// Median (mean of the middle two for an even count; NaN for none).

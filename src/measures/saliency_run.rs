@@ -58,6 +58,7 @@ pub fn saliency_run(
     opts: &SaliencyOptions,
     every: usize,
 ) -> Result<(Vec<SaliencyRow>, RunAnalysis)> {
+    opts.validate()?;
     let (cfg, data) = load_run(run_dir)?;
     let model = cfg.transformer().ok_or_else(|| {
         GrokError::invalid(
