@@ -6,8 +6,9 @@ mod common;
 use common::{assert_success, groklab, lines_without_wall_time, resume_to};
 use std::path::Path;
 
-fn train(out: &Path, steps: &str) -> std::process::Output {
-    groklab(&[
+/// A tiny `mlp_modadd` run (p = 11, hidden [24, 16]) into `out`, with further `--set` values.
+fn train_mlp(out: &Path, sets: &[&str]) -> std::process::Output {
+    let mut args = vec![
         "train",
         "--no-plots",
         "--preset",
@@ -18,15 +19,23 @@ fn train(out: &Path, steps: &str) -> std::process::Output {
         "task.p=11",
         "--set",
         "model.d_hidden=[24, 16]",
-        "--set",
-        "train.checkpoint_every=40",
-        "--set",
-        "train.dense_checkpoints_until=0",
-        "--set",
-        &format!("train.steps={steps}"),
-    ])
-    .output()
-    .unwrap()
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    groklab(&args).output().unwrap()
+}
+
+fn train(out: &Path, steps: &str) -> std::process::Output {
+    let steps = format!("train.steps={steps}");
+    train_mlp(
+        out,
+        &[
+            "train.checkpoint_every=40",
+            "train.dense_checkpoints_until=0",
+            &steps,
+        ],
+    )
 }
 
 #[test]
@@ -91,28 +100,13 @@ fn ramped_jump_and_fixed_decay() {
     let dir = tempfile::tempdir().unwrap();
     let run = |name: &str, extra: &[&str]| {
         let out = dir.path().join(name);
-        let mut args = vec![
-            "train",
-            "--no-plots",
-            "--preset",
-            "mlp_modadd",
-            "--out",
-            out.to_str().unwrap(),
-            "--set",
-            "task.p=11",
-            "--set",
-            "model.d_hidden=[24, 16]",
-            "--set",
+        let mut sets = vec![
             "train.steps=40",
-            "--set",
             "train.log_every=5",
-            "--set",
             "train.lr_jumps=[[20, 11.0, 10]]",
         ];
-        for e in extra {
-            args.extend(["--set", e]);
-        }
-        let o = groklab(&args).output().unwrap();
+        sets.extend(extra);
+        let o = train_mlp(&out, &sets);
         assert_success(&o);
         lines_without_wall_time(&out)
     };
@@ -145,19 +139,9 @@ fn ramped_jump_and_fixed_decay() {
             &["train.weight_decay=0", "train.jump_decay=fixed"]
         )
     );
-    let out = groklab(&[
-        "train",
-        "--no-plots",
-        "--preset",
-        "mlp_modadd",
-        "--out",
-        dir.path().join("sgd").to_str().unwrap(),
-        "--set",
-        "train.optimizer=sgd",
-        "--set",
-        "train.jump_decay=fixed",
-    ])
-    .output()
-    .unwrap();
+    let out = train_mlp(
+        &dir.path().join("sgd"),
+        &["train.optimizer=sgd", "train.jump_decay=fixed"],
+    );
     common::assert_error(&out, &["train.jump_decay", "adamw"]);
 }
