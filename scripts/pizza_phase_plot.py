@@ -18,7 +18,7 @@ prints each groklab run against the authors' runs near it (d_model within a fact
 Usage: python scripts/pizza_phase_plot.py --csv pizza/result/1l_fixedwidth.csv \
            --runs runs_ab runs_alpha --out docs/clock_pizza_phase.png [--table docs/table.md] \
            [--varywidth-csv pizza/result/1l_varywidth.csv --width-out docs/clock_pizza_width.png]
-Needs numpy, pandas, matplotlib (tomllib: Python >= 3.11).
+Needs numpy, pandas, matplotlib, scipy (tomllib: Python >= 3.11).
 """
 
 import argparse
@@ -59,6 +59,7 @@ def ours(dirs):
             rows.append({
                 "run": run.name, "attn_rate": cfg["model"].get("attn_rate", 1.0),
                 "seed": cfg["model"]["init_seed"], "step": last["step"],
+                "split": cfg["task"].get("split_seed", 0),
                 "d_model": cfg["model"]["d_model"],
                 "gradient_symmetricity": last["gradient_symmetricity"],
                 "distance_irrelevance": last["distance_irrelevance"],
@@ -116,24 +117,55 @@ def main():
                      f"{r.di_10:.3f} | {r.di_50:.3f} | {r.di_90:.3f} |")
     if len(mine):
         mine = mine.assign(bin=pd.cut(mine.attn_rate, BINS, include_lowest=True)).sort_values("attn_rate")
-        lines += ["", "| groklab run | α | seed | step | test acc | GS | their GS 10–90% | its percentile there "
+        lines += ["", "| groklab run | α | seed | split | step | test acc | GS | their GS 10–90% | its percentile there "
                   "| DI (incorrect) | their DI 10–90% | its percentile there | DI (correct logit) |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for _, r in mine.iterrows():
             s = spread.loc[r.bin]
             same = theirs[theirs.bin == r.bin]
             pct = lambda col, v: 100.0 * (same[col] < v).mean()
             lines.append(
-                f"| {r.run} | {r.attn_rate:.3f} | {r.seed} | {r.step} | {r.acc_test:.4f} | "
+                f"| {r.run} | {r.attn_rate:.3f} | {r.seed} | {r.split} | {r.step} | {r.acc_test:.4f} | "
                 f"{r.gradient_symmetricity:.3f} | {s.gs_10:.3f}–{s.gs_90:.3f} | "
                 f"{pct('gradient_sim', r.gradient_symmetricity):.0f} | "
                 f"{r.distance_irrelevance_incorrect:.3f} | {s.di_10:.3f}–{s.di_90:.3f} | "
                 f"{pct('distance_irrelevance', r.distance_irrelevance_incorrect):.0f} | "
                 f"{r.distance_irrelevance:.3f} |")
+        lines += model_b_tests(theirs, mine)
     text = "\n".join(lines)
     print(text)
     if args.table:
         args.table.write_text(text + "\n")
+
+
+def model_b_tests(theirs, mine):
+    """Model B as a distribution: groklab's runs with α > 0.95 against the authors' runs of that
+    bin, all together and split 0 apart from the other splits (each of the authors' runs drew its
+    own split): two-sample Kolmogorov-Smirnov and Mann-Whitney tests (scipy) on both measures, and
+    how many runs lie above the authors' highest gradient symmetricity."""
+    from scipy.stats import ks_2samp, mannwhitneyu
+
+    top = theirs[theirs.attn_coeff > 0.95]
+    b = mine[mine.attn_rate > 0.95]
+    if not len(b):
+        return []
+    out = ["", f"Model B (α > 0.95) against the authors' {len(top)} runs of that bin "
+           f"(their highest gradient symmetricity {top.gradient_sim.max():.3f}):", "",
+           "| groklab runs | n | GS median | above their highest | GS: KS D, p | Mann-Whitney p "
+           "| DI (incorrect): KS D, p | Mann-Whitney p |", "|---|---|---|---|---|---|---|---|"]
+    for name, part in [("all", b), ("split 0", b[b.split == 0]), ("splits ≠ 0", b[b.split != 0])]:
+        if not len(part):
+            continue
+        cells = []
+        for ours_col, col in [("gradient_symmetricity", "gradient_sim"),
+                              ("distance_irrelevance_incorrect", "distance_irrelevance")]:
+            ks = ks_2samp(part[ours_col], top[col])
+            mw = mannwhitneyu(part[ours_col], top[col])
+            cells += [f"{ks.statistic:.2f}, {ks.pvalue:.2f}", f"{mw.pvalue:.2f}"]
+        above = int((part.gradient_symmetricity > top.gradient_sim.max()).sum())
+        out.append(f"| {name} | {len(part)} | {part.gradient_symmetricity.median():.3f} | {above} | "
+                   + " | ".join(cells) + " |")
+    return out
 
 
 def width_plot(theirs, mine, out):
