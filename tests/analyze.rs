@@ -392,4 +392,21 @@ fn saliency_rows_agree_with_the_measures() {
     ok(groklab(&["report", run.to_str().unwrap()]));
     let page = std::fs::read_to_string(run.join("report.html")).unwrap();
     assert!(page.contains("id=\"saliency\""));
+    // five of eleven frequencies key: no warning; every one key (as the consensus rule finds on
+    // a memorising model, where every share is then near 1): a warning
+    let all: Vec<String> = (1..=11).map(|k| k.to_string()).collect();
+    for (n_key, warned) in [(5, false), (11, true)] {
+        let keys = all[..n_key].join(",");
+        ok(groklab(&[
+            "analyze",
+            run.to_str().unwrap(),
+            "--key-freqs",
+            &keys,
+        ]));
+        let out = groklab(&["saliency", run.to_str().unwrap(), "--every", "100"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        let warning = format!("warning: {n_key} of 11 frequencies are key");
+        assert_eq!(err.contains(&warning), warned, "{err}");
+    }
 }

@@ -46,6 +46,19 @@ pub struct SaliencyRow {
     pub key_share: f64,
 }
 
+/// Warns when more than half of the `(p − 1) / 2` frequencies are key: a flat spectrum (a
+/// memorising model, a random table) makes every key-subspace share near 1, so the shares say
+/// nothing until the subspace is fixed by hand (`analyze --key-freqs`).
+fn warn_flat_spectrum(n_key: usize, p: usize) {
+    let n_freqs = (p - 1) / 2;
+    if 2 * n_key > n_freqs {
+        eprintln!(
+            "warning: {n_key} of {n_freqs} frequencies are key (a flat spectrum), so every key \
+             share is near 1; fix the subspace first with `groklab analyze RUN --key-freqs K,...`"
+        );
+    }
+}
+
 /// Measures every `every`-th checkpoint of `run_dir` (the last always), one checkpoint per rayon
 /// thread; the key frequencies and phases come from the run's analysis (computed first if it has
 /// none). Writes `saliency.jsonl` and `saliency.csv`.
@@ -75,6 +88,7 @@ pub fn saliency_run(
         let rule = KeyFreqRule::Consensus(DEFAULT_EMBED_THRESHOLD);
         analyze_run(run_dir, &rule)?.1
     };
+    warn_flat_spectrum(analysis.key_freqs.len(), analyzer.p);
     let (steps, _) = super::run::finite_checkpoints(run_dir)?;
     let last = *steps.last().expect("finite_checkpoints returns some");
     let chosen: Vec<u64> = (steps.iter().enumerate())
